@@ -1,0 +1,174 @@
+"""The provider contract: what an LLM backend offers the fallback chain.
+
+A provider turns a list of chat messages into text, either as a stream of text deltas or in
+one plain call. It knows nothing about fallback, circuits or the event stream: the chain in
+:mod:`server.llm_chain` owns those. Providers register through the ``sluice.providers`` entry
+point group, exactly like third-party ones; the built-ins live in ``plugins/providers``.
+
+Usage and finish reason travel *beside* the text (on the stream object once it is exhausted,
+or on :class:`Completion`), never inside it, so that nothing but answer text reaches ``chunk``
+events.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Completion",
+    "FailureKind",
+    "Message",
+    "Provider",
+    "ProviderContext",
+    "ProviderError",
+    "ProviderOptions",
+    "ProviderStream",
+    "Usage",
+]
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message in the prompt, in OpenAI's role vocabulary.
+
+    Providers map roles to their own (Gemini has no ``system`` role in contents: it becomes the
+    system instruction, and ``assistant`` becomes ``model``).
+    """
+
+    role: Role
+    content: str
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True)
+class Completion:
+    """The result of a plain (non-streaming) call."""
+
+    text: str
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+
+
+class FailureKind(enum.Enum):
+    """Why a provider call failed; the chain decides what each means for fallback."""
+
+    UNAVAILABLE = "unavailable"  # 5xx, connection refused/reset, DNS: try elsewhere
+    RATE_LIMITED = "rate_limited"  # 429: skip this provider until retry_after
+    TIMEOUT = "timeout"  # first-token or idle timeout
+    AUTH = "auth"  # 401/403: the key is wrong; fix the configuration
+    BAD_REQUEST = "bad_request"  # 400/404/422: unknown model, prompt refused…
+    MALFORMED = "malformed"  # the upstream spoke something we could not parse
+    STREAM_UNSUPPORTED = "stream_unsupported"  # streaming refused; a plain call may work
+
+
+class ProviderError(Exception):
+    """A failure the chain understands. ``message`` is safe to show a person.
+
+    Never put API keys, raw upstream bodies or tracebacks in ``message``: it may reach the
+    client in an ``error`` event. ``detail`` is for server-side logs only (still no keys).
+    """
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after = retry_after
+        self.status = status
+        self.detail = detail
+
+
+@runtime_checkable
+class ProviderStream(Protocol):
+    """An async iterator of text deltas with usage and finish reason beside it.
+
+    ``usage`` and ``finish_reason`` are filled in by the time iteration ends. ``aclose()`` must
+    close the upstream HTTP response at once (the upstream sees its connection close), and is
+    safe to call more than once or after the end.
+    """
+
+    usage: Usage | None
+    finish_reason: str | None
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ProviderOptions(BaseModel):
+    """Base for a provider's ``[llm.<name>]`` options. Unknown keys are refused at start-up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = ""
+    base_url: str | None = None
+
+
+class Provider(Protocol):
+    """What the chain needs of a provider.
+
+    Construction is ``ProviderClass(options, context)``: the validated ``[llm.<name>]`` options
+    and a :class:`ProviderContext` (environment for the well-known key names, pool sizing); it
+    must not do network I/O. ``missing_configuration()`` says, in one
+    line a person can act on, why the provider cannot run (no key set…), or None when it can.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[ProviderOptions]]
+    model: str
+
+    def missing_configuration(self) -> str | None: ...
+
+    def stream(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> ProviderStream:
+        """Start a streaming call. Errors before the first delta raise ProviderError from
+        the first ``__anext__``; errors later raise ProviderError mid-iteration.
+        ``timeout`` bounds connecting and the wait for response headers."""
+        ...
+
+    async def complete(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> Completion: ...
+
+    async def aclose(self) -> None:
+        """Release the HTTP client and its pool at shutdown."""
+        ...
+
+
+@dataclass
+class ProviderContext:
+    """What a provider factory receives besides its options."""
+
+    environ: Mapping[str, str] = field(default_factory=dict)
+    # Upper bound of concurrent upstream requests the server will make: size pools to it.
+    max_connections: int = 256
+    extra: dict[str, Any] = field(default_factory=dict)
