@@ -1,0 +1,227 @@
+"""A fake OpenAI-compatible upstream that streams stamped tokens, fast enough not to matter.
+
+``POST /v1/chat/completions`` answers, for ``"stream": true``, the OpenAI streaming wire format:
+``data: {chat.completion.chunk}\\n\\n`` frames (first a role delta, then one frame per token,
+then a ``finish_reason: "stop"`` frame) and ``data: [DONE]\\n\\n``, over chunked HTTP/1.1 with
+keep-alive. Without ``stream`` it answers one ``chat.completion`` JSON with the whole text.
+
+Every token's text is `` ⟨seq:ns⟩``: its sequence number (1-based) and ``time.time_ns()`` when it
+was written, so a client can compute per-token lag and spot lost, duplicated or reordered tokens
+even if a server re-chunks the text. The mark holds non-ASCII characters on purpose: it
+exercises UTF-8 split across reads.
+
+Token count and pace come from the command line (the runner starts one upstream per run); the
+request body may override them with ``bench:tokens=N,interval_ms=X`` anywhere in it.
+
+Run: ``python -m bench.fake_upstream --port 9000 --tokens 500 --interval-ms 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import signal
+import time
+
+OPEN, CLOSE = "⟨", "⟩"
+MARK_RE = re.compile(r"⟨(\d+):(\d+)⟩")
+_OVERRIDE_RE = re.compile(rb"bench:tokens=(\d+),interval_ms=(\d+(?:\.\d+)?)")
+
+_CHUNK_HEAD = (
+    b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
+    b'"model":"bench-model","choices":[{"index":0,"delta":{'
+)
+_ROLE_FRAME = _CHUNK_HEAD + b'"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+_TOKEN_HEAD = _CHUNK_HEAD + b'"content":"'
+_TOKEN_TAIL = b'"},"finish_reason":null}]}\n\n'
+_STOP_FRAME = _CHUNK_HEAD + b'},"finish_reason":"stop"}]}\n\n'
+_DONE_FRAME = b"data: [DONE]\n\n"
+
+_STREAM_HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream; charset=utf-8\r\n"
+    b"Cache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n"
+    b"\r\n"
+)
+# Burst mode (interval 0) writes this many tokens per write, then yields to other streams.
+BATCH = 32
+
+
+def token_bytes(seq: int, ns: int) -> bytes:
+    return f" {OPEN}{seq}:{ns}{CLOSE}".encode()
+
+
+def _chunked(payload: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(payload), payload)
+
+
+class Stats:
+    streams_started = 0
+    streams_finished = 0
+    streams_aborted = 0
+    plain_requests = 0
+
+
+class UpstreamProtocol(asyncio.Protocol):
+    def __init__(self, tokens: int, interval_s: float) -> None:
+        self.tokens = tokens
+        self.interval_s = interval_s
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.busy = False  # a response is being written; further requests wait in buf
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.can_write.set()
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.busy:
+            self._try_request()
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def _try_request(self) -> None:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end].decode("latin-1")
+        length = 0
+        for line in head.split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if len(self.buf) < end + 4 + length:
+            return
+        body = self.buf[end + 4 : end + 4 + length]
+        self.buf = self.buf[end + 4 + length :]
+        method, path = ([*head.split(" ", 2), "", ""])[:2]
+        if method != "POST" or not path.split("?")[0].endswith("/chat/completions"):
+            self._write_plain(404, b'{"error":{"message":"not found"}}')
+            return self._after_response()
+        tokens, interval_s = self.tokens, self.interval_s
+        m = _OVERRIDE_RE.search(body)
+        if m:
+            tokens, interval_s = int(m.group(1)), float(m.group(2)) / 1000
+        if re.search(rb'"stream"\s*:\s*true', body):
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._stream(tokens, interval_s))
+        else:
+            Stats.plain_requests += 1
+            text = "".join(token_bytes(i, time.time_ns()).decode() for i in range(1, tokens + 1))
+            answer = (
+                '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,'
+                '"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant",'
+                f'"content":"{text}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,'
+                f'"completion_tokens":{tokens},"total_tokens":{tokens + 1}}}}}'
+            )
+            self._write_plain(200, answer.encode())
+            self._after_response()
+
+    def _write_plain(self, status: int, body: bytes) -> None:
+        assert self.transport is not None
+        reason = b"OK" if status == 200 else b"Not Found"
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, reason, len(body), body)
+        )
+
+    def _after_response(self) -> None:
+        self.busy = False
+        if self.buf and not self.closed:
+            self._try_request()
+
+    async def _stream(self, tokens: int, interval_s: float) -> None:
+        transport = self.transport
+        assert transport is not None
+        Stats.streams_started += 1
+        transport.write(_STREAM_HEADERS + _chunked(_ROLE_FRAME))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        seq = 1
+        while seq <= tokens:
+            if self.closed:
+                Stats.streams_aborted += 1
+                return
+            if interval_s > 0:
+                # Absolute schedule: the pace does not drift with write or loop delays.
+                delay = start + seq * interval_s - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    if self.closed:
+                        Stats.streams_aborted += 1
+                        return
+                count = 1
+            else:
+                count = min(BATCH, tokens - seq + 1)
+            if not self.can_write.is_set():
+                await self.can_write.wait()
+                if self.closed:
+                    Stats.streams_aborted += 1
+                    return
+            ns = time.time_ns()
+            frames = b"".join(
+                _chunked(_TOKEN_HEAD + token_bytes(s, ns) + _TOKEN_TAIL)
+                for s in range(seq, seq + count)
+            )
+            transport.write(frames)
+            seq += count
+            if interval_s <= 0:
+                await asyncio.sleep(0)  # let other streams have their turn
+        transport.write(_chunked(_STOP_FRAME) + _chunked(_DONE_FRAME) + b"0\r\n\r\n")
+        Stats.streams_finished += 1
+        self._after_response()
+
+
+async def serve(host: str, port: int, tokens: int, interval_ms: float) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: UpstreamProtocol(tokens, interval_ms / 1000), host, port, backlog=4096
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"fake upstream on http://{host}:{port}/v1 tokens={tokens} interval_ms={interval_ms}")
+    async with server:
+        await stop.wait()
+    print(
+        f"fake upstream: streams started={Stats.streams_started} "
+        f"finished={Stats.streams_finished} aborted={Stats.streams_aborted} "
+        f"plain={Stats.plain_requests}",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--tokens", type=int, default=500)
+    parser.add_argument("--interval-ms", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    with contextlib.suppress(ImportError):
+        import resource
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(serve(args.host, args.port, args.tokens, args.interval_ms))
+
+
+if __name__ == "__main__":
+    main()

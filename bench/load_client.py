@@ -1,0 +1,445 @@
+"""Load client: N concurrent SSE streams from one process, with per-token lag and loss accounting.
+
+Each stream is one ``POST`` on its own connection (asyncio Protocol, no HTTP library in the
+way), its response parsed incrementally: chunked or close-delimited bodies, UTF-8 split across
+reads (incremental decoder), lines split across reads and ended by ``\\n``, ``\\r\\n`` or ``\\r``,
+multi-line ``data``, comments (heartbeats), ``id`` gaps. Token marks `` ⟨seq:ns⟩`` (see
+``fake_upstream``) are pulled out of the concatenated chunk contents, so servers that re-chunk
+the text are measured correctly.
+
+Run: ``python -m bench.load_client --url http://127.0.0.1:8000/chat --concurrency 50 --total 100
+--tokens 500`` prints a JSON summary (see ``summarize``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import codecs
+import json
+import math
+import re
+import resource
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+try:
+    import orjson
+
+    _loads: Any = orjson.loads
+except ImportError:  # pragma: no cover - orjson is in the bench extra
+    _loads = json.loads
+
+MARK_RE = re.compile(r"⟨(\d+):(\d+)⟩")
+TERMINAL = ("complete", "error")
+
+
+@dataclass
+class Target:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    message: str = "Tell me a story."
+
+    def request_bytes(self, index: int) -> bytes:
+        parts = urlsplit(self.url)
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        body = json.dumps({"message": f"{self.message} #{index}"}).encode()
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {parts.netloc}",
+            "Accept: text/event-stream",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+        ]
+        head += [f"{k}: {v}" for k, v in self.headers.items()]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class Totals:
+    """What all streams of one run add up to."""
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+        self.lags_us: list[int] = []
+        self.ttfs_ms: list[float] = []
+        self.ttfc_ms: list[float] = []
+        self.gaps_s: list[float] = []  # per stream: longest silence after the headers
+        self.events = 0
+        self.chunk_events = 0
+        self.comments = 0
+        self.marks = 0
+        self.lost = 0
+        self.duplicated = 0
+        self.out_of_order = 0
+        self.id_gaps = 0
+        self.errors: Counter[str] = Counter()
+        self.ok = 0
+        self.open_now = 0
+        self.max_open = 0
+
+
+class SSEStream(asyncio.Protocol):
+    """One request and its event stream; ``done`` resolves when it has ended, however."""
+
+    def __init__(self, totals: Totals, request: bytes, timeout_s: float) -> None:
+        self.totals = totals
+        self.request = request
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.t0 = time.time_ns()
+        self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout)
+        self.raw = bytearray()
+        self.head_done = False
+        self.chunked = False
+        self.remaining = 0  # bytes left in the current HTTP chunk
+        self.chunk_state = 0  # 0: size line, 1: data, 2: CRLF after data
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text = ""
+        self.ev_type = ""
+        self.data: list[str] = []
+        self.last_id: int | None = None
+        self.carry = ""
+        self.seen = bytearray(totals.tokens + 1)
+        self.unique = 0
+        self.max_seq = 0
+        self.terminal = ""
+        self.error = ""
+        self.first_status = False
+        self.first_chunk = False
+        self.last_rx = 0
+        self.max_gap = 0
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        if self.last_rx:
+            self.max_gap = max(self.max_gap, now - self.last_rx)
+        self.last_rx = now
+        if not self.head_done:
+            self.raw += data
+            end = self.raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self._head(bytes(self.raw[:end]).decode("latin-1")):
+                return
+            data = bytes(self.raw[end + 4 :])
+            self.raw.clear()
+        if self.chunked:
+            self._dechunk(data, now)
+        else:
+            self._feed(data, now)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.head_done and not self.chunked:
+            self._feed(b"", time.time_ns(), final=True)
+        self._finish("" if self.terminal else "disconnected before terminal event")
+
+    # -- HTTP ----------------------------------------------------------------------------
+    def _head(self, head: str) -> bool:
+        lines = head.split("\r\n")
+        status = lines[0].split(" ", 2)
+        if len(status) < 2 or status[1] != "200":
+            self._finish(f"http {status[1] if len(status) > 1 else '?'}")
+            return False
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
+                self.chunked = True
+        self.head_done = True
+        self.totals.open_now += 1
+        self.totals.max_open = max(self.totals.max_open, self.totals.open_now)
+        return True
+
+    def _dechunk(self, data: bytes, now: int) -> None:
+        buf = self.raw
+        buf += data
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            if self.chunk_state == 0:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
+                pos = eol + 2
+                if size == 0:
+                    self._feed(b"", now, final=True)
+                    self._finish("" if self.terminal else "body ended before terminal event")
+                    return
+                self.remaining = size
+                self.chunk_state = 1
+            elif self.chunk_state == 1:
+                take = min(self.remaining, n - pos)
+                self._feed(bytes(buf[pos : pos + take]), now)
+                pos += take
+                self.remaining -= take
+                if self.remaining == 0:
+                    self.chunk_state = 2
+            else:
+                if n - pos < 2:
+                    break
+                pos += 2
+                self.chunk_state = 0
+        del buf[:pos]
+
+    # -- SSE -----------------------------------------------------------------------------
+    def _feed(self, data: bytes, now: int, final: bool = False) -> None:
+        text = self.text + self.decoder.decode(data, final)
+        if not text:
+            return
+        hold = ""
+        if text.endswith("\r") and not final:  # may be the first half of \r\n
+            text, hold = text[:-1], "\r"
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = text.split("\n")
+        self.text = lines.pop() + hold
+        for line in lines:
+            self._line(line, now)
+
+    def _line(self, line: str, now: int) -> None:
+        if not line:
+            if self.data:
+                self._dispatch(now)
+            self.ev_type = ""
+            return
+        if line[0] == ":":
+            self.totals.comments += 1
+            return
+        name, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self.data.append(value)
+        elif name == "event":
+            self.ev_type = value
+        elif name == "id" and value.isdigit():
+            num = int(value)
+            if self.last_id is not None and num != self.last_id + 1:
+                self.totals.id_gaps += 1
+            self.last_id = num
+
+    def _dispatch(self, now: int) -> None:
+        data = self.data[0] if len(self.data) == 1 else "\n".join(self.data)
+        self.data = []
+        kind = self.ev_type
+        totals = self.totals
+        totals.events += 1
+        payload: Any = None
+        if not kind or kind == "message" or kind in TERMINAL or kind == "chunk":
+            try:
+                payload = _loads(data)
+            except ValueError:
+                payload = None
+            if not kind or kind == "message":
+                kind = payload.get("type", "message") if isinstance(payload, dict) else "message"
+        if kind == "chunk":
+            totals.chunk_events += 1
+            if not self.first_chunk:
+                self.first_chunk = True
+                totals.ttfc_ms.append((now - self.t0) / 1e6)
+            content = payload.get("content", "") if isinstance(payload, dict) else ""
+            if content:
+                self._marks(content, now)
+        elif kind == "status":
+            if not self.first_status:
+                self.first_status = True
+                totals.ttfs_ms.append((now - self.t0) / 1e6)
+        elif kind in TERMINAL:
+            if self.terminal:
+                totals.errors["second terminal event"] += 1
+            self.terminal = kind
+            if kind == "error":
+                code = payload.get("code", "?") if isinstance(payload, dict) else "?"
+                self.error = f"error event {code}"
+
+    def _marks(self, content: str, now: int) -> None:
+        text = self.carry + content if self.carry else content
+        end = 0
+        seen = self.seen
+        lags = self.totals.lags_us
+        for m in MARK_RE.finditer(text):
+            end = m.end()
+            seq = int(m.group(1))
+            lags.append((now - int(m.group(2))) // 1000)
+            self.totals.marks += 1
+            if seq <= 0 or seq >= len(seen) or seen[seq]:
+                self.totals.duplicated += 1
+                continue
+            seen[seq] = 1
+            self.unique += 1
+            if seq < self.max_seq:
+                self.totals.out_of_order += 1
+            else:
+                self.max_seq = seq
+        tail = text[end:]
+        cut = tail.rfind("⟨")
+        self.carry = tail[cut:] if cut >= 0 else ""
+
+    # -- end -----------------------------------------------------------------------------
+    def _timeout(self) -> None:
+        self._finish("timeout")
+
+    def _finish(self, error: str) -> None:
+        if self.done.done():
+            return
+        self.timer.cancel()
+        totals = self.totals
+        if self.head_done:
+            totals.open_now -= 1
+            totals.gaps_s.append(self.max_gap / 1e9)
+        if self.transport is not None:
+            self.transport.close()
+        error = error or self.error
+        if self.head_done:
+            totals.lost += totals.tokens - self.unique
+        else:
+            totals.lost += totals.tokens
+        if error:
+            totals.errors[error] += 1
+        else:
+            totals.ok += 1
+        self.done.set_result(None)
+
+
+async def one_stream(
+    totals: Totals, host: str, port: int, request: bytes, timeout_s: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    proto = SSEStream(totals, request, timeout_s)
+    try:
+        await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), timeout_s)
+    except (OSError, TimeoutError) as exc:
+        proto._finish(f"connect: {type(exc).__name__}")
+        return
+    await proto.done
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+async def run_load(
+    target: Target,
+    concurrency: int,
+    total: int,
+    tokens: int,
+    ramp_s: float = 0.0,
+    timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Open ``concurrency`` streams at once (their starts spread over ``ramp_s``), each worker
+    starting its next stream as soon as the last ends, until ``total`` streams have run."""
+    raise_nofile()
+    totals = Totals(tokens)
+    parts = urlsplit(target.url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    counter = iter(range(total))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def worker(slot: int) -> None:
+        if ramp_s > 0:
+            await asyncio.sleep(max(0.0, start + ramp_s * slot / concurrency - loop.time()))
+        for index in counter:
+            await one_stream(totals, host, port, target.request_bytes(index), timeout_s)
+
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(min(concurrency, total))))
+    wall = time.perf_counter() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    return summarize(totals, total, wall, cpu)
+
+
+def summarize(totals: Totals, streams: int, wall: float, cpu: float) -> dict[str, Any]:
+    lags_ms = [x / 1000 for x in totals.lags_us]
+
+    def pct(values: list[float], q: float) -> float | None:
+        v = percentile(values, q)
+        return None if v is None else round(v, 3)
+
+    return {
+        "streams": streams,
+        "ok": totals.ok,
+        "errors": sum(totals.errors.values()),
+        "error_kinds": dict(totals.errors.most_common(5)),
+        "wall_s": round(wall, 3),
+        "events": totals.events,
+        "events_per_s": round(totals.events / wall, 1) if wall else 0.0,
+        "chunk_events": totals.chunk_events,
+        "tokens": totals.marks,
+        "tokens_per_s": round(totals.marks / wall, 1) if wall else 0.0,
+        "ttfs_p50_ms": pct(totals.ttfs_ms, 50),
+        "ttfs_p99_ms": pct(totals.ttfs_ms, 99),
+        "ttfc_p50_ms": pct(totals.ttfc_ms, 50),
+        "ttfc_p99_ms": pct(totals.ttfc_ms, 99),
+        "lag_p50_ms": pct(lags_ms, 50),
+        "lag_p90_ms": pct(lags_ms, 90),
+        "lag_p99_ms": pct(lags_ms, 99),
+        "lag_max_ms": round(max(lags_ms), 3) if lags_ms else None,
+        "lost": totals.lost,
+        "duplicated": totals.duplicated,
+        "out_of_order": totals.out_of_order,
+        "id_gaps": totals.id_gaps,
+        "comments": totals.comments,
+        "max_open": totals.max_open,
+        "silence_p99_s": pct(totals.gaps_s, 99),
+        "silence_max_s": round(max(totals.gaps_s), 3) if totals.gaps_s else None,
+        "client_cpu_pct": round(100 * cpu / wall, 1) if wall else 0.0,
+    }
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--header", action="append", default=[], help="'Name: value'")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--total", type=int, default=None, help="streams in all (default: N)")
+    parser.add_argument("--tokens", type=int, required=True, help="tokens each stream carries")
+    parser.add_argument("--ramp-s", type=float, default=0.0)
+    parser.add_argument("--timeout-s", type=float, default=120.0)
+    parser.add_argument("--message", default=Target.message, help="text of each user message")
+    args = parser.parse_args(argv)
+    headers = dict(h.split(":", 1) for h in args.header)
+    target = Target(args.url, {k.strip(): v.strip() for k, v in headers.items()}, args.message)
+    result = asyncio.run(
+        run_load(
+            target,
+            args.concurrency,
+            args.total or args.concurrency,
+            args.tokens,
+            args.ramp_s,
+            args.timeout_s,
+        )
+    )
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

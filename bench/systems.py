@@ -1,0 +1,116 @@
+"""The systems under test: how to launch each, where its stream endpoint is, how to tell it's up."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What the runner needs to know about one run of a system."""
+
+    port: int
+    upstream_url: str  # http://127.0.0.1:<port>/v1
+    data_dir: str
+    workload: str
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    describe: str
+    argv: Callable[[Launch], list[str]]
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extra_env: Callable[[Launch], dict[str, str]] = lambda launch: {}
+    health: str = "/healthz"
+
+    def available(self) -> str | None:
+        """None when it can run here, else why not."""
+        if self.name == "sluice" and not (ROOT / "server" / "__main__.py").exists():
+            return "server/__main__.py does not exist yet"
+        return None
+
+    def env(self, launch: Launch) -> dict[str, str]:
+        return {
+            "PORT": str(launch.port),
+            "OPENAI_API_KEY": "bench",
+            "OPENAI_BASE_URL": launch.upstream_url,
+            **self.extra_env(launch),
+        }
+
+
+def _sluice_env(launch: Launch) -> dict[str, str]:
+    env = {
+        "SLUICE_LLM__PROVIDERS": "openai",
+        "SLUICE_API_TOKENS": "bench:bench-user",
+        "SLUICE_RATE_LIMIT__REQUESTS_PER_MINUTE": "100000000",
+        "SLUICE_RATE_LIMIT__BURST": "100000000",
+        "SLUICE_LIMITS__MAX_STREAMS_PER_USER": "100000",
+        "SLUICE_DATA_DIR": launch.data_dir,
+        "SLUICE_LOG__LEVEL": "warning",
+    }
+    if launch.workload == "idle":
+        # Tokens come every 10 s in the idle workload: a 4 s heartbeat shows up in between.
+        env["SLUICE_STREAM__HEARTBEAT_SECONDS"] = "4"
+    return env
+
+
+SYSTEMS: dict[str, System] = {
+    s.name: s
+    for s in [
+        System(
+            name="sluice",
+            describe="sluice full pipeline (python -m server)",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_env,
+        ),
+        System(
+            name="tornado",
+            describe="bare Tornado handler, AsyncOpenAI typed stream, write+flush per chunk",
+            argv=lambda launch: [PY, "-m", "bench.baselines.tornado_relay"],
+            path="/chat",
+        ),
+        System(
+            name="fastapi",
+            describe="FastAPI + sse-starlette EventSourceResponse on uvicorn, AsyncOpenAI",
+            argv=lambda launch: [PY, "-m", "bench.baselines.fastapi_relay"],
+            path="/chat",
+        ),
+        System(
+            name="flask",
+            describe="Flask on gunicorn gthread (1 worker x 100 threads), sync OpenAI client",
+            argv=lambda launch: [
+                PY,
+                "-m",
+                "gunicorn",
+                "-k",
+                "gthread",
+                "-w",
+                "1",
+                "--threads",
+                "100",
+                "--worker-connections",
+                "20000",
+                "--backlog",
+                "4096",
+                "--log-level",
+                "warning",
+                "--timeout",
+                "120",
+                "-b",
+                f"127.0.0.1:{launch.port}",
+                "bench.baselines.flask_relay:app",
+            ],
+            path="/chat",
+        ),
+    ]
+}
