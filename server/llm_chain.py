@@ -1,20 +1,52 @@
-"""The fallback chain: one answer from whichever provider can give it.
+"""The fallback chain: one answer from whichever provider can give it (DESIGN.md section 7).
 
-The chain is the only retry loop (SDK retries are off). It walks ``llm.providers`` in order;
-a failure before any text left moves on — to the same provider without streaming, then to the
-next provider — within the turn's deadline. A failure after text was sent is final
-(``upstream_interrupted``): repeating text the user already read is worse than stopping.
+The chain is the only retry loop (SDK retries are off). For one turn it walks
+``llm.providers`` in order, skipping a provider whose circuit is open or whose Retry-After has
+not passed, and for each provider it tries:
+
+1. a streaming call, bounded by the first-token timeout, then the idle timeout between
+   deltas, and always by the turn's deadline;
+2. if the stream failed before any text and the failure suggests the provider itself is up
+   (streaming refused, a 5xx, a malformed frame, a cut before the first text), the same
+   provider without streaming; its answer is handed on in several pieces so the page still
+   animates it;
+3. otherwise the next provider.
+
+A failure after text was sent is final (``upstream_interrupted``): repeating text the user
+already read is worse than stopping, and the caller keeps the partial answer. When no
+provider can answer the chain raises ``upstream_unavailable``; when the turn's deadline
+passes, ``timeout``. Both are retryable.
+
+Timeouts are applied around each ``__anext__`` only, never across a ``yield``: the consumer
+runs in the same task, and a timer that fired while it was busy writing to a slow client
+would cancel the wrong thing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from server.providers import Message, Provider, ProviderError, Usage
+from server.circuit import Circuit, CircuitState
+from server.providers import FailureKind, Message, Provider, ProviderError, Usage
 
-__all__ = ["AnswerResult", "ChainError", "LLMChain"]
+__all__ = ["AnswerResult", "AnswerStream", "ChainError", "ChainObserver", "LLMChain"]
+
+log = logging.getLogger("sluice.llm")
+
+STREAM = "stream"
+NON_STREAM = "non-stream"
+
+# A plain answer is handed on in pieces of about this many characters, cut after whitespace.
+PLAIN_PIECE_CHARS = 24
+
+# After a stream failure of these kinds, the same provider is asked again without streaming.
+_PLAIN_WORTH_TRYING = frozenset(
+    {FailureKind.STREAM_UNSUPPORTED, FailureKind.MALFORMED, FailureKind.UNAVAILABLE}
+)
 
 
 @dataclass(slots=True)
@@ -28,7 +60,9 @@ class AnswerResult:
 
 
 class ChainError(Exception):
-    """The chain could not deliver; ``code`` is an event-stream error code."""
+    """The chain could not deliver; ``code`` is an event-stream error code.
+
+    ``message`` is safe to show a person (no keys, no upstream bodies)."""
 
     def __init__(
         self, code: str, message: str, *, retryable: bool, retry_after: float | None = None
@@ -40,66 +74,283 @@ class ChainError(Exception):
         self.retry_after = retry_after
 
 
+class ChainObserver:
+    """Hooks for metrics; every method is a no-op here. Subclass and override what you need.
+
+    Calls happen on the event loop, inline: keep them cheap and never raise.
+    """
+
+    def on_attempt(self, provider: str, mode: str) -> None:
+        """A call to ``provider`` in ``mode`` ("stream" / "non-stream") starts."""
+
+    def on_success(self, provider: str, mode: str, seconds: float) -> None:
+        """The call answered completely, in ``seconds``."""
+
+    def on_fallback(self, provider: str, reason: str) -> None:
+        """The chain moves on from ``provider``: ``reason`` is a FailureKind value, or
+        "circuit_open" / "empty" when it was skipped or answered nothing."""
+
+    def on_interrupted(self, provider: str, reason: str) -> None:
+        """The call failed after text was sent (``upstream_interrupted``)."""
+
+    def on_circuit_change(self, provider: str, state: str) -> None:
+        """The provider's circuit moved to ``state`` ("closed" / "open" / "half_open")."""
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Entry:
+    provider: Provider
+    circuit: Circuit
+    # Until this instant streaming is known to be refused: go straight to a plain call.
+    stream_refused_until: float = 0.0
+
+
+def _pieces(text: str, size: int = PLAIN_PIECE_CHARS) -> list[str]:
+    """Cut ``text`` into pieces of about ``size`` characters, after whitespace when it can.
+
+    Joined, the pieces equal ``text`` exactly."""
+    pieces: list[str] = []
+    start = 0
+    n = len(text)
+    while start < n:
+        end = start + size
+        if end >= n:
+            pieces.append(text[start:])
+            break
+        cut = max(text.rfind(" ", start, end), text.rfind("\n", start, end))
+        end = cut + 1 if cut > start else end
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
 class AnswerStream:
-    """Async iterator of text deltas; ``result`` is set once iteration ends normally."""
+    """Async iterator of text deltas; ``result`` is set once iteration ends normally.
+
+    Call ``aclose()`` when you stop early (or were cancelled): it closes the upstream request.
+    ``text_sent`` tells whether any delta was handed out.
+    """
 
     def __init__(self, chain: LLMChain, messages: list[Message], deadline: float) -> None:
         self._chain = chain
         self._messages = messages
         self._deadline = deadline
         self.result: AnswerResult | None = None
+        self.text_sent = False
+        self._gen: AsyncGenerator[str, None] = self._run()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._run()
+        return self
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def __anext__(self) -> str:
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    def _remaining(self) -> float:
+        return self._deadline - self._chain.clock()
+
+    async def _run(self) -> AsyncGenerator[str, None]:
         chain = self._chain
-        fallback = False
-        last_error: ProviderError | None = None
-        for provider in chain.providers:
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                raise ChainError("timeout", "The answer took too long.", retryable=True)
-            sent = False
-            stream = provider.stream(
-                self._messages,
-                max_output_tokens=chain.max_output_tokens,
-                timeout=min(remaining, chain.first_token_timeout),
-            )
-            try:
-                async for delta in stream:
-                    if delta:
-                        sent = True
-                        yield delta
-            except ProviderError as error:
-                if sent:
-                    raise ChainError(
-                        "upstream_interrupted",
-                        "The answer was interrupted. Please try again.",
-                        retryable=True,
-                    ) from error
-                last_error = error
-                fallback = True
+        failures: list[tuple[str, ProviderError]] = []
+        for index, entry in enumerate(chain.entries):
+            provider = entry.provider
+            if not entry.circuit.acquire():
+                chain.observer.on_fallback(provider.name, "circuit_open")
                 continue
+            verdict: bool | None = None  # True: answered; False: failed; None: no verdict
+            last: ProviderError | None = None
+            try:
+                modes = [STREAM, NON_STREAM]
+                if entry.stream_refused_until > chain.clock():
+                    modes = [NON_STREAM]
+                for mode in modes:
+                    if self._remaining() <= 0:
+                        raise _DeadlineExceeded
+                    # Anything but the first provider, streaming, is a fallback answer.
+                    fallback = index > 0 or mode != STREAM
+                    chain.observer.on_attempt(provider.name, mode)
+                    started = chain.clock()
+                    try:
+                        if mode == STREAM:
+                            async for delta in self._stream(provider, fallback):
+                                yield delta
+                        else:
+                            async for delta in self._plain(provider, fallback):
+                                yield delta
+                    except ProviderError as error:
+                        last = error
+                        _log_failure(provider.name, mode, error)
+                        if self.text_sent:
+                            verdict = False
+                            chain.observer.on_interrupted(provider.name, error.kind.value)
+                            raise ChainError(
+                                "upstream_interrupted",
+                                "The answer was interrupted. Please try again.",
+                                retryable=True,
+                            ) from None
+                        if error.kind is FailureKind.STREAM_UNSUPPORTED:
+                            entry.stream_refused_until = chain.clock() + chain.circuit_cooldown
+                        # Connection-level failures (status None) and everything that is not
+                        # about streaming itself go straight to the next provider.
+                        plain_next = (
+                            mode == STREAM
+                            and error.kind in _PLAIN_WORTH_TRYING
+                            and (
+                                error.kind is not FailureKind.UNAVAILABLE
+                                or error.status is not None
+                            )
+                        )
+                        if plain_next:
+                            continue
+                        break
+                    if self.result is None:  # the call ended without a word
+                        verdict = True
+                        last = None
+                        log.warning("provider %s (%s) answered nothing", provider.name, mode)
+                        chain.observer.on_fallback(provider.name, "empty")
+                        break
+                    verdict = True
+                    chain.observer.on_success(provider.name, mode, chain.clock() - started)
+                    return
+                if verdict is None and last is not None:
+                    verdict = False
+            except _DeadlineExceeded:
+                verdict = None if not self.text_sent else False
+                raise ChainError(
+                    "timeout", "The answer took too long. Please try again.", retryable=True
+                ) from None
             finally:
-                await stream.aclose()
+                if verdict is True:
+                    entry.circuit.record_success()
+                elif verdict is False:
+                    entry.circuit.record_failure(last.retry_after if last else None)
+                else:
+                    entry.circuit.release()
+            if last is not None:
+                failures.append((provider.name, last))
+                chain.observer.on_fallback(provider.name, last.kind.value)
+        raise self._unavailable(failures)
+
+    async def _stream(self, provider: Provider, fallback: bool) -> AsyncGenerator[str, None]:
+        chain = self._chain
+        remaining = self._remaining()
+        stream = provider.stream(
+            self._messages,
+            max_output_tokens=chain.max_output_tokens,
+            timeout=max(0.001, min(remaining, chain.first_token_timeout)),
+        )
+        iterator = stream.__aiter__()
+        got_text = False
+        try:
+            while True:
+                remaining = self._remaining()
+                if remaining <= 0:
+                    raise _DeadlineExceeded
+                limit = chain.idle_timeout if got_text else chain.first_token_timeout
+                wait = min(limit, remaining)
+                try:
+                    async with asyncio.timeout(wait) as timer:
+                        delta = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    if not timer.expired():
+                        raise
+                    if wait >= remaining:
+                        raise _DeadlineExceeded from None
+                    what = "idle" if got_text else "first-token"
+                    raise ProviderError(
+                        FailureKind.TIMEOUT,
+                        f"{provider.name} sent nothing for {wait:g} s ({what} timeout).",
+                    ) from None
+                if delta:
+                    got_text = True
+                    self.text_sent = True
+                    yield delta
+        finally:
+            await stream.aclose()
+        if got_text:
             self.result = AnswerResult(
                 provider=provider.name,
                 model=provider.model,
-                mode="stream",
+                mode=STREAM,
                 fallback=fallback,
                 usage=stream.usage,
                 finish_reason=stream.finish_reason,
             )
+
+    async def _plain(self, provider: Provider, fallback: bool) -> AsyncGenerator[str, None]:
+        chain = self._chain
+        remaining = self._remaining()
+        try:
+            async with asyncio.timeout(remaining) as timer:
+                completion = await provider.complete(
+                    self._messages, max_output_tokens=chain.max_output_tokens, timeout=remaining
+                )
+        except TimeoutError:
+            if timer.expired():
+                raise _DeadlineExceeded from None
+            raise
+        if not completion.text:
             return
-        message = "No language model could answer right now. Please try again shortly."
-        retry_after = last_error.retry_after if last_error else None
-        raise ChainError(
-            "upstream_unavailable", message, retryable=True, retry_after=retry_after
+        self.result = AnswerResult(
+            provider=provider.name,
+            model=completion.model or provider.model,
+            mode=NON_STREAM,
+            fallback=fallback,
+            usage=completion.usage,
+            finish_reason=completion.finish_reason,
         )
+        for piece in _pieces(completion.text):
+            self.text_sent = True
+            yield piece
+
+    def _unavailable(self, failures: list[tuple[str, ProviderError]]) -> ChainError:
+        message = "No language model could answer right now. Please try again shortly."
+        # A refused key or an unknown model will not fix itself: say what to fix (item 6).
+        fixes = [
+            error.message
+            for _, error in failures
+            if error.kind in (FailureKind.AUTH, FailureKind.BAD_REQUEST)
+        ]
+        if fixes:
+            message = "No language model could answer. " + " ".join(fixes)
+        waits = [w for w in (e.circuit.available_in() for e in self._chain.entries) if w > 0]
+        # Only when every provider is known to be blocked is there a time worth telling.
+        blocked = bool(waits) and len(waits) == len(self._chain.entries)
+        retry_after = round(min(waits), 3) if blocked else None
+        return ChainError("upstream_unavailable", message, retryable=True, retry_after=retry_after)
+
+
+def _log_failure(name: str, mode: str, error: ProviderError) -> None:
+    log.warning(
+        "provider %s (%s) failed: %s%s%s",
+        name,
+        mode,
+        error.kind.value,
+        f" status={error.status}" if error.status is not None else "",
+        f" ({error.detail})" if error.detail else "",
+    )
+
+
+class _CircuitObserverAdapter:
+    def __init__(self, observer: ChainObserver) -> None:
+        self._observer = observer
+
+    def __call__(self, name: str, state: CircuitState) -> None:
+        log.warning("provider %s circuit %s", name, state.value)
+        self._observer.on_circuit_change(name, state.value)
 
 
 class LLMChain:
+    """Providers in fallback order, each with its circuit. One per server process."""
+
     def __init__(
         self,
         providers: Sequence[Provider],
@@ -109,6 +360,8 @@ class LLMChain:
         idle_timeout: float,
         circuit_failures: int,
         circuit_cooldown: float,
+        clock: Callable[[], float] = time.monotonic,
+        observer: ChainObserver | None = None,
     ) -> None:
         self.providers = list(providers)
         self.max_output_tokens = max_output_tokens
@@ -116,9 +369,32 @@ class LLMChain:
         self.idle_timeout = idle_timeout
         self.circuit_failures = circuit_failures
         self.circuit_cooldown = circuit_cooldown
+        self.clock = clock
+        self.observer = observer or ChainObserver()
+        on_change = _CircuitObserverAdapter(self.observer)
+        self.entries = [
+            _Entry(
+                provider,
+                Circuit(
+                    provider.name,
+                    failures=circuit_failures,
+                    cooldown=circuit_cooldown,
+                    clock=clock,
+                    on_change=on_change,
+                ),
+            )
+            for provider in self.providers
+        ]
+
+    def circuit(self, name: str) -> Circuit:
+        """The circuit of the provider called ``name`` (for readiness and metrics)."""
+        for entry in self.entries:
+            if entry.provider.name == name:
+                return entry.circuit
+        raise KeyError(name)
 
     def answer(self, messages: list[Message], *, deadline: float) -> AnswerStream:
-        """Stream one answer; ``deadline`` is a ``time.monotonic()`` instant."""
+        """Stream one answer; ``deadline`` is an instant on ``clock`` (``time.monotonic()``)."""
         return AnswerStream(self, messages, deadline)
 
     async def aclose(self) -> None:

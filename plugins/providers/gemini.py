@@ -1,0 +1,443 @@
+"""Google Gemini through ``google-genai``, with the system prompt and roles mapped.
+
+Gemini has no ``system`` role in ``contents``: system messages become ``systemInstruction``,
+``assistant`` becomes ``model``, and consecutive messages of one role are merged (the API
+wants turns to alternate).
+
+Measured (issue 3, item 8; ``bench/provider_cpu.py``): the SDK's streaming path parses each
+frame with ``json.loads``, dumps it again, loads it again and validates a
+``GenerateContentResponse`` — several times the cost of the rest of our path. So:
+
+* plain calls go through the SDK (``client.aio.models.generate_content``): one typed object
+  per answer is cheap, and the SDK owns the request and its errors;
+* streaming posts to ``…:streamGenerateContent?alt=sse`` on the same pooled ``httpx2`` client
+  the SDK uses, with the same key header and base URL, reads the frames as bytes and parses
+  them with ``jiter``; an error status is turned into the SDK's own error classes
+  (``google.genai.errors.APIError.raise_for_async_response``) and mapped like a plain call's.
+
+SDK retries stay off (no ``retry_options``): the fallback chain is the only retry loop.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+import httpx2
+import jiter
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
+
+from plugins.providers._shared import (
+    SSEFrames,
+    limits_for,
+    redact,
+    retry_after_from_headers,
+    transport_error,
+)
+from server.providers import (
+    Completion,
+    FailureKind,
+    Message,
+    ProviderContext,
+    ProviderError,
+    ProviderOptions,
+    Usage,
+)
+
+__all__ = ["GeminiOptions", "GeminiProvider", "to_gemini"]
+
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
+
+_FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
+_RETRY_DELAY = re.compile(r'"retryDelay"\s*:\s*"([0-9.]+)s"')
+
+
+class GeminiOptions(ProviderOptions):
+    """``[llm.gemini]``; ``GEMINI_BASE_URL`` and ``GEMINI_MODEL`` override the first two."""
+
+    model: str = "gemini-2.5-flash"
+    base_url: str | None = None
+    api_version: str = "v1beta"
+    # Thinking models count thoughts against maxOutputTokens; 0 turns thinking off on models
+    # that allow it. None sends nothing (the model's default).
+    thinking_budget: int | None = None
+
+
+def to_gemini(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
+    """(system instruction, contents) in Gemini's vocabulary."""
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            system.append(message.content)
+            continue
+        role = "model" if message.role == "assistant" else "user"
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].append({"text": message.content})
+        else:
+            contents.append({"role": role, "parts": [{"text": message.content}]})
+    return ("\n\n".join(system) if system else None), contents
+
+
+def _finish_reason(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    return _FINISH_REASONS.get(raw, raw.lower())
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    return Usage(
+        input_tokens=raw.get("promptTokenCount"),
+        output_tokens=raw.get("candidatesTokenCount"),
+        total_tokens=raw.get("totalTokenCount"),
+    )
+
+
+class GeminiProvider:
+    name: ClassVar[str] = "gemini"
+    Options: ClassVar[type[ProviderOptions]] = GeminiOptions
+
+    def __init__(self, options: ProviderOptions, context: ProviderContext) -> None:
+        self.options = (
+            options
+            if isinstance(options, GeminiOptions)
+            else GeminiOptions.model_validate(options.model_dump())
+        )
+        self.model = self.options.model or GeminiOptions.model_fields["model"].default
+        self.base_url = (self.options.base_url or GEMINI_BASE_URL).rstrip("/")
+        environ = context.environ
+        key = (environ.get("GEMINI_API_KEY") or environ.get("GOOGLE_API_KEY") or "").strip()
+        self._key = key or None
+        model_path = (
+            self.model
+            if self.model.startswith(("models/", "tunedModels/"))
+            else f"models/{self.model}"
+        )
+        self._stream_url = (
+            f"{self.base_url}/{self.options.api_version}/{model_path}:streamGenerateContent?alt=sse"
+        )
+        self._http: httpx2.AsyncClient | None = None
+        self._client: genai.Client | None = None
+        if self._key is not None:
+            # No network I/O here: the pool connects on the first request.
+            self._http = httpx2.AsyncClient(
+                limits=limits_for(context.max_connections),
+                timeout=httpx2.Timeout(60.0, connect=10.0),
+                follow_redirects=True,
+            )
+            self._client = genai.Client(
+                vertexai=False,
+                api_key=self._key,
+                http_options=genai_types.HttpOptions(
+                    base_url=self.base_url + "/",
+                    api_version=self.options.api_version,
+                    httpx_async_client=self._http,
+                ),
+            )
+
+    def missing_configuration(self) -> str | None:
+        if self._key is None:
+            return (
+                "GEMINI_API_KEY (or GOOGLE_API_KEY) is not set: export it, or remove gemini "
+                "from llm.providers"
+            )
+        return None
+
+    def _require(self) -> tuple[genai.Client, httpx2.AsyncClient]:
+        if self._client is None or self._http is None:
+            raise ProviderError(FailureKind.AUTH, self.missing_configuration() or "not configured")
+        return self._client, self._http
+
+    def _stream_body(self, messages: list[Message], max_output_tokens: int) -> bytes:
+        system, contents = to_gemini(messages)
+        generation: dict[str, Any] = {"maxOutputTokens": max_output_tokens}
+        if self.options.thinking_budget is not None:
+            generation["thinkingConfig"] = {"thinkingBudget": self.options.thinking_budget}
+        body: dict[str, Any] = {"contents": contents, "generationConfig": generation}
+        if system:
+            body["systemInstruction"] = {"parts": [{"text": system}]}
+        return json.dumps(body, ensure_ascii=False).encode()
+
+    def stream(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> _GeminiStream:
+        return _GeminiStream(self, messages, max_output_tokens, timeout)
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,  # noqa: ASYNC109 - the provider contract; bounds the HTTP request
+    ) -> Completion:
+        client, _ = self._require()
+        system, contents = to_gemini(messages)
+        config = genai_types.GenerateContentConfig(
+            system_instruction=system,
+            max_output_tokens=max_output_tokens,
+            http_options=genai_types.HttpOptions(timeout=max(1, int(timeout * 1000))),
+        )
+        if self.options.thinking_budget is not None:
+            config.thinking_config = genai_types.ThinkingConfig(
+                thinking_budget=self.options.thinking_budget
+            )
+        try:
+            response = await client.aio.models.generate_content(
+                model=self.model,
+                contents=contents,
+                config=config,
+            )
+        except genai_errors.APIError as error:
+            raise self.error_from_sdk(error, streaming=False) from None
+        except genai_errors.UnknownApiResponseError:
+            raise ProviderError(
+                FailureKind.MALFORMED, f"{self.name} answered something that is not JSON."
+            ) from None
+        except httpx2.TransportError as error:
+            raise transport_error(self.name, error, status=None) from None
+        text = ""
+        finish = None
+        if response.candidates:
+            candidate = response.candidates[0]
+            if candidate.content and candidate.content.parts:
+                text = "".join(
+                    part.text for part in candidate.content.parts if part.text and not part.thought
+                )
+            if candidate.finish_reason is not None:
+                finish = _finish_reason(str(candidate.finish_reason.value))
+        usage = None
+        meta = response.usage_metadata
+        if meta is not None:
+            usage = Usage(
+                input_tokens=meta.prompt_token_count,
+                output_tokens=meta.candidates_token_count,
+                total_tokens=meta.total_token_count,
+            )
+        return Completion(
+            text=text,
+            usage=usage,
+            finish_reason=finish,
+            model=response.model_version or self.model,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aio.aclose()
+            self._client.close()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def error_from_sdk(self, error: genai_errors.APIError, *, streaming: bool) -> ProviderError:
+        """One line a person can act on, from an SDK error; no key, no upstream body."""
+        name = self.name
+        status = int(error.code) if error.code else 0
+        message = str(error.message or "")
+        details = json.dumps(error.details, default=str)
+        detail = redact(f"{error.status or ''} {message}".strip(), [self._key])
+        headers: Any = getattr(error.response, "headers", None) or {}
+        if status in (401, 403) or "API_KEY_INVALID" in details or "API key not valid" in message:
+            return ProviderError(
+                FailureKind.AUTH,
+                f"{name} refused the API key ({status}): check GEMINI_API_KEY (or GOOGLE_API_KEY).",
+                status=status,
+                detail=detail,
+            )
+        if status == 404:
+            return ProviderError(
+                FailureKind.BAD_REQUEST,
+                f"{name}: model {self.model!r} was not found (404): set GEMINI_MODEL (or "
+                "[llm.gemini] model), and check GEMINI_BASE_URL.",
+                status=status,
+                detail=detail,
+            )
+        if status == 429:
+            retry_after = retry_after_from_headers(headers)
+            if retry_after is None and (match := _RETRY_DELAY.search(details)):
+                retry_after = float(match.group(1))
+            return ProviderError(
+                FailureKind.RATE_LIMITED,
+                f"{name} is rate limiting requests.",
+                retry_after=retry_after,
+                status=status,
+                detail=detail,
+            )
+        if status in (405, 501) or (
+            streaming and status in (400, 422) and "stream" in message.lower()
+        ):
+            return ProviderError(
+                FailureKind.STREAM_UNSUPPORTED,
+                f"{name} refused to stream.",
+                status=status,
+                detail=detail,
+            )
+        if 400 <= status < 500:
+            return ProviderError(
+                FailureKind.BAD_REQUEST,
+                f"{name} refused the request ({status}).",
+                status=status,
+                detail=detail,
+            )
+        return ProviderError(
+            FailureKind.UNAVAILABLE,
+            f"{name} is unavailable ({status}).",
+            retry_after=retry_after_from_headers(headers),
+            status=status or None,
+            detail=detail,
+        )
+
+
+class _GeminiStream:
+    """One ``streamGenerateContent?alt=sse`` call. Gemini ends the body after the frame that
+    carries ``finishReason``; a body that ends without one was cut short."""
+
+    def __init__(
+        self,
+        provider: GeminiProvider,
+        messages: list[Message],
+        max_output_tokens: int,
+        timeout: float,
+    ) -> None:
+        self._provider = provider
+        self._messages = messages
+        self._max_output_tokens = max_output_tokens
+        self._timeout = timeout
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self._response: httpx2.Response | None = None
+        self._bytes: Any = None
+        self._frames = SSEFrames()
+        self._pending: list[bytes] = []
+        self._index = 0
+        self._ended = False
+        self._closed = False
+
+    def __aiter__(self) -> _GeminiStream:
+        return self
+
+    async def _open(self) -> None:
+        provider = self._provider
+        _, http = provider._require()
+        request = http.build_request(
+            "POST",
+            provider._stream_url,
+            content=provider._stream_body(self._messages, self._max_output_tokens),
+            headers={
+                "content-type": "application/json",
+                "x-goog-api-key": provider._key or "",
+                "user-agent": f"sluice google-genai/{genai.__version__}",
+            },
+            # Reads are timed by the chain (first-token, idle), not by httpx.
+            timeout=httpx2.Timeout(self._timeout, read=None),
+        )
+        try:
+            response = await http.send(request, stream=True)
+        except httpx2.TransportError as error:
+            raise transport_error(provider.name, error, status=None) from None
+        if response.status_code != 200:
+            try:
+                await genai_errors.APIError.raise_for_async_response(response)
+            except genai_errors.APIError as error:
+                raise provider.error_from_sdk(error, streaming=True) from None
+            except (httpx2.TransportError, ValueError):
+                raise ProviderError(
+                    FailureKind.UNAVAILABLE,
+                    f"{provider.name} is unavailable ({response.status_code}).",
+                    status=response.status_code,
+                ) from None
+            finally:
+                await response.aclose()
+        self._response = response
+        self._bytes = response.aiter_bytes().__aiter__()
+
+    async def __anext__(self) -> str:
+        if self._bytes is None:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._open()
+        while True:
+            if self._index < len(self._pending):
+                data = self._pending[self._index]
+                self._index += 1
+                text = self._handle(data)
+                if text:
+                    return text
+                continue
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._bytes.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                self._pending = self._frames.flush()
+                self._index = 0
+                if not self._pending and self.finish_reason is None:
+                    raise ProviderError(
+                        FailureKind.UNAVAILABLE,
+                        f"{self._provider.name} cut the answer short.",
+                        status=200,
+                        detail="body ended without finishReason",
+                    ) from None
+                continue
+            except httpx2.TransportError as error:
+                raise transport_error(self._provider.name, error, status=200) from None
+            self._pending = self._frames.feed(chunk)
+            self._index = 0
+
+    def _handle(self, data: bytes) -> str | None:
+        try:
+            frame = jiter.from_json(data)
+        except ValueError:
+            raise ProviderError(
+                FailureKind.MALFORMED,
+                f"{self._provider.name} sent a frame that is not JSON.",
+                status=200,
+                detail=redact(repr(data[:120]), [self._provider._key]),
+            ) from None
+        if not isinstance(frame, dict):
+            raise ProviderError(
+                FailureKind.MALFORMED,
+                f"{self._provider.name} sent an unexpected frame.",
+                status=200,
+            )
+        error = frame.get("error")
+        if error is not None:
+            message = error.get("message", "") if isinstance(error, dict) else str(error)
+            raise ProviderError(
+                FailureKind.UNAVAILABLE,
+                f"{self._provider.name} reported an error mid-answer.",
+                status=200,
+                detail=redact(str(message), [self._provider._key]),
+            )
+        usage = frame.get("usageMetadata")
+        if usage:
+            self.usage = _usage(usage)
+        candidates = frame.get("candidates")
+        if not candidates:
+            return None
+        candidate = candidates[0]
+        reason = candidate.get("finishReason")
+        if reason:
+            self.finish_reason = _finish_reason(reason)
+        content = candidate.get("content")
+        if not content:
+            return None
+        parts = content.get("parts")
+        if not parts:
+            return None
+        if len(parts) == 1:
+            part = parts[0]
+            return None if part.get("thought") else part.get("text")
+        return "".join(p.get("text", "") for p in parts if not p.get("thought")) or None
+
+    async def aclose(self) -> None:
+        """Close the upstream response now: the server sees its connection close."""
+        self._closed = True
+        response, self._response = self._response, None
+        self._bytes = None
+        if response is not None:
+            await response.aclose()

@@ -1,0 +1,396 @@
+"""OpenAI, and anything that speaks its Chat Completions API (OpenRouter, vLLM, Ollama,
+llama.cpp), through the official ``openai`` SDK.
+
+The SDK makes the request (auth, base URL, headers, error classes); the streamed frames are
+read as bytes from ``with_streaming_response`` and parsed with ``jiter``, without building a
+``ChatCompletionChunk`` per frame: that object costs several times the rest of the path
+(issue 3, item 8; ``bench/provider_cpu.py`` measures both). Plain calls use the typed SDK
+result: one object per answer is cheap.
+
+SDK retries are off (``max_retries=0``): the fallback chain is the only retry loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx2
+import jiter
+import openai
+from pydantic import Field
+
+from plugins.providers._shared import (
+    SSEFrames,
+    limits_for,
+    redact,
+    retry_after_from_headers,
+    transport_error,
+)
+from server.providers import (
+    Completion,
+    FailureKind,
+    Message,
+    ProviderContext,
+    ProviderError,
+    ProviderOptions,
+    Usage,
+)
+
+__all__ = ["OpenAIOptions", "OpenAIProvider"]
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Sent as the bearer when a self-hosted server (Ollama, llama.cpp, vLLM) needs no key.
+NO_KEY = "no-key"
+
+
+class OpenAIOptions(ProviderOptions):
+    """``[llm.openai]``; ``OPENAI_BASE_URL`` and ``OPENAI_MODEL`` override the first two."""
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    # OpenAI's own API wants max_completion_tokens (reasoning models refuse max_tokens);
+    # most compatible servers know only max_tokens. "auto" picks by the base URL.
+    max_tokens_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
+    # Ask for usage in the last frame (stream_options.include_usage); turn off for a server
+    # that refuses unknown fields.
+    stream_usage: bool = True
+    # Extra request headers, e.g. OpenRouter's HTTP-Referer and X-Title.
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    return Usage(
+        input_tokens=raw.get("prompt_tokens"),
+        output_tokens=raw.get("completion_tokens"),
+        total_tokens=raw.get("total_tokens"),
+    )
+
+
+class OpenAIProvider:
+    name: ClassVar[str] = "openai"
+    Options: ClassVar[type[ProviderOptions]] = OpenAIOptions
+
+    def __init__(self, options: ProviderOptions, context: ProviderContext) -> None:
+        self.options = (
+            options
+            if isinstance(options, OpenAIOptions)
+            else OpenAIOptions.model_validate(options.model_dump())
+        )
+        self.model = self.options.model or OpenAIOptions.model_fields["model"].default
+        self.base_url = (self.options.base_url or OPENAI_BASE_URL).rstrip("/")
+        self.host = urlsplit(self.base_url).netloc or self.base_url
+        self._is_openai = self.host == "api.openai.com"
+        key = context.environ.get("OPENAI_API_KEY", "").strip()
+        self._key = key or None
+        field = self.options.max_tokens_field
+        if field == "auto":
+            field = "max_completion_tokens" if self._is_openai else "max_tokens"
+        self._max_tokens_field = field
+        self._client: openai.AsyncOpenAI | None = None
+        if self.missing_configuration() is None:
+            # No network I/O here: the pool connects on the first request.
+            self._client = openai.AsyncOpenAI(
+                api_key=self._key or NO_KEY,
+                base_url=self.base_url,
+                organization=None,
+                project=None,
+                max_retries=0,
+                default_headers=self.options.headers or None,
+                http_client=httpx2.AsyncClient(
+                    limits=limits_for(context.max_connections),
+                    timeout=httpx2.Timeout(60.0, connect=10.0),
+                    follow_redirects=True,
+                ),
+            )
+
+    def missing_configuration(self) -> str | None:
+        # A self-hosted server usually needs no key; OpenAI itself always does.
+        if self._key is None and self._is_openai:
+            return "OPENAI_API_KEY is not set: export it, or remove openai from llm.providers"
+        return None
+
+    def _require_client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            raise ProviderError(FailureKind.AUTH, self.missing_configuration() or "not configured")
+        return self._client
+
+    def _body(self, messages: list[Message], max_output_tokens: int) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            self._max_tokens_field: max_output_tokens,
+        }
+
+    def stream(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> _OpenAIStream:
+        return _OpenAIStream(self, messages, max_output_tokens, timeout)
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,  # noqa: ASYNC109 - the provider contract; bounds the HTTP request
+    ) -> Completion:
+        client = self._require_client()
+        body = self._body(messages, max_output_tokens)
+        try:
+            response = await client.chat.completions.create(
+                **body, stream=False, timeout=httpx2.Timeout(timeout)
+            )
+        except openai.APIError as error:
+            raise self.error_from_sdk(error, streaming=False) from None
+        if not response.choices:
+            raise ProviderError(
+                FailureKind.MALFORMED, f"{self.name} answered without a choice.", status=200
+            )
+        choice = response.choices[0]
+        usage = None
+        if response.usage is not None:
+            usage = Usage(
+                input_tokens=response.usage.prompt_tokens,
+                output_tokens=response.usage.completion_tokens,
+                total_tokens=response.usage.total_tokens,
+            )
+        return Completion(
+            text=choice.message.content or "",
+            usage=usage,
+            finish_reason=choice.finish_reason,
+            model=response.model or self.model,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def error_from_sdk(self, error: openai.APIError, *, streaming: bool) -> ProviderError:
+        """One line a person can act on, from an SDK error; no key, no upstream body."""
+        name = self.name
+        if isinstance(error, openai.APITimeoutError):
+            return ProviderError(
+                FailureKind.TIMEOUT, f"{name} did not answer in time.", detail="APITimeoutError"
+            )
+        if isinstance(error, openai.APIConnectionError):
+            cause = error.__cause__
+            return ProviderError(
+                FailureKind.UNAVAILABLE,
+                f"{name} could not be reached at {self.host}.",
+                detail=type(cause).__name__ if cause else "APIConnectionError",
+            )
+        if not isinstance(error, openai.APIStatusError):
+            return ProviderError(
+                FailureKind.MALFORMED,
+                f"{name} answered something unexpected.",
+                detail=redact(str(error), [self._key]),
+            )
+        status = error.status_code
+        body = error.body if isinstance(error.body, dict) else {}
+        code = str(body.get("code") or "")
+        param = str(body.get("param") or "")
+        upstream = str(body.get("message") or error.message or "")
+        detail = redact(f"{code} {upstream}".strip(), [self._key])
+        if status == 401:
+            return ProviderError(
+                FailureKind.AUTH,
+                f"{name} refused the API key (401): check OPENAI_API_KEY.",
+                status=status,
+                detail=detail,
+            )
+        if status == 403:
+            return ProviderError(
+                FailureKind.AUTH,
+                f"{name} denied access to model {self.model!r} (403): check OPENAI_API_KEY "
+                "and the model's access.",
+                status=status,
+                detail=detail,
+            )
+        if status == 404:
+            return ProviderError(
+                FailureKind.BAD_REQUEST,
+                f"{name}: model {self.model!r} was not found at {self.host} (404): set "
+                "OPENAI_MODEL (or [llm.openai] model), and check OPENAI_BASE_URL ends in /v1.",
+                status=status,
+                detail=detail,
+            )
+        if status == 429:
+            return ProviderError(
+                FailureKind.RATE_LIMITED,
+                f"{name} is rate limiting requests.",
+                retry_after=retry_after_from_headers(error.response.headers),
+                status=status,
+                detail=detail,
+            )
+        if status in (405, 501) or (
+            streaming
+            and status in (400, 422)
+            and (param == "stream" or "stream" in upstream.lower())
+        ):
+            return ProviderError(
+                FailureKind.STREAM_UNSUPPORTED,
+                f"{name} refused to stream.",
+                status=status,
+                detail=detail,
+            )
+        if 400 <= status < 500:
+            return ProviderError(
+                FailureKind.BAD_REQUEST,
+                f"{name} refused the request ({status}).",
+                status=status,
+                detail=detail,
+            )
+        return ProviderError(
+            FailureKind.UNAVAILABLE,
+            f"{name} is unavailable ({status}).",
+            retry_after=retry_after_from_headers(error.response.headers),
+            status=status,
+            detail=detail,
+        )
+
+
+class _OpenAIStream:
+    """One streaming call: ``chat.completion.chunk`` frames read as bytes, ending in
+    ``data: [DONE]``. A body that ends without ``[DONE]`` or a finish reason was cut short."""
+
+    def __init__(
+        self,
+        provider: OpenAIProvider,
+        messages: list[Message],
+        max_output_tokens: int,
+        timeout: float,
+    ) -> None:
+        self._provider = provider
+        self._messages = messages
+        self._max_output_tokens = max_output_tokens
+        self._timeout = timeout
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self._context: Any = None  # the SDK's AsyncResponseContextManager
+        self._bytes: Any = None  # async iterator of body bytes
+        self._frames = SSEFrames()
+        self._pending: list[bytes] = []
+        self._index = 0
+        self._done = False
+        self._ended = False
+        self._closed = False
+
+    def __aiter__(self) -> _OpenAIStream:
+        return self
+
+    async def _open(self) -> None:
+        provider = self._provider
+        client = provider._require_client()
+        body = self._provider._body(self._messages, self._max_output_tokens)
+        extra: dict[str, Any] = {}
+        if provider.options.stream_usage:
+            extra["stream_options"] = {"include_usage": True}
+        # The wrapper creates the request coroutine at once: enter it right away so that it is
+        # always awaited. Reads are timed by the chain (first-token, idle), not by httpx.
+        self._context = client.chat.completions.with_streaming_response.create(
+            **body,
+            **extra,
+            stream=True,
+            timeout=httpx2.Timeout(self._timeout, read=None),
+        )
+        try:
+            response = await self._context.__aenter__()
+        except openai.APIError as error:
+            self._context = None
+            raise provider.error_from_sdk(error, streaming=True) from None
+        self._bytes = response.iter_bytes().__aiter__()
+
+    async def __anext__(self) -> str:
+        if self._bytes is None:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._open()
+        while True:
+            if self._index < len(self._pending):
+                data = self._pending[self._index]
+                self._index += 1
+                text = self._handle(data)
+                if text:
+                    return text
+                continue
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._bytes.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                if self._done:
+                    raise
+                self._pending = self._frames.flush()
+                self._index = 0
+                if not self._pending and not self._done and self.finish_reason is None:
+                    raise ProviderError(
+                        FailureKind.UNAVAILABLE,
+                        f"{self._provider.name} cut the answer short.",
+                        status=200,
+                        detail="body ended without [DONE]",
+                    ) from None
+                continue
+            except httpx2.TransportError as error:
+                raise transport_error(self._provider.name, error, status=200) from None
+            if self._done:
+                # Read on to the end of the body after [DONE], so that the connection goes
+                # back to the pool instead of being closed.
+                continue
+            self._pending = self._frames.feed(chunk)
+            self._index = 0
+
+    def _handle(self, data: bytes) -> str | None:
+        if data == b"[DONE]":
+            self._done = True
+            return None
+        try:
+            frame = jiter.from_json(data)
+        except ValueError:
+            raise ProviderError(
+                FailureKind.MALFORMED,
+                f"{self._provider.name} sent a frame that is not JSON.",
+                status=200,
+                detail=redact(repr(data[:120]), [self._provider._key]),
+            ) from None
+        if not isinstance(frame, dict):
+            raise ProviderError(
+                FailureKind.MALFORMED,
+                f"{self._provider.name} sent an unexpected frame.",
+                status=200,
+            )
+        error = frame.get("error")
+        if error is not None:
+            message = error.get("message", "") if isinstance(error, dict) else str(error)
+            raise ProviderError(
+                FailureKind.UNAVAILABLE,
+                f"{self._provider.name} reported an error mid-answer.",
+                status=200,
+                detail=redact(str(message), [self._provider._key]),
+            )
+        usage = frame.get("usage")
+        if usage:
+            self.usage = _usage(usage)
+        choices = frame.get("choices")
+        if not choices:
+            return None
+        choice = choices[0]
+        reason = choice.get("finish_reason")
+        if reason:
+            self.finish_reason = reason
+        delta = choice.get("delta")
+        if delta:
+            content = delta.get("content")
+            if content:
+                return str(content)
+        return None
+
+    async def aclose(self) -> None:
+        """Close the upstream response now: the server sees its connection close."""
+        self._closed = True
+        context, self._context = self._context, None
+        self._bytes = None
+        if context is not None:
+            await context.__aexit__(None, None, None)
