@@ -1,0 +1,368 @@
+// Server-Sent Events for a page that POSTs.
+//
+// EventSource can only GET, so the chat page reads the POST response with
+// fetch() and a stream reader, and this module does the rest:
+//
+// - EventStreamParser: a pure parser for the WHATWG "event stream"
+//   format (https://html.spec.whatwg.org/multipage/server-sent-events.html,
+//   section "Parsing an event stream"). It takes decoded text or bytes and
+//   returns the events it completed; it knows nothing about the network.
+// - streamEvents(): POST (or GET) a URL and yield its events; when the
+//   connection drops before a terminal event, reconnect to the resume URL
+//   with the last id seen, with backoff, so the caller sees one gap-free,
+//   duplicate-free sequence.
+//
+// Standalone: no imports; works in browsers and in Node 20 (tests).
+
+const BOM = "\uFEFF";
+
+/**
+ * One parsed event, as EventSource would dispatch it.
+ * @typedef {{type: string, data: string, lastEventId: string}} StreamEvent
+ */
+
+export class EventStreamParser {
+  constructor() {
+    /** The "last event ID string": set only when an event is dispatched. */
+    this.lastEventId = "";
+    /** The reconnection time from the last valid `retry:` field, or null. */
+    this.retry = null;
+    /** Comment lines seen (heartbeats); useful to know the link is alive. */
+    this.comments = 0;
+    this._decoder = null;
+    this._buffer = "";
+    this._started = false; // a leading BOM is stripped once, at the start
+    this._skipLF = false; // the last chunk ended in CR: an LF next is part of it
+    this._data = "";
+    this._type = "";
+    this._idBuffer = "";
+  }
+
+  /**
+   * Feed the next piece of the stream: a string, or bytes (Uint8Array),
+   * which are decoded as UTF-8 with `stream: true` so a character split
+   * across network reads is decoded whole.
+   * @param {string | Uint8Array} chunk
+   * @returns {StreamEvent[]} the events completed by this piece
+   */
+  push(chunk) {
+    let text = chunk;
+    if (typeof chunk !== "string") {
+      // ignoreBOM: the parser strips exactly one BOM itself (spec: "One
+      // leading U+FEFF BYTE ORDER MARK character must be ignored"), so a
+      // second one stays and spoils the first field name, as in WPT.
+      this._decoder ??= new TextDecoder("utf-8", { ignoreBOM: true });
+      text = this._decoder.decode(chunk, { stream: true });
+    }
+    if (!this._started && text.length > 0) {
+      this._started = true;
+      if (text.startsWith(BOM)) text = text.slice(1);
+    }
+    if (this._skipLF && text.length > 0) {
+      this._skipLF = false;
+      if (text[0] === "\n") text = text.slice(1);
+    }
+    this._buffer += text;
+    const events = [];
+    let start = 0;
+    const buf = this._buffer;
+    for (let i = 0; i < buf.length; i++) {
+      const c = buf[i];
+      if (c !== "\n" && c !== "\r") continue;
+      const ev = this._line(buf.slice(start, i));
+      if (ev) events.push(ev);
+      if (c === "\r") {
+        if (i + 1 < buf.length) {
+          if (buf[i + 1] === "\n") i++;
+        } else {
+          this._skipLF = true; // CRLF may be split across two reads
+        }
+      }
+      start = i + 1;
+    }
+    this._buffer = buf.slice(start);
+    return events;
+  }
+
+  /**
+   * The stream ended. Per the spec, an event not yet terminated by a blank
+   * line is discarded, and so is an unterminated last line.
+   * @returns {StreamEvent[]} always empty; here for symmetry with push()
+   */
+  end() {
+    if (this._decoder) this._buffer += this._decoder.decode();
+    this._buffer = "";
+    this._data = "";
+    this._type = "";
+    this._idBuffer = this.lastEventId;
+    this._skipLF = false;
+    return [];
+  }
+
+  _line(line) {
+    if (line === "") return this._dispatch();
+    if (line[0] === ":") {
+      this.comments++;
+      return null;
+    }
+    const colon = line.indexOf(":");
+    let field = line;
+    let value = "";
+    if (colon !== -1) {
+      field = line.slice(0, colon);
+      value = line.slice(colon + 1);
+      if (value[0] === " ") value = value.slice(1);
+    }
+    switch (field) {
+      case "event":
+        this._type = value;
+        break;
+      case "data":
+        this._data += value + "\n";
+        break;
+      case "id":
+        if (!value.includes("\0")) this._idBuffer = value;
+        break;
+      case "retry":
+        if (/^[0-9]+$/.test(value)) this.retry = parseInt(value, 10);
+        break;
+      default:
+        break; // unknown fields are ignored
+    }
+    return null;
+  }
+
+  _dispatch() {
+    this.lastEventId = this._idBuffer;
+    if (this._data === "") {
+      this._type = "";
+      return null;
+    }
+    const event = {
+      type: this._type || "message",
+      data: this._data.slice(0, -1),
+      lastEventId: this.lastEventId,
+    };
+    this._data = "";
+    this._type = "";
+    return event;
+  }
+}
+
+/** Parse a whole event stream at once (tests, fixtures). */
+export function parseEventStream(text) {
+  const parser = new EventStreamParser();
+  const events = parser.push(text);
+  parser.end();
+  return events;
+}
+
+/** An HTTP error answered before any event (JSON body per DESIGN §3). */
+export class HttpError extends Error {
+  constructor(status, body, retryAfter) {
+    const err = (body && body.error) || {};
+    super(err.message || `HTTP ${status}`);
+    this.name = "HttpError";
+    this.status = status;
+    this.code = err.code || `http_${status}`;
+    this.retryAfter = err.retry_after ?? retryAfter ?? null;
+  }
+}
+
+/** The connection was lost and could not be resumed. */
+export class StreamLostError extends Error {
+  constructor(message, cause) {
+    super(message);
+    this.name = "StreamLostError";
+    this.code = "connection_lost";
+    this.cause = cause;
+  }
+}
+
+export const TERMINAL_TYPES = new Set(["complete", "error"]);
+
+/**
+ * The reconnection policy: exponential backoff from the server's `retry:`
+ * (or 1 s), doubling per attempt, capped, with ±20% jitter.
+ * @param {number} attempt 1-based
+ * @param {number} baseMs
+ * @param {() => number} random
+ */
+export function backoffDelay(attempt, baseMs = 1000, random = Math.random) {
+  const raw = Math.min(baseMs * 2 ** (attempt - 1), 15000);
+  return Math.round(raw * (0.8 + 0.4 * random()));
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }
+    function onAbort() {
+      clearTimeout(t);
+      reject(signal.reason);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+async function errorBody(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Open an event stream and yield its events, resuming across drops.
+ *
+ * Events are yielded as {type, id, data} with `data` JSON-parsed when it
+ * parses (sluice always sends JSON). Ids are numbers rising by one; an
+ * event whose id is not above the last one seen is a replay and is dropped,
+ * and a gap ends the connection so the resume fills it: together these make
+ * "no gap, no duplicate" hold even against a misbehaving server.
+ *
+ * @param {object} opts
+ * @param {string} opts.url              the first request
+ * @param {RequestInit} [opts.init]      its method, headers, body
+ * @param {(streamId: string) => string} opts.resumeUrl  GET URL to resume
+ * @param {number} [opts.maxRetries=5]   reconnect tries per drop
+ * @param {AbortSignal} [opts.signal]    aborts everything
+ * @param {(state: object) => void} [opts.onConnection]  connection state
+ * @param {typeof fetch} [opts.fetch]
+ * @param {(attempt: number, baseMs: number) => number} [opts.backoff]
+ * @param {() => Promise<void>} [opts.waitOnline]  resolves when online
+ */
+export async function* streamEvents(opts) {
+  const {
+    url,
+    init = {},
+    resumeUrl,
+    maxRetries = 5,
+    signal,
+    onConnection = () => {},
+    backoff = backoffDelay,
+    waitOnline = defaultWaitOnline,
+  } = opts;
+  const fetchImpl = opts.fetch ?? globalThis.fetch.bind(globalThis);
+  let streamId = null;
+  let lastId = 0; // numeric ids per DESIGN §4: 1, 2, 3…
+  let retryBase = 1000;
+  let attempt = 0; // tries since the last event received
+  let request = { url, init };
+
+  for (;;) {
+    onConnection({ state: attempt === 0 ? "connecting" : "reconnecting", attempt, maxRetries });
+    let response;
+    let lost = null;
+    try {
+      response = await fetchImpl(request.url, { ...request.init, signal });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      lost = err;
+    }
+    if (response && !response.ok) {
+      const body = await errorBody(response);
+      const retryAfter = Number(response.headers.get("Retry-After")) || null;
+      if (streamId !== null && response.status === 404) {
+        throw new StreamLostError("The answer could not be resumed: it has expired.");
+      }
+      if (streamId === null || response.status < 500) {
+        throw new HttpError(response.status, body, retryAfter);
+      }
+      lost = new HttpError(response.status, body, retryAfter);
+    }
+    if (response && !lost) {
+      streamId ??= response.headers.get("X-Stream-Id");
+      onConnection({ state: "open", attempt, maxRetries, streamId });
+      const parser = new EventStreamParser();
+      const reader = response.body.getReader();
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          for (const ev of parser.push(value)) {
+            const id = Number(ev.lastEventId);
+            if (ev.lastEventId !== "" && Number.isInteger(id)) {
+              if (id <= lastId) continue; // replayed: already delivered
+              if (lastId > 0 && id > lastId + 1) {
+                throw new StreamLostError(`event ${lastId + 1} missing`);
+              }
+              lastId = id;
+            }
+            attempt = 0;
+            let data = ev.data;
+            try {
+              data = JSON.parse(ev.data);
+            } catch {
+              /* not JSON: hand over the text */
+            }
+            if (streamId === null && data && typeof data.stream_id === "string") {
+              streamId = data.stream_id;
+            }
+            yield { type: ev.type, id: lastId, data };
+            if (TERMINAL_TYPES.has(ev.type)) {
+              onConnection({ state: "closed", streamId });
+              return;
+            }
+          }
+          if (parser.retry !== null) retryBase = parser.retry;
+        }
+        parser.end();
+        lost = new StreamLostError("The connection closed before the answer finished.");
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        lost = err;
+      } finally {
+        // Also runs when the consumer stops iterating: release the socket.
+        reader.cancel().catch(() => {});
+      }
+    }
+    // The connection is gone without a terminal event: resume if we can.
+    if (streamId === null) {
+      throw new StreamLostError("The connection was lost before the answer started.", lost);
+    }
+    attempt++;
+    if (attempt > maxRetries) {
+      onConnection({ state: "failed", attempt: attempt - 1, maxRetries, streamId });
+      throw new StreamLostError("The connection was lost and could not be restored.", lost);
+    }
+    const delay = backoff(attempt, retryBase);
+    onConnection({ state: "waiting", attempt, maxRetries, delay, streamId });
+    await waitOnline(signal);
+    await sleep(delay, signal);
+    request = {
+      url: resumeUrl(streamId),
+      init: {
+        method: "GET",
+        headers: lastId > 0
+          ? { Accept: "text/event-stream", "Last-Event-ID": String(lastId) }
+          : { Accept: "text/event-stream" },
+        credentials: init.credentials,
+      },
+    };
+  }
+}
+
+function defaultWaitOnline(signal) {
+  const nav = globalThis.navigator;
+  if (!nav || nav.onLine !== false || typeof globalThis.addEventListener !== "function") {
+    return Promise.resolve();
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      globalThis.removeEventListener("online", onOnline);
+      reject(signal.reason);
+    };
+    const onOnline = () => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    };
+    globalThis.addEventListener("online", onOnline, { once: true });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
