@@ -1,0 +1,1 @@
+"""Built-in providers: ``openai``, ``gemini`` and the ``demo`` responder."""

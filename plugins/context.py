@@ -1,0 +1,54 @@
+"""``context``: what the session remembers, and the prompt the model is given.
+
+Entities found by the intent stage are merged into the session's memory (a location given
+two turns ago is still known), then the prompt is built: the system prompt, a "Known
+context" block, as much history as fits ``history_chars`` (newest first), and the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from pydantic import Field
+
+from server import Event, Message, Stage, StageOptions, Turn, context
+
+__all__ = ["ContextStage", "KNOWN_CONTEXT_HEADER"]
+
+KNOWN_CONTEXT_HEADER = "Known context:"
+
+
+class ContextOptions(StageOptions):
+    system_prompt: str = (
+        "You are a helpful assistant. Answer in the language the user writes in."
+    )
+    history_chars: int = Field(12000, ge=0)
+    remember_intent: bool = True
+
+
+class ContextStage(Stage):
+    Options = ContextOptions
+    options: ContextOptions
+
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        intent = turn.intent or {"name": "chat", "confidence": 0.0, "entities": {}}
+        turn.memory.update(intent.get("entities", {}))
+        if self.options.remember_intent and intent["name"] != "chat":
+            turn.memory["last_intent"] = intent["name"]
+        turn.prompt = self.build_prompt(turn)
+        yield context(turn.session_id or "", intent, dict(turn.memory))
+
+    def build_prompt(self, turn: Turn) -> list[Message]:
+        system = self.options.system_prompt
+        if turn.memory:
+            facts = "\n".join(f"- {key}: {value}" for key, value in turn.memory.items())
+            system = f"{system}\n\n{KNOWN_CONTEXT_HEADER}\n{facts}"
+        budget = self.options.history_chars
+        kept: list[Message] = []
+        for message in reversed(turn.history):
+            budget -= len(message.content)
+            if budget < 0:
+                break
+            kept.append(message)
+        kept.reverse()
+        return [Message("system", system), *kept, Message("user", turn.message)]

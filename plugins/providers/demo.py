@@ -1,0 +1,95 @@
+"""``demo``: a local responder, clearly labelled, so the page works with no key at all.
+
+It streams word by word at ``words_per_second`` and answers from what the prompt holds — the
+user's message and the "Known context" block the context stage wrote — so what the pipeline
+understood is visible. It never pretends to be a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from pydantic import Field
+
+from server import Completion, Message, ProviderContext, ProviderOptions, Usage
+
+__all__ = ["DemoProvider"]
+
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+class DemoOptions(ProviderOptions):
+    model: str = "sluice-demo"
+    words_per_second: float = Field(25.0, ge=0)
+
+
+def demo_answer(messages: list[Message]) -> str:
+    system = next((m.content for m in messages if m.role == "system"), "")
+    user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    _, _, known = system.partition("Known context:")
+    facts = [line.strip() for line in known.strip().splitlines() if line.strip().startswith("-")]
+    lines = [
+        "*Demo mode: no model key is set, so sluice's built-in demo responder is answering.*",
+        "",
+        f"You said: {user}",
+        "",
+    ]
+    if facts:
+        lines += ["What the pipeline understood:", *facts, ""]
+    lines.append(
+        "Set `OPENAI_API_KEY` or `GEMINI_API_KEY` and restart sluice to talk to a real model."
+    )
+    return "\n".join(lines)
+
+
+class _DemoStream:
+    def __init__(self, text: str, delay: float) -> None:
+        self._text = text
+        self._delay = delay
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._words()
+
+    async def _words(self) -> AsyncIterator[str]:
+        words = _WORDS.findall(self._text)
+        for word in words:
+            if self._delay:
+                await asyncio.sleep(self._delay)
+            yield word
+        self.usage = Usage(output_tokens=len(words))
+        self.finish_reason = "stop"
+
+    async def aclose(self) -> None:
+        return None
+
+
+class DemoProvider:
+    name: ClassVar[str] = "demo"
+    Options: ClassVar[type[ProviderOptions]] = DemoOptions
+
+    def __init__(self, options: DemoOptions, context: ProviderContext) -> None:
+        self.options = options
+        self.model = options.model
+
+    def missing_configuration(self) -> str | None:
+        return None
+
+    def stream(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> _DemoStream:
+        rate = self.options.words_per_second
+        return _DemoStream(demo_answer(messages), 1.0 / rate if rate else 0.0)
+
+    async def complete(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> Completion:
+        text = demo_answer(messages)
+        return Completion(text, Usage(output_tokens=len(_WORDS.findall(text))), "stop", self.model)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,93 @@
+"""``python -m server`` / ``sluice``: load settings, serve, drain on SIGTERM, exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import signal
+import sys
+
+import structlog
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from server.app import build_state, make_app
+from server.config import ConfigError, load_settings
+from server.logging import configure_logging
+from server.state import ServerState
+
+__all__ = ["main", "serve"]
+
+log = structlog.get_logger("sluice")
+
+
+async def serve(state: ServerState) -> None:
+    settings = state.settings
+    for stage in state.stages:
+        await stage.startup()
+    app = make_app(state)
+    server = HTTPServer(
+        app,
+        xheaders=settings.server.trust_proxy,
+        # Bodies are limited per handler (413 with a JSON error); this only stops abuse.
+        max_body_size=64 * 1024 * 1024,
+        idle_connection_timeout=75,
+    )
+    sockets = bind_sockets(settings.server.port, settings.server.host)
+    server.add_sockets(sockets)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    port = sockets[0].getsockname()[1]
+    names = [provider.name for provider in state.services.llm.providers]
+    log.info(
+        "listening",
+        url=f"http://{settings.server.host}:{port}",
+        providers=names,
+        stages=settings.pipeline.stages,
+    )
+    for problem in state.provider_problems:
+        log.info("provider_skipped", reason=problem)
+    if names == ["demo"]:
+        log.warning("demo_provider", hint="set OPENAI_API_KEY or GEMINI_API_KEY for real answers")
+    # Objects made at start-up live for the whole run: keep them out of collections.
+    gc.collect()
+    gc.freeze()
+    await stop.wait()
+    log.info("shutting_down", grace_seconds=settings.server.shutdown_grace_seconds)
+    server.stop()
+    await state.runner.shutdown(settings.server.shutdown_grace_seconds)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=5)
+    except TimeoutError:
+        log.warning("connections_left_open")
+    for stage in state.stages:
+        await stage.shutdown()
+    await state.services.llm.aclose()
+    await state.services.sessions.close()
+    log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
+    parser.add_argument("--host", help="interface to bind (default: server.host)")
+    parser.add_argument("--port", type=int, help="port to bind (default: $PORT or server.port)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.host:
+            settings.server.host = args.host
+        if args.port is not None:
+            settings.server.port = args.port
+        configure_logging(settings.log)
+        state = build_state(settings)
+    except ConfigError as error:
+        print(f"sluice: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    asyncio.run(serve(state))
+
+
+if __name__ == "__main__":
+    main()

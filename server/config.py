@@ -1,0 +1,261 @@
+"""Settings: ``config.toml``, then ``SLUICE_<SECTION>__<KEY>`` overrides, then well-known names.
+
+Every setting has a default here and a comment in the shipped ``config.toml``. A bad value
+stops start-up with :class:`ConfigError`, whose message is one line naming the key, the value
+and what is allowed (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["ConfigError", "Settings", "format_validation_error", "load_settings"]
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased as one line for a person."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``"a,b"`` from an environment variable as well as a TOML list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    data_dir: str = "./data"
+    trust_proxy: bool = False
+    cors_origins: list[str] = []
+    shutdown_grace_seconds: float = Field(25.0, ge=0)
+
+    _split = field_validator("cors_origins", mode="before")(_split_list)
+
+
+class StreamSettings(_Section):
+    heartbeat_seconds: float = Field(15.0, gt=0)
+    retry_ms: int = Field(2000, ge=0)
+    padding_bytes: int = Field(0, ge=0, le=65536)
+    log_ttl_seconds: float = Field(300.0, gt=0)
+    on_disconnect: Literal["continue", "cancel"] = "continue"
+    max_duration_seconds: float = Field(300.0, gt=0)
+    send_timeout_seconds: float = Field(30.0, gt=0)
+    max_log_events: int = Field(20000, ge=16)
+
+
+class LimitSettings(_Section):
+    max_body_bytes: int = Field(65536, ge=64)
+    max_message_chars: int = Field(8000, ge=1)
+    max_streams_per_user: int = Field(3, ge=1)
+
+
+class RateLimitSettings(_Section):
+    requests_per_minute: float = Field(30.0, gt=0)
+    burst: int = Field(10, ge=1)
+
+
+class PipelineSettings(_Section):
+    stages: list[str] = ["rate_limit", "session", "intent", "context", "llm"]
+
+    _split = field_validator("stages", mode="before")(_split_list)
+
+    @field_validator("stages")
+    @classmethod
+    def _unique(cls, stages: list[str]) -> list[str]:
+        if not stages:
+            raise ValueError("at least one stage is needed")
+        if len(set(stages)) != len(stages):
+            raise ValueError("a stage may appear only once")
+        return stages
+
+
+class LLMSettings(BaseModel):
+    # Sub-tables ([llm.openai], [llm.gemini], [llm.demo], third-party names) are validated by
+    # each provider's own Options model once the providers are loaded.
+    model_config = ConfigDict(extra="allow", validate_default=True)
+
+    providers: list[str] = []
+    first_token_timeout_seconds: float = Field(20.0, gt=0)
+    idle_timeout_seconds: float = Field(30.0, gt=0)
+    max_output_tokens: int = Field(1024, ge=1)
+    circuit_failures: int = Field(3, ge=1)
+    circuit_cooldown_seconds: float = Field(30.0, ge=0)
+    allow_demo: bool = False
+
+    _split = field_validator("providers", mode="before")(_split_list)
+
+    def provider_options(self, name: str) -> dict[str, Any]:
+        extra = self.model_extra or {}
+        value = extra.get(name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"config error: llm.{name} = {value!r}: must be a table")
+        return value
+
+
+class AuthSettings(_Section):
+    secret_key: str = ""
+    api_tokens: dict[str, str] = {}
+    jwt_secret: str = ""
+    cookie_name: str = "sluice_uid"
+    cookie_max_age_days: int = Field(365, ge=1)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        # SLUICE_API_TOKENS="token:user_id,token:user_id"
+        if isinstance(value, str):
+            tokens: dict[str, str] = {}
+            for pair in filter(None, (p.strip() for p in value.split(","))):
+                token, sep, user_id = pair.partition(":")
+                if not sep or not token or not user_id:
+                    raise ValueError("expected token:user_id pairs separated by commas")
+                tokens[token] = user_id
+            return tokens
+        return value
+
+
+class StoreSettings(_Section):
+    sqlite_file: str = "sessions.sqlite3"
+    redis_url: str = ""
+
+
+class LogSettings(_Section):
+    format: Literal["json", "console"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    include_content: bool = False
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerSettings = ServerSettings()
+    stream: StreamSettings = StreamSettings()
+    limits: LimitSettings = LimitSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    stages: dict[str, dict[str, Any]] = {}
+    llm: LLMSettings = LLMSettings()
+    auth: AuthSettings = AuthSettings()
+    store: StoreSettings = StoreSettings()
+    log: LogSettings = LogSettings()
+    # SLUICE_ENV: "production" turns on the demo guard.
+    env: str = "development"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir)
+
+    def stage_options(self, name: str) -> dict[str, Any]:
+        return self.stages.get(name, {})
+
+
+# Well-known environment names, honoured as they are (DESIGN.md section 6).
+_WELL_KNOWN: dict[str, tuple[str, ...]] = {
+    "PORT": ("server", "port"),
+    "OPENAI_BASE_URL": ("llm", "openai", "base_url"),
+    "OPENAI_MODEL": ("llm", "openai", "model"),
+    "GEMINI_BASE_URL": ("llm", "gemini", "base_url"),
+    "GEMINI_MODEL": ("llm", "gemini", "model"),
+    "REDIS_URL": ("store", "redis_url"),
+    "SLUICE_PROVIDERS": ("llm", "providers"),
+    "SLUICE_SECRET_KEY": ("auth", "secret_key"),
+    "SLUICE_API_TOKENS": ("auth", "api_tokens"),
+    "SLUICE_JWT_SECRET": ("auth", "jwt_secret"),
+    "SLUICE_DATA_DIR": ("server", "data_dir"),
+    "SLUICE_ENV": ("env",),
+}
+
+_SECRET_KEYS = {"secret_key", "api_tokens", "jwt_secret", "api_key"}
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Read a value as TOML when it is one (``1``, ``true``, ``["a"]``), else as text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any]]:
+    overrides: list[tuple[tuple[str, ...], Any]] = []
+    for name, raw in environ.items():
+        if name.startswith("SLUICE_") and "__" in name:
+            path = tuple(part.lower() for part in name[len("SLUICE_") :].split("__"))
+            if all(path):
+                overrides.append((path, _parse_env_value(raw)))
+    for name, path in _WELL_KNOWN.items():
+        if environ.get(name):
+            raw = environ[name]
+            # Ports and secrets stay text-shaped: "007" is a token, not a number.
+            overrides.append((path, int(raw) if name == "PORT" and raw.isdigit() else raw))
+    return overrides
+
+
+def _shown(path: tuple[str | int, ...], value: Any) -> str:
+    if any(str(part) in _SECRET_KEYS for part in path):
+        return "'***'"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def format_validation_error(prefix: str, error: ValidationError) -> str:
+    """The first problem as one line: ``key = value: what is allowed``."""
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(part) for part in (prefix, *loc) if part != "")
+    if first["type"] == "extra_forbidden":
+        return f"config error: {key}: unknown setting (check the spelling against config.toml)"
+    if first["type"] == "missing":
+        return f"config error: {key}: required setting is missing"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"config error: {key} = {_shown(loc, first.get('input'))}: {message}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from the config file and the environment."""
+    environ = os.environ if environ is None else environ
+    explicit = environ.get("SLUICE_CONFIG")
+    path = Path(explicit or "config.toml")
+    tree: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            tree = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config error: {path}: not valid TOML ({error})") from None
+    elif explicit:
+        raise ConfigError(f"config error: SLUICE_CONFIG = {explicit!r}: no such file")
+    for key_path, value in _env_overrides(environ):
+        _set_path(tree, key_path, value)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error("", error)) from None

@@ -1,0 +1,1 @@
+"""HTTP handlers: thin readers and writers around the turn runner and the stores."""

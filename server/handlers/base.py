@@ -1,0 +1,241 @@
+"""The base of every handler: identity, JSON errors, bounded JSON bodies, safe headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import structlog
+from tornado import web
+
+from server.identity import Identity, InvalidCredentials, new_user_id, same_origin, valid_user_id
+from server.state import ServerState
+
+__all__ = ["ApiError", "BaseHandler", "JsonBodyHandler"]
+
+log = structlog.get_logger("sluice.http")
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CHARSET = re.compile(r"charset\s*=\s*\"?([\w-]+)", re.IGNORECASE)
+
+
+class ApiError(web.HTTPError):
+    """An error with a contract code; written as ``{"error": {...}}`` (DESIGN.md section 3)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(status, reason=None, log_message=f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+_DEFAULT_CODES = {
+    400: ("bad_request", "The request is malformed."),
+    401: ("unauthorized", "Sign in first: send a bearer token or the identity cookie."),
+    403: ("forbidden", "You may not do that."),
+    404: ("not_found", "There is nothing here."),
+    405: ("method_not_allowed", "That method is not allowed here."),
+    413: ("too_large", "The request is too large."),
+    415: ("unsupported_media_type", "Send the body as application/json."),
+    429: ("rate_limited", "Too many requests."),
+}
+
+
+class BaseHandler(web.RequestHandler):
+    _identity: Identity | None
+    _identity_resolved = False
+
+    @property
+    def state(self) -> ServerState:
+        state: ServerState = self.application.settings["sluice"]
+        return state
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cache-Control", "no-store")
+
+    # -- identity ------------------------------------------------------------------------
+
+    def identity(self) -> Identity | None:
+        """The caller, or None. Raises 401 for a bearer token that does not check out."""
+        if self._identity_resolved:
+            return self._identity
+        self._identity_resolved = True
+        self._identity = None
+        header = self.request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(401, "unauthorized", "Use 'Authorization: Bearer <token>'.")
+            try:
+                self._identity = self.state.tokens.authenticate(token.strip())
+            except InvalidCredentials as error:
+                raise ApiError(401, "unauthorized", str(error)) from None
+            return self._identity
+        raw = self.get_signed_cookie(
+            self.state.settings.auth.cookie_name,
+            max_age_days=self.state.settings.auth.cookie_max_age_days,
+        )
+        if raw is not None:
+            user_id = raw.decode("ascii", "replace")
+            if valid_user_id(user_id):
+                self._identity = Identity(user_id, "cookie")
+        return self._identity
+
+    def ensure_cookie_identity(self) -> Identity:
+        """The caller, setting a fresh identity cookie for a first-time browser."""
+        identity = self.identity()
+        if identity is None:
+            identity = Identity(new_user_id(), "cookie")
+            self.set_signed_cookie(
+                self.state.settings.auth.cookie_name,
+                identity.user_id,
+                expires_days=self.state.settings.auth.cookie_max_age_days,
+                httponly=True,
+                samesite="Lax",
+                secure=self.request_is_https(),
+                path="/",
+            )
+            self._identity = identity
+        return identity
+
+    def request_is_https(self) -> bool:
+        if self.request.protocol == "https":
+            return True
+        if self.state.settings.server.trust_proxy:
+            forwarded = self.request.headers.get("X-Forwarded-Proto", "")
+            return forwarded.split(",")[0].strip().lower() == "https"
+        return False
+
+    def require_user(self, user_id: str) -> Identity:
+        """The caller, who must be ``user_id``: 401 without identity, 403 for someone else."""
+        identity = self.identity()
+        if identity is None:
+            raise ApiError(401, "unauthorized", _DEFAULT_CODES[401][1])
+        if identity.user_id != user_id:
+            raise ApiError(403, "forbidden", "That user id is not yours.")
+        self.check_cookie_origin(identity)
+        return identity
+
+    def check_cookie_origin(self, identity: Identity) -> None:
+        """Cookie-authenticated writes must come from this site (cross-site request forgery)."""
+        if identity.method != "cookie" or self.request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        source = self.request.headers.get("Origin") or self.request.headers.get("Referer")
+        if not source or not same_origin(source, self.request.host):
+            raise ApiError(403, "forbidden", "Cross-site requests are not allowed.")
+
+    # -- errors --------------------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            code, message, retry_after = exc.code, exc.message, exc.retry_after
+        else:
+            code, message = _DEFAULT_CODES.get(
+                status_code, ("internal", "Something went wrong on our side.")
+            )
+            retry_after = None
+        body: dict[str, Any] = {"code": code, "message": message}
+        if retry_after is not None:
+            body["retry_after"] = retry_after
+            self.set_header("Retry-After", str(int(retry_after)))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": body}, ensure_ascii=False))
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Client mistakes are warnings without tracebacks; anything else is an error with one.
+        if isinstance(value, web.HTTPError):
+            log.info("request_refused", status=value.status_code, reason=value.log_message)
+        else:
+            log.error("request_failed", exc_info=(typ, value, tb))
+
+
+@web.stream_request_body
+class JsonBodyHandler(BaseHandler):
+    """Reads a JSON object body of at most ``limits.max_body_bytes``, refusing early.
+
+    The body is streamed so that an oversized one is refused from its Content-Length (or as
+    soon as it grows past the limit) instead of being buffered first.
+    """
+
+    _chunks: list[bytes]
+    _size = 0
+    _too_large = False
+
+    def prepare(self) -> None:
+        self._chunks = []
+        limit = self.state.settings.limits.max_body_bytes
+        if self.request.method not in ("POST", "PUT", "PATCH"):
+            return
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self.close_after_error()
+            raise ApiError(413, "too_large", f"The body is over {limit} bytes.")
+        if self.request.connection is not None:
+            connection: Any = self.request.connection
+            connection.set_max_body_size(limit + 1)
+
+    def close_after_error(self) -> None:
+        # The unread body must not be taken for the next request on this connection.
+        self.set_header("Connection", "close")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self.state.settings.limits.max_body_bytes:
+            self._too_large = True
+            self._chunks = []
+        elif not self._too_large:
+            self._chunks.append(chunk)
+
+    def json_body(self) -> dict[str, Any]:
+        limit = self.state.settings.limits.max_body_bytes
+        if self._too_large:
+            raise ApiError(413, "too_large", f"The body is over {limit} bytes.")
+        content_type = self.request.headers.get("Content-Type", "")
+        mime, _, params = content_type.partition(";")
+        if mime.strip().lower() != "application/json":
+            raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+        charset = CHARSET.search(params)
+        if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+            raise ApiError(415, "unsupported_media_type", "The body must be UTF-8.")
+        raw = b"".join(self._chunks)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ApiError(400, "bad_request", "The body is not valid UTF-8.") from None
+        except (ValueError, RecursionError):
+            raise ApiError(400, "bad_request", "The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "bad_request", "The body must be a JSON object.")
+        return data
+
+    def chat_request(self) -> tuple[str, str | None]:
+        """``(message, session_id)`` from the body, checked against the contract's limits."""
+        data = self.json_body()
+        message = data.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(400, "bad_request", "'message' must be a non-empty string.")
+        limit = self.state.settings.limits.max_message_chars
+        if len(message) > limit:
+            raise ApiError(413, "too_large", f"The message is over {limit} characters.")
+        if "\x00" in message:
+            raise ApiError(400, "bad_request", "The message contains a NUL character.")
+        session_id = data.get("session_id")
+        if session_id is not None and (
+            not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id)
+        ):
+            raise ApiError(
+                400, "bad_request", "'session_id' must be 1-64 letters, digits, '_' or '-'."
+            )
+        return message, session_id

@@ -1,0 +1,95 @@
+"""The chat page, its static files, ``/api/me`` and the health endpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tornado import web
+
+from server.handlers.base import ApiError, BaseHandler
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "HealthHandler",
+    "IndexHandler",
+    "MeHandler",
+    "NotFoundHandler",
+    "ReadyHandler",
+    "StaticHandler",
+]
+
+WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+
+# No inline script or style anywhere (DESIGN.md section 5): model output cannot become code.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+class IndexHandler(BaseHandler):
+    """``GET /``: the page. The first visit gets the identity cookie."""
+
+    def get(self) -> None:
+        self.ensure_cookie_identity()
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        index = WEB_DIR / "index.html"
+        if not index.is_file():
+            raise ApiError(404, "not_found", "The chat page is not installed.")
+        self.finish(index.read_bytes())
+
+
+class StaticHandler(web.StaticFileHandler):
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish({"error": {"code": "not_found", "message": "There is nothing here."}})
+
+
+class MeHandler(BaseHandler):
+    """``GET /api/me``: who the caller is; a browser without the cookie gets one."""
+
+    def get(self) -> None:
+        identity = self.identity()
+        if identity is None:
+            identity = self.ensure_cookie_identity()
+        self.write_json({"user_id": identity.user_id})
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json({"status": "ok"})
+
+
+class ReadyHandler(BaseHandler):
+    """Ready when the stores answer and a provider is configured; 503 with reasons if not."""
+
+    async def get(self) -> None:
+        reasons: list[str] = []
+        services = self.state.services
+        for name, store in (("sessions", services.sessions), ("rate_limits", services.rate_limits)):
+            try:
+                await store.ping()
+            except Exception as error:  # any failure means "not ready", with its reason
+                reasons.append(f"{name} store unreachable: {type(error).__name__}")
+        if not services.llm.providers:
+            reasons.append("no LLM provider is configured")
+        if not self.state.runner.accepting:
+            reasons.append("shutting down")
+        if reasons:
+            self.write_json({"status": "unavailable", "reasons": reasons}, status=503)
+        else:
+            self.write_json(
+                {"status": "ready", "providers": [p.name for p in services.llm.providers]}
+            )
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self) -> None:
+        raise ApiError(404, "not_found", "There is nothing here.")

@@ -1,0 +1,51 @@
+"""``/api/sessions/{user_id}[/{session_id}]``: a user's conversations and their history."""
+
+from __future__ import annotations
+
+from server.handlers.base import SESSION_ID, ApiError, BaseHandler
+
+__all__ = ["SessionHandler", "SessionListHandler"]
+
+
+class SessionListHandler(BaseHandler):
+    async def get(self, user_id: str) -> None:
+        self.require_user(user_id)
+        sessions = await self.state.services.sessions.list_sessions(user_id)
+        self.write_json(
+            {
+                "sessions": [
+                    {"session_id": s.session_id, "title": s.title, "updated_at": s.updated_at}
+                    for s in sessions
+                ]
+            }
+        )
+
+
+class SessionHandler(BaseHandler):
+    def _check(self, user_id: str, session_id: str) -> None:
+        self.require_user(user_id)
+        if not SESSION_ID.fullmatch(session_id):
+            raise ApiError(404, "not_found", "No such session.")
+
+    async def get(self, user_id: str, session_id: str) -> None:
+        self._check(user_id, session_id)
+        store = self.state.services.sessions
+        record = await store.get_session(user_id, session_id)
+        if record is None:
+            raise ApiError(404, "not_found", "No such session.")
+        messages = await store.messages(user_id, session_id)
+        self.write_json(
+            {
+                "session_id": session_id,
+                "title": record.title,
+                "messages": [message.as_json() for message in messages],
+                "context": record.memory,
+            }
+        )
+
+    async def delete(self, user_id: str, session_id: str) -> None:
+        self._check(user_id, session_id)
+        if not await self.state.services.sessions.delete_session(user_id, session_id):
+            raise ApiError(404, "not_found", "No such session.")
+        self.set_status(204)
+        self.finish()

@@ -1,0 +1,220 @@
+"""Stream endpoints: start a turn, resume it, stop it, or wait for it as JSON.
+
+Every response here is a *reader* of a turn's log (DESIGN.md section 2). :meth:`relay`
+writes what the log holds in one write, flushes, gives the loop a turn, and waits for more
+with a heartbeat timeout: ``await flush()`` does not yield while the socket stays writable,
+so without ``sleep(0)`` one busy stream starves every other (DESIGN.md section 8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from tornado.iostream import StreamClosedError
+
+from server.handlers.base import ApiError, BaseHandler, JsonBodyHandler
+from server.identity import Identity
+from server.plugin_api import Turn
+from server.sse import comment, padding, retry_field
+from server.streamlog import MemoryStreamLog
+from server.turns import new_stream_id
+
+__all__ = [
+    "ConversationHandler",
+    "ConversationStreamHandler",
+    "StreamCancelHandler",
+    "StreamResumeHandler",
+]
+
+log = structlog.get_logger("sluice.stream")
+
+_PING = comment("ping")
+
+# Error code -> HTTP status for the JSON endpoint (DESIGN.md section 3).
+_JSON_STATUS = {
+    "rate_limited": 429,
+    "too_many_streams": 429,
+    "upstream_unavailable": 502,
+    "upstream_interrupted": 502,
+    "timeout": 504,
+    "cancelled": 503,
+}
+
+
+class EventStreamMixin(BaseHandler):
+    """Writes a stream log to the client as ``text/event-stream``."""
+
+    _waiter: asyncio.Future[bool] | None = None
+    _client_gone = False
+
+    def on_connection_close(self) -> None:
+        self._client_gone = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(False)
+
+    def start_event_stream(self, stream_id: str) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache, no-transform")
+        self.set_header("X-Accel-Buffering", "no")
+        self.set_header("X-Stream-Id", stream_id)
+        stream = self.state.settings.stream
+        self.write(retry_field(stream.retry_ms) + padding(stream.padding_bytes))
+
+    async def relay(self, stream_log: MemoryStreamLog, after_id: int) -> None:
+        """Send events after ``after_id`` and follow the log to its terminal event."""
+        settings = self.state.settings.stream
+        loop = asyncio.get_running_loop()
+        position = after_id
+        try:
+            await self._flush()  # headers and retry: leave at once
+            while not self._client_gone:
+                entries = await stream_log.read(position)
+                if entries:
+                    position = entries[-1].id
+                    self.write(b"".join(entry.frame for entry in entries))
+                    await self._flush()
+                    if entries[-1].terminal:
+                        break
+                    await asyncio.sleep(0)  # let other streams write (see module docstring)
+                    continue
+                waiter: asyncio.Future[bool] = loop.create_future()
+                self._waiter = waiter
+                stream_log.subscribe(waiter)
+                timer = loop.call_later(settings.heartbeat_seconds, _resolve, waiter, False)
+                try:
+                    woken = await waiter
+                finally:
+                    timer.cancel()
+                    stream_log.unsubscribe(waiter)
+                    self._waiter = None
+                if not woken and not self._client_gone:
+                    self.write(_PING)
+                    await self._flush()
+        except StreamClosedError:
+            self._client_gone = True  # the client left: an ordinary end, not an error
+            return
+        if not self._client_gone:
+            self.finish()
+
+    async def _flush(self) -> None:
+        """Flush, dropping a reader that takes over ``stream.send_timeout_seconds``."""
+        pending = self.flush()
+        if pending.done():
+            pending.result()
+            return
+        try:
+            await asyncio.wait_for(pending, self.state.settings.stream.send_timeout_seconds)
+        except TimeoutError:
+            log.info("slow_reader_dropped", path=self.request.path)
+            if self.request.connection is not None:
+                self.request.connection.close()  # type: ignore[attr-defined]
+            raise StreamClosedError() from None
+
+
+def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
+
+
+class _TurnStarter(JsonBodyHandler):
+    async def start_turn(self, user_id: str) -> tuple[Turn, MemoryStreamLog]:
+        identity: Identity = self.require_user(user_id)
+        message, session_id = self.chat_request()
+        turn = Turn(
+            stream_id=new_stream_id(),
+            user_id=identity.user_id,
+            message=message,
+            client_ip=self.request.remote_ip or "",
+            session_id=session_id,
+        )
+        stream_log = await self.state.runner.start(turn)
+        return turn, stream_log
+
+
+class ConversationStreamHandler(_TurnStarter, EventStreamMixin):
+    """``POST /api/conversation-stream/{user_id}``: start a turn and stream it."""
+
+    _stream_id: str | None = None
+
+    async def post(self, user_id: str) -> None:
+        turn, stream_log = await self.start_turn(user_id)
+        self._stream_id = turn.stream_id
+        self.start_event_stream(turn.stream_id)
+        await self.relay(stream_log, 0)
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        settings = self.state.settings.stream
+        if self._stream_id is not None and settings.on_disconnect == "cancel":
+            self.state.runner.cancel(self._stream_id, "disconnect")
+
+
+class StreamResumeHandler(EventStreamMixin):
+    """``GET /api/streams/{stream_id}``: replay after Last-Event-ID, then follow live."""
+
+    async def get(self, stream_id: str) -> None:
+        identity = self.identity()
+        if identity is None:
+            raise ApiError(401, "unauthorized", "Sign in first.")
+        stream_log = await self.state.logs.get(stream_id)
+        # Another user's stream is indistinguishable from one that does not exist.
+        if stream_log is None or stream_log.user_id != identity.user_id:
+            raise ApiError(404, "not_found", "No such stream (it may have expired).")
+        raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
+            "last_event_id", "0"
+        )
+        raw = raw.strip() or "0"
+        if not raw.isdigit():
+            raise ApiError(400, "bad_request", "Last-Event-ID must be a whole number.")
+        self.start_event_stream(stream_id)
+        await self.relay(stream_log, int(raw))
+
+
+class StreamCancelHandler(BaseHandler):
+    """``POST /api/streams/{stream_id}/cancel``: stop generation, keep the partial answer."""
+
+    async def post(self, stream_id: str) -> None:
+        identity = self.identity()
+        if identity is None:
+            raise ApiError(401, "unauthorized", "Sign in first.")
+        stream_log = await self.state.logs.get(stream_id)
+        if stream_log is None or stream_log.user_id != identity.user_id:
+            raise ApiError(404, "not_found", "No such stream (it may have expired).")
+        self.check_cookie_origin(identity)
+        cancelled = self.state.runner.cancel(stream_id, "cancelled")
+        self.write_json({"stream_id": stream_id, "cancelled": cancelled})
+
+
+class ConversationHandler(_TurnStarter):
+    """``POST /api/conversation/{user_id}``: the same turn, answered as JSON at its end."""
+
+    async def post(self, user_id: str) -> None:
+        turn, stream_log = await self.start_turn(user_id)
+        self.set_header("X-Stream-Id", turn.stream_id)
+        terminal = await _wait_for_terminal(stream_log)
+        if terminal["type"] == "complete":
+            self.write_json(
+                {
+                    key: terminal.get(key)
+                    for key in ("message", "suggestions", "session_id", "provider", "model")
+                }
+                | {"fallback": bool(terminal.get("fallback"))}
+            )
+            return
+        code = terminal.get("code", "internal")
+        status = _JSON_STATUS.get(code, 503 if terminal.get("retryable") else 500)
+        raise ApiError(status, code, terminal.get("message", ""), retry_after=terminal.get("retry_after"))
+
+
+async def _wait_for_terminal(stream_log: MemoryStreamLog) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    while (terminal := stream_log.terminal_event()) is None:
+        waiter: asyncio.Future[bool] = loop.create_future()
+        stream_log.subscribe(waiter)
+        try:
+            await waiter
+        finally:
+            stream_log.unsubscribe(waiter)
+    return terminal

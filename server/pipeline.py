@@ -1,0 +1,131 @@
+"""The run loop: stages in the configured order, each announced by ``status`` events.
+
+Plain stages run one after another in a loop; a wrapper stage gets ``rest``, which announces
+the wrapper as done and runs every later stage. Progress is the share of stages started or
+done, so it never decreases.
+
+A stage that raises, or a turn that is cancelled (stop, timeout, client gone, shutdown) while
+a stage is running, becomes an ``error`` event *at that stage's level*: wrappers around it
+see an ordinary terminal event and can save the partial answer. Internals never reach the
+client: the traceback goes to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import structlog
+
+from server.plugin_api import (
+    TERMINAL_TYPES,
+    AnyStage,
+    Event,
+    Turn,
+    WrapperStage,
+    error,
+    status,
+)
+
+__all__ = ["CANCEL_REASONS", "Pipeline", "cancellation_event"]
+
+log = structlog.get_logger("sluice.pipeline")
+
+# Why a turn was cancelled -> the error event the client gets.
+CANCEL_REASONS: dict[str, tuple[str, str, bool]] = {
+    "cancelled": ("cancelled", "Stopped.", False),
+    "disconnect": ("cancelled", "The client went away.", False),
+    "timeout": ("timeout", "The answer took too long and was stopped.", True),
+    "shutdown": ("internal", "The server is restarting. Please try again.", True),
+}
+
+StageObserver = Callable[[str, float], None]
+
+
+def cancellation_event(reason: str | None) -> Event:
+    code, message, retryable = CANCEL_REASONS.get(reason or "cancelled", CANCEL_REASONS["cancelled"])
+    return error(code, message, retryable=retryable)
+
+
+class Pipeline:
+    def __init__(
+        self, stages: Sequence[AnyStage], *, on_stage_done: StageObserver | None = None
+    ) -> None:
+        self.stages = list(stages)
+        self.names = [stage.name for stage in self.stages]
+        count = len(self.stages)
+        self._progress = [(100 * i) // count for i in range(count + 1)]
+        self._on_stage_done = on_stage_done
+
+    def run(self, turn: Turn) -> AsyncIterator[Event]:
+        return self._run_from(turn, 0)
+
+    def _stage_done(self, index: int, started: float) -> Event:
+        if self._on_stage_done is not None:
+            self._on_stage_done(self.names[index], time.perf_counter() - started)
+        return status(self.names[index], "done", self._progress[index + 1])
+
+    async def _run_from(self, turn: Turn, index: int) -> AsyncIterator[Event]:
+        for position in range(index, len(self.stages)):
+            stage = self.stages[position]
+            yield status(stage.name, "start", self._progress[position])
+            started = time.perf_counter()
+            if isinstance(stage, WrapperStage):
+                async for event in self._run_wrapper(turn, position, started):
+                    yield event
+                return
+            events = stage.run(turn)
+            try:
+                async for event in events:
+                    if event["type"] in TERMINAL_TYPES:
+                        yield self._stage_done(position, started)
+                        yield event
+                        return
+                    yield event
+            except asyncio.CancelledError:
+                yield _after_cancel(turn)
+                return
+            except Exception:
+                log.exception("stage_failed", stage=stage.name, stream_id=turn.stream_id)
+                yield _internal_error()
+                return
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+            yield self._stage_done(position, started)
+
+    async def _run_wrapper(self, turn: Turn, position: int, started: float) -> AsyncIterator[Event]:
+        stage = self.stages[position]
+        assert isinstance(stage, WrapperStage)
+
+        async def rest(inner_turn: Turn) -> AsyncIterator[Event]:
+            yield self._stage_done(position, started)
+            async for event in self._run_from(inner_turn, position + 1):
+                yield event
+
+        events = stage.wrap(turn, rest)
+        try:
+            async for event in events:
+                yield event
+                if event["type"] in TERMINAL_TYPES:
+                    return
+        except asyncio.CancelledError:
+            yield _after_cancel(turn)
+        except Exception:
+            log.exception("stage_failed", stage=stage.name, stream_id=turn.stream_id)
+            yield _internal_error()
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+
+def _internal_error() -> Event:
+    return error("internal", "Something went wrong on our side. Please try again.", retryable=True)
+
+
+def _after_cancel(turn: Turn) -> Event:
+    # The cancellation has been delivered and is handled here: let the producer task go on
+    # to record the terminal event (asyncio.timeout and TaskGroup count cancellations).
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        task.uncancel()
+    return cancellation_event(turn.state.get("sluice.cancel_reason"))

@@ -1,0 +1,66 @@
+"""Encoding of the event stream (DESIGN.md section 4). Pure: nothing here touches a socket.
+
+Every frame is ``id:``, ``event:`` and one ``data:`` line of compact JSON, then a blank line.
+JSON keeps the data on one line: ``json.dumps`` escapes ``\\n`` and ``\\r`` inside strings,
+and we escape U+2028/U+2029 too, which some line splitters treat as line ends. ``id`` and
+``event`` values are checked, not trusted: a newline there would let a value smuggle in a
+field of its own (sse-starlette strips them for the same reason).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = [
+    "comment",
+    "encode_data",
+    "encode_event",
+    "padding",
+    "retry_field",
+]
+
+_LINE_BREAKS = ("\r", "\n")
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
+def encode_data(data: dict[str, Any]) -> str:
+    """Compact one-line JSON; non-ASCII text kept as UTF-8, line separators escaped."""
+    text = _encoder.encode(data)
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
+
+
+def _field_value(name: str, value: str) -> str:
+    if any(ch in value for ch in _LINE_BREAKS) or "\0" in value:
+        raise ValueError(f"SSE {name} must not contain a line break or NUL: {value!r}")
+    return value
+
+
+def encode_event(event_id: int, event: str, data: dict[str, Any]) -> bytes:
+    """One complete frame. ``data`` is the event's JSON object, ``event`` its type."""
+    return (
+        f"id: {event_id}\nevent: {_field_value('event', event)}\n"
+        f"data: {encode_data(data)}\n\n"
+    ).encode()
+
+
+def retry_field(milliseconds: int) -> bytes:
+    """The reconnection delay a browser ``EventSource`` should use."""
+    return f"retry: {int(milliseconds)}\n\n".encode()
+
+
+def comment(text: str = "") -> bytes:
+    """A comment line (``: ping``): keeps the connection alive, carries no id."""
+    return f": {_field_value('comment', text)}\n\n".encode()
+
+
+def padding(size: int) -> bytes:
+    """A comment of ``size`` bytes for proxies that buffer the first kilobytes."""
+    if size <= 0:
+        return b""
+    # ": " + filler + "\n\n" adds up to exactly ``size`` bytes when size >= 4.
+    filler = max(size - 4, 0)
+    return b": " + b" " * filler + b"\n\n"
