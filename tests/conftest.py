@@ -1,0 +1,46 @@
+"""Fixtures shared by every test: the real server, started on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import RunningServer, launch
+
+StartServer = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
+    """Factory: ``start_server(env={...}, data_dir=None)`` runs ``python -m server``.
+
+    Each call gets a fresh data directory unless one is passed (to test restarts). Every
+    server started is stopped at the end of the test.
+    """
+    started: list[RunningServer] = []
+
+    def start(
+        env: Mapping[str, str] | None = None,
+        *,
+        data_dir: Path | None = None,
+        args: list[str] | None = None,
+        cwd: Path | None = None,
+    ) -> RunningServer:
+        directory = data_dir or tmp_path_factory.mktemp("data")
+        server = launch(directory, env, args=args, cwd=cwd)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One demo-provider server shared by a module's read-mostly tests."""
+    server = launch(tmp_path_factory.mktemp("data"))
+    yield server
+    server.stop()

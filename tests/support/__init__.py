@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: a real server in a subprocess, and an SSE client."""

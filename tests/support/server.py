@@ -1,0 +1,150 @@
+"""Run the real server (``python -m server``) in a subprocess on a free loopback port.
+
+The server picks its own port (``PORT=0``) and we read the address from its ``listening``
+log line, so there is no race for a port and no sleep: readiness is that line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Provider keys and settings of the machine running the tests must not leak in.
+_SCRUB_PREFIXES = ("SLUICE_", "OPENAI_", "GEMINI_", "GOOGLE_", "REDIS_")
+
+TEST_TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
+
+
+def base_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
+    env.pop("PORT", None)
+    env.update(
+        {
+            "SLUICE_CONFIG": str(ROOT / "config.toml"),
+            "SLUICE_DATA_DIR": str(data_dir),
+            "PORT": "0",
+            "SLUICE_LOG__FORMAT": "json",
+            "SLUICE_LOG__LEVEL": "info",
+            "SLUICE_API_TOKENS": ",".join(f"{t}:{u}" for t, u in TEST_TOKENS.items()),
+            "SLUICE_LLM__DEMO__WORDS_PER_SECOND": "200",
+            "SLUICE_RATE_LIMIT__BURST": "1000",
+            "SLUICE_RATE_LIMIT__REQUESTS_PER_MINUTE": "60000",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    url: str = ""
+    port: int = 0
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    raw_lines: list[str] = field(default_factory=list)
+    _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _pump(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def _take(self, timeout: float) -> str | None:
+        line = self._queue.get(timeout=timeout)
+        if line is not None:
+            self.raw_lines.append(line)
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                pass
+        return line
+
+    def wait_for_log(self, event: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
+        """Block until the server logs ``event`` (with ``match`` fields); return the line."""
+        for line in self.lines:
+            if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
+                return line
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                raw = self._take(remaining)
+            except queue.Empty:
+                break
+            if raw is None:
+                raise AssertionError(f"server exited before logging {event!r}:\n{self.output()}")
+            line = self.lines[-1] if self.lines and raw.strip().startswith("{") else {}
+            if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
+                return line
+        raise AssertionError(f"server did not log {event!r} within {timeout}s:\n{self.output()}")
+
+    def drain(self) -> None:
+        while True:
+            try:
+                if self._take(0) is None:
+                    return
+            except queue.Empty:
+                return
+
+    def output(self) -> str:
+        self.drain()
+        return "".join(self.raw_lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.drain()
+        return self.process.returncode
+
+
+def launch(
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    args: list[str] | None = None,
+    cwd: Path | None = None,
+) -> RunningServer:
+    full_env = base_env(data_dir)
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", *(args or [])],
+        cwd=cwd or ROOT,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    server = RunningServer(process=process, data_dir=data_dir)
+    threading.Thread(target=server._pump, daemon=True).start()
+    try:
+        line = server.wait_for_log("listening")
+    except AssertionError:
+        server.stop(signal.SIGKILL)
+        raise
+    server.url = line["url"].replace("0.0.0.0", "127.0.0.1")
+    server.port = int(server.url.rsplit(":", 1)[1])
+    return server
