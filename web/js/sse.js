@@ -277,7 +277,7 @@ export async function* streamEvents(opts) {
       lost = new HttpError(response.status, body, retryAfter);
     }
     if (response && !lost) {
-      streamId ??= response.headers.get("X-Stream-Id");
+      streamId ??= response.headers.get("X-Stream-Id") || null;
       onConnection({ state: "open", attempt, maxRetries, streamId });
       const parser = new EventStreamParser();
       const reader = response.body.getReader();

@@ -1,0 +1,78 @@
+// The sluice HTTP API as the page uses it (DESIGN §3). Same-origin fetch:
+// the identity cookie goes along, and POST/DELETE carry Origin by themselves.
+
+import { HttpError, streamEvents } from "./sse.js";
+
+const enc = encodeURIComponent;
+
+async function json(response) {
+  if (response.ok) return response.json();
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    /* not JSON */
+  }
+  throw new HttpError(response.status, body, Number(response.headers.get("Retry-After")) || null);
+}
+
+function post(url, body) {
+  return fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body ?? {}),
+  });
+}
+
+export async function getMe() {
+  return json(await fetch("/api/me", { headers: { Accept: "application/json" } }));
+}
+
+export async function listSessions(userId) {
+  const body = await json(await fetch(`/api/sessions/${enc(userId)}`));
+  return body.sessions ?? [];
+}
+
+export async function getSession(userId, sessionId) {
+  return json(await fetch(`/api/sessions/${enc(userId)}/${enc(sessionId)}`));
+}
+
+export async function deleteSession(userId, sessionId) {
+  const r = await fetch(`/api/sessions/${enc(userId)}/${enc(sessionId)}`, { method: "DELETE" });
+  if (!r.ok && r.status !== 404) await json(r);
+}
+
+export async function cancelStream(streamId) {
+  const r = await post(`/api/streams/${enc(streamId)}/cancel`);
+  if (!r.ok && r.status !== 404) await json(r);
+}
+
+/** The non-streaming turn: resolves to the whole answer. */
+export async function converse(userId, message, sessionId, signal) {
+  const body = { message };
+  if (sessionId) body.session_id = sessionId;
+  const r = await fetch(`/api/conversation/${enc(userId)}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+    signal,
+  });
+  return json(r);
+}
+
+/** The streaming turn: an async iterator of {type, id, data}. */
+export function streamConversation(userId, message, sessionId, { signal, onConnection } = {}) {
+  const body = { message };
+  if (sessionId) body.session_id = sessionId;
+  return streamEvents({
+    url: `/api/conversation-stream/${enc(userId)}`,
+    init: {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify(body),
+    },
+    resumeUrl: (streamId) => `/api/streams/${enc(streamId)}`,
+    signal,
+    onConnection,
+  });
+}
