@@ -1,0 +1,413 @@
+"""Fake OpenAI and Gemini servers on loopback, speaking the real wire formats, with faults.
+
+The real SDKs talk to them: OpenAI's ``POST /v1/chat/completions`` (``chat.completion.chunk``
+SSE frames ending in ``data: [DONE]`` when ``stream`` is true, a ``chat.completion`` object
+otherwise) and Gemini's ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` and
+``:generateContent``.
+
+Each request takes the next :class:`Reply` from ``fake.replies`` (or ``fake.default``), so a
+test scripts a sequence: "500, then a good answer". Every request is recorded, and so is a
+client closing its connection while the fake was still answering (``fake.closed`` counts them,
+``await fake.wait_closed(n)`` waits for the n-th), which is how the cancel tests see the
+upstream request end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.iostream import StreamClosedError
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+__all__ = ["ARABIC_EMOJI", "FakeGemini", "FakeOpenAI", "Recorded", "Reply", "refused_url"]
+
+# Two-byte Arabic letters, four-byte emoji and a skin-tone modifier: every split is a trap.
+ARABIC_EMOJI = ["مرحبا ", "بالعالم ", "👋🏽", " 🌍 ", "سلام"]
+
+
+@dataclass
+class Reply:
+    """What the fake does with one request."""
+
+    text: list[str] = field(default_factory=lambda: ["Hello", ", wor", "ld!"])
+    status: int = 200
+    message: str = "upstream error"  # error message for a non-200 status
+    error_code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # Streaming faults (frame indexes count text frames from 0):
+    hang_before_headers: bool = False  # send nothing at all, until the client leaves
+    hang_at: int | None = None  # after headers (and role frame), hang before text frame i
+    cut_at: int | None = None  # close the TCP connection before text frame i
+    malformed_at: int | None = None  # text frame i is replaced by a frame that is not JSON
+    split_utf8: bool = False  # write every frame in pieces cut inside UTF-8 characters
+    refuse_stream: bool = False  # 400 to a streaming request; plain requests answer
+    usage: bool = True
+    finish_reason: str = "stop"
+    interval: float = 0.0  # pause between text frames
+
+
+@dataclass
+class Recorded:
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    stream: bool
+
+
+def refused_url() -> str:
+    """A loopback URL where nothing listens: connecting is refused at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def _split_inside_characters(data: bytes) -> list[bytes]:
+    """Cut ``data`` right after the first byte of every multi-byte character."""
+    pieces: list[bytes] = []
+    start = 0
+    for i, byte in enumerate(data):
+        if byte >= 0xC0 and i + 1 > start:  # a lead byte: cut after it
+            pieces.append(data[start : i + 1])
+            start = i + 1
+    pieces.append(data[start:])
+    return [p for p in pieces if p]
+
+
+class _FakeBase:
+    def __init__(self) -> None:
+        self.replies: deque[Reply] = deque()
+        self.default = Reply()
+        self.requests: list[Recorded] = []
+        self.closed = 0
+        self._closed_changed = asyncio.Event()
+        self._request_seen = asyncio.Event()
+        self._server: HTTPServer | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def script(self, *replies: Reply) -> None:
+        self.replies.extend(replies)
+
+    def next_reply(self) -> Reply:
+        return self.replies.popleft() if self.replies else self.default
+
+    def record(self, recorded: Recorded) -> None:
+        self.requests.append(recorded)
+        self._request_seen.set()
+
+    def client_closed(self) -> None:
+        self.closed += 1
+        self._closed_changed.set()
+
+    async def wait_closed(self, count: int = 1, timeout: float = 1.0) -> float:
+        """Wait until ``count`` client connections were closed mid-answer; returns seconds."""
+        started = time.monotonic()
+        async with asyncio.timeout(timeout):
+            while self.closed < count:
+                self._closed_changed.clear()
+                await self._closed_changed.wait()
+        return time.monotonic() - started
+
+    async def wait_requests(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.requests) < count:
+                self._request_seen.clear()
+                await self._request_seen.wait()
+
+    def routes(self) -> list[Any]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        sockets = bind_sockets(0, "127.0.0.1")
+        self.port = sockets[0].getsockname()[1]
+        self._server = HTTPServer(Application(self.routes()))
+        self._server.add_sockets(sockets)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            await self._server.close_all_connections()
+            self._server = None
+
+    async def __aenter__(self) -> _FakeBase:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+class _Handler(RequestHandler):
+    fake: _FakeBase
+    _gone: asyncio.Event
+
+    def initialize(self, fake: _FakeBase) -> None:
+        self.fake = fake
+        self._gone = asyncio.Event()
+
+    def on_connection_close(self) -> None:
+        if not getattr(self, "_cut", False):
+            self.fake.client_closed()
+        self._gone.set()
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def hang(self) -> None:
+        """Say nothing until the client goes away (or the server stops)."""
+        await self._gone.wait()
+
+    def cut(self) -> None:
+        """Drop the TCP connection in the middle of the body (no final chunk)."""
+        self._cut = True
+        self.request.connection.stream.close()  # type: ignore[union-attr]
+
+    async def send(self, data: bytes, reply: Reply) -> bool:
+        pieces = _split_inside_characters(data) if reply.split_utf8 else [data]
+        try:
+            for i, piece in enumerate(pieces):
+                self.write(piece)
+                await self.flush()
+                if reply.split_utf8 and i + 1 < len(pieces):
+                    await asyncio.sleep(0.002)  # separate network reads, as far as TCP allows
+        except StreamClosedError:
+            return False
+        return True
+
+    def fail(self, reply: Reply, body: dict[str, Any]) -> None:
+        self.set_status(reply.status)
+        for name, value in reply.headers.items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+class _OpenAIHandler(_Handler):
+    async def post(self) -> None:
+        body = json.loads(self.request.body or b"{}")
+        stream = bool(body.get("stream"))
+        self.fake.record(Recorded(self.request.path, body, dict(self.request.headers), stream))
+        reply = self.fake.next_reply()
+        if reply.hang_before_headers:
+            await self.hang()
+            return
+        if reply.refuse_stream and stream:
+            reply = Reply(status=400, message="'stream' is not supported with this model")
+            self.fail(reply, self._error(reply, param="stream"))
+            return
+        if reply.status != 200:
+            self.fail(reply, self._error(reply))
+            return
+        model = body.get("model", "fake")
+        if not stream:
+            self.finish(self._completion(model, reply))
+            return
+        self.set_header("Content-Type", "text/event-stream")
+        head = self._chunk(model, {"role": "assistant", "content": ""}, None)
+        if not await self.send(head, reply):
+            return
+        for i, piece in enumerate(reply.text):
+            if reply.interval and i:
+                await asyncio.sleep(reply.interval)
+            if reply.hang_at == i:
+                await self.hang()
+                return
+            if reply.cut_at == i:
+                self.cut()
+                return
+            frame = (
+                b"data: {not json\n\n"
+                if reply.malformed_at == i
+                else self._chunk(model, {"content": piece}, None)
+            )
+            if not await self.send(frame, reply):
+                return
+        tail = self._chunk(model, {}, reply.finish_reason)
+        if reply.usage and body.get("stream_options", {}).get("include_usage"):
+            usage = {
+                "prompt_tokens": 11,
+                "completion_tokens": len(reply.text),
+                "total_tokens": 11 + len(reply.text),
+            }
+            tail += self._frame(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        if await self.send(tail + b"data: [DONE]\n\n", reply):
+            self.finish()
+
+    @staticmethod
+    def _frame(obj: dict[str, Any]) -> bytes:
+        return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+    def _chunk(self, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
+        return self._frame(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                ],
+            }
+        )
+
+    @staticmethod
+    def _completion(model: str, reply: Reply) -> dict[str, Any]:
+        text = "".join(reply.text)
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+        }
+
+    @staticmethod
+    def _error(reply: Reply, param: str | None = None) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": reply.message,
+                "type": "invalid_request_error" if reply.status < 500 else "server_error",
+                "param": param,
+                "code": reply.error_code,
+            }
+        }
+
+
+class FakeOpenAI(_FakeBase):
+    """``base_url`` for the SDK is ``fake.url + "/v1"``."""
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def routes(self) -> list[Any]:
+        return [(r"/v1/chat/completions", _OpenAIHandler, {"fake": self})]
+
+
+_GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+class _GeminiHandler(_Handler):
+    async def post(self, version: str, model: str, method: str) -> None:
+        body = json.loads(self.request.body or b"{}")
+        stream = method == "streamGenerateContent"
+        self.fake.record(Recorded(self.request.path, body, dict(self.request.headers), stream))
+        reply = self.fake.next_reply()
+        if reply.hang_before_headers:
+            await self.hang()
+            return
+        if reply.refuse_stream and stream:
+            self.fail(Reply(status=400), self._error(400, "Streaming is not supported here."))
+            return
+        if reply.status != 200:
+            self.fail(reply, self._error(reply.status, reply.message, reply.error_code))
+            return
+        if not stream:
+            self.finish(self._response("".join(reply.text), reply, last=True, model=model))
+            return
+        if self.get_query_argument("alt", "") != "sse":
+            self.fail(Reply(status=400), self._error(400, "fake speaks only alt=sse"))
+            return
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_status(200)
+        for i, piece in enumerate(reply.text):
+            if reply.interval and i:
+                await asyncio.sleep(reply.interval)
+            if reply.hang_at == i:
+                await self.flush()
+                await self.hang()
+                return
+            if reply.cut_at == i:
+                self.cut()
+                return
+            last = i == len(reply.text) - 1
+            if reply.malformed_at == i:
+                frame = b'data: {"candidates": [oops\r\n\r\n'
+            else:
+                obj = self._response(piece, reply, last=last, model=model)
+                frame = b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\r\n\r\n"
+            if not await self.send(frame, reply):
+                return
+        self.finish()
+
+    @staticmethod
+    def _response(text: str, reply: Reply, *, last: bool, model: str) -> dict[str, Any]:
+        candidate: dict[str, Any] = {
+            "content": {"parts": [{"text": text}], "role": "model"},
+            "index": 0,
+        }
+        obj: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
+        if last:
+            candidate["finishReason"] = reply.finish_reason.upper()
+            if reply.usage:
+                obj["usageMetadata"] = {
+                    "promptTokenCount": 9,
+                    "candidatesTokenCount": len(reply.text),
+                    "totalTokenCount": 9 + len(reply.text),
+                }
+        return obj
+
+    @staticmethod
+    def _error(status: int, message: str, reason: str | None = None) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "code": status,
+            "message": message,
+            "status": _GEMINI_STATUS.get(status, "UNKNOWN"),
+        }
+        if reason:
+            error["details"] = [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason}
+            ]
+        return {"error": error}
+
+
+class FakeGemini(_FakeBase):
+    """``base_url`` for the SDK is ``fake.url``."""
+
+    def routes(self) -> list[Any]:
+        return [
+            (
+                r"/(v1beta|v1)/models/([^/:]+):(streamGenerateContent|generateContent)",
+                _GeminiHandler,
+                {"fake": self},
+            )
+        ]

@@ -1,0 +1,262 @@
+"""The openai provider against a fake OpenAI server on loopback, with the real SDK (issue 3)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from plugins.providers.openai import OpenAIOptions, OpenAIProvider
+from server.providers import FailureKind, Message, ProviderContext, ProviderError
+from tests.fakes.llm_upstreams import ARABIC_EMOJI, FakeOpenAI, Reply, refused_url
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-test-0123456789abcdefSECRET"
+PROMPT = [Message("system", "Be brief."), Message("user", "Hi")]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as server:
+        yield server  # type: ignore[misc]
+
+
+def make(base_url: str, key: str | None = KEY, **options: object) -> OpenAIProvider:
+    environ = {"OPENAI_API_KEY": key} if key else {}
+    return OpenAIProvider(
+        OpenAIOptions(base_url=base_url, **options),  # type: ignore[arg-type]
+        ProviderContext(environ=environ, max_connections=8),
+    )
+
+
+async def collect(provider: OpenAIProvider, timeout: float = 5.0) -> list[str]:
+    stream = provider.stream(PROMPT, max_output_tokens=64, timeout=timeout)
+    deltas: list[str] = []
+    try:
+        async for delta in stream:
+            deltas.append(delta)
+    finally:
+        await stream.aclose()
+    return deltas
+
+
+async def failure(provider: OpenAIProvider) -> tuple[list[str], ProviderError]:
+    stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
+    deltas: list[str] = []
+    try:
+        with pytest.raises(ProviderError) as caught:
+            async for delta in stream:
+                deltas.append(delta)
+    finally:
+        await stream.aclose()
+    return deltas, caught.value
+
+
+async def test_streams_deltas_usage_and_finish_reason(fake: FakeOpenAI) -> None:
+    provider = make(fake.base_url)
+    try:
+        stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
+        deltas = [d async for d in stream]
+        await stream.aclose()
+    finally:
+        await provider.aclose()
+    assert deltas == ["Hello", ", wor", "ld!"]
+    assert stream.finish_reason == "stop"
+    assert stream.usage is not None and stream.usage.output_tokens == 3
+    (request,) = fake.requests
+    assert request.stream is True
+    assert request.body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+    assert request.body["model"] == "gpt-4o-mini"
+    assert request.body["max_tokens"] == 64  # a compatible server: max_tokens
+    assert request.body["stream_options"] == {"include_usage": True}
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
+
+
+async def test_plain_call(fake: FakeOpenAI) -> None:
+    fake.script(Reply(text=["one ", "two"]))
+    provider = make(fake.base_url, model="llama3")
+    try:
+        completion = await provider.complete(PROMPT, max_output_tokens=64, timeout=5)
+    finally:
+        await provider.aclose()
+    assert completion.text == "one two"
+    assert completion.finish_reason == "stop"
+    assert completion.usage is not None and completion.usage.total_tokens == 16
+    assert fake.requests[0].stream is False
+    assert fake.requests[0].body["model"] == "llama3"
+
+
+async def test_utf8_split_across_writes(fake: FakeOpenAI) -> None:
+    """Arabic and emoji whose bytes arrive in separate writes come out whole."""
+    fake.script(Reply(text=ARABIC_EMOJI, split_utf8=True))
+    provider = make(fake.base_url)
+    try:
+        deltas = await collect(provider)
+    finally:
+        await provider.aclose()
+    assert deltas == ARABIC_EMOJI
+    assert "\ufffd" not in "".join(deltas)
+
+
+async def test_500_is_unavailable_and_not_retried_by_the_sdk(fake: FakeOpenAI) -> None:
+    fake.script(Reply(status=500, message="boom"))
+    provider = make(fake.base_url)
+    try:
+        deltas, error = await failure(provider)
+    finally:
+        await provider.aclose()
+    assert deltas == []
+    assert error.kind is FailureKind.UNAVAILABLE and error.status == 500
+    assert len(fake.requests) == 1  # max_retries=0: the chain is the only retry loop
+
+
+async def test_429_carries_retry_after(fake: FakeOpenAI) -> None:
+    fake.script(Reply(status=429, headers={"Retry-After": "7"}))
+    provider = make(fake.base_url)
+    try:
+        _, error = await failure(provider)
+    finally:
+        await provider.aclose()
+    assert error.kind is FailureKind.RATE_LIMITED
+    assert error.retry_after == 7.0
+    assert len(fake.requests) == 1
+
+
+async def test_connection_refused() -> None:
+    provider = make(refused_url() + "/v1")
+    try:
+        _, error = await failure(provider)
+    finally:
+        await provider.aclose()
+    assert error.kind is FailureKind.UNAVAILABLE
+    assert error.status is None  # nothing answered: not worth a plain call
+
+
+async def test_cut_mid_stream_after_text(fake: FakeOpenAI) -> None:
+    fake.script(Reply(text=["a", "b", "c", "d"], cut_at=2))
+    provider = make(fake.base_url)
+    try:
+        deltas, error = await failure(provider)
+    finally:
+        await provider.aclose()
+    assert deltas == ["a", "b"]
+    assert error.kind is FailureKind.UNAVAILABLE and error.status == 200
+
+
+async def test_malformed_frame(fake: FakeOpenAI) -> None:
+    fake.script(Reply(text=["a", "b"], malformed_at=1))
+    provider = make(fake.base_url)
+    try:
+        deltas, error = await failure(provider)
+    finally:
+        await provider.aclose()
+    assert deltas == ["a"]
+    assert error.kind is FailureKind.MALFORMED
+
+
+async def test_streaming_refused_but_plain_works(fake: FakeOpenAI) -> None:
+    fake.default = Reply(text=["plain ", "answer"], refuse_stream=True)
+    provider = make(fake.base_url)
+    try:
+        _, error = await failure(provider)
+        completion = await provider.complete(PROMPT, max_output_tokens=64, timeout=5)
+    finally:
+        await provider.aclose()
+    assert error.kind is FailureKind.STREAM_UNSUPPORTED
+    assert completion.text == "plain answer"
+
+
+async def test_refused_key_says_what_to_fix_without_the_key(fake: FakeOpenAI) -> None:
+    fake.script(Reply(status=401, message=f"Incorrect API key provided: {KEY}"))
+    provider = make(fake.base_url)
+    try:
+        _, error = await failure(provider)
+    finally:
+        await provider.aclose()
+    assert error.kind is FailureKind.AUTH
+    assert "OPENAI_API_KEY" in error.message
+    assert KEY not in error.message and KEY not in (error.detail or "")
+    assert "\n" not in error.message
+
+
+async def test_unknown_model_says_what_to_fix(fake: FakeOpenAI) -> None:
+    fake.script(
+        Reply(status=404, message="The model `gpt-9` does not exist", error_code="model_not_found")
+    )
+    provider = make(fake.base_url, model="gpt-9")
+    try:
+        _, error = await failure(provider)
+    finally:
+        await provider.aclose()
+    assert error.kind is FailureKind.BAD_REQUEST
+    assert "'gpt-9'" in error.message and "OPENAI_MODEL" in error.message
+
+
+async def test_missing_key() -> None:
+    official = OpenAIProvider(OpenAIOptions(), ProviderContext(environ={}))
+    local = make("http://127.0.0.1:11434/v1", key=None)
+    try:
+        assert official.missing_configuration() == (
+            "OPENAI_API_KEY is not set: export it, or remove openai from llm.providers"
+        )
+        with pytest.raises(ProviderError) as caught:
+            await official.complete(PROMPT, max_output_tokens=8, timeout=1)
+        assert caught.value.kind is FailureKind.AUTH
+        # A self-hosted server (Ollama, llama.cpp) needs no key.
+        assert local.missing_configuration() is None
+    finally:
+        await official.aclose()
+        await local.aclose()
+
+
+async def test_openai_itself_gets_max_completion_tokens() -> None:
+    provider = OpenAIProvider(OpenAIOptions(), ProviderContext(environ={"OPENAI_API_KEY": KEY}))
+    try:
+        assert "max_completion_tokens" in provider._body(PROMPT, 10)
+    finally:
+        await provider.aclose()
+
+
+async def test_cancelled_read_closes_the_upstream_connection(fake: FakeOpenAI) -> None:
+    """The turn is cancelled while waiting for the next delta: the upstream sees its
+    connection close within 1 s."""
+    fake.script(Reply(text=["a", "b"], hang_at=1))
+    provider = make(fake.base_url)
+    try:
+        stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
+        assert await stream.__anext__() == "a"
+        pending = asyncio.ensure_future(stream.__anext__())
+        await fake.wait_requests(1)
+        await asyncio.sleep(0)  # the read is now waiting on the socket
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        assert await fake.wait_closed(1, timeout=1.0) < 1.0
+        await stream.aclose()
+    finally:
+        await provider.aclose()
+
+
+async def test_aclose_closes_the_upstream_connection(fake: FakeOpenAI) -> None:
+    """The consumer stops between deltas (client left): aclose() ends the upstream request."""
+    fake.script(Reply(text=["a", "b"], hang_at=1))
+    provider = make(fake.base_url)
+    try:
+        stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
+        assert await stream.__anext__() == "a"
+        await stream.aclose()
+        assert await fake.wait_closed(1, timeout=1.0) < 1.0
+        await stream.aclose()  # safe twice
+        assert [d async for d in stream] == []
+    finally:
+        await provider.aclose()
