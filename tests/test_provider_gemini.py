@@ -245,7 +245,7 @@ async def test_cancelled_read_closes_the_upstream_connection(fake: FakeGemini) -
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
-        assert await fake.wait_closed(1, timeout=1.0) < 1.0
+        assert await fake.wait_closed(1, within=1.0) < 1.0
         await stream.aclose()
     finally:
         await provider.aclose()
@@ -258,6 +258,6 @@ async def test_aclose_closes_the_upstream_connection(fake: FakeGemini) -> None:
         stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
         assert await stream.__anext__() == "a"
         await stream.aclose()
-        assert await fake.wait_closed(1, timeout=1.0) < 1.0
+        assert await fake.wait_closed(1, within=1.0) < 1.0
     finally:
         await provider.aclose()

@@ -36,8 +36,8 @@ def make(base_url: str, key: str | None = KEY, **options: object) -> OpenAIProvi
     )
 
 
-async def collect(provider: OpenAIProvider, timeout: float = 5.0) -> list[str]:
-    stream = provider.stream(PROMPT, max_output_tokens=64, timeout=timeout)
+async def collect(provider: OpenAIProvider) -> list[str]:
+    stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
     deltas: list[str] = []
     try:
         async for delta in stream:
@@ -241,7 +241,7 @@ async def test_cancelled_read_closes_the_upstream_connection(fake: FakeOpenAI) -
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
-        assert await fake.wait_closed(1, timeout=1.0) < 1.0
+        assert await fake.wait_closed(1, within=1.0) < 1.0
         await stream.aclose()
     finally:
         await provider.aclose()
@@ -255,7 +255,7 @@ async def test_aclose_closes_the_upstream_connection(fake: FakeOpenAI) -> None:
         stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
         assert await stream.__anext__() == "a"
         await stream.aclose()
-        assert await fake.wait_closed(1, timeout=1.0) < 1.0
+        assert await fake.wait_closed(1, within=1.0) < 1.0
         await stream.aclose()  # safe twice
         assert [d async for d in stream] == []
     finally:

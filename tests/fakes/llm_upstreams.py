@@ -112,17 +112,17 @@ class _FakeBase:
         self.closed += 1
         self._closed_changed.set()
 
-    async def wait_closed(self, count: int = 1, timeout: float = 1.0) -> float:
+    async def wait_closed(self, count: int = 1, within: float = 1.0) -> float:
         """Wait until ``count`` client connections were closed mid-answer; returns seconds."""
         started = time.monotonic()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while self.closed < count:
                 self._closed_changed.clear()
                 await self._closed_changed.wait()
         return time.monotonic() - started
 
-    async def wait_requests(self, count: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_requests(self, count: int, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
             while len(self.requests) < count:
                 self._request_seen.clear()
                 await self._request_seen.wait()
