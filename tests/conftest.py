@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import RunningServer, launch
+from tests.support.sse import OPEN_STREAMS
 
 StartServer = Callable[..., RunningServer]
 
@@ -44,3 +45,11 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     server = launch(tmp_path_factory.mktemp("data"))
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _close_abandoned_streams() -> Iterator[None]:
+    """Close every HTTP response a test opened and did not read to the end."""
+    yield
+    while OPEN_STREAMS:
+        OPEN_STREAMS.pop().close()

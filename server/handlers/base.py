@@ -176,19 +176,12 @@ class JsonBodyHandler(BaseHandler):
     def prepare(self) -> None:
         self._chunks = []
         limit = self.state.settings.limits.max_body_bytes
-        if self.request.method not in ("POST", "PUT", "PATCH"):
-            return
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
-            self.close_after_error()
-            raise ApiError(413, "too_large", f"The body is over {limit} bytes.")
-        if self.request.connection is not None:
-            connection: Any = self.request.connection
-            connection.set_max_body_size(limit + 1)
-
-    def close_after_error(self) -> None:
-        # The unread body must not be taken for the next request on this connection.
-        self.set_header("Connection", "close")
+            # Answered with 413 once the body has been read (and dropped, never buffered):
+            # refusing before reading would reset the connection under a sending client,
+            # which then never sees the error. The server's max_body_size still caps it.
+            self._too_large = True
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)

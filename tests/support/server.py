@@ -56,6 +56,7 @@ class RunningServer:
     lines: list[dict[str, Any]] = field(default_factory=list)
     raw_lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    _pump_thread: threading.Thread | None = None
 
     @property
     def host(self) -> str:
@@ -115,7 +116,11 @@ class RunningServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout=10)
         self.drain()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
         return self.process.returncode
 
 
@@ -139,7 +144,8 @@ def launch(
         encoding="utf-8",
     )
     server = RunningServer(process=process, data_dir=data_dir)
-    threading.Thread(target=server._pump, daemon=True).start()
+    server._pump_thread = threading.Thread(target=server._pump, daemon=True)
+    server._pump_thread.start()
     try:
         line = server.wait_for_log("listening")
     except AssertionError:

@@ -90,10 +90,14 @@ def events(frames: list[Frame]) -> list[dict[str, Any]]:
     return [f.data for f in frames if f.data is not None]
 
 
+OPEN_STREAMS: list[EventStream] = []
+
+
 class EventStream:
     """An open streaming response; iterate to get frames as they arrive."""
 
     def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse):
+        OPEN_STREAMS.append(self)
         self.connection = connection
         self.response = response
         self.status = response.status
@@ -105,6 +109,7 @@ class EventStream:
         while True:
             raw = self.response.read1(65536)
             if not raw:
+                self.close()
                 assert self._parser.leftover == "", f"cut frame: {self._parser.leftover!r}"
                 return
             for frame in self._parser.feed(raw):
@@ -123,7 +128,10 @@ class EventStream:
         raise AssertionError("stream ended before the awaited frame")
 
     def body(self) -> bytes:
-        return self.response.read()
+        try:
+            return self.response.read()
+        finally:
+            self.close()
 
     def close(self) -> None:
         # Abrupt close, as a browser tab going away does.
@@ -133,6 +141,7 @@ class EventStream:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        self.response.close()
         self.connection.close()
 
 
@@ -175,6 +184,5 @@ def json_request(
 ) -> tuple[int, dict[str, Any] | None, http.client.HTTPMessage]:
     response = request(base_url, method, path, body=body, headers=headers)
     raw = response.body()
-    response.connection.close()
     data = json.loads(raw) if raw else None
     return response.status, data, response.headers

@@ -1,0 +1,64 @@
+"""The event-stream encoder (server/sse.py): framing, and text surviving a round trip."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from server.sse import comment, encode_data, encode_event, padding, retry_field
+from tests.support.sse import parse_frames
+
+
+def test_frame_is_id_event_and_one_compact_data_line() -> None:
+    frame = encode_event(7, "chunk", {"type": "chunk", "content": "Hel"})
+    assert frame == b'id: 7\nevent: chunk\ndata: {"type":"chunk","content":"Hel"}\n\n'
+
+
+@pytest.mark.parametrize("bad", ["chunk\nid: 99", "chunk\r", "a\rb", "x\x00"])
+def test_event_name_cannot_smuggle_a_line(bad: str) -> None:
+    with pytest.raises(ValueError):
+        encode_event(1, bad, {"type": "chunk"})
+
+
+def test_comment_cannot_smuggle_a_line() -> None:
+    with pytest.raises(ValueError):
+        comment("ping\ndata: {}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "مرحبا بالعالم",
+        "emoji 👩🏽‍💻🚀 and flags 🇯🇵",
+        "line one\nline two\r\nthree\rfour",
+        "separators \u2028 and \u2029",
+        "data: injected\n\nid: 99\n\n",
+        "",
+    ],
+)
+def test_text_survives_a_strict_parser(text: str) -> None:
+    raw = encode_event(3, "chunk", {"type": "chunk", "content": text})
+    assert raw.count(b"\n") == 4  # three fields and the blank line: nothing else
+    [frame] = parse_frames(raw)
+    assert frame.id == 3 and frame.event == "chunk"
+    assert frame.data == {"type": "chunk", "content": text}
+
+
+@given(st.text())
+def test_any_text_round_trips(text: str) -> None:
+    [frame] = parse_frames(encode_event(1, "chunk", {"type": "chunk", "content": text}))
+    assert frame.data is not None and frame.data["content"] == text
+
+
+def test_non_ascii_is_sent_as_utf8_not_escapes() -> None:
+    assert "طوكيو" in encode_data({"content": "طوكيو"})
+
+
+def test_retry_and_padding() -> None:
+    assert retry_field(2000) == b"retry: 2000\n\n"
+    assert padding(0) == b""
+    pad = padding(2048)
+    assert len(pad) == 2048 and pad.startswith(b":") and pad.endswith(b"\n\n")
+    frames = parse_frames(retry_field(5) + pad)
+    assert frames[0].retry == 5 and frames[1].data is None
