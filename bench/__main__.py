@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run one workload against several systems")
     p.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma separated, in order")
+    p.add_argument(
+        "--systems",
+        default="sluice,tornado,fastapi,flask",
+        help=f"comma separated, in order; known: {', '.join(SYSTEMS)}",
+    )
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="a smoke size, for tests")
     p.add_argument("--tokens", type=int, help="tokens per stream")

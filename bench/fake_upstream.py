@@ -10,6 +10,9 @@ was written, so a client can compute per-token lag and spot lost, duplicated or 
 even if a server re-chunks the text. The mark holds non-ASCII characters on purpose: it
 exercises UTF-8 split across reads.
 
+``POST /chat`` streams the tokens directly as the relays' SSE ``chunk`` events, so the load
+client can be measured against the upstream alone (the harness's own ceiling).
+
 Token count and pace come from the command line (the runner starts one upstream per run); the
 request body may override them with ``bench:tokens=N,interval_ms=X`` anywhere in it.
 
@@ -38,6 +41,11 @@ _TOKEN_HEAD = _CHUNK_HEAD + b'"content":"'
 _TOKEN_TAIL = b'"},"finish_reason":null}]}\n\n'
 _STOP_FRAME = _CHUNK_HEAD + b'},"finish_reason":"stop"}]}\n\n'
 _DONE_FRAME = b"data: [DONE]\n\n"
+
+# Direct mode (POST /chat): the relays' own SSE format, to measure the harness without a relay.
+_SSE_HEAD = b'event: chunk\ndata: {"type":"chunk","content":"'
+_SSE_TAIL = b'"}\n\n'
+_SSE_END = b'event: complete\ndata: {"type":"complete","message":""}\n\n'
 
 _STREAM_HEADERS = (
     b"HTTP/1.1 200 OK\r\n"
@@ -112,16 +120,18 @@ class UpstreamProtocol(asyncio.Protocol):
         body = self.buf[end + 4 : end + 4 + length]
         self.buf = self.buf[end + 4 + length :]
         method, path = ([*head.split(" ", 2), "", ""])[:2]
-        if method != "POST" or not path.split("?")[0].endswith("/chat/completions"):
+        route = path.split("?")[0]
+        direct = route == "/chat"
+        if method != "POST" or not (direct or route.endswith("/chat/completions")):
             self._write_plain(404, b'{"error":{"message":"not found"}}')
             return self._after_response()
         tokens, interval_s = self.tokens, self.interval_s
         m = _OVERRIDE_RE.search(body)
         if m:
             tokens, interval_s = int(m.group(1)), float(m.group(2)) / 1000
-        if re.search(rb'"stream"\s*:\s*true', body):
+        if direct or re.search(rb'"stream"\s*:\s*true', body):
             self.busy = True
-            asyncio.get_running_loop().create_task(self._stream(tokens, interval_s))
+            asyncio.get_running_loop().create_task(self._stream(tokens, interval_s, direct))
         else:
             Stats.plain_requests += 1
             text = "".join(token_bytes(i, time.time_ns()).decode() for i in range(1, tokens + 1))
@@ -147,11 +157,12 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.buf and not self.closed:
             self._try_request()
 
-    async def _stream(self, tokens: int, interval_s: float) -> None:
+    async def _stream(self, tokens: int, interval_s: float, direct: bool = False) -> None:
         transport = self.transport
         assert transport is not None
         Stats.streams_started += 1
-        transport.write(_STREAM_HEADERS + _chunked(_ROLE_FRAME))
+        head, tail = (_SSE_HEAD, _SSE_TAIL) if direct else (_TOKEN_HEAD, _TOKEN_TAIL)
+        transport.write(_STREAM_HEADERS + (b"" if direct else _chunked(_ROLE_FRAME)))
         loop = asyncio.get_running_loop()
         start = loop.time()
         seq = 1
@@ -177,14 +188,14 @@ class UpstreamProtocol(asyncio.Protocol):
                     return
             ns = time.time_ns()
             frames = b"".join(
-                _chunked(_TOKEN_HEAD + token_bytes(s, ns) + _TOKEN_TAIL)
-                for s in range(seq, seq + count)
+                _chunked(head + token_bytes(s, ns) + tail) for s in range(seq, seq + count)
             )
             transport.write(frames)
             seq += count
             if interval_s <= 0:
                 await asyncio.sleep(0)  # let other streams have their turn
-        transport.write(_chunked(_STOP_FRAME) + _chunked(_DONE_FRAME) + b"0\r\n\r\n")
+        end = _chunked(_SSE_END) if direct else _chunked(_STOP_FRAME) + _chunked(_DONE_FRAME)
+        transport.write(end + b"0\r\n\r\n")
         Stats.streams_finished += 1
         self._after_response()
 

@@ -65,9 +65,12 @@ class Target:
 class Totals:
     """What all streams of one run add up to."""
 
-    def __init__(self, tokens: int) -> None:
+    def __init__(self, tokens: int, concurrency: int = 0) -> None:
         self.tokens = tokens
+        self.concurrency = concurrency
         self.lags_us: list[int] = []
+        self.sent_ns: list[int] = []  # send time of each token, beside its lag
+        self.all_open_ns = 0  # when all ``concurrency`` streams were first open at once
         self.ttfs_ms: list[float] = []
         self.ttfc_ms: list[float] = []
         self.gaps_s: list[float] = []  # per stream: longest silence after the headers
@@ -163,6 +166,8 @@ class SSEStream(asyncio.Protocol):
         self.head_done = True
         self.totals.open_now += 1
         self.totals.max_open = max(self.totals.max_open, self.totals.open_now)
+        if self.totals.open_now == self.totals.concurrency and not self.totals.all_open_ns:
+            self.totals.all_open_ns = time.time_ns()
         return True
 
     def _dechunk(self, data: bytes, now: int) -> None:
@@ -273,10 +278,13 @@ class SSEStream(asyncio.Protocol):
         end = 0
         seen = self.seen
         lags = self.totals.lags_us
+        sent = self.totals.sent_ns
         for m in MARK_RE.finditer(text):
             end = m.end()
             seq = int(m.group(1))
-            lags.append((now - int(m.group(2))) // 1000)
+            ns = int(m.group(2))
+            lags.append((now - ns) // 1000)
+            sent.append(ns)
             self.totals.marks += 1
             if seq <= 0 or seq >= len(seen) or seen[seq]:
                 self.totals.duplicated += 1
@@ -348,7 +356,7 @@ async def run_load(
     """Open ``concurrency`` streams at once (their starts spread over ``ramp_s``), each worker
     starting its next stream as soon as the last ends, until ``total`` streams have run."""
     raise_nofile()
-    totals = Totals(tokens)
+    totals = Totals(tokens, min(concurrency, total))
     parts = urlsplit(target.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     counter = iter(range(total))
@@ -372,6 +380,9 @@ async def run_load(
 
 def summarize(totals: Totals, streams: int, wall: float, cpu: float) -> dict[str, Any]:
     lags_ms = [x / 1000 for x in totals.lags_us]
+    # "Held" lag: tokens sent once every stream was open, i.e. without the connection ramp.
+    held = totals.all_open_ns
+    held_ms = [x / 1000 for x, t in zip(totals.lags_us, totals.sent_ns, strict=True) if t >= held]
 
     def pct(values: list[float], q: float) -> float | None:
         v = percentile(values, q)
@@ -396,6 +407,9 @@ def summarize(totals: Totals, streams: int, wall: float, cpu: float) -> dict[str
         "lag_p90_ms": pct(lags_ms, 90),
         "lag_p99_ms": pct(lags_ms, 99),
         "lag_max_ms": round(max(lags_ms), 3) if lags_ms else None,
+        "held_tokens": len(held_ms) if held else 0,
+        "held_lag_p99_ms": pct(held_ms, 99) if held else None,
+        "held_lag_max_ms": round(max(held_ms), 3) if held and held_ms else None,
         "lost": totals.lost,
         "duplicated": totals.duplicated,
         "out_of_order": totals.out_of_order,

@@ -25,7 +25,7 @@ class Launch:
 class System:
     name: str
     describe: str
-    argv: Callable[[Launch], list[str]]
+    argv: Callable[[Launch], list[str]] | None  # None: no relay, the client hits the upstream
     path: str
     headers: dict[str, str] = field(default_factory=dict)
     extra_env: Callable[[Launch], dict[str, str]] = lambda launch: {}
@@ -65,6 +65,12 @@ def _sluice_env(launch: Launch) -> dict[str, str]:
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in [
+        System(
+            name="direct",
+            describe="no relay: the client reads the fake upstream's /chat (harness ceiling)",
+            argv=None,
+            path="/chat",
+        ),
         System(
             name="sluice",
             describe="sluice full pipeline (python -m server)",
