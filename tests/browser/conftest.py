@@ -1,0 +1,129 @@
+"""Headless Chromium (Debian's ``chromium`` package) driven by Playwright.
+
+The browser is never downloaded by Playwright: the test command installs Debian's package
+(``apt-get install -y chromium``) and we launch ``/usr/bin/chromium`` (override with
+``SLUICE_TEST_CHROMIUM``). Each test gets a fresh browser context, so a fresh identity cookie,
+and a ``ChatPage`` helper that records console errors, CSP violations, page errors and
+dialogs: a test fails if any of those happen unless it expects them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, Playwright, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("SLUICE_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Playwright]:
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Playwright) -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) "
+            "or set SLUICE_TEST_CHROMIUM"
+        )
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@dataclass
+class ChatPage:
+    """The page plus what it reported: the test asserts on these."""
+
+    page: Page
+    base_url: str
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+
+    def open(self, path: str = "/") -> None:
+        self.page.goto(self.base_url + path)
+        self.page.wait_for_selector("#app[data-ready='true']")
+
+    def send(self, text: str) -> None:
+        box = self.page.locator("#input")
+        box.fill(text)
+        box.press("Enter")
+
+    def answers(self) -> Any:
+        return self.page.locator(".message.assistant")
+
+    def wait_for_answers(self, count: int, timeout: float = 20_000) -> None:
+        """Until ``count`` answers have finished (complete, error or stopped)."""
+        self.page.wait_for_function(
+            """n => [...document.querySelectorAll('.message.assistant')]
+                     .filter(m => ['complete', 'error', 'stopped'].includes(m.dataset.status))
+                     .length >= n""",
+            arg=count,
+            timeout=timeout,
+        )
+
+    def assert_clean(self) -> None:
+        assert self.page_errors == [], self.page_errors
+        assert self.console_errors == [], self.console_errors
+        assert self.dialogs == [], self.dialogs
+
+
+def _on_console(chat: ChatPage, message: Any) -> None:
+    if message.type == "error" or "Content Security Policy" in message.text:
+        chat.console_errors.append(message.text)
+
+
+@pytest.fixture
+def chat_page(browser: Browser) -> Iterator[Any]:
+    """Factory: ``chat_page(server, **context_options) -> ChatPage``."""
+    contexts = []
+
+    def make(server: Any, **options: Any) -> ChatPage:
+        context = browser.new_context(**{"viewport": {"width": 1200, "height": 820}, **options})
+        contexts.append(context)
+        page = context.new_page()
+        chat = ChatPage(page, server.url)
+        page.on("console", lambda m: _on_console(chat, m))
+        page.on("pageerror", lambda e: chat.page_errors.append(str(e)))
+
+        def on_dialog(dialog: Dialog) -> None:
+            chat.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on(
+            "request",
+            lambda r: chat.requests.append((r.method, r.url, dict(r.headers))),
+        )
+        return chat
+
+    yield make
+    for context in contexts:
+        context.close()
