@@ -231,9 +231,9 @@ async def bench(port: int, chunks: int, rounds: int) -> list[tuple[str, float]]:
 
 
 def _start(chunks: int, pace: float) -> tuple[subprocess.Popen[str], int]:
+    command = [sys.executable, "-m", "bench.provider_cpu", "--serve", "--chunks", str(chunks)]
     child = subprocess.Popen(
-        [sys.executable, "-m", "bench.provider_cpu", "--serve"]
-        + ["--chunks", str(chunks), "--pace", str(pace)],
+        [*command, "--pace", str(pace)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
