@@ -501,9 +501,11 @@ def run(
     )
     for rep in range(repeat):
         for system in chosen:
-            say(f"  [{rep + 1}/{repeat}] {system.name} …")
+            load = os.getloadavg()[0]
+            say(f"  [{rep + 1}/{repeat}] {system.name} … (load average {load:.2f})")
             t0 = time.perf_counter()
             result = run_one(system, workload, log_dir, say)
+            result["loadavg_before"] = round(load, 2)
             rows[system.name].append(result)
             say(f"  [{rep + 1}/{repeat}] {system.name} done in {time.perf_counter() - t0:.1f}s")
     machine = {

@@ -1,0 +1,68 @@
+"""Smoke test for bench/: every workload runs end to end at a tiny size, nothing is lost.
+
+No timing is asserted: these are benchmarks, and this only keeps the harness from rotting.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEMS = ["sluice", "tornado", "fastapi", "flask"]
+
+
+@pytest.mark.parametrize("workload", ["latency", "throughput", "capacity", "idle"])
+def test_bench_workload_runs_clean(workload: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--workload",
+            workload,
+            "--quick",
+            "--repeat",
+            "1",
+            "--systems",
+            ",".join(SYSTEMS),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["skipped"] == {}
+    table = done.stdout.splitlines()
+    for system in SYSTEMS:
+        assert any(line.startswith(f"| {system} |") for line in table), done.stdout
+        (run,) = result["results"][system]
+        if workload == "capacity":
+            measured = run["steps"]
+        elif workload == "idle":
+            measured = run["sizes"]
+        else:
+            measured = [run]
+        for r in measured:
+            assert r["errors"] == 0, (system, r["error_kinds"])
+            assert (r["lost"], r["duplicated"], r["out_of_order"]) == (0, 0, 0), (system, r)
+            assert r["tokens"] == r["streams"] * result["workload"]["tokens"], (system, r)
+            assert r["ttfc_p50_ms"] is not None
+        if system == "sluice":
+            assert all(r["ttfs_p50_ms"] is not None for r in measured)
+        else:
+            assert all(r["ttfs_p50_ms"] is None for r in measured)
+    if workload == "idle":
+        for system in SYSTEMS:
+            (size,) = result["results"][system][0]["sizes"]
+            assert size["max_open"] == size["n"]
