@@ -133,7 +133,8 @@ class StoreSettings(_Section):
 
 
 class LogSettings(_Section):
-    format: Literal["json", "console"] = "json"
+    # "auto": readable lines on a terminal, JSON lines otherwise (a PaaS, a file, a pipe).
+    format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
     include_content: bool = False
 

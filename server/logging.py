@@ -24,7 +24,8 @@ def configure_logging(settings: LogSettings) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor
-    if settings.format == "json":
+    use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
+    if use_json:
         renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.dict_tracebacks)
     else:

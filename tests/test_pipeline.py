@@ -1,0 +1,153 @@
+"""The run loop (server/pipeline.py) and producer (server/turns.py), in process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from server import Event, Rest, Stage, Turn, WrapperStage, chunk, complete, error
+from server.config import Settings
+from server.pipeline import Pipeline
+from server.streamlog import MemoryStreamLogStore
+from server.turns import TurnRunner
+
+
+def make_turn() -> Turn:
+    return Turn(stream_id="st_test", user_id="alice", message="hi", client_ip="127.0.0.1")
+
+
+def stage(cls: type, name: str) -> Any:
+    instance = cls(None, None)
+    instance.name = name
+    return instance
+
+
+class Words(Stage):
+    gate: asyncio.Event | None = None
+
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        for word in ("one ", "two ", "three"):
+            yield chunk(word)
+            if self.gate is not None and word == "two ":
+                await self.gate.wait()  # hangs until cancelled
+        yield complete("one two three", session_id=None, suggestions=[], provider="t",
+                       model="t", mode="stream", fallback=False, usage=None)
+
+
+class Quiet(Stage):
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        turn.state["quiet"] = True
+        return
+        yield
+
+
+class Boom(Stage):
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        yield chunk("partial ")
+        raise RuntimeError("secret internal detail")
+
+
+class Refuse(Stage):
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        yield error("rate_limited", "slow down", retryable=True, retry_after=3)
+        raise AssertionError("a stage must not run on after its terminal event")
+
+
+class Upper(WrapperStage):
+    """Transforms the events of the rest, and records what it saw end the turn."""
+
+    seen: list[str]
+
+    async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
+        self.seen = []
+        async for event in rest(turn):
+            if event["type"] == "chunk":
+                event = chunk(event["content"].upper())
+            self.seen.append(event["type"])
+            yield event
+
+
+async def collect(pipeline: Pipeline, turn: Turn) -> list[Event]:
+    return [event async for event in pipeline.run(turn)]
+
+
+@pytest.mark.gen_test
+async def test_wrapper_transforms_the_rest_and_progress_never_falls() -> None:
+    wrapper = stage(Upper, "upper")
+    events = await collect(Pipeline([stage(Quiet, "a"), wrapper, stage(Words, "b")]), make_turn())
+    statuses = [(e["stage"], e["state"], e["progress"]) for e in events if e["type"] == "status"]
+    assert statuses == [
+        ("a", "start", 0), ("a", "done", 33),
+        ("upper", "start", 33), ("upper", "done", 66),
+        ("b", "start", 66), ("b", "done", 100),
+    ]
+    assert [e["content"] for e in events if e["type"] == "chunk"] == ["ONE ", "TWO ", "THREE"]
+    assert events[-1]["type"] == "complete" and wrapper.seen[-1] == "complete"
+
+
+@pytest.mark.gen_test
+async def test_terminal_event_ends_the_turn() -> None:
+    events = await collect(Pipeline([stage(Refuse, "limit"), stage(Words, "llm")]), make_turn())
+    assert [e["type"] for e in events] == ["status", "status", "error"]
+    assert events[-1]["code"] == "rate_limited" and events[-1]["retry_after"] == 3
+    assert not any(e.get("stage") == "llm" for e in events)
+
+
+@pytest.mark.gen_test
+async def test_a_failing_stage_becomes_an_internal_error_that_wrappers_see() -> None:
+    wrapper = stage(Upper, "upper")
+    events = await collect(Pipeline([wrapper, stage(Boom, "boom")]), make_turn())
+    assert [e["type"] for e in events][-2:] == ["chunk", "error"]
+    assert events[-1]["code"] == "internal"
+    assert "secret" not in events[-1]["message"]  # no internals reach the client
+    assert wrapper.seen[-1] == "error"
+
+
+@pytest.mark.gen_test
+async def test_cancel_ends_with_cancelled_and_wrappers_keep_the_partial() -> None:
+    words = stage(Words, "llm")
+    words.gate = asyncio.Event()
+    wrapper = stage(Upper, "upper")
+    runner = TurnRunner(
+        Pipeline([wrapper, words]),
+        MemoryStreamLogStore(ttl_seconds=60, max_events=100),
+        Settings(),
+    )
+    turn = make_turn()
+    log = await runner.start(turn)
+    while not any(e.type == "chunk" and e.data["content"] == "TWO " for e in await log.read(0)):
+        waiter = asyncio.get_running_loop().create_future()
+        log.subscribe(waiter)
+        await waiter
+    assert runner.cancel(turn.stream_id, "cancelled") is True
+    while not log.finished:
+        waiter = asyncio.get_running_loop().create_future()
+        log.subscribe(waiter)
+        await waiter
+    entries = await log.read(0)
+    assert [e.id for e in entries] == list(range(1, len(entries) + 1))
+    assert entries[-1].data["code"] == "cancelled"
+    assert "".join(e.data["content"] for e in entries if e.type == "chunk") == "ONE TWO "
+    assert wrapper.seen[-1] == "error"
+    assert runner.running_count == 0
+    assert runner.cancel(turn.stream_id, "cancelled") is False  # already over
+
+
+@pytest.mark.gen_test
+async def test_too_many_streams_per_user() -> None:
+    words = stage(Words, "llm")
+    words.gate = asyncio.Event()
+    settings = Settings.model_validate({"limits": {"max_streams_per_user": 1}})
+    runner = TurnRunner(Pipeline([words]), MemoryStreamLogStore(ttl_seconds=60, max_events=100), settings)
+    first = make_turn()
+    await runner.start(first)
+    second = make_turn()
+    second.stream_id = "st_second"
+    log = await runner.start(second)
+    [entry] = await log.read(0)
+    assert entry.data["code"] == "too_many_streams" and entry.data["retryable"] is True
+    runner.cancel(first.stream_id, "cancelled")
+    await runner.shutdown(1)
