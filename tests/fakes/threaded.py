@@ -1,0 +1,45 @@
+"""Run a fake upstream on its own event loop in a thread, for tests that drive the real server
+(a subprocess) with blocking HTTP calls."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from tests.fakes.llm_upstreams import FakeGemini, FakeOpenAI
+
+__all__ = ["ThreadedFakes", "threaded_fakes"]
+
+T = TypeVar("T")
+
+
+class ThreadedFakes:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.openai = FakeOpenAI()
+        self.gemini = FakeGemini()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run ``coro`` on the fakes' loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+@contextmanager
+def threaded_fakes() -> Iterator[ThreadedFakes]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-upstreams", daemon=True)
+    thread.start()
+    fakes = ThreadedFakes(loop)
+    try:
+        fakes.run(fakes.openai.start())
+        fakes.run(fakes.gemini.start())
+        yield fakes
+    finally:
+        fakes.run(fakes.openai.stop())
+        fakes.run(fakes.gemini.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
