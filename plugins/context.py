@@ -13,15 +13,13 @@ from pydantic import Field
 
 from server import Event, Message, Stage, StageOptions, Turn, context
 
-__all__ = ["ContextStage", "KNOWN_CONTEXT_HEADER"]
+__all__ = ["KNOWN_CONTEXT_HEADER", "ContextStage"]
 
 KNOWN_CONTEXT_HEADER = "Known context:"
 
 
 class ContextOptions(StageOptions):
-    system_prompt: str = (
-        "You are a helpful assistant. Answer in the language the user writes in."
-    )
+    system_prompt: str = "You are a helpful assistant. Answer in the language the user writes in."
     history_chars: int = Field(12000, ge=0)
     remember_intent: bool = True
 

@@ -96,8 +96,9 @@ class IntentStage(Stage):
 
     async def run(self, turn: Turn) -> AsyncIterator[Event]:
         turn.intent, turn.suggestions = self.classify(turn.message)
-        return
-        yield  # an async generator that emits nothing of its own
+        nothing: tuple[Event, ...] = ()  # no events of its own: the context stage reports it
+        for event in nothing:
+            yield event
 
 
 def _extract(entities: dict[str, list[re.Pattern[str]]], text: str) -> dict[str, str]:

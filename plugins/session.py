@@ -68,9 +68,14 @@ class SessionStage(WrapperStage):
         answer = "".join(parts)
         if terminal is not None and terminal["type"] == "complete":
             answer, status = terminal.get("message", answer), "complete"
-        elif terminal is not None and terminal["type"] == "error" and terminal["code"] in (
-            "rate_limited",
-            "too_many_streams",
+        elif (
+            terminal is not None
+            and terminal["type"] == "error"
+            and terminal["code"]
+            in (
+                "rate_limited",
+                "too_many_streams",
+            )
         ):
             return  # no model was asked: there is no answer to record
         else:

@@ -44,7 +44,9 @@ StageObserver = Callable[[str, float], None]
 
 
 def cancellation_event(reason: str | None) -> Event:
-    code, message, retryable = CANCEL_REASONS.get(reason or "cancelled", CANCEL_REASONS["cancelled"])
+    code, message, retryable = CANCEL_REASONS.get(
+        reason or "cancelled", CANCEL_REASONS["cancelled"]
+    )
     return error(code, message, retryable=retryable)
 
 

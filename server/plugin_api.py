@@ -89,9 +89,7 @@ def complete(
     }
 
 
-def error(
-    code: str, message: str, *, retryable: bool, retry_after: float | None = None
-) -> Event:
+def error(code: str, message: str, *, retryable: bool, retry_after: float | None = None) -> Event:
     """An ``error`` event. ``message`` is read by a person: no internals, no stack traces."""
     event: Event = {"type": "error", "code": code, "message": message, "retryable": retryable}
     if retry_after is not None:
@@ -145,7 +143,8 @@ class Services:
 
 
 class _BaseStage:
-    name: ClassVar[str] = ""
+    # Set by the loader to the name the stage is registered and configured under.
+    name: str = ""
     Options: ClassVar[type[StageOptions]] = StageOptions
 
     def __init__(self, options: Any, services: Services) -> None:

@@ -15,7 +15,7 @@ from server.config import ConfigError, Settings, format_validation_error
 from server.plugin_api import AnyStage, Services, Stage, WrapperStage
 from server.providers import Provider, ProviderContext
 
-__all__ = ["STAGE_GROUP", "PROVIDER_GROUP", "available", "load_providers", "load_stages"]
+__all__ = ["PROVIDER_GROUP", "STAGE_GROUP", "available", "load_providers", "load_stages"]
 
 STAGE_GROUP = "sluice.stages"
 PROVIDER_GROUP = "sluice.providers"

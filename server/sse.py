@@ -42,8 +42,7 @@ def _field_value(name: str, value: str) -> str:
 def encode_event(event_id: int, event: str, data: dict[str, Any]) -> bytes:
     """One complete frame. ``data`` is the event's JSON object, ``event`` its type."""
     return (
-        f"id: {event_id}\nevent: {_field_value('event', event)}\n"
-        f"data: {encode_data(data)}\n\n"
+        f"id: {event_id}\nevent: {_field_value('event', event)}\ndata: {encode_data(data)}\n\n"
     ).encode()
 
 

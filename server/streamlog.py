@@ -12,6 +12,7 @@ the same ``append`` / ``read`` / subscribe shape on a Redis stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -88,10 +89,8 @@ class MemoryStreamLog:
         self._waiters.append(waiter)
 
     def unsubscribe(self, waiter: asyncio.Future[bool]) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
-        except ValueError:
-            pass
 
 
 class StreamLogStore(Protocol):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-
-import tomllib
 
 from server.config import ConfigError, LLMSettings, Settings, load_settings
 from tests.support.server import ROOT, base_env
@@ -68,14 +67,23 @@ def test_environment_overrides() -> None:
         ),
         (
             {"SLUICE_STREAM__ON_DISCONNECT": "explode"},
-            "config error: stream.on_disconnect = 'explode': Input should be 'continue' or 'cancel'",
+            "config error: stream.on_disconnect = 'explode':"
+            " Input should be 'continue' or 'cancel'",
         ),
-        ({"SLUICE_LIMITS__MAX_BODY_BYTES": "0"}, "config error: limits.max_body_bytes = 0:"
-         " Input should be greater than or equal to 64"),
-        ({"SLUICE_STREAM__HEARTBEAT": "1"}, "config error: stream.heartbeat: unknown setting"
-         " (check the spelling against config.toml)"),
-        ({"SLUICE_API_TOKENS": "no-colon"}, "config error: auth.api_tokens = '***': expected"
-         " token:user_id pairs separated by commas"),
+        (
+            {"SLUICE_LIMITS__MAX_BODY_BYTES": "0"},
+            "config error: limits.max_body_bytes = 0: Input should be greater than or equal to 64",
+        ),
+        (
+            {"SLUICE_STREAM__HEARTBEAT": "1"},
+            "config error: stream.heartbeat: unknown setting"
+            " (check the spelling against config.toml)",
+        ),
+        (
+            {"SLUICE_API_TOKENS": "no-colon"},
+            "config error: auth.api_tokens = '***': expected"
+            " token:user_id pairs separated by commas",
+        ),
     ],
 )
 def test_bad_values_are_one_line(env: dict[str, str], line: str) -> None:
@@ -88,7 +96,11 @@ def run_server(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProce
     full = base_env(tmp_path)
     full.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "server"], env=full, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "server"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=ROOT,
     )
 
@@ -97,15 +109,23 @@ def run_server(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProce
     ("env", "expected"),
     [
         ({"SLUICE_STREAM__RETRY_MS": "-5"}, "sluice: config error: stream.retry_ms = -5:"),
-        ({"SLUICE_PIPELINE__STAGES": "rate_limit,sesion,llm"},
-         "sluice: config error: pipeline.stages: unknown stage 'sesion'"),
-        ({"SLUICE_STAGES__INTENT__THRESHHOLD": "0.3"},
-         "sluice: config error: stages.intent.threshhold: unknown setting"),
-        ({"SLUICE_ENV": "production"},
-         "sluice: config error: SLUICE_ENV = 'production' with only the demo provider"),
+        (
+            {"SLUICE_PIPELINE__STAGES": "rate_limit,sesion,llm"},
+            "sluice: config error: pipeline.stages: unknown stage 'sesion'",
+        ),
+        (
+            {"SLUICE_STAGES__INTENT__THRESHHOLD": "0.3"},
+            "sluice: config error: stages.intent.threshhold: unknown setting",
+        ),
+        (
+            {"SLUICE_ENV": "production"},
+            "sluice: config error: SLUICE_ENV = 'production' with only the demo provider",
+        ),
         ({"SLUICE_SERVER__WORKERS": "4"}, "sluice: config error: server.workers = 4:"),
-        ({"SLUICE_PROVIDERS": "openai"}, "sluice: config error: llm.providers includes 'openai':"
-         " OPENAI_API_KEY is not set"),
+        (
+            {"SLUICE_PROVIDERS": "openai"},
+            "sluice: config error: llm.providers includes 'openai': OPENAI_API_KEY is not set",
+        ),
     ],
 )
 def test_start_up_refuses_with_one_line(env: dict[str, str], expected: str, tmp_path: Path) -> None:

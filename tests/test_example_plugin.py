@@ -16,8 +16,16 @@ from tests.support.sse import bearer, request
 @pytest.fixture(scope="module")
 def installed_example() -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         str(ROOT / "examples" / "sluice-redact")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            str(ROOT / "examples" / "sluice-redact"),
+        ],
         check=True,
     )
 

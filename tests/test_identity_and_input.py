@@ -38,7 +38,11 @@ def test_browser_identity_from_the_cookie(demo_server: RunningServer) -> None:
     # Without an Origin of this host the same cookie may not write (cross-site forgery).
     for headers in ({"Cookie": cookie}, {"Cookie": cookie, "Origin": "https://evil.example"}):
         status, body, _ = json_request(
-            demo_server.url, "POST", f"/api/conversation/{user}", body={"message": "hi"}, headers=headers
+            demo_server.url,
+            "POST",
+            f"/api/conversation/{user}",
+            body={"message": "hi"},
+            headers=headers,
         )
         assert status == 403 and body is not None and body["error"]["code"] == "forbidden"
 
@@ -72,7 +76,9 @@ def test_a_tampered_cookie_is_no_identity(demo_server: RunningServer) -> None:
 def test_who_may_start_a_turn(
     demo_server: RunningServer, headers: dict[str, str], path: str, status: int
 ) -> None:
-    got, body, _ = json_request(demo_server.url, "POST", path, body={"message": "hi"}, headers=headers)
+    got, body, _ = json_request(
+        demo_server.url, "POST", path, body={"message": "hi"}, headers=headers
+    )
     assert got == status
     assert body is not None and set(body["error"]) >= {"code", "message"}
 
@@ -117,7 +123,11 @@ def test_bad_input_gets_a_clear_error(
 def test_a_huge_body_is_refused_without_being_read(demo_server: RunningServer) -> None:
     body = b'{"message": "' + b"x" * (10 * 1024 * 1024) + b'"}'
     status, data, _ = json_request(
-        demo_server.url, "POST", STREAM, body=body, headers={**ALICE, "Content-Type": "application/json"}
+        demo_server.url,
+        "POST",
+        STREAM,
+        body=body,
+        headers={**ALICE, "Content-Type": "application/json"},
     )
     assert status == 413 and data is not None and data["error"]["code"] == "too_large"
     assert json_request(demo_server.url, "GET", "/healthz")[:2] == (200, {"status": "ok"})

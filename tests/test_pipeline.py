@@ -33,8 +33,16 @@ class Words(Stage):
             yield chunk(word)
             if self.gate is not None and word == "two ":
                 await self.gate.wait()  # hangs until cancelled
-        yield complete("one two three", session_id=None, suggestions=[], provider="t",
-                       model="t", mode="stream", fallback=False, usage=None)
+        yield complete(
+            "one two three",
+            session_id=None,
+            suggestions=[],
+            provider="t",
+            model="t",
+            mode="stream",
+            fallback=False,
+            usage=None,
+        )
 
 
 class Quiet(Stage):
@@ -80,9 +88,12 @@ async def test_wrapper_transforms_the_rest_and_progress_never_falls() -> None:
     events = await collect(Pipeline([stage(Quiet, "a"), wrapper, stage(Words, "b")]), make_turn())
     statuses = [(e["stage"], e["state"], e["progress"]) for e in events if e["type"] == "status"]
     assert statuses == [
-        ("a", "start", 0), ("a", "done", 33),
-        ("upper", "start", 33), ("upper", "done", 66),
-        ("b", "start", 66), ("b", "done", 100),
+        ("a", "start", 0),
+        ("a", "done", 33),
+        ("upper", "start", 33),
+        ("upper", "done", 66),
+        ("b", "start", 66),
+        ("b", "done", 100),
     ]
     assert [e["content"] for e in events if e["type"] == "chunk"] == ["ONE ", "TWO ", "THREE"]
     assert events[-1]["type"] == "complete" and wrapper.seen[-1] == "complete"
@@ -141,7 +152,9 @@ async def test_too_many_streams_per_user() -> None:
     words = stage(Words, "llm")
     words.gate = asyncio.Event()
     settings = Settings.model_validate({"limits": {"max_streams_per_user": 1}})
-    runner = TurnRunner(Pipeline([words]), MemoryStreamLogStore(ttl_seconds=60, max_events=100), settings)
+    runner = TurnRunner(
+        Pipeline([words]), MemoryStreamLogStore(ttl_seconds=60, max_events=100), settings
+    )
     first = make_turn()
     await runner.start(first)
     second = make_turn()

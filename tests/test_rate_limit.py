@@ -41,6 +41,10 @@ def test_over_the_limit_the_stream_ends_with_rate_limited(start_server: StartSer
 
     # The address bucket is shared too: bob, from the same address, is refused as well.
     status, body, _ = json_request(
-        server.url, "POST", "/api/conversation/bob", body={"message": "hi"}, headers=bearer("tok-bob")
+        server.url,
+        "POST",
+        "/api/conversation/bob",
+        body={"message": "hi"},
+        headers=bearer("tok-bob"),
     )
     assert status == 429

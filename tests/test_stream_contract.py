@@ -67,7 +67,9 @@ def test_events_arrive_while_the_turn_is_still_running(start_server: StartServer
     response = start_stream(server, "hello there", session_id="live1")
 
     def saved_roles() -> list[str]:
-        status, data, _ = json_request(server.url, "GET", "/api/sessions/alice/live1", headers=ALICE)
+        status, data, _ = json_request(
+            server.url, "GET", "/api/sessions/alice/live1", headers=ALICE
+        )
         return [m["role"] for m in data["messages"]] if status == 200 and data else []
 
     first = response.until(lambda f: f.data is not None)

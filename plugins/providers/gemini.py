@@ -173,7 +173,7 @@ class GeminiProvider:
         messages: list[Message],
         *,
         max_output_tokens: int,
-        timeout: float,  # noqa: ASYNC109 - the provider contract; bounds the HTTP request
+        timeout: float,
     ) -> Completion:
         client, _ = self._require()
         system, contents = to_gemini(messages)

@@ -134,7 +134,7 @@ class OpenAIProvider:
         messages: list[Message],
         *,
         max_output_tokens: int,
-        timeout: float,  # noqa: ASYNC109 - the provider contract; bounds the HTTP request
+        timeout: float,
     ) -> Completion:
         client = self._require_client()
         body = self._body(messages, max_output_tokens)

@@ -205,7 +205,9 @@ class ConversationHandler(_TurnStarter):
             return
         code = terminal.get("code", "internal")
         status = _JSON_STATUS.get(code, 503 if terminal.get("retryable") else 500)
-        raise ApiError(status, code, terminal.get("message", ""), retry_after=terminal.get("retry_after"))
+        raise ApiError(
+            status, code, terminal.get("message", ""), retry_after=terminal.get("retry_after")
+        )
 
 
 async def _wait_for_terminal(stream_log: MemoryStreamLog) -> dict[str, Any]:

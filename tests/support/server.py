@@ -6,6 +6,7 @@ log line, so there is no race for a port and no sleep: readiness is that line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -72,10 +73,8 @@ class RunningServer:
         line = self._queue.get(timeout=timeout)
         if line is not None:
             self.raw_lines.append(line)
-            try:
+            with contextlib.suppress(ValueError):
                 self.lines.append(json.loads(line))
-            except ValueError:
-                pass
         return line
 
     def wait_for_log(self, event: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:

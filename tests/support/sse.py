@@ -8,6 +8,7 @@ server's framing drifts from the contract.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import http.client
 import json
 import socket
@@ -137,10 +138,8 @@ class EventStream:
         # Abrupt close, as a browser tab going away does.
         sock = self.connection.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.response.close()
         self.connection.close()
 
