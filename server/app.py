@@ -37,6 +37,7 @@ from server.state import ServerState
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.sqlite import SQLiteSessionStore
 from server.streamlog import MemoryStreamLogStore
+from server.telemetry import Telemetry
 from server.turns import TurnRunner
 
 __all__ = ["build_state", "make_app"]
@@ -63,8 +64,13 @@ def check_deployment(settings: Settings) -> None:
         )
 
 
-def build_state(settings: Settings, environ: Mapping[str, str] | None = None) -> ServerState:
+def build_state(
+    settings: Settings,
+    environ: Mapping[str, str] | None = None,
+    telemetry: Telemetry | None = None,
+) -> ServerState:
     environ = os.environ if environ is None else environ
+    telemetry = telemetry or Telemetry()
     check_deployment(settings)
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +94,7 @@ def build_state(settings: Settings, environ: Mapping[str, str] | None = None) ->
         idle_timeout=llm.idle_timeout_seconds,
         circuit_failures=llm.circuit_failures,
         circuit_cooldown=llm.circuit_cooldown_seconds,
+        observer=telemetry,
     )
     services = Services(
         settings=settings,
@@ -99,7 +106,7 @@ def build_state(settings: Settings, environ: Mapping[str, str] | None = None) ->
     logs = MemoryStreamLogStore(
         ttl_seconds=settings.stream.log_ttl_seconds, max_events=settings.stream.max_log_events
     )
-    runner = TurnRunner(Pipeline(stages), logs, settings)
+    runner = TurnRunner(Pipeline(stages, telemetry=telemetry), logs, settings, telemetry=telemetry)
     settings.auth.secret_key = load_or_create_secret(settings.auth.secret_key, data_dir)
     return ServerState(
         settings=settings,
@@ -109,6 +116,7 @@ def build_state(settings: Settings, environ: Mapping[str, str] | None = None) ->
         tokens=TokenAuthenticator(settings.auth),
         provider_problems=problems,
         stages=stages,
+        telemetry=telemetry,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import structlog
 
@@ -27,6 +27,7 @@ from server.plugin_api import (
     error,
     status,
 )
+from server.telemetry import Telemetry
 
 __all__ = ["CANCEL_REASONS", "Pipeline", "cancellation_event"]
 
@@ -40,8 +41,6 @@ CANCEL_REASONS: dict[str, tuple[str, str, bool]] = {
     "shutdown": ("internal", "The server is restarting. Please try again.", True),
 }
 
-StageObserver = Callable[[str, float], None]
-
 
 def cancellation_event(reason: str | None) -> Event:
     code, message, retryable = CANCEL_REASONS.get(
@@ -51,21 +50,18 @@ def cancellation_event(reason: str | None) -> Event:
 
 
 class Pipeline:
-    def __init__(
-        self, stages: Sequence[AnyStage], *, on_stage_done: StageObserver | None = None
-    ) -> None:
+    def __init__(self, stages: Sequence[AnyStage], *, telemetry: Telemetry | None = None) -> None:
         self.stages = list(stages)
         self.names = [stage.name for stage in self.stages]
         count = len(self.stages)
         self._progress = [(100 * i) // count for i in range(count + 1)]
-        self._on_stage_done = on_stage_done
+        self._telemetry = telemetry or Telemetry()
 
     def run(self, turn: Turn) -> AsyncIterator[Event]:
         return self._run_from(turn, 0)
 
     def _stage_done(self, index: int, started: float) -> Event:
-        if self._on_stage_done is not None:
-            self._on_stage_done(self.names[index], time.perf_counter() - started)
+        self._telemetry.stage_done(self.names[index], time.perf_counter() - started)
         return status(self.names[index], "done", self._progress[index + 1])
 
     async def _run_from(self, turn: Turn, index: int) -> AsyncIterator[Event]:

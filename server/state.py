@@ -8,6 +8,7 @@ from server.config import Settings
 from server.identity import TokenAuthenticator
 from server.plugin_api import AnyStage, Services
 from server.streamlog import StreamLogStore
+from server.telemetry import Telemetry
 from server.turns import TurnRunner
 
 __all__ = ["ServerState"]
@@ -22,3 +23,4 @@ class ServerState:
     tokens: TokenAuthenticator
     provider_problems: list[str]
     stages: list[AnyStage]
+    telemetry: Telemetry

@@ -11,7 +11,6 @@ import asyncio
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -20,12 +19,11 @@ from server.config import Settings
 from server.pipeline import Pipeline, cancellation_event
 from server.plugin_api import Event, Turn, error
 from server.streamlog import LogFull, MemoryStreamLog, StreamLogStore
+from server.telemetry import Telemetry
 
 __all__ = ["TurnRunner", "new_stream_id"]
 
 log = structlog.get_logger("sluice.turns")
-
-TurnObserver = Callable[[Turn, Event], None]
 
 
 def new_stream_id() -> str:
@@ -46,14 +44,14 @@ class TurnRunner:
         logs: StreamLogStore,
         settings: Settings,
         *,
-        on_turn_end: TurnObserver | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.logs = logs
         self.settings = settings
         self._running: dict[str, _Running] = {}
         self._per_user: Counter[str] = Counter()
-        self._on_turn_end = on_turn_end
+        self.telemetry = telemetry or Telemetry()
         self.accepting = True
 
     @property
@@ -75,13 +73,13 @@ class TurnRunner:
         self._per_user[turn.user_id] += 1
         task = asyncio.create_task(self._produce(turn, stream_log), name=turn.stream_id)
         self._running[turn.stream_id] = _Running(turn, task, stream_log)
+        self.telemetry.turn_started(turn)
         return stream_log
 
     async def _refuse(self, turn: Turn, stream_log: MemoryStreamLog, event: Event) -> None:
         await stream_log.append(event)
         self.logs.finished(turn.stream_id)
-        if self._on_turn_end is not None:
-            self._on_turn_end(turn, event)
+        self.telemetry.turn_ended(turn, event, 0.0, None)
 
     def cancel(self, stream_id: str, reason: str) -> bool:
         """Cancel a running turn; False when it is not running (already ended)."""
@@ -100,11 +98,15 @@ class TurnRunner:
         terminal: Event | None = None
         events = self.pipeline.run(turn)
         first_status = True
+        started = time.monotonic()
+        first_chunk: float | None = None
         try:
             async for event in events:
                 if first_status and event["type"] == "status":
                     event["stream_id"] = turn.stream_id
                     first_status = False
+                elif first_chunk is None and event["type"] == "chunk":
+                    first_chunk = time.monotonic() - started
                 if event["type"] in ("complete", "error"):
                     terminal = event
                 try:
@@ -136,8 +138,7 @@ class TurnRunner:
             if self._per_user[turn.user_id] <= 0:
                 del self._per_user[turn.user_id]
             self.logs.finished(turn.stream_id)
-            if self._on_turn_end is not None:
-                self._on_turn_end(turn, terminal)
+            self.telemetry.turn_ended(turn, terminal, time.monotonic() - started, first_chunk)
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking turns, let running ones finish within the grace period, then end the

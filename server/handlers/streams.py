@@ -48,6 +48,7 @@ class EventStreamMixin(BaseHandler):
 
     _waiter: asyncio.Future[bool] | None = None
     _client_gone = False
+    _drop_cause: str | None = None
 
     def on_connection_close(self) -> None:
         self._client_gone = True
@@ -62,9 +63,19 @@ class EventStreamMixin(BaseHandler):
         stream = self.state.settings.stream
         self.write(retry_field(stream.retry_ms) + padding(stream.padding_bytes))
 
-    async def relay(self, stream_log: MemoryStreamLog, after_id: int) -> None:
+    async def relay(self, stream_log: MemoryStreamLog, after_id: int, kind: str) -> None:
         """Send events after ``after_id`` and follow the log to its terminal event."""
+        telemetry = self.state.telemetry
+        telemetry.reader_opened(kind)
+        try:
+            await self._relay(stream_log, after_id)
+        finally:
+            cause = self._drop_cause or ("client_gone" if self._client_gone else "complete")
+            telemetry.reader_closed(kind, cause)
+
+    async def _relay(self, stream_log: MemoryStreamLog, after_id: int) -> None:
         settings = self.state.settings.stream
+        telemetry = self.state.telemetry
         loop = asyncio.get_running_loop()
         position = after_id
         try:
@@ -73,7 +84,9 @@ class EventStreamMixin(BaseHandler):
                 entries = await stream_log.read(position)
                 if entries:
                     position = entries[-1].id
-                    self.write(b"".join(entry.frame for entry in entries))
+                    payload = b"".join(entry.frame for entry in entries)
+                    self.write(payload)
+                    telemetry.events_sent(len(entries), len(payload))
                     await self._flush()
                     if entries[-1].terminal:
                         break
@@ -107,6 +120,7 @@ class EventStreamMixin(BaseHandler):
         try:
             await asyncio.wait_for(pending, self.state.settings.stream.send_timeout_seconds)
         except TimeoutError:
+            self._drop_cause = "slow_reader"
             log.info("slow_reader_dropped", path=self.request.path)
             if self.request.connection is not None:
                 self.request.connection.close()  # type: ignore[attr-defined]
@@ -142,7 +156,7 @@ class ConversationStreamHandler(_TurnStarter, EventStreamMixin):
         turn, stream_log = await self.start_turn(user_id)
         self._stream_id = turn.stream_id
         self.start_event_stream(turn.stream_id)
-        await self.relay(stream_log, 0)
+        await self.relay(stream_log, 0, "new")
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
@@ -169,7 +183,7 @@ class StreamResumeHandler(EventStreamMixin):
         if not raw.isdigit():
             raise ApiError(400, "bad_request", "Last-Event-ID must be a whole number.")
         self.start_event_stream(stream_id)
-        await self.relay(stream_log, int(raw))
+        await self.relay(stream_log, int(raw), "resume")
 
 
 class StreamCancelHandler(BaseHandler):

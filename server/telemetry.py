@@ -1,0 +1,42 @@
+"""The one place the server reports what happens, for metrics and logs to listen to.
+
+Handlers, the producer, the pipeline and the fallback chain call these hooks; they do
+nothing here. ``server.metrics`` subclasses :class:`Telemetry` to feed Prometheus. Hooks run
+on the event loop on hot paths: keep them cheap and never let them raise.
+"""
+
+from __future__ import annotations
+
+from server.llm_chain import ChainObserver
+from server.plugin_api import Event, Turn
+
+__all__ = ["Telemetry"]
+
+
+class Telemetry(ChainObserver):
+    # -- turns (server/turns.py) ------------------------------------------------------------
+
+    def turn_started(self, turn: Turn) -> None:
+        """A producer was admitted and started."""
+
+    def turn_ended(
+        self, turn: Turn, terminal: Event, seconds: float, first_chunk_seconds: float | None
+    ) -> None:
+        """A turn ended (or was refused at admission) with ``terminal``; ``seconds`` since it
+        started, ``first_chunk_seconds`` until its first chunk (None without one)."""
+
+    # -- stages (server/pipeline.py) --------------------------------------------------------
+
+    def stage_done(self, stage: str, seconds: float) -> None:
+        """A stage finished its own part (for a wrapper: up to handing over to the rest)."""
+
+    # -- readers (server/handlers/streams.py) -----------------------------------------------
+
+    def reader_opened(self, kind: str) -> None:
+        """An event-stream response started; ``kind`` is "new" or "resume"."""
+
+    def reader_closed(self, kind: str, cause: str) -> None:
+        """It ended; ``cause``: "complete", "client_gone" or "slow_reader"."""
+
+    def events_sent(self, events: int, size: int) -> None:
+        """``events`` frames of ``size`` bytes in all were written in one write."""
