@@ -6,6 +6,7 @@ Every wait is on a condition in the page; nothing sleeps. Each test ends with
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_streams_with_several_paints_then_suggestions_and_context(
     growing_before_complete = [p["len"] for p in paints if p["t"] < received_at and p["len"] > 0]
     # Several paints, growing, before the complete event arrived. (Not strictly monotonic:
     # a closing "*" turns "*Demo" into <em>Demo</em>, one character shorter.)
-    grew = sum(b > a for a, b in zip(growing_before_complete, growing_before_complete[1:]))
+    grew = sum(b > a for a, b in itertools.pairwise(growing_before_complete))
     assert grew >= 5, paints
     assert growing_before_complete[-1] > 4 * growing_before_complete[0], paints
     assert "open" in chat.page.evaluate("window.__connStates")
@@ -190,13 +191,13 @@ def test_arabic_reads_right_to_left_and_code_stays_left_to_right(
 
 XSS_PAYLOADS = [
     "<script>window.__xss = 'script'; alert('script')</script>",
-    '<img src=x onerror="window.__xss = \'img\'; alert(\'img\')">',
+    "<img src=x onerror=\"window.__xss = 'img'; alert('img')\">",
     '<svg onload="window.__xss = \'svg\'"><circle r="5"/></svg>',
     "[click me](javascript:window.__xss='link';alert('link'))",
     '<a href="javascript:alert(1)" id="raw-link">raw link</a>',
-    '<iframe src="javascript:alert(\'iframe\')"></iframe>',
+    "<iframe src=\"javascript:alert('iframe')\"></iframe>",
     "![pic](javascript:alert('img-md'))",
-    '<details open ontoggle="alert(\'toggle\')">x</details>',
+    "<details open ontoggle=\"alert('toggle')\">x</details>",
     "[data](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
 ]
 
@@ -326,7 +327,8 @@ def test_stop_keeps_the_partial_answer(start_server: Any, chat_page: Any) -> Non
     stop = chat.page.locator("#stop")
     expect(stop).to_be_visible()
     chat.page.wait_for_function(
-        "() => (document.querySelector('.message.assistant .content')?.textContent.length ?? 0) > 10"
+        "() => (document.querySelector('.message.assistant .content')"
+        "?.textContent.length ?? 0) > 10"
     )
     stop.click()
     chat.wait_for_answers(1)
@@ -391,16 +393,21 @@ def test_layout_on_phone_and_desktop_light_and_dark(
     menu = page.locator("#sidebar-toggle")
     sidebar = page.locator("#sidebar")
     if viewport["width"] < 800:
-        # The history is a drawer: closed, opened by the menu button, closed by Escape.
+        # The history is a drawer: closed (and out of the Tab order), opened by the menu
+        # button, closed by Escape.
         assert not sidebar.evaluate("e => e.getBoundingClientRect().right > 0")
+        expect(sidebar).to_be_hidden()
         menu.click()
         expect(menu).to_have_attribute("aria-expanded", "true")
         page.wait_for_function(
             "() => document.getElementById('sidebar').getBoundingClientRect().left >= 0"
         )
         page.screenshot(path=str(artifacts / f"chat-{name}-drawer.png"))
+        expect(page.locator("#new-chat")).to_be_focused()
         page.keyboard.press("Escape")
         expect(menu).to_have_attribute("aria-expanded", "false")
+        expect(menu).to_be_focused()
+        expect(sidebar).to_be_hidden()
     else:
         expect(menu).to_be_hidden()
         expect(sidebar).to_be_visible()
@@ -427,4 +434,56 @@ def test_keyboard_only_and_live_region(start_server: Any, chat_page: Any) -> Non
     page.keyboard.press("Enter")
     chat.wait_for_answers(2)
     expect(page.locator(".message.user .content").last).to_have_text(label)
+    chat.assert_clean()
+
+
+def test_long_answers_render_incrementally(start_server: Any, chat_page: Any) -> None:
+    """Settled blocks are rendered once and kept; only the tail is redone per frame."""
+    server = start_server()
+    chat = chat_page(server)
+    chat.open()
+    result = chat.page.evaluate(
+        """async () => {
+            const { IncrementalMarkdown } = await import('/static/js/markdown.js');
+            const div = document.createElement('div');
+            const md = new IncrementalMarkdown(div);
+            let text = '';
+            md.update(text += 'First paragraph.\\n\\n');
+            md.update(text += 'Second para');
+            const first = div.querySelector('p');
+            const rendered = [];
+            const realAppend = div.append.bind(div);
+            div.append = (...nodes) => { rendered.push(nodes); realAppend(...nodes); };
+            for (let i = 0; i < 200; i++) md.update(text += ' word');
+            md.update(text += '.\\n\\n```\\nx = 1\\n```\\n\\nEnd\\n');
+            md.finish(text);
+            return {
+                sameFirst: div.querySelector('p') === first,
+                settledText: text.slice(0, md.settled).length,
+                paragraphs: div.querySelectorAll('p').length,
+                pre: div.querySelectorAll('pre').length,
+                calls: rendered.length,
+                wholeText: div.textContent,
+            };
+        }"""
+    )
+    assert result["sameFirst"], "the first paragraph was re-rendered"
+    assert result["paragraphs"] == 3 and result["pre"] == 1, result
+    words = " ".join(result["wholeText"].split())
+    assert words == "First paragraph. Second para" + " word" * 200 + ". x = 1 End", words
+    chat.assert_clean()
+
+
+def test_copy_puts_the_answer_markdown_on_the_clipboard(start_server: Any, chat_page: Any) -> None:
+    server = start_server()
+    chat = chat_page(server, permissions=["clipboard-read", "clipboard-write"])
+    chat.open()
+    chat.send("Find me a restaurant in Tokyo")
+    chat.wait_for_answers(1)
+    copy = chat.answers().last.locator(".copy")
+    copy.click()
+    expect(copy).to_have_text("Copied")
+    copied = chat.page.evaluate("navigator.clipboard.readText()")
+    assert "You said: Find me a restaurant in Tokyo" in copied
+    assert "`OPENAI_API_KEY`" in copied  # the Markdown source, not the rendered text
     chat.assert_clean()

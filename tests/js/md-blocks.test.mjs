@@ -3,10 +3,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { settledBoundary } from "../../web/js/md-blocks.js";
 
-test("settles paragraphs once the next block's first line has arrived", () => {
+test("settles a paragraph as soon as the next block has visibly begun", () => {
   const t = "First para.\n\nSecond para.\n";
   assert.equal(t.slice(0, settledBoundary(t)), "First para.\n\n");
-  assert.equal(settledBoundary("First para.\n\nSecond"), 0, "next line still arriving");
+  assert.equal(settledBoundary("First para.\n\nSec"), "First para.\n\n".length);
+  assert.equal(settledBoundary("First para.\n\n"), 0, "nothing of the next block yet");
+  assert.equal(settledBoundary("First para.\n\n  "), 0, "indented: may continue");
+  assert.equal(settledBoundary("- a\n\n1"), 0, "may become a list item");
+  assert.equal(settledBoundary("- a\n\n- b"), 0, "the list goes on");
 });
 
 test("never settles inside a fenced code block", () => {
@@ -27,11 +31,11 @@ test("keeps a loose list together and indented continuations with their item", (
 });
 
 test("resumes from a previous boundary and only moves forward", () => {
-  const t = "a\n\nb\n\nc\n\nd";
+  const t = "a\n\nb\n\nc\n\n";
   const first = settledBoundary(t, 0);
   assert.equal(t.slice(0, first), "a\n\nb\n\n");
   assert.equal(settledBoundary(t, first), first);
-  const more = t + "\n\ne\n";
+  const more = t + "d\n\ne";
   const second = settledBoundary(more, first);
   assert.equal(more.slice(first, second), "c\n\nd\n\n");
 });

@@ -295,8 +295,10 @@ ui.input.addEventListener("input", autoGrow);
 ui.stop.addEventListener("click", stopAnswer);
 document.addEventListener("keydown", (e) => {
   if (e.key !== "Escape") return;
-  if (ui.app.dataset.sidebar === "open") closeSidebar();
-  else if (state.turn) stopAnswer();
+  if (ui.app.dataset.sidebar === "open") {
+    closeSidebar();
+    ui.sidebarToggle.focus();
+  } else if (state.turn) stopAnswer();
 });
 
 ui.streaming.checked = localStorage.getItem(STREAMING_KEY) !== "off";
@@ -310,7 +312,8 @@ function openSidebar() {
   ui.app.dataset.sidebar = "open";
   ui.sidebarToggle.setAttribute("aria-expanded", "true");
   ui.scrim.hidden = false;
-  ui.newChat.focus();
+  // after the drawer is visible, or focus() does nothing
+  requestAnimationFrame(() => ui.newChat.focus());
 }
 
 function closeSidebar() {

@@ -3,8 +3,8 @@
 // While an answer streams, re-rendering the whole text on every frame costs
 // time proportional to its length, frame after frame. Instead the renderer
 // renders each finished block once and re-renders only the tail. A block is
-// finished at a blank line outside a fenced code block, once the next line
-// has fully arrived and starts a new top-level block: not indented (that
+// finished at a blank line outside a fenced code block, once enough of the
+// next line has arrived to see that it starts a new top-level block: not indented (that
 // would continue a list item or be indented code), and not a list item
 // right after a list (a list with blank lines between items stays one list).
 //
@@ -28,7 +28,17 @@ export function settledBoundary(text, from = 0) {
   let pos = from;
   for (;;) {
     const nl = text.indexOf("\n", pos);
-    if (nl === -1) break; // the last line is still arriving
+    if (nl === -1) {
+      // The last line is still arriving: its start may be enough to decide,
+      // unless it could still become a list marker ("1" -> "1. item").
+      const partial = text.slice(pos);
+      if (!fence && prevBlank && pos > from && partial !== "" && !/^[ \t]/.test(partial)
+          && !/^(?:[-*+]|\d{1,9}[.)]?)$/.test(partial)
+          && !(LIST_ITEM.test(partial) && blockIsList)) {
+        boundary = pos;
+      }
+      break;
+    }
     const line = text.slice(pos, nl);
     if (fence) {
       const m = FENCE.exec(line);

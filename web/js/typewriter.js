@@ -85,9 +85,13 @@ export function step(s, dtMs, opts = DEFAULTS) {
 function defaultScheduler() {
   const g = globalThis;
   if (typeof g.requestAnimationFrame === "function") {
+    // A background tab gets no animation frames: fall back to a timer there,
+    // and show everything at once (nobody is watching it type).
+    const hidden = () => g.document?.visibilityState === "hidden";
     return {
-      request: (cb) => g.requestAnimationFrame(cb),
+      request: (cb) => (hidden() ? setTimeout(() => cb(g.performance.now()), 50) : g.requestAnimationFrame(cb)),
       now: () => g.performance.now(),
+      hidden,
     };
   }
   return {
@@ -155,6 +159,7 @@ export class Typewriter {
     const now = this.scheduler.now();
     const dt = this._last === null ? 16 : now - this._last;
     this._last = now;
+    if (this.scheduler.hidden?.()) this.shown = this.text.length;
     const next = step(
       {
         text: this.text,
