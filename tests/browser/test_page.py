@@ -487,3 +487,28 @@ def test_copy_puts_the_answer_markdown_on_the_clipboard(start_server: Any, chat_
     assert "You said: Find me a restaurant in Tokyo" in copied
     assert "`OPENAI_API_KEY`" in copied  # the Markdown source, not the rendered text
     chat.assert_clean()
+
+
+def test_a_failed_send_offers_retry_which_resends(start_server: Any, chat_page: Any) -> None:
+    """No response at all (the network failed): a retryable error, and Retry sends again."""
+    server = start_server()
+    chat = chat_page(server)
+    chat.open()
+    chat.page.route("**/api/conversation-stream/**", lambda route: route.abort("failed"))
+    chat.send("Find me a restaurant in Tokyo")
+    chat.wait_for_answers(1)
+    answer = chat.answers().last
+    expect(answer).to_have_attribute("data-status", "error")
+    expect(answer.locator(".message-note")).to_have_text(re.compile("connection was lost", re.I))
+    # The browser reports the aborted request as a console error: expected here.
+    assert all("ERR_FAILED" in e for e in chat.console_errors), chat.console_errors
+    chat.console_errors.clear()
+
+    chat.page.unroute("**/api/conversation-stream/**")
+    answer.locator(".retry").click()
+    chat.wait_for_answers(1)
+    expect(chat.answers()).to_have_count(1)  # the failed answer was replaced
+    expect(chat.answers().last).to_have_attribute("data-status", "complete")
+    expect(chat.page.locator(".message.user")).to_have_count(1)  # not sent twice
+    assert "You said: Find me a restaurant in Tokyo" in answer_text(chat)
+    chat.assert_clean()
