@@ -17,7 +17,8 @@ class Telemetry(ChainObserver):
     # -- turns (server/turns.py) ------------------------------------------------------------
 
     def turn_started(self, turn: Turn) -> None:
-        """A producer was admitted and started."""
+        """A producer was admitted and started. Called first thing in the producer's own
+        task: context variables set here stay with this turn (its log lines, its hooks)."""
 
     def turn_ended(
         self, turn: Turn, terminal: Event, seconds: float, first_chunk_seconds: float | None

@@ -73,7 +73,6 @@ class TurnRunner:
         self._per_user[turn.user_id] += 1
         task = asyncio.create_task(self._produce(turn, stream_log), name=turn.stream_id)
         self._running[turn.stream_id] = _Running(turn, task, stream_log)
-        self.telemetry.turn_started(turn)
         return stream_log
 
     async def _refuse(self, turn: Turn, stream_log: MemoryStreamLog, event: Event) -> None:
@@ -91,6 +90,9 @@ class TurnRunner:
         return True
 
     async def _produce(self, turn: Turn, stream_log: MemoryStreamLog) -> None:
+        # First, in the turn's own task: context variables bound by the hook (the stream id
+        # and hashed user on every log line) stay with the turn and nothing else.
+        self.telemetry.turn_started(turn)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(
             self.settings.stream.max_duration_seconds, self.cancel, turn.stream_id, "timeout"
