@@ -182,8 +182,15 @@ class StreamResumeHandler(EventStreamMixin):
         raw = raw.strip() or "0"
         if not raw.isdigit():
             raise ApiError(400, "bad_request", "Last-Event-ID must be a whole number.")
+        after_id = int(raw)
+        if stream_log.finished and after_id >= stream_log.last_id:
+            # Nothing will ever follow: 204 is how a server tells EventSource to stop
+            # reconnecting (WHATWG HTML, "server-sent events", processing model).
+            self.set_status(204)
+            self.finish()
+            return
         self.start_event_stream(stream_id)
-        await self.relay(stream_log, int(raw), "resume")
+        await self.relay(stream_log, after_id, "resume")
 
 
 class StreamCancelHandler(BaseHandler):

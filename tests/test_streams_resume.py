@@ -1,0 +1,199 @@
+"""Resume, reload and the disconnect policy (issue 5; DESIGN.md sections 2-3)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import StartServer
+from tests.fakes.llm_upstreams import Reply
+from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.support.server import RunningServer
+from tests.support.sse import Frame, bearer, json_request, parse_frames, request
+
+ALICE = bearer("tok-alice")
+
+
+def start_turn(server: RunningServer, message: str = "Tell me a story", **body: Any):  # type: ignore[no-untyped-def]
+    return request(
+        server.url,
+        "POST",
+        "/api/conversation-stream/alice",
+        body={"message": message, **body},
+        headers=ALICE,
+    )
+
+
+def resume(server: RunningServer, stream_id: str, last_id: int, *, header: bool = True):  # type: ignore[no-untyped-def]
+    if header:
+        return request(
+            server.url,
+            "GET",
+            f"/api/streams/{stream_id}",
+            headers={**ALICE, "Last-Event-ID": str(last_id)},
+        )
+    return request(
+        server.url, "GET", f"/api/streams/{stream_id}?last_event_id={last_id}", headers=ALICE
+    )
+
+
+def data_frames(frames: list[Frame]) -> list[Frame]:
+    return [f for f in frames if f.data is not None]
+
+
+def assert_whole_answer(frames: list[Frame]) -> None:
+    """Ids 1..n with no gap or repeat, one terminal at the end, chunks adding up."""
+    ids = [f.id for f in frames]
+    assert ids == list(range(1, len(frames) + 1))
+    assert frames[-1].event == "complete"
+    text = "".join(f.data["content"] for f in frames if f.event == "chunk")  # type: ignore[index]
+    assert text == frames[-1].data["message"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("via_header", [True, False])
+def test_drop_after_k_events_and_resume_mid_answer(
+    start_server: StartServer, via_header: bool
+) -> None:
+    server = start_server({"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "20"})
+    first = start_turn(server)
+    stream_id = first.headers["X-Stream-Id"]
+    seen: list[Frame] = []
+    for frame in first:
+        if frame.data is not None:
+            seen.append(frame)
+        if len(seen) == 14:  # a few chunks in: the answer is still being written
+            break
+    assert seen[-1].event == "chunk"
+    first.close()
+
+    second = resume(server, stream_id, seen[-1].id or 0, header=via_header)
+    assert second.status == 200 and second.headers["X-Stream-Id"] == stream_id
+    rest = second.read_all()
+    assert rest[0].retry == 2000  # a resumed stream opens like any other
+    assert_whole_answer(seen + data_frames(rest))
+
+
+def test_resume_after_the_answer_finished_replays_the_same_bytes(
+    demo_server: RunningServer,
+) -> None:
+    original = start_turn(demo_server)
+    stream_id = original.headers["X-Stream-Id"]
+    raw = original.body()
+    frames = data_frames(parse_frames(raw))
+    assert_whole_answer(frames)
+    replay = resume(demo_server, stream_id, 5, header=False).body()
+    assert replay.startswith(b"retry: 2000\n\n")
+    tail = raw[raw.index(b"id: 6\n") :]
+    assert replay.removeprefix(b"retry: 2000\n\n") == tail
+
+
+def test_resume_from_the_end_tells_eventsource_to_stop(demo_server: RunningServer) -> None:
+    stream = start_turn(demo_server)
+    frames = data_frames(stream.read_all())
+    stream_id = frames[0].data["stream_id"]  # type: ignore[index]
+    response = resume(demo_server, stream_id, frames[-1].id or 0)
+    assert response.status == 204 and response.body() == b""
+
+
+def test_unknown_foreign_and_expired_streams_are_404(start_server: StartServer) -> None:
+    server = start_server({"SLUICE_STREAM__LOG_TTL_SECONDS": "1"})
+    stream = start_turn(server)
+    stream_id = stream.headers["X-Stream-Id"]
+    stream.read_all()
+    bob = bearer("tok-bob")
+    for path, headers in (
+        ("/api/streams/st_nope", ALICE),
+        (f"/api/streams/{stream_id}", bob),
+        (f"/api/streams/{stream_id}/cancel", bob),
+    ):
+        method = "POST" if path.endswith("cancel") else "GET"
+        status, body, _ = json_request(server.url, method, path, headers=headers)
+        assert status == 404 and body is not None and body["error"]["code"] == "not_found"
+    status, _, _ = json_request(server.url, "GET", f"/api/streams/{stream_id}", headers={})
+    assert status == 401
+    # The log expires log_ttl_seconds after the end: wait for that, bounded.
+    deadline = time.monotonic() + 10
+    while True:
+        probe = resume(server, stream_id, 1)
+        probe.body()
+        if probe.status == 404:
+            break
+        assert probe.status == 200 and time.monotonic() < deadline, "the log never expired"
+        time.sleep(0.1)
+
+
+def wait_for_saved_answer(server: RunningServer, session_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        _, data, _ = json_request(
+            server.url, "GET", f"/api/sessions/alice/{session_id}", headers=ALICE
+        )
+        messages = data["messages"] if data else []
+        if len(messages) == 2:
+            return messages[1]  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError("the answer was never saved")
+
+
+def test_reload_during_an_answer_shows_the_full_answer(start_server: StartServer) -> None:
+    """on_disconnect = "continue" (the default): leaving does not stop the answer."""
+    server = start_server({"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "20"})
+    stream = start_turn(server, session_id="reload")
+    stream_id = stream.headers["X-Stream-Id"]
+    stream.until(lambda f: f.event == "chunk")
+    stream.close()  # the tab is reloaded mid-answer
+    saved = wait_for_saved_answer(server, "reload")
+    assert saved["status"] == "complete"
+    # The reloaded page can also pick the stream up from the start.
+    replay = data_frames(resume(server, stream_id, 0).read_all())
+    assert_whole_answer(replay)
+    assert saved["content"] == replay[-1].data["message"]  # type: ignore[index]
+
+
+@pytest.fixture
+def fakes() -> Iterator[ThreadedFakes]:
+    with threaded_fakes() as running:
+        yield running
+
+
+def openai_server(start_server: StartServer, fakes: ThreadedFakes, **env: str) -> RunningServer:
+    return start_server(
+        {
+            "SLUICE_LLM__PROVIDERS": "openai",
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": fakes.openai.base_url,
+            "SLUICE_LLM__IDLE_TIMEOUT_SECONDS": "30",
+            **env,
+        }
+    )
+
+
+def test_cancel_on_disconnect_closes_the_upstream(
+    start_server: StartServer, fakes: ThreadedFakes
+) -> None:
+    fakes.openai.default = Reply(text=["Once ", "upon"], hang_at=1)
+    server = openai_server(start_server, fakes, SLUICE_STREAM__ON_DISCONNECT="cancel")
+    stream = start_turn(server, session_id="leave")
+    stream.until(lambda f: f.event == "chunk")
+    left_at = time.monotonic()
+    stream.close()
+    fakes.run(fakes.openai.wait_closed(1, within=1.0))
+    assert time.monotonic() - left_at < 1.5
+    saved = wait_for_saved_answer(server, "leave")
+    assert saved == {**saved, "content": "Once ", "status": "incomplete"}
+
+
+def test_continue_on_disconnect_keeps_the_upstream(
+    start_server: StartServer, fakes: ThreadedFakes
+) -> None:
+    fakes.openai.default = Reply(text=["Once ", "upon ", "a ", "time"], interval=0.2)
+    server = openai_server(start_server, fakes)
+    stream = start_turn(server, session_id="stay")
+    stream.until(lambda f: f.event == "chunk")
+    stream.close()
+    saved = wait_for_saved_answer(server, "stay")
+    assert saved["content"] == "Once upon a time" and saved["status"] == "complete"
+    assert fakes.openai.closed == 0
