@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ from tornado import web
 from tornado.web import GZipContentEncoding
 
 from server.config import ConfigError, Settings
+from server.handlers.ops import MetricsHandler, OpenAPIHandler
 from server.handlers.pages import (
     WEB_DIR,
     HealthHandler,
@@ -29,6 +31,7 @@ from server.handlers.streams import (
 )
 from server.identity import TokenAuthenticator, load_or_create_secret
 from server.llm_chain import LLMChain
+from server.metrics import PrometheusTelemetry
 from server.pipeline import Pipeline
 from server.plugin_api import Services
 from server.providers import ProviderContext
@@ -40,11 +43,33 @@ from server.streamlog import MemoryStreamLogStore
 from server.telemetry import Telemetry
 from server.turns import TurnRunner
 
-__all__ = ["build_state", "make_app"]
+__all__ = ["ROUTES", "build_state", "make_app"]
 
 log = structlog.get_logger("sluice.app")
 
-USER = r"([^/]+)"
+# Every route, as the template docs/operations.md and /openapi.json use; ``{name}`` matches
+# one path segment. Request log lines name the template, not the path: paths hold user ids.
+ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
+    ("/", IndexHandler),
+    ("/api/me", MeHandler),
+    ("/api/conversation-stream/{user_id}", ConversationStreamHandler),
+    ("/api/conversation/{user_id}", ConversationHandler),
+    ("/api/streams/{stream_id}", StreamResumeHandler),
+    ("/api/streams/{stream_id}/cancel", StreamCancelHandler),
+    ("/api/sessions/{user_id}", SessionListHandler),
+    ("/api/sessions/{user_id}/{session_id}", SessionHandler),
+    ("/healthz", HealthHandler),
+    ("/readyz", ReadyHandler),
+    ("/metrics", MetricsHandler),
+    ("/openapi.json", OpenAPIHandler),
+]
+_TEMPLATES = {handler: template for template, handler in ROUTES}
+_TEMPLATES[StaticHandler] = "/static/{path}"
+_QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def _pattern(template: str) -> str:
+    return re.sub(r"\{\w+\}", "([^/]+)", template)
 
 
 class _GZipExceptEventStream(GZipContentEncoding):
@@ -70,7 +95,8 @@ def build_state(
     telemetry: Telemetry | None = None,
 ) -> ServerState:
     environ = os.environ if environ is None else environ
-    telemetry = telemetry or Telemetry()
+    if telemetry is None:
+        telemetry = PrometheusTelemetry(settings)
     check_deployment(settings)
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +107,8 @@ def build_state(
     )
     providers, problems = load_providers(settings, context)
     names = [provider.name for provider in providers]
+    if isinstance(telemetry, PrometheusTelemetry):
+        telemetry.providers_configured(names)
     if names == ["demo"] and settings.env == "production" and not settings.llm.allow_demo:
         raise ConfigError(
             "config error: SLUICE_ENV = 'production' with only the demo provider: set"
@@ -124,31 +152,23 @@ def _log_request(handler: web.RequestHandler) -> None:
     status = handler.get_status()
     request = handler.request
     method = log.warning if status >= 500 else log.info
-    if request.path in ("/healthz", "/readyz", "/metrics") and status < 400:
+    if request.path in _QUIET_PATHS and status < 400:
         return
+    # The route's template, never the path itself: paths carry user ids (issue 6). An
+    # unmatched path is shown cut short, since the client chose it.
+    route = _TEMPLATES.get(type(handler)) or request.path[:80]
     method(
         "request",
         method=request.method,
-        path=request.path,
+        route=route,
         status=status,
         duration_ms=round(request.request_time() * 1000, 1),
     )
 
 
 def make_app(state: ServerState, **extra: Any) -> web.Application:
-    routes: list[Any] = [
-        (r"/", IndexHandler),
-        (r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}),
-        (r"/api/me", MeHandler),
-        (rf"/api/conversation-stream/{USER}", ConversationStreamHandler),
-        (rf"/api/conversation/{USER}", ConversationHandler),
-        (r"/api/streams/([^/]+)", StreamResumeHandler),
-        (r"/api/streams/([^/]+)/cancel", StreamCancelHandler),
-        (rf"/api/sessions/{USER}", SessionListHandler),
-        (rf"/api/sessions/{USER}/([^/]+)", SessionHandler),
-        (r"/healthz", HealthHandler),
-        (r"/readyz", ReadyHandler),
-    ]
+    routes: list[Any] = [(_pattern(template), handler) for template, handler in ROUTES]
+    routes.append((r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}))
     app = web.Application(
         routes,
         sluice=state,

@@ -1,7 +1,12 @@
 """Structured logs through structlog: JSON lines in production, readable lines locally.
 
-Request and stream ids are bound with ``structlog.contextvars`` so every line of a turn
-carries them. Nothing here logs message text unless ``log.include_content`` is on.
+Request and stream ids are bound with ``structlog.contextvars`` so every line of a request
+or a turn carries them (``server.handlers.base``, ``server.turnlog``). Lines from the
+standard library's loggers (Tornado's, the fallback chain's) go through the same renderer,
+so a log collector sees one format.
+
+Tracebacks stay server-side and carry no local variables: locals would put tokens, cookies
+and message text into the log (issue 6).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import logging
 import sys
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from server.config import LogSettings
 
@@ -27,15 +33,34 @@ def configure_logging(settings: LogSettings) -> None:
     use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
     if use_json:
         renderer = structlog.processors.JSONRenderer()
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        )
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Tornado's own loggers: access lines are ours (see app.log_request), keep its errors.
-    logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    # The standard library's records (Tornado, the chain): same processors, same renderer.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            *shared,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.WARNING))
+    for name in ("sluice",):
+        logging.getLogger(name).setLevel(level)
+    # Access lines are ours (app._log_request); keep Tornado's errors.
     logging.getLogger("tornado.access").setLevel(logging.CRITICAL)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from typing import Any
 
 import structlog
@@ -12,12 +13,21 @@ from tornado import web
 from server.identity import Identity, InvalidCredentials, new_user_id, same_origin, valid_user_id
 from server.state import ServerState
 
-__all__ = ["ApiError", "BaseHandler", "JsonBodyHandler"]
+__all__ = ["DEFAULT_CODES", "ApiError", "BaseHandler", "JsonBodyHandler"]
 
 log = structlog.get_logger("sluice.http")
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 CHARSET = re.compile(r"charset\s*=\s*\"?([\w-]+)", re.IGNORECASE)
+# An X-Request-ID from a trusted proxy is kept when it looks like an id; else one is made.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+# API responses are data, never a document: nothing may load or frame them.
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
+# CORS (server.cors_origins): what a listed origin may send and read.
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+CORS_EXPOSE_HEADERS = "X-Stream-Id, X-Request-Id, Retry-After"
+CORS_MAX_AGE = "600"
 
 
 class ApiError(web.HTTPError):
@@ -32,7 +42,7 @@ class ApiError(web.HTTPError):
         self.retry_after = retry_after
 
 
-_DEFAULT_CODES = {
+DEFAULT_CODES = {
     400: ("bad_request", "The request is malformed."),
     401: ("unauthorized", "Sign in first: send a bearer token or the identity cookie."),
     403: ("forbidden", "You may not do that."),
@@ -57,7 +67,56 @@ class BaseHandler(web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Content-Security-Policy", API_CONTENT_SECURITY_POLICY)
         self.set_header("Cache-Control", "no-store")
+        self._set_cors_headers()
+
+    def prepare(self) -> None:
+        # Bound in this request's own task (Tornado runs each request as one): every line
+        # logged while handling it, and by a turn it starts, carries the id.
+        rid = self.request.headers.get("X-Request-ID", "")
+        if not (self.state.settings.server.trust_proxy and REQUEST_ID.fullmatch(rid)):
+            rid = secrets.token_hex(8)
+        self.set_header("X-Request-Id", rid)
+        structlog.contextvars.bind_contextvars(request_id=rid)
+
+    # -- CORS (off unless server.cors_origins lists origins) -------------------------------
+
+    def _cors_origin(self) -> str | None:
+        """The request's Origin when it is listed in ``server.cors_origins``."""
+        allowed = self.state.settings.server.cors_origins
+        if not allowed:
+            return None
+        origin = self.request.headers.get("Origin")
+        if origin is not None and origin in allowed:
+            return origin
+        return None
+
+    def _set_cors_headers(self) -> None:
+        if not self.state.settings.server.cors_origins:
+            return
+        # The answer depends on Origin whenever CORS is on: caches must keep them apart.
+        self.set_header("Vary", "Origin")
+        origin = self._cors_origin()
+        if origin is not None:
+            # No Allow-Credentials: another site calls with a bearer token, never the cookie.
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS)
+
+    def options(self, *args: str) -> None:
+        """A CORS preflight from a listed origin: 204 with what it may send; else 405."""
+        if self._cors_origin() is None:
+            raise web.HTTPError(405)
+        methods = [
+            name.upper()
+            for name in ("get", "post", "delete")
+            if getattr(type(self), name) is not getattr(web.RequestHandler, name)
+        ]
+        self.set_header("Access-Control-Allow-Methods", ", ".join(methods))
+        self.set_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS)
+        self.set_header("Access-Control-Max-Age", CORS_MAX_AGE)
+        self.set_status(204)
+        self.finish()
 
     # -- identity ------------------------------------------------------------------------
 
@@ -116,7 +175,7 @@ class BaseHandler(web.RequestHandler):
         """The caller, who must be ``user_id``: 401 without identity, 403 for someone else."""
         identity = self.identity()
         if identity is None:
-            raise ApiError(401, "unauthorized", _DEFAULT_CODES[401][1])
+            raise ApiError(401, "unauthorized", DEFAULT_CODES[401][1])
         if identity.user_id != user_id:
             raise ApiError(403, "forbidden", "That user id is not yours.")
         self.check_cookie_origin(identity)
@@ -137,7 +196,7 @@ class BaseHandler(web.RequestHandler):
         if isinstance(exc, ApiError):
             code, message, retry_after = exc.code, exc.message, exc.retry_after
         else:
-            code, message = _DEFAULT_CODES.get(
+            code, message = DEFAULT_CODES.get(
                 status_code, ("internal", "Something went wrong on our side.")
             )
             retry_after = None
@@ -174,6 +233,7 @@ class JsonBodyHandler(BaseHandler):
     _too_large = False
 
     def prepare(self) -> None:
+        super().prepare()
         self._chunks = []
         limit = self.state.settings.limits.max_body_bytes
         length = self.request.headers.get("Content-Length")

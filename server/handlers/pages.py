@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado import web
 
-from server.handlers.base import ApiError, BaseHandler
+from server.handlers.base import DEFAULT_CODES, ApiError, BaseHandler
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -46,10 +46,15 @@ class StaticHandler(web.StaticFileHandler):
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header("X-Frame-Options", "DENY")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        code, message = DEFAULT_CODES.get(
+            status_code, ("internal", "Something went wrong on our side.")
+        )
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish({"error": {"code": "not_found", "message": "There is nothing here."}})
+        self.finish({"error": {"code": code, "message": message}})
 
 
 class MeHandler(BaseHandler):
@@ -92,4 +97,5 @@ class ReadyHandler(BaseHandler):
 
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
+        super().prepare()
         raise ApiError(404, "not_found", "There is nothing here.")
