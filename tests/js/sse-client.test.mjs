@@ -240,3 +240,16 @@ test("abort stops the stream and does not reconnect", async () => {
   assert.deepEqual(seen, ["status"]);
   assert.equal(fetch.calls.length, 1);
 });
+
+test("a resume answered 204 (nothing will follow) stops instead of retrying", async () => {
+  const frames = turnFrames(["a"]);
+  const fetch = fakeFetch([
+    () => sseResponse(frames.slice(0, 1), { fail: true }),
+    () => new Response(null, { status: 204 }),
+  ]);
+  await assert.rejects(
+    collect(streamEvents({ url: "/p", resumeUrl: (id) => `/r/${id}`, fetch, ...noWait })),
+    StreamLostError,
+  );
+  assert.equal(fetch.calls.length, 2);
+});

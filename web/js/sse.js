@@ -276,6 +276,11 @@ export async function* streamEvents(opts) {
       }
       lost = new HttpError(response.status, body, retryAfter);
     }
+    if (response && !lost && response.status === 204) {
+      // The server says nothing will follow (it already sent the terminal
+      // event, which we never saw): resuming again cannot help.
+      throw new StreamLostError("The answer ended while the connection was down.");
+    }
     if (response && !lost) {
       streamId ??= response.headers.get("X-Stream-Id") || null;
       onConnection({ state: "open", attempt, maxRetries, streamId });
