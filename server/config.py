@@ -112,6 +112,18 @@ class AuthSettings(_Section):
     cookie_name: str = "sluice_uid"
     cookie_max_age_days: int = Field(365, ge=1)
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        # HS256 wants a key of at least 256 bits (RFC 7518 section 3.2); a short one can be
+        # brute-forced from any token it signed.
+        if value and len(value) < 32:
+            raise ValueError(
+                "must be at least 32 characters; make one with"
+                " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: Any) -> Any:

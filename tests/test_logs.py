@@ -106,7 +106,7 @@ def test_include_content_logs_message_and_answer(start_server: StartServer) -> N
 
 
 def test_refused_requests_log_without_the_token(start_server: StartServer) -> None:
-    server = start_server({"SLUICE_JWT_SECRET": "jwt-log-secret"})
+    server = start_server({"SLUICE_JWT_SECRET": "jwt-log-secret-0123456789abcdefghij"})
     forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.Zm9yZ2VkLXNpZ25hdHVyZQ"
     status, _, _ = json_request(
         server.url,
