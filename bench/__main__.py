@@ -13,6 +13,7 @@ import json
 import sys
 from dataclasses import replace
 
+from bench import runner
 from bench.runner import QUICK, WORKLOADS, run
 from bench.systems import SYSTEMS
 
@@ -39,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--total", type=int, help="streams in all (latency, throughput)")
     p.add_argument("--ladder", type=_ints, help="capacity steps / idle sizes, e.g. 50,100,200")
     p.add_argument("--ramp-s", type=float, help="spread of stream starts (capacity)")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="before each load, wait up to this many s for the machine to be quiet "
+        "(default 20; 0 with --quick)",
+    )
     p.add_argument("--json", help="write every figure to this file")
     args = parser.parse_args(argv)
 
@@ -57,12 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    runner.QUIET_WAIT_S = (
+        args.quiet_wait
+        if args.quiet_wait is not None
+        else (0.0 if args.quick else runner.QUIET_WAIT_S)
+    )
     out = run(workload, systems, args.repeat, say)
     m = out["machine"]
     print(
         f"\n{args.workload}: {args.repeat} run(s) per system, alternated; median [min–max]\n"
         f"machine: {m['nproc']} x {m['cpu']}, {m['mem_gib']} GiB, Python {m['python']}, "
-        f"server pinned to core 0: {m['pinned']}\n"
+        f"server pinned to core 0: {m['pinned']}; 'foreign CPU' is what other jobs took from "
+        f"the server's core during the load\n"
     )
     print(out["table"])
     for name, why in out["skipped"].items():
