@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 _SCRUB_PREFIXES = ("SLUICE_", "OPENAI_", "GEMINI_", "GOOGLE_", "REDIS_")
 
 TEST_TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for servers that cannot pick their own)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def base_env(data_dir: Path) -> dict[str, str]:

@@ -1,0 +1,132 @@
+"""Real nginx with deploy/nginx.conf in front of the server (issue 5, point 7).
+
+The shipped file is used as it is, with only ports and file paths rewritten for a test
+sandbox, so a change to a directive that matters (buffering, HTTP/1.1, timeouts) shows here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StartServer
+from tests.support.server import ROOT, RunningServer, free_port
+from tests.support.sse import Frame, bearer, json_request, request
+
+pytestmark = pytest.mark.nginx
+
+ALICE = bearer("tok-alice")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def sandboxed_config(upstream_port: int, listen_port: int, workdir: Path) -> str:
+    text = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    replacements = [
+        (r"server 127\.0\.0\.1:8000;", f"server 127.0.0.1:{upstream_port};"),
+        (r"listen 8080;", f"listen 127.0.0.1:{listen_port};"),
+        (r"pid [^;]+;", f"pid {workdir}/nginx.pid;"),
+        (r"error_log [^;]+;", f"error_log {workdir}/error.log warn;"),
+        (r"access_log [^;]+;", f"access_log {workdir}/access.log;"),
+        (r"(\w+_temp_path) /var/lib/nginx/(\w+);", rf"\1 {workdir}/\2;"),
+    ]
+    for pattern, replacement in replacements:
+        text, count = re.subn(pattern, replacement, text)
+        assert count, f"deploy/nginx.conf no longer has {pattern!r}"
+    return text
+
+
+@pytest.fixture
+def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
+    server = start_server(
+        {
+            "SLUICE_LLM__DEMO__WORDS_PER_SECOND": "4",
+            "SLUICE_STREAM__HEARTBEAT_SECONDS": "0.1",
+            "SLUICE_SERVER__TRUST_PROXY": "true",
+        }
+    )
+    port = free_port()
+    config = tmp_path / "nginx.conf"
+    config.write_text(sandboxed_config(server.port, port, tmp_path), encoding="utf-8")
+    check = subprocess.run(
+        [NGINX, "-t", "-c", str(config), "-p", str(tmp_path)], capture_output=True
+    )
+    assert check.returncode == 0, check.stderr.decode()
+    nginx = subprocess.Popen(
+        [NGINX, "-c", str(config), "-p", str(tmp_path), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:  # ready when it answers through to the server
+        try:
+            if json_request(url, "GET", "/healthz")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert nginx.poll() is None and time.monotonic() < deadline, "nginx did not start"
+        time.sleep(0.05)
+    yield server, url
+    nginx.terminate()
+    nginx.wait(timeout=10)
+    assert nginx.stderr is not None
+    nginx.stderr.close()
+
+
+def test_chunks_and_heartbeats_pass_one_by_one(proxied: tuple[RunningServer, str]) -> None:
+    server, url = proxied
+    stream = request(
+        url,
+        "POST",
+        "/api/conversation-stream/alice",
+        body={"message": "through the proxy", "session_id": "px"},
+        headers=ALICE,
+    )
+    assert stream.status == 200 and "Content-Encoding" not in stream.headers
+    chunks: list[Frame] = []
+    pings = 0
+    for frame in stream:
+        if frame.event == "chunk":
+            chunks.append(frame)
+            if len(chunks) == 3:
+                break
+        elif frame.comments == ["ping"]:
+            pings += 1
+    # Three chunks in while the answer is still being written: nothing waits for the end.
+    _, data, _ = json_request(url, "GET", "/api/sessions/alice/px", headers=ALICE)
+    assert data is not None and [m["role"] for m in data["messages"]] == ["user"]
+    assert pings >= 1  # heartbeats between chunks came through too
+    rest = stream.read_all()
+    assert rest[-1].event == "complete"
+
+
+def test_resume_through_the_proxy(proxied: tuple[RunningServer, str]) -> None:
+    _, url = proxied
+    stream = request(
+        url, "POST", "/api/conversation-stream/alice", body={"message": "hi"}, headers=ALICE
+    )
+    stream_id = stream.headers["X-Stream-Id"]
+    first = stream.until(lambda f: f.event == "chunk")
+    stream.close()
+    resumed = request(
+        url, "GET", f"/api/streams/{stream_id}", headers={**ALICE, "Last-Event-ID": str(first.id)}
+    )
+    frames = [f for f in resumed.read_all() if f.data is not None]
+    assert frames[0].id == (first.id or 0) + 1
+    assert frames[-1].event == "complete"
+    ids = [f.id for f in frames]
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def test_secure_cookie_behind_https_proxy(proxied: tuple[RunningServer, str]) -> None:
+    """nginx sets X-Forwarded-Proto from its scheme; with https in front, cookies are Secure."""
+    _, url = proxied
+    plain = request(url, "GET", "/")
+    plain.body()
+    assert "Secure" not in plain.headers["Set-Cookie"]  # nginx here listens on plain http
