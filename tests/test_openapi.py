@@ -1,0 +1,248 @@
+"""``/openapi.json`` describes the API truly (issue 6): every route of the application is in
+it and nothing else is, with the same methods; real responses validate against its schemas
+and use only the statuses it lists."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from tornado import web
+
+from server.app import build_state, make_app
+from server.config import load_settings
+from server.handlers.ops import openapi_spec
+from tests.support.server import ROOT, RunningServer
+from tests.support.sse import bearer, events, json_request, request
+
+SPEC = openapi_spec()
+ALICE = bearer("tok-alice")
+METHODS = ("get", "post", "delete")
+
+
+def _shape(template: str) -> str:
+    return re.sub(r"\{\w+\}", "{}", template)
+
+
+def app_routes(tmp_path: Path) -> dict[str, set[str]]:
+    settings = load_settings(
+        {"SLUICE_CONFIG": str(ROOT / "config.toml"), "SLUICE_DATA_DIR": str(tmp_path)}
+    )
+    state = build_state(settings, environ={})
+    try:
+        app = make_app(state)
+        routes: dict[str, set[str]] = {}
+        for rule in app.wildcard_router.rules:
+            pattern = rule.matcher.regex.pattern.removesuffix("$")  # type: ignore[attr-defined]
+            path = pattern.replace("([^/]+)", "{}").replace("(.*)", "{}")
+            handler = rule.target
+            assert isinstance(handler, type) and issubclass(handler, web.RequestHandler)
+            routes[path] = {
+                m for m in METHODS if getattr(handler, m) is not getattr(web.RequestHandler, m)
+            }
+        return routes
+    finally:
+        asyncio.run(state.services.sessions.close())
+
+
+def test_every_route_is_described_and_nothing_else(tmp_path: Path) -> None:
+    described = {
+        _shape(path): {m for m in item if m in METHODS} for path, item in SPEC["paths"].items()
+    }
+    assert app_routes(tmp_path) == described
+
+
+def test_the_spec_is_well_formed() -> None:
+    assert SPEC["openapi"].startswith("3.1")
+    for name, schema in SPEC["components"]["schemas"].items():
+        jsonschema.Draft202012Validator.check_schema(schema), name
+    for path, item in SPEC["paths"].items():
+        names = set(re.findall(r"\{(\w+)\}", path))
+        for method, operation in item.items():
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert declared == names, (method, path)
+            assert operation["responses"], (method, path)
+
+
+def test_it_is_served(demo_server: RunningServer) -> None:
+    status, body, headers = json_request(demo_server.url, "GET", "/openapi.json")
+    assert status == 200 and body == SPEC
+    assert headers["Content-Type"].startswith("application/json")
+
+
+def check(method: str, template: str, status: int, body: Any, media: str) -> None:
+    """``body`` (parsed) is what the spec promises for ``method template`` at ``status``."""
+    responses = SPEC["paths"][template][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {template} answered {status}, not in the spec"
+    content = responses[str(status)].get("content")
+    if content is None:
+        assert body in (None, b"", "")
+        return
+    if media not in content and "*/*" in content:
+        return
+    assert media in content, (method, template, status, media)
+    schema = content[media].get("schema")
+    if media == "application/json":
+        jsonschema.validate(body, {**schema, "components": SPEC["components"]})
+    elif media == "text/event-stream":
+        event_schema = {**content[media]["x-event-schema"], "components": SPEC["components"]}
+        for event in body:
+            jsonschema.validate(event, event_schema)
+
+
+def call(
+    server: RunningServer, method: str, template: str, path: str, **kwargs: Any
+) -> tuple[int, Any, Any]:
+    response = request(server.url, method, path, **kwargs)
+    media = (response.headers.get("Content-Type") or "").split(";")[0].strip()
+    if media == "text/event-stream":
+        body: Any = events(response.read_all())
+    else:
+        raw = response.body()
+        body = json.loads(raw) if media == "application/json" else raw
+    check(method, template, response.status, body, media)
+    return response.status, body, response.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "path", "kwargs", "status"),
+    [
+        ("GET", "/healthz", "/healthz", {}, 200),
+        ("GET", "/readyz", "/readyz", {}, 200),
+        ("GET", "/metrics", "/metrics", {}, 200),
+        ("GET", "/api/me", "/api/me", {"headers": ALICE}, 200),
+        ("GET", "/api/me", "/api/me", {"headers": bearer("nope")}, 401),
+        ("GET", "/", "/", {}, 200),
+        ("GET", "/static/{path}", "/static/js/app.js", {}, 200),
+        ("GET", "/static/{path}", "/static/missing.js", {}, 404),
+        ("GET", "/api/sessions/{user_id}", "/api/sessions/alice", {"headers": ALICE}, 200),
+        ("GET", "/api/sessions/{user_id}", "/api/sessions/bob", {"headers": ALICE}, 403),
+        ("GET", "/api/sessions/{user_id}", "/api/sessions/alice", {}, 401),
+        (
+            "GET",
+            "/api/sessions/{user_id}/{session_id}",
+            "/api/sessions/alice/nope",
+            {"headers": ALICE},
+            404,
+        ),
+        (
+            "DELETE",
+            "/api/sessions/{user_id}/{session_id}",
+            "/api/sessions/alice/nope",
+            {"headers": ALICE},
+            404,
+        ),
+        ("GET", "/api/streams/{stream_id}", "/api/streams/st_nothing", {"headers": ALICE}, 404),
+        (
+            "POST",
+            "/api/streams/{stream_id}/cancel",
+            "/api/streams/st_nothing/cancel",
+            {"headers": ALICE},
+            404,
+        ),
+        (
+            "POST",
+            "/api/conversation/{user_id}",
+            "/api/conversation/alice",
+            {"headers": ALICE, "body": b"{"},
+            415,
+        ),
+        (
+            "POST",
+            "/api/conversation/{user_id}",
+            "/api/conversation/alice",
+            {"headers": {**ALICE, "Content-Type": "application/json"}, "body": b"{"},
+            400,
+        ),
+        (
+            "POST",
+            "/api/conversation-stream/{user_id}",
+            "/api/conversation-stream/alice",
+            {"headers": {**ALICE, "Content-Type": "application/json"}, "body": b"[" * 70000},
+            413,
+        ),
+        ("GET", "/api/conversation/{user_id}", "/api/conversation/alice", {"headers": ALICE}, 405),
+    ],
+)
+def test_responses_match_the_spec(
+    demo_server: RunningServer,
+    method: str,
+    template: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+) -> None:
+    if method == "GET" and template == "/api/conversation/{user_id}":
+        # 405 is listed for every operation; check the error body against that one.
+        response = request(demo_server.url, method, path, **kwargs)
+        assert response.status == 405
+        check("POST", template, 405, json.loads(response.body()), "application/json")
+        return
+    assert call(demo_server, method, template, path, **kwargs)[0] == status
+
+
+def test_a_whole_conversation_matches_the_spec(demo_server: RunningServer) -> None:
+    stream = "/api/conversation-stream/{user_id}"
+    status, evs, headers = call(
+        demo_server,
+        "POST",
+        stream,
+        "/api/conversation-stream/alice",
+        body={"message": "Find me a restaurant in Tokyo"},
+        headers=ALICE,
+    )
+    assert status == 200 and evs[-1]["type"] == "complete"
+    stream_id = headers["X-Stream-Id"]
+    session_id = evs[-1]["session_id"]
+    call(
+        demo_server,
+        "GET",
+        "/api/streams/{stream_id}",
+        f"/api/streams/{stream_id}",
+        headers={**ALICE, "Last-Event-ID": "2"},
+    )
+    call(
+        demo_server,
+        "POST",
+        "/api/streams/{stream_id}/cancel",
+        f"/api/streams/{stream_id}/cancel",
+        headers=ALICE,
+    )
+    status, body, _ = call(
+        demo_server,
+        "POST",
+        "/api/conversation/{user_id}",
+        "/api/conversation/alice",
+        body={"message": "and vegetarian?", "session_id": session_id},
+        headers=ALICE,
+    )
+    assert status == 200 and body["session_id"] == session_id
+    call(demo_server, "GET", "/api/sessions/{user_id}", "/api/sessions/alice", headers=ALICE)
+    status, detail, _ = call(
+        demo_server,
+        "GET",
+        "/api/sessions/{user_id}/{session_id}",
+        f"/api/sessions/alice/{session_id}",
+        headers=ALICE,
+    )
+    assert status == 200 and len(detail["messages"]) == 4
+    status, _, _ = call(
+        demo_server,
+        "DELETE",
+        "/api/sessions/{user_id}/{session_id}",
+        f"/api/sessions/alice/{session_id}",
+        headers=ALICE,
+    )
+    assert status == 204
+
+
+def test_not_ready_matches_the_spec() -> None:
+    jsonschema.validate(
+        {"status": "unavailable", "reasons": ["no LLM provider is configured"]},
+        {"$ref": "#/components/schemas/NotReady", "components": SPEC["components"]},
+    )
