@@ -30,6 +30,10 @@ class LLMStage(Stage):
                 retry_after=failure.retry_after,
             )
             return
+        finally:
+            # Closed at a yield (turn ended by a wrapper, generator closed): release the
+            # upstream request now, not when the garbage collector gets to it.
+            await answer.aclose()
         result = answer.result
         assert result is not None
         yield complete(
