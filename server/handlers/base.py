@@ -284,6 +284,11 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(413, "too_large", f"The message is over {limit} characters.")
         if "\x00" in message:
             raise ApiError(400, "bad_request", "The message contains a NUL character.")
+        try:
+            message.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON's "\ud800" escapes decode to lone surrogates, which no store can keep.
+            raise ApiError(400, "bad_request", "The message is not valid Unicode.") from None
         session_id = data.get("session_id")
         if session_id is not None and (
             not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id)
