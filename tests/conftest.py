@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.threaded import ThreadedFakes, threaded_fakes
 from tests.support.server import RunningServer, launch
 from tests.support.sse import OPEN_STREAMS
 
@@ -53,3 +54,10 @@ def _close_abandoned_streams() -> Iterator[None]:
     yield
     while OPEN_STREAMS:
         OPEN_STREAMS.pop().close()
+
+
+@pytest.fixture
+def fakes() -> Iterator[ThreadedFakes]:
+    """Fake OpenAI and Gemini upstreams on loopback, on their own loop in a thread."""
+    with threaded_fakes() as running:
+        yield running

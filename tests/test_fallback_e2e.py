@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes
 from tests.support.server import RunningServer
 from tests.support.sse import bearer, events, json_request, request
 
@@ -24,12 +21,6 @@ OPENAI_KEY = "sk-e2e-secret-0123456789abcdef"
 GEMINI_KEY = "AIzaE2ESECRET0123456789abcdefghij"
 AUTH = bearer("tok-alice")
 LONG = "A plain answer, long enough to arrive in several chunk events on the page."
-
-
-@pytest.fixture
-def fakes() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as f:
-        yield f
 
 
 def start(start_server: StartServer, fakes: ThreadedFakes, **env: str) -> RunningServer:

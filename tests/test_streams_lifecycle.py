@@ -5,36 +5,21 @@ from __future__ import annotations
 import gzip
 import signal
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.server import RunningServer
 from tests.support.sse import FrameParser, bearer, json_request, request
 
 ALICE = bearer("tok-alice")
 
 
-@pytest.fixture
-def fakes() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
-
-
 def openai_server(start_server: StartServer, fakes: ThreadedFakes, **env: str) -> RunningServer:
-    return start_server(
-        {
-            "SLUICE_LLM__PROVIDERS": "openai",
-            "OPENAI_API_KEY": "sk-test",
-            "OPENAI_BASE_URL": fakes.openai.base_url,
-            "SLUICE_LLM__IDLE_TIMEOUT_SECONDS": "30",
-            **env,
-        }
-    )
+    return start_server(openai_env(fakes, **env))
 
 
 def start_turn(server: RunningServer, message: str = "Go", **body: Any):  # type: ignore[no-untyped-def]

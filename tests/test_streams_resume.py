@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.server import RunningServer
 from tests.support.sse import Frame, bearer, json_request, parse_frames, request
 
@@ -153,22 +152,8 @@ def test_reload_during_an_answer_shows_the_full_answer(start_server: StartServer
     assert saved["content"] == replay[-1].data["message"]  # type: ignore[index]
 
 
-@pytest.fixture
-def fakes() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
-
-
 def openai_server(start_server: StartServer, fakes: ThreadedFakes, **env: str) -> RunningServer:
-    return start_server(
-        {
-            "SLUICE_LLM__PROVIDERS": "openai",
-            "OPENAI_API_KEY": "sk-test",
-            "OPENAI_BASE_URL": fakes.openai.base_url,
-            "SLUICE_LLM__IDLE_TIMEOUT_SECONDS": "30",
-            **env,
-        }
-    )
+    return start_server(openai_env(fakes, **env))
 
 
 def test_cancel_on_disconnect_closes_the_upstream(

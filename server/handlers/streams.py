@@ -165,17 +165,23 @@ class ConversationStreamHandler(_TurnStarter, EventStreamMixin):
             self.state.runner.cancel(self._stream_id, "disconnect")
 
 
+async def _owned_stream(handler: BaseHandler, stream_id: str) -> tuple[Identity, MemoryStreamLog]:
+    """The caller and the log of their stream: 401 without identity; 404 when the stream is
+    unknown, expired, or someone else's (indistinguishable on purpose)."""
+    identity = handler.identity()
+    if identity is None:
+        raise ApiError(401, "unauthorized", "Sign in first.")
+    stream_log = await handler.state.logs.get(stream_id)
+    if stream_log is None or stream_log.user_id != identity.user_id:
+        raise ApiError(404, "not_found", "No such stream (it may have expired).")
+    return identity, stream_log
+
+
 class StreamResumeHandler(EventStreamMixin):
     """``GET /api/streams/{stream_id}``: replay after Last-Event-ID, then follow live."""
 
     async def get(self, stream_id: str) -> None:
-        identity = self.identity()
-        if identity is None:
-            raise ApiError(401, "unauthorized", "Sign in first.")
-        stream_log = await self.state.logs.get(stream_id)
-        # Another user's stream is indistinguishable from one that does not exist.
-        if stream_log is None or stream_log.user_id != identity.user_id:
-            raise ApiError(404, "not_found", "No such stream (it may have expired).")
+        _, stream_log = await _owned_stream(self, stream_id)
         raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
             "last_event_id", "0"
         )
@@ -197,12 +203,7 @@ class StreamCancelHandler(BaseHandler):
     """``POST /api/streams/{stream_id}/cancel``: stop generation, keep the partial answer."""
 
     async def post(self, stream_id: str) -> None:
-        identity = self.identity()
-        if identity is None:
-            raise ApiError(401, "unauthorized", "Sign in first.")
-        stream_log = await self.state.logs.get(stream_id)
-        if stream_log is None or stream_log.user_id != identity.user_id:
-            raise ApiError(404, "not_found", "No such stream (it may have expired).")
+        identity, _ = await _owned_stream(self, stream_id)
         self.check_cookie_origin(identity)
         cancelled = self.state.runner.cancel(stream_id, "cancelled")
         self.write_json({"stream_id": stream_id, "cancelled": cancelled})

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from tests.fakes.llm_upstreams import FakeGemini, FakeOpenAI
 
-__all__ = ["ThreadedFakes", "threaded_fakes"]
+__all__ = ["ThreadedFakes", "openai_env", "threaded_fakes"]
 
 T = TypeVar("T")
 
@@ -25,6 +25,17 @@ class ThreadedFakes:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run ``coro`` on the fakes' loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def openai_env(fakes: ThreadedFakes, **env: str) -> dict[str, str]:
+    """Server environment for answering from the fake OpenAI alone (no fallback)."""
+    return {
+        "SLUICE_LLM__PROVIDERS": "openai",
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fakes.openai.base_url,
+        "SLUICE_LLM__IDLE_TIMEOUT_SECONDS": "30",
+        **env,
+    }
 
 
 @contextmanager
