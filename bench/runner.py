@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import os
 import resource
 import shutil
@@ -46,6 +47,7 @@ class Workload:
     ramp_s: float = 0.0
     lag_limit_ms: float = 50.0
     warmup: bool = True
+    open_rate: float = 250.0  # idle: new streams per second while opening
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -392,11 +394,16 @@ def run_one(system: System, w: Workload, log_dir: Path, say: Callable[[str], Non
     if w.name == "idle":
         sizes: list[dict[str, Any]] = []
         for n in w.ladder:
+            # Open at a pace a server can set streams up at (this is a hold test, not a
+            # connection storm) and make each stream outlive the opening by w.tokens tokens.
+            ramp_s = max(0.05, n / w.open_rate)
+            sized = replace(w, tokens=w.tokens + math.ceil(ramp_s * 1000 / w.interval_ms))
             # A fresh server per size: RSS per stream is measured from its idle baseline.
-            with Session(system, w, log_dir) as s:
-                r = s.load(n, n, ramp_s=max(0.05, n / 1000))
+            with Session(system, sized, log_dir) as s:
+                r = s.load(n, n, ramp_s=ramp_s)
             opened = max(1, r["max_open"])
             r["n"] = n
+            r["tokens_each"] = sized.tokens
             r["rss_per_stream_kib"] = round(
                 (r["rss_peak_mib"] - r["rss_before_mib"]) * 1024 / opened, 1
             )
@@ -519,6 +526,10 @@ def run(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     raise_nofile()
+    # Stop cleanly (servers and upstreams are in their own sessions) on SIGTERM, and on SIGINT
+    # even when started in the background with SIGINT ignored.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     pinned = pin_runner()
     chosen: list[System] = []
     skipped: dict[str, str] = {}
