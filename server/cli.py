@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import resource
 import signal
 import sys
 
@@ -20,6 +21,20 @@ from server.state import ServerState
 __all__ = ["main", "serve"]
 
 log = structlog.get_logger("sluice")
+
+
+def raise_open_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: every stream holds a client socket
+    and an upstream one, and the usual soft limit of 1,024 caps a server near 500 streams."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 async def serve(state: ServerState) -> None:
@@ -42,8 +57,10 @@ async def serve(state: ServerState) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = sockets[0].getsockname()[1]
     names = [provider.name for provider in state.services.llm.providers]
+    open_files = raise_open_file_limit()
     log.info(
         "listening",
+        open_files=open_files,
         url=f"http://{settings.server.host}:{port}",
         providers=names,
         stages=settings.pipeline.stages,

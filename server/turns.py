@@ -35,6 +35,7 @@ class _Running:
     turn: Turn
     task: asyncio.Task[None]
     log: MemoryStreamLog
+    started: bool = False  # the task has taken its first step
 
 
 class TurnRunner:
@@ -86,12 +87,16 @@ class TurnRunner:
         if running is None or running.task.done():
             return False
         running.turn.state.setdefault("sluice.cancel_reason", reason)
-        running.task.cancel()
+        if running.started:
+            running.task.cancel()
+        # A task cancelled before its first step would never run _produce, so nothing would
+        # end the stream or free the user's slot: it sees the reason as it starts instead.
         return True
 
     async def _produce(self, turn: Turn, stream_log: MemoryStreamLog) -> None:
         # First, in the turn's own task: context variables bound by the hook (the stream id
         # and hashed user on every log line) stay with the turn and nothing else.
+        self._running[turn.stream_id].started = True
         self.telemetry.turn_started(turn)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(
@@ -103,22 +108,26 @@ class TurnRunner:
         started = time.monotonic()
         first_chunk: float | None = None
         try:
-            async for event in events:
-                if first_status and event["type"] == "status":
-                    event["stream_id"] = turn.stream_id
-                    first_status = False
-                elif first_chunk is None and event["type"] == "chunk":
-                    first_chunk = time.monotonic() - started
-                if event["type"] in ("complete", "error"):
-                    terminal = event
-                try:
-                    await stream_log.append(event)
-                except LogFull:
-                    log.warning("stream_log_full", stream_id=turn.stream_id)
-                    terminal = error("internal", "The answer grew too long.", retryable=False)
-                    await stream_log.append(terminal)
-                if terminal is not None:
-                    break
+            if "sluice.cancel_reason" in turn.state:  # stopped before it began
+                terminal = cancellation_event(turn.state["sluice.cancel_reason"])
+                await stream_log.append(terminal)
+            else:
+                async for event in events:
+                    if first_status and event["type"] == "status":
+                        event["stream_id"] = turn.stream_id
+                        first_status = False
+                    elif first_chunk is None and event["type"] == "chunk":
+                        first_chunk = time.monotonic() - started
+                    if event["type"] in ("complete", "error"):
+                        terminal = event
+                    try:
+                        await stream_log.append(event)
+                    except LogFull:
+                        log.warning("stream_log_full", stream_id=turn.stream_id)
+                        terminal = error("internal", "The answer grew too long.", retryable=False)
+                        await stream_log.append(terminal)
+                    if terminal is not None:
+                        break
         except asyncio.CancelledError:
             # Landed outside any stage (between events): still end the stream properly.
             task = asyncio.current_task()

@@ -164,3 +164,30 @@ async def test_too_many_streams_per_user() -> None:
     assert entry.data["code"] == "too_many_streams" and entry.data["retryable"] is True
     runner.cancel(first.stream_id, "cancelled")
     await runner.shutdown(1)
+
+
+@pytest.mark.gen_test
+async def test_cancel_before_the_producer_took_a_step() -> None:
+    """Regression: a turn cancelled in the same loop step that started it never ran its
+    producer, so its stream never ended and the user's slot was never freed."""
+    settings = Settings.model_validate({"limits": {"max_streams_per_user": 1}})
+    runner = TurnRunner(
+        Pipeline([stage(Words, "llm")]),
+        MemoryStreamLogStore(ttl_seconds=60, max_events=100),
+        settings,
+    )
+    turn = make_turn()
+    log = await runner.start(turn)
+    assert runner.cancel(turn.stream_id, "cancelled") is True
+    while not log.finished:
+        waiter = asyncio.get_running_loop().create_future()
+        log.subscribe(waiter)
+        await waiter
+    [entry] = await log.read(0)
+    assert entry.data["code"] == "cancelled"
+    assert runner.running_count == 0
+    again = make_turn()
+    again.stream_id = "st_again"
+    second = await runner.start(again)  # the slot was given back: not too_many_streams
+    await runner.shutdown(5)
+    assert (await second.read(0))[-1].data["type"] == "complete"
