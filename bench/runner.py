@@ -455,6 +455,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("lag p50 ms @N", "lag_p50_ms", 1),
         ("lag p99 ms @N", "lag_p99_ms", 1),
         ("lag max ms @N", "lag_max_ms", 0),
+        ("held lag p99 ms @N", "held_lag_p99_ms", 1),
         ("1st chunk p99 ms @N", "ttfc_p99_ms", 0),
         ("srv CPU % @N", "server_cpu_pct", 0),
         ("tokens/CPU-s @N", "tokens_per_cpu_s", 0),
