@@ -9,10 +9,13 @@ so without ``sleep(0)`` one busy stream starves every other (DESIGN.md section 8
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from typing import Any
 
 import structlog
-from tornado.iostream import StreamClosedError
+from tornado.iostream import IOStream, StreamClosedError
 
 from server.handlers.base import ApiError, BaseHandler, JsonBodyHandler
 from server.identity import Identity
@@ -122,9 +125,21 @@ class EventStreamMixin(BaseHandler):
         except TimeoutError:
             self._drop_cause = "slow_reader"
             log.info("slow_reader_dropped", path=self.request.path)
-            if self.request.connection is not None:
-                self.request.connection.close()  # type: ignore[attr-defined]
+            self._abort_connection()
             raise StreamClosedError() from None
+
+    def _abort_connection(self) -> None:
+        """Reset, not close: a graceful close would still hand the kernel's buffered
+        megabytes to a reader that is not reading; a reset frees them at once."""
+        connection = self.request.connection
+        stream: IOStream | None = getattr(connection, "stream", None)
+        if stream is not None and stream.socket is not None:
+            with contextlib.suppress(OSError):
+                stream.socket.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+        if connection is not None:
+            connection.close()  # type: ignore[attr-defined]
 
 
 def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
