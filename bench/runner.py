@@ -279,6 +279,13 @@ class Session:
         return f"http://127.0.0.1:{self.port}{self.system.path}"
 
     def __enter__(self) -> Session:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()  # stop what did start, whatever interrupted the start
+            raise
+
+    def _start(self) -> Session:
         w = self.workload
         upstream = Proc(
             f"upstream-{self.system.name}",
