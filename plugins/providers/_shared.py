@@ -13,7 +13,9 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 
+import aiohttp
 import httpx2
+import openai
 
 from server.providers import FailureKind, ProviderError
 
@@ -39,6 +41,23 @@ def limits_for(max_connections: int) -> httpx2.Limits:
         max_keepalive_connections=min(KEEPALIVE_CONNECTIONS, max_connections),
         keepalive_expiry=30.0,
     )
+
+
+def pooled_http_client(max_connections: int) -> httpx2.AsyncClient:
+    """The HTTP client both providers hand their SDK: httpx2's API on aiohttp's transport.
+
+    ``openai.DefaultAioHttpClient`` is the SDK's own supported aiohttp transport (the
+    ``openai[aiohttp]`` extra). Measured here, it reads a streamed frame for about a third of
+    the CPU httpx2's default transport needs (21 µs against 55 µs a chunk with 20 streams;
+    ``bench/provider_cpu.py``), and reading frames is most of a paced stream's cost.
+    Errors still surface as httpx2's classes, so nothing else changes.
+    """
+    client: httpx2.AsyncClient = openai.DefaultAioHttpClient(
+        limits=limits_for(max_connections),
+        timeout=httpx2.Timeout(60.0, connect=10.0),
+        follow_redirects=True,
+    )
+    return client
 
 
 def redact(text: str, secrets: Iterable[str | None] = (), limit: int = 300) -> str:
@@ -74,12 +93,29 @@ def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def really_timed_out(error: BaseException) -> bool:
+    """Whether a timeout-looking error is a timeout, judged by its root cause.
+
+    The aiohttp transport maps any ``aiohttp.ClientConnectionError`` to httpx2's
+    ``ConnectTimeout`` (and the SDK then to ``APITimeoutError``), so a refused connection
+    arrives dressed as a timeout. The underlying OS error tells them apart.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionError | aiohttp.ClientConnectorError) and not isinstance(
+            seen, TimeoutError | aiohttp.ServerTimeoutError
+        ):
+            return False
+        seen = seen.__cause__ or seen.__context__
+    return True
+
+
 def transport_error(name: str, error: Exception, *, status: int | None) -> ProviderError:
     """Map an httpx2 failure while reading a response to a ProviderError.
 
     ``status`` is the response's status when the body was being read (the stream was cut after
     the headers), None when no response came at all."""
-    if isinstance(error, httpx2.TimeoutException):
+    if isinstance(error, httpx2.TimeoutException) and really_timed_out(error):
         return ProviderError(
             FailureKind.TIMEOUT,
             f"{name} did not answer in time.",

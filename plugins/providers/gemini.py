@@ -32,7 +32,7 @@ from google.genai import types as genai_types
 
 from plugins.providers._shared import (
     SSEFrames,
-    limits_for,
+    pooled_http_client,
     redact,
     retry_after_from_headers,
     transport_error,
@@ -125,11 +125,7 @@ class GeminiProvider:
         self._client: genai.Client | None = None
         if self._key is not None:
             # No network I/O here: the pool connects on the first request.
-            self._http = httpx2.AsyncClient(
-                limits=limits_for(context.max_connections),
-                timeout=httpx2.Timeout(60.0, connect=10.0),
-                follow_redirects=True,
-            )
+            self._http = pooled_http_client(context.max_connections)
             self._client = genai.Client(
                 vertexai=False,
                 api_key=self._key,

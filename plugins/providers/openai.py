@@ -22,7 +22,8 @@ from pydantic import Field
 
 from plugins.providers._shared import (
     SSEFrames,
-    limits_for,
+    pooled_http_client,
+    really_timed_out,
     redact,
     retry_after_from_headers,
     transport_error,
@@ -99,11 +100,7 @@ class OpenAIProvider:
                 project=None,
                 max_retries=0,
                 default_headers=self.options.headers or None,
-                http_client=httpx2.AsyncClient(
-                    limits=limits_for(context.max_connections),
-                    timeout=httpx2.Timeout(60.0, connect=10.0),
-                    follow_redirects=True,
-                ),
+                http_client=pooled_http_client(context.max_connections),
             )
 
     def missing_configuration(self) -> str | None:
@@ -170,7 +167,7 @@ class OpenAIProvider:
     def error_from_sdk(self, error: openai.APIError, *, streaming: bool) -> ProviderError:
         """One line a person can act on, from an SDK error; no key, no upstream body."""
         name = self.name
-        if isinstance(error, openai.APITimeoutError):
+        if isinstance(error, openai.APITimeoutError) and really_timed_out(error):
             return ProviderError(
                 FailureKind.TIMEOUT, f"{name} did not answer in time.", detail="APITimeoutError"
             )
