@@ -39,11 +39,15 @@ def _field_value(name: str, value: str) -> str:
     return value
 
 
+_checked_event_names: set[str] = set()
+
+
 def encode_event(event_id: int, event: str, data: dict[str, Any]) -> bytes:
     """One complete frame. ``data`` is the event's JSON object, ``event`` its type."""
-    return (
-        f"id: {event_id}\nevent: {_field_value('event', event)}\ndata: {encode_data(data)}\n\n"
-    ).encode()
+    if event not in _checked_event_names:  # a handful of names: check each once
+        _field_value("event", event)
+        _checked_event_names.add(event)
+    return f"id: {event_id}\nevent: {event}\ndata: {encode_data(data)}\n\n".encode()
 
 
 def retry_field(milliseconds: int) -> bytes:

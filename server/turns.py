@@ -25,6 +25,9 @@ __all__ = ["TurnRunner", "new_stream_id"]
 
 log = structlog.get_logger("sluice.turns")
 
+# Events a producer may append in a row before it lets other tasks run.
+_YIELD_EVERY = 32
+
 
 def new_stream_id() -> str:
     return "st_" + secrets.token_urlsafe(16)
@@ -107,6 +110,7 @@ class TurnRunner:
         first_status = True
         started = time.monotonic()
         first_chunk: float | None = None
+        produced = 0
         try:
             if "sluice.cancel_reason" in turn.state:  # stopped before it began
                 terminal = cancellation_event(turn.state["sluice.cancel_reason"])
@@ -128,6 +132,11 @@ class TurnRunner:
                         await stream_log.append(terminal)
                     if terminal is not None:
                         break
+                    produced += 1
+                    if not produced % _YIELD_EVERY:
+                        # A burst already buffered upstream is read without suspending:
+                        # give other streams' readers the loop (DESIGN.md section 8).
+                        await asyncio.sleep(0)
         except asyncio.CancelledError:
             # Landed outside any stage (between events): still end the stream properly.
             task = asyncio.current_task()

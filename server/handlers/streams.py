@@ -1,9 +1,10 @@
 """Stream endpoints: start a turn, resume it, stop it, or wait for it as JSON.
 
 Every response here is a *reader* of a turn's log (DESIGN.md section 2). :meth:`relay`
-writes what the log holds in one write, flushes, gives the loop a turn, and waits for more
-with a heartbeat timeout: ``await flush()`` does not yield while the socket stays writable,
-so without ``sleep(0)`` one busy stream starves every other (DESIGN.md section 8).
+writes everything the log holds in one write, flushes, and waits for more. It needs no
+``sleep(0)`` of its own: nothing can be appended while it runs without suspending, so each
+pass either waits on the log or on a full socket. The producer is the one that could run
+through a burst without yielding, and yields every few events (``server/turns.py``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class EventStreamMixin(BaseHandler):
 
     _waiter: asyncio.Future[bool] | None = None
     _client_gone = False
+    _ping_due = False
+    _loop: asyncio.AbstractEventLoop
+    _heartbeat: asyncio.TimerHandle
+    _heartbeat_every: float
+    _last_write: float
     _drop_cause: str | None = None
 
     def on_connection_close(self) -> None:
@@ -77,42 +83,62 @@ class EventStreamMixin(BaseHandler):
             telemetry.reader_closed(kind, cause)
 
     async def _relay(self, stream_log: MemoryStreamLog, after_id: int) -> None:
-        settings = self.state.settings.stream
         telemetry = self.state.telemetry
         loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._heartbeat_every = self.state.settings.stream.heartbeat_seconds
+        self._last_write = loop.time()
+        self._heartbeat = loop.call_at(self._last_write + self._heartbeat_every, self._beat)
         position = after_id
         try:
             await self._flush()  # headers and retry: leave at once
             while not self._client_gone:
-                entries = await stream_log.read(position)
-                if entries:
-                    position = entries[-1].id
-                    payload = b"".join(entry.frame for entry in entries)
+                frames = stream_log.frames_after(position)
+                if frames:
+                    position += len(frames)
+                    payload = b"".join(frames)
                     self.write(payload)
-                    telemetry.events_sent(len(entries), len(payload))
+                    self._last_write = loop.time()
+                    telemetry.events_sent(len(frames), len(payload))
                     await self._flush()
-                    if entries[-1].terminal:
+                    if stream_log.finished and position == stream_log.last_id:
                         break
-                    await asyncio.sleep(0)  # let other streams write (see module docstring)
+                    continue
+                if self._ping_due:
+                    self._ping_due = False
+                    self.write(_PING)
+                    self._last_write = loop.time()
+                    await self._flush()
                     continue
                 waiter: asyncio.Future[bool] = loop.create_future()
                 self._waiter = waiter
                 stream_log.subscribe(waiter)
-                timer = loop.call_later(settings.heartbeat_seconds, _resolve, waiter, False)
                 try:
-                    woken = await waiter
+                    woken_by_log = await waiter
                 finally:
-                    timer.cancel()
-                    stream_log.unsubscribe(waiter)
                     self._waiter = None
-                if not woken and not self._client_gone:
-                    self.write(_PING)
-                    await self._flush()
+                if not woken_by_log:  # an append removes its waiters itself
+                    stream_log.unsubscribe(waiter)
         except StreamClosedError:
             self._client_gone = True  # the client left: an ordinary end, not an error
             return
+        finally:
+            self._heartbeat.cancel()
         if not self._client_gone:
             self.finish()
+
+    def _beat(self) -> None:
+        """The reader's one heartbeat timer. Writes push the next ping back by only storing
+        a time; the timer re-arms itself, instead of a new timer for every wait."""
+        due = self._last_write + self._heartbeat_every
+        now = self._loop.time()
+        if now < due:
+            self._heartbeat = self._loop.call_at(due, self._beat)
+            return
+        self._ping_due = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(False)
+        self._heartbeat = self._loop.call_at(now + self._heartbeat_every, self._beat)
 
     async def _flush(self) -> None:
         """Flush, dropping a reader that takes over ``stream.send_timeout_seconds``."""
@@ -140,11 +166,6 @@ class EventStreamMixin(BaseHandler):
                 )
         if connection is not None:
             connection.close()  # type: ignore[attr-defined]
-
-
-def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
-    if not waiter.done():
-        waiter.set_result(value)
 
 
 class _TurnStarter(JsonBodyHandler):
