@@ -214,12 +214,18 @@ async def bench(port: int, chunks: int, rounds: int) -> list[tuple[str, float]]:
             await measure(openai_typed, rounds),
         ),
         (
-            "openai  ours  (with_streaming_response bytes + jiter)",
+            "openai  ours  (aiohttp transport, streamed bytes + jiter)",
             await measure(ours(ours_openai), rounds),
         ),
         ("gemini  typed GenerateContentResponse (SDK stream)", await measure(gemini_typed, rounds)),
-        ("gemini  ours  (SDK's httpx2 client + jiter)", await measure(ours(ours_gemini), rounds)),
-        ("floor: httpx2 reads the openai body, no decoding", await measure(httpx2_alone, rounds)),
+        (
+            "gemini  ours  (aiohttp transport, streamed bytes + jiter)",
+            await measure(ours(ours_gemini), rounds),
+        ),
+        (
+            "floor: default httpx2 transport reads the body, no decoding",
+            await measure(httpx2_alone, rounds),
+        ),
     ]
     await ours_openai.aclose()
     await ours_gemini.aclose()
