@@ -80,7 +80,7 @@ def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[Running
 
 
 def test_chunks_and_heartbeats_pass_one_by_one(proxied: tuple[RunningServer, str]) -> None:
-    server, url = proxied
+    _, url = proxied
     stream = request(
         url,
         "POST",

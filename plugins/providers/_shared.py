@@ -11,13 +11,15 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
 
 import aiohttp
 import httpx2
+import jiter
 import openai
 
-from server.providers import FailureKind, ProviderError
+from server.providers import FailureKind, ProviderError, Usage
 
 __all__ = [
     "SSEFrames",
@@ -165,3 +167,119 @@ class SSEFrames:
         """At the end of the body: an event whose blank line never came."""
         tail = self.feed(b"\n\n") if self._buffer or self._data else []
         return tail
+
+
+class JSONFrameStream:
+    """Text deltas from a streamed response of JSON ``data:`` frames: the loop both built-in
+    providers share (a :class:`server.providers.ProviderStream`).
+
+    A provider's stream says how to open the response (``_open``, returning its body's byte
+    iterator), what text a frame carries (``_text``), how to release the response
+    (``_release``), and, if its protocol has one, an end marker (``_marker``). Frames are
+    parsed with jiter and no typed object is built per chunk. A body that ends before the
+    provider's own end (``_finished``) was cut short.
+    """
+
+    def __init__(self, name: str, key: str | None) -> None:
+        self._name = name
+        self._key = key
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self._bytes: AsyncIterator[bytes] | None = None
+        self._frames = SSEFrames()
+        self._pending: list[bytes] = []
+        self._index = 0
+        self._done = False  # the end marker came; read on to the end of the body
+        self._ended = False
+        self._closed = False
+
+    async def _open(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+    def _text(self, frame: dict[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    async def _release(self) -> None:
+        raise NotImplementedError
+
+    def _marker(self, data: bytes) -> bool:
+        """Whether ``data`` is the protocol's end marker (OpenAI's ``[DONE]``)."""
+        return False
+
+    def _finished(self) -> bool:
+        return self._done or self.finish_reason is not None
+
+    def __aiter__(self) -> JSONFrameStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._bytes is None:
+            if self._closed:
+                raise StopAsyncIteration
+            self._bytes = await self._open()
+        while True:
+            if self._index < len(self._pending):
+                data = self._pending[self._index]
+                self._index += 1
+                if self._marker(data):
+                    self._done = True
+                    continue
+                text = self._text(self._decode(data))
+                if text:
+                    return text
+                continue
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                chunk = await self._bytes.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                self._pending = [] if self._done else self._frames.flush()
+                self._index = 0
+                if not self._pending and not self._finished():
+                    raise ProviderError(
+                        FailureKind.UNAVAILABLE,
+                        f"{self._name} cut the answer short.",
+                        status=200,
+                        detail="the body ended before the answer did",
+                    ) from None
+                continue
+            except httpx2.TransportError as error:
+                raise transport_error(self._name, error, status=200) from None
+            if self._done:
+                # Read on to the end of the body after the end marker, so that the
+                # connection goes back to the pool instead of being closed.
+                continue
+            self._pending = self._frames.feed(chunk)
+            self._index = 0
+
+    def _decode(self, data: bytes) -> dict[str, Any]:
+        try:
+            frame = jiter.from_json(data)
+        except ValueError:
+            raise ProviderError(
+                FailureKind.MALFORMED,
+                f"{self._name} sent a frame that is not JSON.",
+                status=200,
+                detail=redact(repr(data[:120]), [self._key]),
+            ) from None
+        if not isinstance(frame, dict):
+            raise ProviderError(
+                FailureKind.MALFORMED, f"{self._name} sent an unexpected frame.", status=200
+            )
+        error = frame.get("error")
+        if error is not None:
+            message = error.get("message", "") if isinstance(error, dict) else str(error)
+            raise ProviderError(
+                FailureKind.UNAVAILABLE,
+                f"{self._name} reported an error mid-answer.",
+                status=200,
+                detail=redact(str(message), [self._key]),
+            )
+        return frame
+
+    async def aclose(self) -> None:
+        """Close the upstream response now: the server sees its connection close."""
+        self._closed = True
+        self._bytes = None
+        await self._release()

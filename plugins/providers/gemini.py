@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import httpx2
-import jiter
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from plugins.providers._shared import (
-    SSEFrames,
+    JSONFrameStream,
     pooled_http_client,
     redact,
     retry_after_from_headers,
@@ -287,7 +287,7 @@ class GeminiProvider:
         )
 
 
-class _GeminiStream:
+class _GeminiStream(JSONFrameStream):
     """One ``streamGenerateContent?alt=sse`` call. Gemini ends the body after the frame that
     carries ``finishReason``; a body that ends without one was cut short."""
 
@@ -298,24 +298,14 @@ class _GeminiStream:
         max_output_tokens: int,
         timeout: float,
     ) -> None:
+        super().__init__(provider.name, provider._key)
         self._provider = provider
         self._messages = messages
         self._max_output_tokens = max_output_tokens
         self._timeout = timeout
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
         self._response: httpx2.Response | None = None
-        self._bytes: Any = None
-        self._frames = SSEFrames()
-        self._pending: list[bytes] = []
-        self._index = 0
-        self._ended = False
-        self._closed = False
 
-    def __aiter__(self) -> _GeminiStream:
-        return self
-
-    async def _open(self) -> None:
+    async def _open(self) -> AsyncIterator[bytes]:
         provider = self._provider
         _, http = provider._require()
         request = http.build_request(
@@ -348,67 +338,9 @@ class _GeminiStream:
             finally:
                 await response.aclose()
         self._response = response
-        self._bytes = response.aiter_bytes().__aiter__()
+        return response.aiter_bytes().__aiter__()
 
-    async def __anext__(self) -> str:
-        if self._bytes is None:
-            if self._closed:
-                raise StopAsyncIteration
-            await self._open()
-        while True:
-            if self._index < len(self._pending):
-                data = self._pending[self._index]
-                self._index += 1
-                text = self._handle(data)
-                if text:
-                    return text
-                continue
-            if self._ended:
-                raise StopAsyncIteration
-            try:
-                chunk = await self._bytes.__anext__()
-            except StopAsyncIteration:
-                self._ended = True
-                self._pending = self._frames.flush()
-                self._index = 0
-                if not self._pending and self.finish_reason is None:
-                    raise ProviderError(
-                        FailureKind.UNAVAILABLE,
-                        f"{self._provider.name} cut the answer short.",
-                        status=200,
-                        detail="body ended without finishReason",
-                    ) from None
-                continue
-            except httpx2.TransportError as error:
-                raise transport_error(self._provider.name, error, status=200) from None
-            self._pending = self._frames.feed(chunk)
-            self._index = 0
-
-    def _handle(self, data: bytes) -> str | None:
-        try:
-            frame = jiter.from_json(data)
-        except ValueError:
-            raise ProviderError(
-                FailureKind.MALFORMED,
-                f"{self._provider.name} sent a frame that is not JSON.",
-                status=200,
-                detail=redact(repr(data[:120]), [self._provider._key]),
-            ) from None
-        if not isinstance(frame, dict):
-            raise ProviderError(
-                FailureKind.MALFORMED,
-                f"{self._provider.name} sent an unexpected frame.",
-                status=200,
-            )
-        error = frame.get("error")
-        if error is not None:
-            message = error.get("message", "") if isinstance(error, dict) else str(error)
-            raise ProviderError(
-                FailureKind.UNAVAILABLE,
-                f"{self._provider.name} reported an error mid-answer.",
-                status=200,
-                detail=redact(str(message), [self._provider._key]),
-            )
+    def _text(self, frame: dict[str, Any]) -> str | None:
         usage = frame.get("usageMetadata")
         if usage:
             self.usage = _usage(usage)
@@ -430,10 +362,7 @@ class _GeminiStream:
             return None if part.get("thought") else part.get("text")
         return "".join(p.get("text", "") for p in parts if not p.get("thought")) or None
 
-    async def aclose(self) -> None:
-        """Close the upstream response now: the server sees its connection close."""
-        self._closed = True
+    async def _release(self) -> None:
         response, self._response = self._response, None
-        self._bytes = None
         if response is not None:
             await response.aclose()

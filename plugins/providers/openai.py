@@ -12,21 +12,20 @@ SDK retries are off (``max_retries=0``): the fallback chain is the only retry lo
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import httpx2
-import jiter
 import openai
 from pydantic import Field
 
 from plugins.providers._shared import (
-    SSEFrames,
+    JSONFrameStream,
     pooled_http_client,
     really_timed_out,
     redact,
     retry_after_from_headers,
-    transport_error,
 )
 from server.providers import (
     Completion,
@@ -248,7 +247,7 @@ class OpenAIProvider:
         )
 
 
-class _OpenAIStream:
+class _OpenAIStream(JSONFrameStream):
     """One streaming call: ``chat.completion.chunk`` frames read as bytes, ending in
     ``data: [DONE]``. A body that ends without ``[DONE]`` or a finish reason was cut short."""
 
@@ -259,28 +258,17 @@ class _OpenAIStream:
         max_output_tokens: int,
         timeout: float,
     ) -> None:
+        super().__init__(provider.name, provider._key)
         self._provider = provider
         self._messages = messages
         self._max_output_tokens = max_output_tokens
         self._timeout = timeout
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
         self._context: Any = None  # the SDK's AsyncResponseContextManager
-        self._bytes: Any = None  # async iterator of body bytes
-        self._frames = SSEFrames()
-        self._pending: list[bytes] = []
-        self._index = 0
-        self._done = False
-        self._ended = False
-        self._closed = False
 
-    def __aiter__(self) -> _OpenAIStream:
-        return self
-
-    async def _open(self) -> None:
+    async def _open(self) -> AsyncIterator[bytes]:
         provider = self._provider
         client = provider._require_client()
-        body = self._provider._body(self._messages, self._max_output_tokens)
+        body = provider._body(self._messages, self._max_output_tokens)
         extra: dict[str, Any] = {}
         if provider.options.stream_usage:
             extra["stream_options"] = {"include_usage": True}
@@ -297,76 +285,12 @@ class _OpenAIStream:
         except openai.APIError as error:
             self._context = None
             raise provider.error_from_sdk(error, streaming=True) from None
-        self._bytes = response.iter_bytes().__aiter__()
+        return response.iter_bytes().__aiter__()  # type: ignore[no-any-return]
 
-    async def __anext__(self) -> str:
-        if self._bytes is None:
-            if self._closed:
-                raise StopAsyncIteration
-            await self._open()
-        while True:
-            if self._index < len(self._pending):
-                data = self._pending[self._index]
-                self._index += 1
-                text = self._handle(data)
-                if text:
-                    return text
-                continue
-            if self._ended:
-                raise StopAsyncIteration
-            try:
-                chunk = await self._bytes.__anext__()
-            except StopAsyncIteration:
-                self._ended = True
-                if self._done:
-                    raise
-                self._pending = self._frames.flush()
-                self._index = 0
-                if not self._pending and not self._done and self.finish_reason is None:
-                    raise ProviderError(
-                        FailureKind.UNAVAILABLE,
-                        f"{self._provider.name} cut the answer short.",
-                        status=200,
-                        detail="body ended without [DONE]",
-                    ) from None
-                continue
-            except httpx2.TransportError as error:
-                raise transport_error(self._provider.name, error, status=200) from None
-            if self._done:
-                # Read on to the end of the body after [DONE], so that the connection goes
-                # back to the pool instead of being closed.
-                continue
-            self._pending = self._frames.feed(chunk)
-            self._index = 0
+    def _marker(self, data: bytes) -> bool:
+        return data == b"[DONE]"
 
-    def _handle(self, data: bytes) -> str | None:
-        if data == b"[DONE]":
-            self._done = True
-            return None
-        try:
-            frame = jiter.from_json(data)
-        except ValueError:
-            raise ProviderError(
-                FailureKind.MALFORMED,
-                f"{self._provider.name} sent a frame that is not JSON.",
-                status=200,
-                detail=redact(repr(data[:120]), [self._provider._key]),
-            ) from None
-        if not isinstance(frame, dict):
-            raise ProviderError(
-                FailureKind.MALFORMED,
-                f"{self._provider.name} sent an unexpected frame.",
-                status=200,
-            )
-        error = frame.get("error")
-        if error is not None:
-            message = error.get("message", "") if isinstance(error, dict) else str(error)
-            raise ProviderError(
-                FailureKind.UNAVAILABLE,
-                f"{self._provider.name} reported an error mid-answer.",
-                status=200,
-                detail=redact(str(message), [self._provider._key]),
-            )
+    def _text(self, frame: dict[str, Any]) -> str | None:
         usage = frame.get("usage")
         if usage:
             self.usage = _usage(usage)
@@ -384,10 +308,7 @@ class _OpenAIStream:
                 return str(content)
         return None
 
-    async def aclose(self) -> None:
-        """Close the upstream response now: the server sees its connection close."""
-        self._closed = True
+    async def _release(self) -> None:
         context, self._context = self._context, None
-        self._bytes = None
         if context is not None:
             await context.__aexit__(None, None, None)
