@@ -13,7 +13,7 @@ from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.server import RunningServer
-from tests.support.sse import FrameParser, bearer, json_request, request
+from tests.support.sse import FrameParser, bearer, json_request, request, start_stream
 
 ALICE = bearer("tok-alice")
 
@@ -22,22 +22,12 @@ def openai_server(start_server: StartServer, fakes: ThreadedFakes, **env: str) -
     return start_server(openai_env(fakes, **env))
 
 
-def start_turn(server: RunningServer, message: str = "Go", **body: Any):  # type: ignore[no-untyped-def]
-    return request(
-        server.url,
-        "POST",
-        "/api/conversation-stream/alice",
-        body={"message": message, **body},
-        headers=ALICE,
-    )
-
-
 def test_heartbeats_while_quiet_and_never_inside_an_event(
     start_server: StartServer, fakes: ThreadedFakes
 ) -> None:
     fakes.openai.default = Reply(text=["Thinking", " more"], hang_at=1)
     server = openai_server(start_server, fakes, SLUICE_STREAM__HEARTBEAT_SECONDS="0.2")
-    stream = start_turn(server)
+    stream = start_stream(server.url, "Go")
     stream_id = stream.headers["X-Stream-Id"]
     stream.until(lambda f: f.event == "chunk")
     pings = [stream.until(lambda f: f.data is None and f.retry is None) for _ in range(3)]
@@ -52,7 +42,7 @@ def test_heartbeats_while_quiet_and_never_inside_an_event(
 
 def test_padding_after_retry_for_buffering_proxies(start_server: StartServer) -> None:
     server = start_server({"SLUICE_STREAM__PADDING_BYTES": "2048"})
-    raw = start_turn(server).body()
+    raw = start_stream(server.url, "Go").body()
     assert raw.startswith(b"retry: 2000\n\n: ")
     padding_end = raw.index(b"\n\n", len(b"retry: 2000\n\n")) + 2
     assert padding_end - len(b"retry: 2000\n\n") == 2048
@@ -119,7 +109,7 @@ def test_a_turn_cannot_outlive_max_duration(
 ) -> None:
     fakes.openai.default = Reply(text=["Still ", "going"], hang_at=1)
     server = openai_server(start_server, fakes, SLUICE_STREAM__MAX_DURATION_SECONDS="1")
-    frames = start_turn(server, session_id="slow").read_all()
+    frames = start_stream(server.url, "Go", session_id="slow").read_all()
     end = frames[-1].data
     assert end is not None and end["code"] == "timeout" and end["retryable"] is True
     fakes.run(fakes.openai.wait_closed(1, within=1.0))  # and the upstream was let go
@@ -132,9 +122,9 @@ def test_concurrent_answers_per_user_are_capped(
 ) -> None:
     fakes.openai.default = Reply(text=["Hold ", "on"], hang_at=1)
     server = openai_server(start_server, fakes, SLUICE_LIMITS__MAX_STREAMS_PER_USER="1")
-    first = start_turn(server)
+    first = start_stream(server.url, "Go")
     first.until(lambda f: f.event == "chunk")
-    second = start_turn(server).read_all()
+    second = start_stream(server.url, "Go").read_all()
     end = second[-1].data
     assert end is not None and end["code"] == "too_many_streams" and end["retryable"] is True
     bob = request(
@@ -156,7 +146,7 @@ def test_sigterm_lets_short_answers_finish_and_saves_the_rest(start_server: Star
     server = start_server(
         {"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "5", "SLUICE_SERVER__SHUTDOWN_GRACE_SECONDS": "1"}
     )
-    streams = [start_turn(server, f"message {i}", session_id=f"s{i}") for i in range(3)]
+    streams = [start_stream(server.url, f"message {i}", session_id=f"s{i}") for i in range(3)]
     for stream in streams:
         read_until_chunk(stream)
     server.process.send_signal(signal.SIGTERM)
@@ -181,7 +171,7 @@ def test_sigterm_waits_for_answers_within_the_grace_period(start_server: StartSe
     server = start_server(
         {"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "40", "SLUICE_SERVER__SHUTDOWN_GRACE_SECONDS": "20"}
     )
-    stream = start_turn(server, session_id="done")
+    stream = start_stream(server.url, "Go", session_id="done")
     read_until_chunk(stream)
     server.process.send_signal(signal.SIGTERM)
     assert stream.read_all()[-1].event == "complete"
@@ -196,7 +186,7 @@ def test_first_bytes_leave_before_the_model_answers(
     before sending anything (a PaaS router drops a response with no first byte in 30 s)."""
     fakes.openai.default = Reply(hang_before_headers=True)
     server = openai_server(start_server, fakes, SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS="30")
-    stream = start_turn(server)
+    stream = start_stream(server.url, "Go")
     assert stream.status == 200
     parser = FrameParser()
     first = parser.feed(stream.response.read1(65536))

@@ -11,19 +11,9 @@ from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.server import RunningServer
-from tests.support.sse import Frame, bearer, json_request, parse_frames, request
+from tests.support.sse import Frame, bearer, json_request, parse_frames, request, start_stream
 
 ALICE = bearer("tok-alice")
-
-
-def start_turn(server: RunningServer, message: str = "Tell me a story", **body: Any):  # type: ignore[no-untyped-def]
-    return request(
-        server.url,
-        "POST",
-        "/api/conversation-stream/alice",
-        body={"message": message, **body},
-        headers=ALICE,
-    )
 
 
 def resume(server: RunningServer, stream_id: str, last_id: int, *, header: bool = True):  # type: ignore[no-untyped-def]
@@ -57,7 +47,7 @@ def test_drop_after_k_events_and_resume_mid_answer(
     start_server: StartServer, via_header: bool
 ) -> None:
     server = start_server({"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "20"})
-    first = start_turn(server)
+    first = start_stream(server.url, "Tell me a story")
     stream_id = first.headers["X-Stream-Id"]
     seen: list[Frame] = []
     for frame in first:
@@ -78,7 +68,7 @@ def test_drop_after_k_events_and_resume_mid_answer(
 def test_resume_after_the_answer_finished_replays_the_same_bytes(
     demo_server: RunningServer,
 ) -> None:
-    original = start_turn(demo_server)
+    original = start_stream(demo_server.url, "Tell me a story")
     stream_id = original.headers["X-Stream-Id"]
     raw = original.body()
     frames = data_frames(parse_frames(raw))
@@ -90,7 +80,7 @@ def test_resume_after_the_answer_finished_replays_the_same_bytes(
 
 
 def test_resume_from_the_end_tells_eventsource_to_stop(demo_server: RunningServer) -> None:
-    stream = start_turn(demo_server)
+    stream = start_stream(demo_server.url, "Tell me a story")
     frames = data_frames(stream.read_all())
     stream_id = frames[0].data["stream_id"]  # type: ignore[index]
     response = resume(demo_server, stream_id, frames[-1].id or 0)
@@ -99,7 +89,7 @@ def test_resume_from_the_end_tells_eventsource_to_stop(demo_server: RunningServe
 
 def test_unknown_foreign_and_expired_streams_are_404(start_server: StartServer) -> None:
     server = start_server({"SLUICE_STREAM__LOG_TTL_SECONDS": "1"})
-    stream = start_turn(server)
+    stream = start_stream(server.url, "Tell me a story")
     stream_id = stream.headers["X-Stream-Id"]
     stream.read_all()
     bob = bearer("tok-bob")
@@ -140,7 +130,7 @@ def wait_for_saved_answer(server: RunningServer, session_id: str) -> dict[str, A
 def test_reload_during_an_answer_shows_the_full_answer(start_server: StartServer) -> None:
     """on_disconnect = "continue" (the default): leaving does not stop the answer."""
     server = start_server({"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "20"})
-    stream = start_turn(server, session_id="reload")
+    stream = start_stream(server.url, "Tell me a story", session_id="reload")
     stream_id = stream.headers["X-Stream-Id"]
     stream.until(lambda f: f.event == "chunk")
     stream.close()  # the tab is reloaded mid-answer
@@ -161,7 +151,7 @@ def test_cancel_on_disconnect_closes_the_upstream(
 ) -> None:
     fakes.openai.default = Reply(text=["Once ", "upon"], hang_at=1)
     server = openai_server(start_server, fakes, SLUICE_STREAM__ON_DISCONNECT="cancel")
-    stream = start_turn(server, session_id="leave")
+    stream = start_stream(server.url, "Tell me a story", session_id="leave")
     stream.until(lambda f: f.event == "chunk")
     left_at = time.monotonic()
     stream.close()
@@ -176,7 +166,7 @@ def test_continue_on_disconnect_keeps_the_upstream(
 ) -> None:
     fakes.openai.default = Reply(text=["Once ", "upon ", "a ", "time"], interval=0.2)
     server = openai_server(start_server, fakes)
-    stream = start_turn(server, session_id="stay")
+    stream = start_stream(server.url, "Tell me a story", session_id="stay")
     stream.until(lambda f: f.event == "chunk")
     stream.close()
     saved = wait_for_saved_answer(server, "stay")

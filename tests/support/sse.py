@@ -185,3 +185,21 @@ def json_request(
     raw = response.body()
     data = json.loads(raw) if raw else None
     return response.status, data, response.headers
+
+
+def start_stream(
+    base_url: str,
+    message: str = "Hello",
+    *,
+    user: str = "alice",
+    token: str = "tok-alice",
+    **body: Any,
+) -> EventStream:
+    """``POST /api/conversation-stream/{user}`` with a bearer token; the open stream."""
+    return request(
+        base_url,
+        "POST",
+        f"/api/conversation-stream/{user}",
+        body={"message": message, **body},
+        headers=bearer(token),
+    )
