@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.support.server import ROOT, base_env, free_port
+from tests.support.server import ROOT, base_env, free_port, wait_until_answering
 from tests.support.sse import json_request, request
 
 
@@ -42,15 +41,7 @@ def test_procfile_under_honcho(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if json_request(url, "GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert honcho.poll() is None and time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
+        wait_until_answering(url, honcho, timeout=30, what="the Procfile's web process")
         page = request(url, "GET", "/")
         assert page.status == 200 and b"<html" in page.body().lower()
         status, data, _ = json_request(

@@ -15,7 +15,7 @@ from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
 from tests.fakes.threaded import ThreadedFakes
 from tests.support.server import RunningServer
-from tests.support.sse import bearer, events, json_request, request
+from tests.support.sse import bearer, events, json_request, request, start_stream
 
 OPENAI_KEY = "sk-e2e-secret-0123456789abcdef"
 GEMINI_KEY = "AIzaE2ESECRET0123456789abcdefghij"
@@ -38,13 +38,7 @@ def start(start_server: StartServer, fakes: ThreadedFakes, **env: str) -> Runnin
 
 
 def ask(server: RunningServer, message: str = "Hello there") -> list[dict[str, Any]]:
-    stream = request(
-        server.url,
-        "POST",
-        "/api/conversation-stream/alice",
-        body={"message": message},
-        headers=AUTH,
-    )
+    stream = start_stream(server.url, message)
     assert stream.status == 200
     return events(stream.read_all())
 

@@ -13,7 +13,7 @@ from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, threaded_fakes
 from tests.support.server import RunningServer
-from tests.support.sse import bearer, events, request
+from tests.support.sse import bearer, events, request, start_stream
 
 ALICE = bearer("tok-alice")
 
@@ -51,13 +51,7 @@ def wait_until(server: RunningServer, check: Callable[[Samples], bool]) -> Sampl
 
 
 def stream(server: RunningServer, message: str = "hello") -> tuple[str, list[dict[str, object]]]:
-    response = request(
-        server.url,
-        "POST",
-        "/api/conversation-stream/alice",
-        body={"message": message},
-        headers=ALICE,
-    )
+    response = start_stream(server.url, message)
     assert response.status == 200
     return response.headers["X-Stream-Id"], events(response.read_all())
 

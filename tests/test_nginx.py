@@ -9,14 +9,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartServer
-from tests.support.server import ROOT, RunningServer, free_port
+from tests.support.server import ROOT, RunningServer, free_port, wait_until_answering
 from tests.support.sse import Frame, bearer, json_request, request
 
 pytestmark = pytest.mark.nginx
@@ -63,15 +62,7 @@ def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[Running
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:  # ready when it answers through to the server
-        try:
-            if json_request(url, "GET", "/healthz")[0] == 200:
-                break
-        except OSError:
-            pass
-        assert nginx.poll() is None and time.monotonic() < deadline, "nginx did not start"
-        time.sleep(0.05)
+    wait_until_answering(url, nginx, timeout=10, what="nginx")  # answers through to sluice
     yield server, url
     nginx.terminate()
     nginx.wait(timeout=10)

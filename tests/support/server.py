@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.sse import json_request
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Provider keys and settings of the machine running the tests must not leak in.
@@ -34,6 +36,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen[Any], *, timeout: float, what: str
+) -> None:
+    """Poll ``GET /healthz`` at ``url`` until it answers 200, failing at once if ``process``
+    (the server, or a proxy or supervisor in front of it) exits, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if json_request(url, "GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        assert process.poll() is None, f"{what} exited before answering"
+        assert time.monotonic() < deadline, f"{what} did not answer within {timeout} s"
+        time.sleep(0.05)
 
 
 def base_env(data_dir: Path) -> dict[str, str]:
