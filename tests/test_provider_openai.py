@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -140,6 +141,42 @@ async def test_connection_refused() -> None:
         await provider.aclose()
     assert error.kind is FailureKind.UNAVAILABLE
     assert error.status is None  # nothing answered: not worth a plain call
+    assert "could not be reached" in error.message  # not "did not answer in time"
+
+
+async def test_streams_ask_for_an_uncompressed_body(fake: FakeOpenAI) -> None:
+    provider = make(fake.base_url)
+    try:
+        assert await collect(provider) == ["Hello", ", wor", "ld!"]
+    finally:
+        await provider.aclose()
+    assert fake.requests[0].headers["Accept-Encoding"] == "identity"
+
+
+async def test_a_compressed_stream_is_decoded_anyway(fake: FakeOpenAI) -> None:
+    """An upstream that gzips the stream although identity was asked for: the slow path."""
+    fake.script(Reply(text=ARABIC_EMOJI, gzip=True))
+    provider = make(fake.base_url)
+    try:
+        assert "".join(await collect(provider)) == "".join(ARABIC_EMOJI)
+    finally:
+        await provider.aclose()
+
+
+async def test_an_open_stream_keeps_no_sdk_response(fake: FakeOpenAI) -> None:
+    """While an answer streams, only aiohttp's body reader is kept: the SDK's response and
+    httpx2's request (headers, the whole prompt) and response are gone (memory per stream)."""
+    fake.script(Reply(text=["a", "b"], hang_at=1))
+    provider = make(fake.base_url)
+    stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
+    try:
+        assert await stream.__anext__() == "a"
+        gc.collect()
+        held = {"Request", "Response", "AsyncAPIResponse"}
+        assert not held & {type(o).__name__ for o in gc.get_objects()}
+    finally:
+        await stream.aclose()
+        await provider.aclose()
 
 
 async def test_cut_mid_stream_after_text(fake: FakeOpenAI) -> None:

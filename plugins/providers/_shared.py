@@ -11,14 +11,13 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import aiohttp
 import httpx2
 import jiter
-import openai
 
+from plugins.providers._transport import AiohttpTransport, BodyReader
 from server.providers import FailureKind, ProviderError, Usage
 
 __all__ = [
@@ -46,20 +45,14 @@ def limits_for(max_connections: int) -> httpx2.Limits:
 
 
 def pooled_http_client(max_connections: int) -> httpx2.AsyncClient:
-    """The HTTP client both providers hand their SDK: httpx2's API on aiohttp's transport.
-
-    ``openai.DefaultAioHttpClient`` is the SDK's own supported aiohttp transport (the
-    ``openai[aiohttp]`` extra). Measured here, it reads a streamed frame for about a third of
-    the CPU httpx2's default transport needs (21 µs against 55 µs a chunk with 20 streams;
-    ``bench/provider_cpu.py``), and reading frames is most of a paced stream's cost.
-    Errors still surface as httpx2's classes, so nothing else changes.
-    """
-    client: httpx2.AsyncClient = openai.DefaultAioHttpClient(
-        limits=limits_for(max_connections),
+    """The HTTP client both providers hand their SDK: httpx2's API on aiohttp
+    (``plugins/providers/_transport.py`` says why). Proxy variables are read by aiohttp."""
+    return httpx2.AsyncClient(
+        transport=AiohttpTransport(limits_for(max_connections)),
         timeout=httpx2.Timeout(60.0, connect=10.0),
         follow_redirects=True,
+        trust_env=False,
     )
-    return client
 
 
 def redact(text: str, secrets: Iterable[str | None] = (), limit: int = 300) -> str:
@@ -95,29 +88,12 @@ def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def really_timed_out(error: BaseException) -> bool:
-    """Whether a timeout-looking error is a timeout, judged by its root cause.
-
-    The aiohttp transport maps any ``aiohttp.ClientConnectionError`` to httpx2's
-    ``ConnectTimeout`` (and the SDK then to ``APITimeoutError``), so a refused connection
-    arrives dressed as a timeout. The underlying OS error tells them apart.
-    """
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ConnectionError | aiohttp.ClientConnectorError) and not isinstance(
-            seen, TimeoutError | aiohttp.ServerTimeoutError
-        ):
-            return False
-        seen = seen.__cause__ or seen.__context__
-    return True
-
-
 def transport_error(name: str, error: Exception, *, status: int | None) -> ProviderError:
     """Map an httpx2 failure while reading a response to a ProviderError.
 
     ``status`` is the response's status when the body was being read (the stream was cut after
     the headers), None when no response came at all."""
-    if isinstance(error, httpx2.TimeoutException) and really_timed_out(error):
+    if isinstance(error, httpx2.TimeoutException):
         return ProviderError(
             FailureKind.TIMEOUT,
             f"{name} did not answer in time.",
@@ -173,11 +149,11 @@ class JSONFrameStream:
     """Text deltas from a streamed response of JSON ``data:`` frames: the loop both built-in
     providers share (a :class:`server.providers.ProviderStream`).
 
-    A provider's stream says how to open the response (``_open``, returning its body's byte
-    iterator), what text a frame carries (``_text``), how to release the response
-    (``_release``), and, if its protocol has one, an end marker (``_marker``). Frames are
-    parsed with jiter and no typed object is built per chunk. A body that ends before the
-    provider's own end (``_finished``) was cut short.
+    A provider's stream says how to open the response (``_open``, returning what is kept of
+    it while it streams: a :data:`BodyReader`), what text a frame carries (``_text``) and, if
+    its protocol has one, an end marker (``_marker``). Frames are parsed with jiter and no
+    typed object is built per chunk. A body that ends before the provider's own end
+    (``_finished``) was cut short.
     """
 
     def __init__(self, name: str, key: str | None) -> None:
@@ -185,7 +161,7 @@ class JSONFrameStream:
         self._key = key
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
-        self._bytes: AsyncIterator[bytes] | None = None
+        self._body: BodyReader | None = None
         self._frames = SSEFrames()
         self._pending: list[bytes] = []
         self._index = 0
@@ -193,13 +169,10 @@ class JSONFrameStream:
         self._ended = False
         self._closed = False
 
-    async def _open(self) -> AsyncIterator[bytes]:
+    async def _open(self) -> BodyReader:
         raise NotImplementedError
 
     def _text(self, frame: dict[str, Any]) -> str | None:
-        raise NotImplementedError
-
-    async def _release(self) -> None:
         raise NotImplementedError
 
     def _marker(self, data: bytes) -> bool:
@@ -213,10 +186,10 @@ class JSONFrameStream:
         return self
 
     async def __anext__(self) -> str:
-        if self._bytes is None:
+        if self._body is None:
             if self._closed:
                 raise StopAsyncIteration
-            self._bytes = await self._open()
+            self._body = await self._open()
         while True:
             if self._index < len(self._pending):
                 data = self._pending[self._index]
@@ -231,8 +204,10 @@ class JSONFrameStream:
             if self._ended:
                 raise StopAsyncIteration
             try:
-                chunk = await self._bytes.__anext__()
-            except StopAsyncIteration:
+                chunk = await self._body.read()
+            except httpx2.TransportError as error:
+                raise transport_error(self._name, error, status=200) from None
+            if not chunk:
                 self._ended = True
                 self._pending = [] if self._done else self._frames.flush()
                 self._index = 0
@@ -242,10 +217,8 @@ class JSONFrameStream:
                         f"{self._name} cut the answer short.",
                         status=200,
                         detail="the body ended before the answer did",
-                    ) from None
+                    )
                 continue
-            except httpx2.TransportError as error:
-                raise transport_error(self._name, error, status=200) from None
             if self._done:
                 # Read on to the end of the body after the end marker, so that the
                 # connection goes back to the pool instead of being closed.
@@ -281,5 +254,6 @@ class JSONFrameStream:
     async def aclose(self) -> None:
         """Close the upstream response now: the server sees its connection close."""
         self._closed = True
-        self._bytes = None
-        await self._release()
+        body, self._body = self._body, None
+        if body is not None:
+            await body.aclose()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import httpx2
@@ -37,6 +36,7 @@ from plugins.providers._shared import (
     retry_after_from_headers,
     transport_error,
 )
+from plugins.providers._transport import BodyReader, body_reader
 from server.providers import (
     Completion,
     FailureKind,
@@ -303,9 +303,8 @@ class _GeminiStream(JSONFrameStream):
         self._messages = messages
         self._max_output_tokens = max_output_tokens
         self._timeout = timeout
-        self._response: httpx2.Response | None = None
 
-    async def _open(self) -> AsyncIterator[bytes]:
+    async def _open(self) -> BodyReader:
         provider = self._provider
         _, http = provider._require()
         request = http.build_request(
@@ -315,6 +314,7 @@ class _GeminiStream(JSONFrameStream):
             headers={
                 "content-type": "application/json",
                 "x-goog-api-key": provider._key or "",
+                "accept-encoding": "identity",
                 "user-agent": f"sluice google-genai/{genai.__version__}",
             },
             # Reads are timed by the chain (first-token, idle), not by httpx.
@@ -337,8 +337,7 @@ class _GeminiStream(JSONFrameStream):
                 ) from None
             finally:
                 await response.aclose()
-        self._response = response
-        return response.aiter_bytes().__aiter__()
+        return body_reader(response)
 
     def _text(self, frame: dict[str, Any]) -> str | None:
         usage = frame.get("usageMetadata")
@@ -361,8 +360,3 @@ class _GeminiStream(JSONFrameStream):
             part = parts[0]
             return None if part.get("thought") else part.get("text")
         return "".join(p.get("text", "") for p in parts if not p.get("thought")) or None
-
-    async def _release(self) -> None:
-        response, self._response = self._response, None
-        if response is not None:
-            await response.aclose()

@@ -12,7 +12,6 @@ SDK retries are off (``max_retries=0``): the fallback chain is the only retry lo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -23,10 +22,10 @@ from pydantic import Field
 from plugins.providers._shared import (
     JSONFrameStream,
     pooled_http_client,
-    really_timed_out,
     redact,
     retry_after_from_headers,
 )
+from plugins.providers._transport import BodyReader, body_reader
 from server.providers import (
     Completion,
     FailureKind,
@@ -166,7 +165,7 @@ class OpenAIProvider:
     def error_from_sdk(self, error: openai.APIError, *, streaming: bool) -> ProviderError:
         """One line a person can act on, from an SDK error; no key, no upstream body."""
         name = self.name
-        if isinstance(error, openai.APITimeoutError) and really_timed_out(error):
+        if isinstance(error, openai.APITimeoutError):
             return ProviderError(
                 FailureKind.TIMEOUT, f"{name} did not answer in time.", detail="APITimeoutError"
             )
@@ -263,9 +262,8 @@ class _OpenAIStream(JSONFrameStream):
         self._messages = messages
         self._max_output_tokens = max_output_tokens
         self._timeout = timeout
-        self._context: Any = None  # the SDK's AsyncResponseContextManager
 
-    async def _open(self) -> AsyncIterator[bytes]:
+    async def _open(self) -> BodyReader:
         provider = self._provider
         client = provider._require_client()
         body = provider._body(self._messages, self._max_output_tokens)
@@ -274,18 +272,20 @@ class _OpenAIStream(JSONFrameStream):
             extra["stream_options"] = {"include_usage": True}
         # The wrapper creates the request coroutine at once: enter it right away so that it is
         # always awaited. Reads are timed by the chain (first-token, idle), not by httpx.
-        self._context = client.chat.completions.with_streaming_response.create(
+        context = client.chat.completions.with_streaming_response.create(
             **body,
             **extra,
             stream=True,
             timeout=httpx2.Timeout(self._timeout, read=None),
+            extra_headers={"Accept-Encoding": "identity"},
         )
         try:
-            response = await self._context.__aenter__()
+            response = await context.__aenter__()
         except openai.APIError as error:
-            self._context = None
             raise provider.error_from_sdk(error, streaming=True) from None
-        return response.iter_bytes().__aiter__()  # type: ignore[no-any-return]
+        # Only the body reader is kept: the SDK's response, and httpx2's request (headers
+        # and the whole prompt) and response, are let go of while the answer streams.
+        return body_reader(response.http_response)
 
     def _marker(self, data: bytes) -> bool:
         return data == b"[DONE]"
@@ -307,8 +307,3 @@ class _OpenAIStream(JSONFrameStream):
             if content:
                 return str(content)
         return None
-
-    async def _release(self) -> None:
-        context, self._context = self._context, None
-        if context is not None:
-            await context.__aexit__(None, None, None)

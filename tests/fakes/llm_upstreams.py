@@ -18,6 +18,7 @@ import asyncio
 import json
 import socket
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ class Reply:
     usage: bool = True
     finish_reason: str = "stop"
     interval: float = 0.0  # pause between text frames
+    gzip: bool = False  # gzip the stream, although the client asked for identity
 
 
 @dataclass
@@ -153,6 +155,7 @@ class _FakeBase:
 class _Handler(RequestHandler):
     fake: _FakeBase
     _gone: asyncio.Event
+    _gzip: Any = None  # zlib compressor of a gzipped stream
 
     def initialize(self, fake: _FakeBase) -> None:
         self.fake = fake
@@ -176,6 +179,10 @@ class _Handler(RequestHandler):
         self.request.connection.stream.close()  # type: ignore[union-attr]
 
     async def send(self, data: bytes, reply: Reply) -> bool:
+        if reply.gzip:
+            if self._gzip is None:
+                self._gzip = zlib.compressobj(wbits=31)
+            data = self._gzip.compress(data) + self._gzip.flush(zlib.Z_SYNC_FLUSH)
         pieces = _split_inside_characters(data) if reply.split_utf8 else [data]
         try:
             for i, piece in enumerate(pieces):
@@ -216,6 +223,8 @@ class _OpenAIHandler(_Handler):
             self.finish(self._completion(model, reply))
             return
         self.set_header("Content-Type", "text/event-stream")
+        if reply.gzip:
+            self.set_header("Content-Encoding", "gzip")
         head = self._chunk(model, {"role": "assistant", "content": ""}, None)
         if not await self.send(head, reply):
             return
@@ -253,6 +262,8 @@ class _OpenAIHandler(_Handler):
                 }
             )
         if await self.send(tail + b"data: [DONE]\n\n", reply):
+            if self._gzip is not None:
+                self.write(self._gzip.flush())
             self.finish()
 
     @staticmethod

@@ -1,0 +1,183 @@
+"""The upstream HTTP transport both providers hand their SDK: httpx2's API over aiohttp.
+
+Both SDKs speak httpx2; aiohttp reads a streamed frame for about a third of the CPU httpx2's
+own transport needs (``bench/provider_cpu.py``). The openai SDK ships such a transport
+(``openai.DefaultAioHttpClient``); this one is ours for two reasons, both measured:
+
+* **Memory per open stream.** The response's body is exposed as :class:`UpstreamBody` in
+  ``response.extensions``, so a provider can keep only aiohttp's body reader for the life of a
+  stream and let go of the SDK's response wrapper, httpx2's request and response models
+  (with the request's headers and JSON body) and five layers of async generators as soon as
+  the headers are in: 66 → 51 KiB of RSS per open stream (``docs/performance.md``).
+* **Errors that say what happened.** The vendored transport calls every connection error a
+  ``ConnectTimeout``; here a refused connection is a ``ConnectError`` and only a timeout is a
+  timeout, so users are told "could not be reached", not "did not answer in time".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import httpx2
+
+__all__ = ["BODY", "AiohttpTransport", "BodyReader", "UpstreamBody", "body_reader"]
+
+BODY = "sluice.body"  # the key of the response extension that holds the UpstreamBody
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """Raise aiohttp's failures as the httpx2 exceptions both SDKs map to their own."""
+    try:
+        yield
+    except aiohttp.ClientError as error:
+        raise _mapped(error)(str(error) or type(error).__name__) from error
+
+
+def _mapped(error: aiohttp.ClientError) -> type[httpx2.TransportError]:
+    # Most specific first: several of aiohttp's classes derive from one another.
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return httpx2.ConnectTimeout
+    if isinstance(error, aiohttp.ServerTimeoutError):
+        return httpx2.ReadTimeout
+    if isinstance(error, aiohttp.ClientProxyConnectionError | aiohttp.ClientHttpProxyError):
+        return httpx2.ProxyError
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return httpx2.ConnectError
+    if isinstance(error, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return httpx2.UnsupportedProtocol
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        return httpx2.RemoteProtocolError
+    if isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+        return httpx2.ReadError
+    return httpx2.NetworkError
+
+
+class UpstreamBody(httpx2.AsyncByteStream):
+    """A response body read straight from aiohttp: ``read()`` returns what has arrived
+    (``b""`` at the end); ``aclose()`` gives the connection back to the pool when the body was
+    read to its end, and closes it otherwise (the upstream sees the stream stop)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def read(self) -> bytes:
+        try:
+            with _as_httpx_errors():
+                return await self._response.content.readany()
+        except asyncio.CancelledError:
+            # A read given up on leaves the body half-read, so the connection cannot go
+            # back to the pool: close it now, and the upstream stops generating at once.
+            self._response.close()
+            raise
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while chunk := await self.read():
+            yield chunk
+
+    async def aclose(self) -> None:
+        with _as_httpx_errors():
+            self._response.release()
+            await self._response.wait_for_close()
+
+
+class _DecodedBody:
+    """The slow path, through httpx2's decoders: a body the upstream compressed although it
+    was asked not to, or one from another transport."""
+
+    __slots__ = ("_chunks", "_response")
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+        self._chunks = response.aiter_bytes()
+
+    async def read(self) -> bytes:
+        return await anext(self._chunks, b"")
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+BodyReader = UpstreamBody | _DecodedBody
+
+
+def body_reader(response: httpx2.Response) -> BodyReader:
+    """What a stream keeps of a streamed response: ``read()`` and ``aclose()``.
+
+    Through :class:`AiohttpTransport`, with no content encoding, that is aiohttp's body
+    reader alone, and ``response`` (with the request it references) can be let go of.
+    Streaming calls ask for ``Accept-Encoding: identity`` so that this is the usual case.
+    """
+    body = response.extensions.get(BODY)
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if isinstance(body, UpstreamBody) and encoding == "identity":
+        return body
+    return _DecodedBody(response)
+
+
+class AiohttpTransport(httpx2.AsyncBaseTransport):
+    """One aiohttp session (created on first use, in the running loop) with its connection
+    pool sized by ``limits``. Proxies come from the usual environment variables
+    (``HTTPS_PROXY``, ``NO_PROXY``); certificates are verified with httpx2's defaults."""
+
+    def __init__(self, limits: httpx2.Limits) -> None:
+        self._limits = limits
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._limits.max_connections or 0,
+            limit_per_host=0,
+            keepalive_timeout=self._limits.keepalive_expiry or 30.0,
+            ssl=httpx2.create_ssl_context(),
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=True)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if self._session is None:
+            self._session = self._open_session()
+        timeout = request.extensions.get("timeout", {})
+        data: bytes | httpx2.AsyncByteStream | None
+        try:
+            data = request.content or None
+        except httpx2.RequestNotRead:
+            data = request.stream  # type: ignore[assignment]
+            request.headers.pop("transfer-encoding", None)  # aiohttp frames the body itself
+        with _as_httpx_errors():
+            response = await self._session.request(
+                request.method,
+                str(request.url),
+                headers=[
+                    (key.decode("latin-1"), value.decode("latin-1"))
+                    for key, value in request.headers.raw
+                ],
+                data=data,
+                allow_redirects=False,
+                auto_decompress=False,  # httpx2 decodes, as it would with its own transport
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                    connect=timeout.get("pool"),
+                ),
+            )
+        body = UpstreamBody(response)
+        extensions: dict[str, object] = {"http_version": b"HTTP/1.1", BODY: body}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode()
+        return httpx2.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=body,
+            request=request,
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
