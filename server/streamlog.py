@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any, NamedTuple, Protocol
 
@@ -43,18 +44,19 @@ class LogFull(Exception):
 class MemoryStreamLog:
     """One turn's log in this process.
 
-    It keeps each event's frame (bytes) and its dict side by side, and builds
-    :class:`LogEntry` objects only when asked (:meth:`read`). Frames and the dicts of
-    ``chunk`` and ``status`` events are objects the garbage collector does not track; a
-    tuple-subclass entry per event is, and thousands of them kept for ``log_ttl_seconds``
-    made every full collection walk them all (78 ms pauses at 250 streams). The reader's hot
-    path takes frames only (:meth:`frames_after`).
+    It keeps each event's frame (bytes) and nothing else but the terminal event's dict:
+    :class:`LogEntry` objects are decoded from the frames only when asked (:meth:`read`,
+    not on any hot path). The reader's hot path takes frames only (:meth:`frames_after`).
+    Frames are objects the garbage collector does not track; a tuple-subclass entry per event
+    is, and thousands of them kept for ``log_ttl_seconds`` made every full collection walk
+    them all (78 ms pauses at 250 streams). Each event's dict, kept as well, was ~2 KiB of
+    every open stream (docs/performance.md).
     """
 
     __slots__ = (
-        "_events",
         "_frames",
         "_max_events",
+        "_terminal",
         "_waiters",
         "created_at",
         "finished",
@@ -68,7 +70,7 @@ class MemoryStreamLog:
         self.created_at = time.time()
         self.finished = False  # the terminal event is in
         self._frames: list[bytes] = []
-        self._events: list[Event] = []
+        self._terminal: Event | None = None
         self._max_events = max_events
         self._waiters: list[asyncio.Future[bool]] = []
 
@@ -77,7 +79,7 @@ class MemoryStreamLog:
         return len(self._frames)
 
     def terminal_event(self) -> Event | None:
-        return self._events[-1] if self.finished else None
+        return self._terminal
 
     async def append(self, event: Event) -> int:
         """Add ``event``; returns its id."""
@@ -90,8 +92,9 @@ class MemoryStreamLog:
             raise LogFull(self.stream_id)
         event_id = len(self._frames) + 1
         self._frames.append(encode_event(event_id, kind, event))
-        self._events.append(event)
-        self.finished = terminal
+        if terminal:
+            self._terminal = event
+            self.finished = True
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for waiter in waiters:
@@ -104,19 +107,17 @@ class MemoryStreamLog:
         return self._frames[max(after_id, 0) :]
 
     async def read(self, after_id: int) -> list[LogEntry]:
-        """Entries with id greater than ``after_id``, built on demand."""
+        """Entries with id greater than ``after_id``, decoded from their frames."""
         start = max(after_id, 0)
         last = len(self._frames)
-        return [
-            LogEntry(
-                index + 1,
-                self._events[index]["type"],
-                self._events[index],
-                self._frames[index],
-                self.finished and index + 1 == last,
+        entries = []
+        for index in range(start, last):
+            frame = self._frames[index]
+            data: Event = json.loads(frame[frame.index(b"\ndata: ") + 7 :])
+            entries.append(
+                LogEntry(index + 1, data["type"], data, frame, self.finished and index + 1 == last)
             )
-            for index in range(start, last)
-        ]
+        return entries
 
     def subscribe(self, waiter: asyncio.Future[bool]) -> None:
         """Resolve ``waiter`` with True at the next append (the reader owns the timeout)."""

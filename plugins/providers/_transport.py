@@ -27,6 +27,32 @@ __all__ = ["BODY", "AiohttpTransport", "BodyReader", "UpstreamBody", "body_reade
 
 BODY = "sluice.body"  # the key of the response extension that holds the UpstreamBody
 
+# aiohttp keeps a request's headers (in ``response.request_info``) for as long as its
+# response is open: for a stream, the whole answer. All but the body's length (the SDK's
+# user agent and platform headers, the key) are the same on every request, so each distinct
+# name and value is decoded once and shared: ~1.8 KiB less per open stream.
+_SHARED_HEADER_STRINGS: dict[bytes, str] = {}
+_SHARED_HEADER_STRINGS_MAX = 512
+
+
+def _shared(raw: bytes) -> str:
+    text = _SHARED_HEADER_STRINGS.get(raw)
+    if text is None:
+        text = raw.decode("latin-1")
+        if len(_SHARED_HEADER_STRINGS) < _SHARED_HEADER_STRINGS_MAX:
+            _SHARED_HEADER_STRINGS[raw] = text
+    return text
+
+
+def _aiohttp_headers(request: httpx2.Request) -> list[tuple[str, str]]:
+    return [
+        (
+            _shared(name),
+            value.decode("latin-1") if name.lower() == b"content-length" else _shared(value),
+        )
+        for name, value in request.headers.raw
+    ]
+
 
 @contextlib.contextmanager
 def _as_httpx_errors() -> Iterator[None]:
@@ -152,10 +178,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             response = await self._session.request(
                 request.method,
                 str(request.url),
-                headers=[
-                    (key.decode("latin-1"), value.decode("latin-1"))
-                    for key, value in request.headers.raw
-                ],
+                headers=_aiohttp_headers(request),
                 data=data,
                 allow_redirects=False,
                 auto_decompress=False,  # httpx2 decodes, as it would with its own transport

@@ -16,6 +16,7 @@ import struct
 from typing import Any
 
 import structlog
+from tornado import httputil
 from tornado.iostream import IOStream, StreamClosedError
 
 from server.handlers.base import ApiError, BaseHandler, JsonBodyHandler
@@ -83,7 +84,6 @@ class EventStreamMixin(BaseHandler):
             telemetry.reader_closed(kind, cause)
 
     async def _relay(self, stream_log: MemoryStreamLog, after_id: int) -> None:
-        telemetry = self.state.telemetry
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._heartbeat_every = self.state.settings.stream.heartbeat_seconds
@@ -92,14 +92,14 @@ class EventStreamMixin(BaseHandler):
         position = after_id
         try:
             await self._flush()  # headers and retry: leave at once
+            # The headers are on the wire and Tornado reads them no more: let their table go
+            # rather than keep ~2 KiB of it for the life of the stream.
+            self._headers = httputil.HTTPHeaders()
             while not self._client_gone:
                 frames = stream_log.frames_after(position)
                 if frames:
                     position += len(frames)
-                    payload = b"".join(frames)
-                    self.write(payload)
-                    self._last_write = loop.time()
-                    telemetry.events_sent(len(frames), len(payload))
+                    self._write_frames(frames)
                     await self._flush()
                     if stream_log.finished and position == stream_log.last_id:
                         break
@@ -126,6 +126,14 @@ class EventStreamMixin(BaseHandler):
             self._heartbeat.cancel()
         if not self._client_gone:
             self.finish()
+
+    def _write_frames(self, frames: list[bytes]) -> None:
+        # A method of its own, so that no payload stays referenced from the relay's frame
+        # while it waits for the next event.
+        payload = b"".join(frames)
+        self.write(payload)
+        self._last_write = self._loop.time()
+        self.state.telemetry.events_sent(len(frames), len(payload))
 
     def _beat(self) -> None:
         """The reader's one heartbeat timer. Writes push the next ping back by only storing
