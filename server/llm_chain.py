@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,10 +189,12 @@ class AnswerStream:
         self._gen: AsyncGenerator[str, None] = self._run()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self
+        # The generator itself, not a coroutine wrapping each step: one object fewer kept
+        # suspended for the whole of every open stream.
+        return self._gen
 
-    async def __anext__(self) -> str:
-        return await self._gen.__anext__()
+    def __anext__(self) -> Awaitable[str]:
+        return self._gen.__anext__()
 
     async def aclose(self) -> None:
         await self._gen.aclose()

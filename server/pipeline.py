@@ -90,6 +90,9 @@ class Pipeline:
                 return
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
+            # Not kept (closed, but with its frame) while the later stages run: for the
+            # life of the stream.
+            del events
             yield self._stage_done(position, started)
 
     async def _run_wrapper(self, turn: Turn, position: int, started: float) -> AsyncIterator[Event]:

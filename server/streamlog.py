@@ -23,6 +23,22 @@ from server.sse import encode_event
 __all__ = ["LogEntry", "LogFull", "MemoryStreamLog", "MemoryStreamLogStore", "StreamLogStore"]
 
 
+# The runner's status frames are the same bytes in every turn of a pipeline (same id, stage,
+# state and progress): each distinct one is kept once and shared by every log, rather than
+# ~1.2 KiB of copies in every open stream.
+_SHARED_STATUS_FRAMES: dict[bytes, bytes] = {}
+_SHARED_STATUS_FRAMES_MAX = 4096
+
+
+def _status_frame(frame: bytes) -> bytes:
+    shared = _SHARED_STATUS_FRAMES.get(frame)
+    if shared is not None:
+        return shared
+    if len(_SHARED_STATUS_FRAMES) < _SHARED_STATUS_FRAMES_MAX:
+        _SHARED_STATUS_FRAMES[frame] = frame
+    return frame
+
+
 class LogEntry(NamedTuple):
     """One event in a log: its id, type, data, and the SSE frame it is sent as.
 
@@ -91,7 +107,8 @@ class MemoryStreamLog:
             # Keep the last slot for the terminal event, so every stream can still end.
             raise LogFull(self.stream_id)
         event_id = len(self._frames) + 1
-        self._frames.append(encode_event(event_id, kind, event))
+        frame = encode_event(event_id, kind, event)
+        self._frames.append(_status_frame(frame) if kind == "status" else frame)
         if terminal:
             self._terminal = event
             self.finished = True

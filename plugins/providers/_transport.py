@@ -17,8 +17,7 @@ own transport needs (``bench/provider_cpu.py``). The openai SDK ships such a tra
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import httpx2
@@ -54,13 +53,9 @@ def _aiohttp_headers(request: httpx2.Request) -> list[tuple[str, str]]:
     ]
 
 
-@contextlib.contextmanager
-def _as_httpx_errors() -> Iterator[None]:
-    """Raise aiohttp's failures as the httpx2 exceptions both SDKs map to their own."""
-    try:
-        yield
-    except aiohttp.ClientError as error:
-        raise _mapped(error)(str(error) or type(error).__name__) from error
+def _as_httpx_error(error: aiohttp.ClientError) -> httpx2.TransportError:
+    """aiohttp's failure as the httpx2 exception both SDKs map to their own."""
+    return _mapped(error)(str(error) or type(error).__name__)
 
 
 def _mapped(error: aiohttp.ClientError) -> type[httpx2.TransportError]:
@@ -93,9 +88,12 @@ class UpstreamBody(httpx2.AsyncByteStream):
         self._response = response
 
     async def read(self) -> bytes:
+        # try/except rather than a context manager: this frame is suspended for the whole
+        # life of an idle stream, and a context manager would be kept alive with it.
         try:
-            with _as_httpx_errors():
-                return await self._response.content.readany()
+            return await self._response.content.readany()
+        except aiohttp.ClientError as error:
+            raise _as_httpx_error(error) from error
         except asyncio.CancelledError:
             # A read given up on leaves the body half-read, so the connection cannot go
             # back to the pool: close it now, and the upstream stops generating at once.
@@ -107,9 +105,11 @@ class UpstreamBody(httpx2.AsyncByteStream):
             yield chunk
 
     async def aclose(self) -> None:
-        with _as_httpx_errors():
+        try:
             self._response.release()
             await self._response.wait_for_close()
+        except aiohttp.ClientError as error:
+            raise _as_httpx_error(error) from error
 
 
 class _DecodedBody:
@@ -174,7 +174,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         except httpx2.RequestNotRead:
             data = request.stream  # type: ignore[assignment]
             request.headers.pop("transfer-encoding", None)  # aiohttp frames the body itself
-        with _as_httpx_errors():
+        try:
             response = await self._session.request(
                 request.method,
                 str(request.url),
@@ -188,6 +188,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                     connect=timeout.get("pool"),
                 ),
             )
+        except aiohttp.ClientError as error:
+            raise _as_httpx_error(error) from error
         body = UpstreamBody(response)
         extensions: dict[str, object] = {"http_version": b"HTTP/1.1", BODY: body}
         if response.reason:

@@ -48,22 +48,69 @@ _JSON_STATUS = {
 }
 
 
+class _Reader:
+    """What an event-stream response keeps while it follows a log: the wait it is in, its
+    heartbeat timer, and why it ended. One slotted object rather than eight attributes of
+    the handler keeps the handler's attribute table small, which every open stream pays."""
+
+    __slots__ = (
+        "client_gone",
+        "drop_cause",
+        "heartbeat",
+        "heartbeat_every",
+        "last_write",
+        "loop",
+        "ping_due",
+        "waiter",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiter: asyncio.Future[bool] | None = None
+        self.client_gone = False
+        self.ping_due = False
+        self.heartbeat: asyncio.TimerHandle | None = None
+        self.heartbeat_every = 0.0
+        self.last_write = 0.0
+        self.drop_cause: str | None = None
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(False)
+
+    def start_heartbeat(self, every: float) -> None:
+        self.heartbeat_every = every
+        self.last_write = self.loop.time()
+        self.heartbeat = self.loop.call_at(self.last_write + every, self._beat)
+
+    def stop_heartbeat(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
+
+    def _beat(self) -> None:
+        """The reader's one heartbeat timer. Writes push the next ping back by only storing
+        a time; the timer re-arms itself, instead of a new timer for every wait."""
+        due = self.last_write + self.heartbeat_every
+        now = self.loop.time()
+        if now < due:
+            self.heartbeat = self.loop.call_at(due, self._beat)
+            return
+        self.ping_due = True
+        self.wake()
+        self.heartbeat = self.loop.call_at(now + self.heartbeat_every, self._beat)
+
+
 class EventStreamMixin(BaseHandler):
     """Writes a stream log to the client as ``text/event-stream``."""
 
-    _waiter: asyncio.Future[bool] | None = None
-    _client_gone = False
-    _ping_due = False
-    _loop: asyncio.AbstractEventLoop
-    _heartbeat: asyncio.TimerHandle
-    _heartbeat_every: float
-    _last_write: float
-    _drop_cause: str | None = None
+    def initialize(self) -> None:
+        super().initialize()
+        self._reader = _Reader(asyncio.get_running_loop())
 
     def on_connection_close(self) -> None:
-        self._client_gone = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(False)
+        self._reader.client_gone = True
+        self._reader.wake()
 
     def start_event_stream(self, stream_id: str) -> None:
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -77,25 +124,15 @@ class EventStreamMixin(BaseHandler):
         """Send events after ``after_id`` and follow the log to its terminal event."""
         telemetry = self.state.telemetry
         telemetry.reader_opened(kind)
-        try:
-            await self._relay(stream_log, after_id)
-        finally:
-            cause = self._drop_cause or ("client_gone" if self._client_gone else "complete")
-            telemetry.reader_closed(kind, cause)
-
-    async def _relay(self, stream_log: MemoryStreamLog, after_id: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._heartbeat_every = self.state.settings.stream.heartbeat_seconds
-        self._last_write = loop.time()
-        self._heartbeat = loop.call_at(self._last_write + self._heartbeat_every, self._beat)
+        reader = self._reader
+        reader.start_heartbeat(self.state.settings.stream.heartbeat_seconds)
         position = after_id
         try:
             await self._flush()  # headers and retry: leave at once
             # The headers are on the wire and Tornado reads them no more: let their table go
             # rather than keep ~2 KiB of it for the life of the stream.
             self._headers = httputil.HTTPHeaders()
-            while not self._client_gone:
+            while not reader.client_gone:
                 frames = stream_log.frames_after(position)
                 if frames:
                     position += len(frames)
@@ -104,27 +141,28 @@ class EventStreamMixin(BaseHandler):
                     if stream_log.finished and position == stream_log.last_id:
                         break
                     continue
-                if self._ping_due:
-                    self._ping_due = False
+                if reader.ping_due:
+                    reader.ping_due = False
                     self.write(_PING)
-                    self._last_write = loop.time()
+                    reader.last_write = reader.loop.time()
                     await self._flush()
                     continue
-                waiter: asyncio.Future[bool] = loop.create_future()
-                self._waiter = waiter
+                waiter: asyncio.Future[bool] = reader.loop.create_future()
+                reader.waiter = waiter
                 stream_log.subscribe(waiter)
                 try:
                     woken_by_log = await waiter
                 finally:
-                    self._waiter = None
+                    reader.waiter = None
                 if not woken_by_log:  # an append removes its waiters itself
                     stream_log.unsubscribe(waiter)
         except StreamClosedError:
-            self._client_gone = True  # the client left: an ordinary end, not an error
-            return
+            reader.client_gone = True  # the client left: an ordinary end, not an error
         finally:
-            self._heartbeat.cancel()
-        if not self._client_gone:
+            reader.stop_heartbeat()
+            cause = reader.drop_cause or ("client_gone" if reader.client_gone else "complete")
+            telemetry.reader_closed(kind, cause)
+        if not reader.client_gone:
             self.finish()
 
     def _write_frames(self, frames: list[bytes]) -> None:
@@ -132,21 +170,8 @@ class EventStreamMixin(BaseHandler):
         # while it waits for the next event.
         payload = b"".join(frames)
         self.write(payload)
-        self._last_write = self._loop.time()
+        self._reader.last_write = self._reader.loop.time()
         self.state.telemetry.events_sent(len(frames), len(payload))
-
-    def _beat(self) -> None:
-        """The reader's one heartbeat timer. Writes push the next ping back by only storing
-        a time; the timer re-arms itself, instead of a new timer for every wait."""
-        due = self._last_write + self._heartbeat_every
-        now = self._loop.time()
-        if now < due:
-            self._heartbeat = self._loop.call_at(due, self._beat)
-            return
-        self._ping_due = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(False)
-        self._heartbeat = self._loop.call_at(now + self._heartbeat_every, self._beat)
 
     async def _flush(self) -> None:
         """Flush, dropping a reader that takes over ``stream.send_timeout_seconds``."""
@@ -157,7 +182,7 @@ class EventStreamMixin(BaseHandler):
         try:
             await asyncio.wait_for(pending, self.state.settings.stream.send_timeout_seconds)
         except TimeoutError:
-            self._drop_cause = "slow_reader"
+            self._reader.drop_cause = "slow_reader"
             log.info("slow_reader_dropped", path=self.request.path)
             self._abort_connection()
             raise StreamClosedError() from None
@@ -194,7 +219,9 @@ class _TurnStarter(JsonBodyHandler):
 class ConversationStreamHandler(_TurnStarter, EventStreamMixin):
     """``POST /api/conversation-stream/{user_id}``: start a turn and stream it."""
 
-    _stream_id: str | None = None
+    def initialize(self) -> None:
+        super().initialize()
+        self._stream_id: str | None = None
 
     async def post(self, user_id: str) -> None:
         turn, stream_log = await self.start_turn(user_id)
