@@ -22,6 +22,7 @@ from server.plugin_api import (
     TERMINAL_TYPES,
     AnyStage,
     Event,
+    Rest,
     Turn,
     WrapperStage,
     error,
@@ -64,20 +65,33 @@ class Pipeline:
         self._telemetry.stage_done(self.names[index], time.perf_counter() - started)
         return status(self.names[index], "done", self._progress[index + 1])
 
-    async def _run_from(self, turn: Turn, index: int) -> AsyncIterator[Event]:
+    async def _run_from(
+        self, turn: Turn, index: int, handover: Event | None = None
+    ) -> AsyncIterator[Event]:
+        """Stages ``index`` onwards. A wrapper runs the stages after it through ``rest``, a
+        second ``_run_from`` that first yields ``handover`` (the wrapper's "done").
+
+        Plain stages and wrappers share this one loop, and ``rest`` is a plain function:
+        every level of generators here is kept suspended for the whole of an open stream.
+        """
+        if handover is not None:
+            yield handover
         for position in range(index, len(self.stages)):
             stage = self.stages[position]
             yield status(stage.name, "start", self._progress[position])
             started = time.perf_counter()
+            events: AsyncIterator[Event]
             if isinstance(stage, WrapperStage):
-                async for event in self._run_wrapper(turn, position, started):
-                    yield event
-                return
-            events = stage.run(turn)
+                is_wrapper = True
+                events = stage.wrap(turn, self._rest(position, started))
+            else:
+                is_wrapper = False
+                events = stage.run(turn)
             try:
                 async for event in events:
                     if event["type"] in TERMINAL_TYPES:
-                        yield self._stage_done(position, started)
+                        if not is_wrapper:
+                            yield self._stage_done(position, started)
                         yield event
                         return
                     yield event
@@ -90,33 +104,18 @@ class Pipeline:
                 return
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
+            if is_wrapper:
+                return  # the stages after it ran inside it, through rest
             # Not kept (closed, but with its frame) while the later stages run: for the
             # life of the stream.
             del events
             yield self._stage_done(position, started)
 
-    async def _run_wrapper(self, turn: Turn, position: int, started: float) -> AsyncIterator[Event]:
-        stage = self.stages[position]
-        assert isinstance(stage, WrapperStage)
+    def _rest(self, position: int, started: float) -> Rest:
+        def rest(inner_turn: Turn) -> AsyncIterator[Event]:
+            return self._run_from(inner_turn, position + 1, self._stage_done(position, started))
 
-        async def rest(inner_turn: Turn) -> AsyncIterator[Event]:
-            yield self._stage_done(position, started)
-            async for event in self._run_from(inner_turn, position + 1):
-                yield event
-
-        events = stage.wrap(turn, rest)
-        try:
-            async for event in events:
-                yield event
-                if event["type"] in TERMINAL_TYPES:
-                    return
-        except asyncio.CancelledError:
-            yield _after_cancel(turn)
-        except Exception:
-            log.exception("stage_failed", stage=stage.name, stream_id=turn.stream_id)
-            yield _internal_error()
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+        return rest
 
 
 def _internal_error() -> Event:
