@@ -27,21 +27,7 @@ class SessionStage(WrapperStage):
     options: SessionOptions
 
     async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
-        store = self.services.sessions
-        session_id = turn.session_id or "s_" + secrets.token_urlsafe(9)
-        title = " ".join(turn.message.split())[: self.options.title_chars]
-        record = await store.open_session(turn.user_id, session_id, title)
-        turn.session_id = record.session_id
-        turn.memory = dict(record.memory)
-        earlier = await store.messages(turn.user_id, session_id)
-        turn.history = [
-            Message("user" if m.role == "user" else "assistant", m.content)
-            for m in earlier[-self.options.history_messages :]
-            if m.content and m.role in ("user", "assistant")
-        ]
-        # Saved before any model is called: whatever happens next, the user's words are kept.
-        await store.add_message(turn.user_id, session_id, "user", turn.message, "complete")
-
+        session_id = await self._open(turn)
         parts: list[str] = []
         terminal: Event | None = None
         try:
@@ -60,6 +46,26 @@ class SessionStage(WrapperStage):
         finally:
             if terminal is None:  # the turn was torn down around us: keep what was sent
                 await self._save(turn, session_id, parts, None)
+
+    async def _open(self, turn: Turn) -> str:
+        """Open (or create) the session, load its memory and recent history into ``turn``,
+        and save the user's message. A method of its own so that the session's stored
+        messages are not kept, in ``wrap``'s frame, for as long as the answer streams."""
+        store = self.services.sessions
+        session_id = turn.session_id or "s_" + secrets.token_urlsafe(9)
+        title = " ".join(turn.message.split())[: self.options.title_chars]
+        record = await store.open_session(turn.user_id, session_id, title)
+        turn.session_id = record.session_id
+        turn.memory = dict(record.memory)
+        earlier = await store.messages(turn.user_id, session_id)
+        turn.history = [
+            Message("user" if m.role == "user" else "assistant", m.content)
+            for m in earlier[-self.options.history_messages :]
+            if m.content and m.role in ("user", "assistant")
+        ]
+        # Saved before any model is called: whatever happens next, the user's words are kept.
+        await store.add_message(turn.user_id, session_id, "user", turn.message, "complete")
+        return session_id
 
     async def _save(
         self, turn: Turn, session_id: str, parts: list[str], terminal: Event | None

@@ -107,6 +107,9 @@ class EventStreamMixin(BaseHandler):
     def initialize(self) -> None:
         super().initialize()
         self._reader = _Reader(asyncio.get_running_loop())
+        # No templates are rendered here: drop Tornado's template namespace (and the
+        # reference cycle it makes with the handler) now rather than when the stream ends.
+        self.ui = None  # type: ignore[assignment]
 
     def on_connection_close(self) -> None:
         self._reader.client_gone = True
