@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import httpx2
@@ -146,6 +147,52 @@ def body_reader(response: httpx2.Response) -> BodyReader:
     return _DecodedBody(response)
 
 
+class _CompactResponse(aiohttp.ClientResponse):
+    """aiohttp's response, with its attributes created in one fixed order.
+
+    CPython lets all instances of a class share one table of attribute names (~260 bytes an
+    instance) only while every instance adds its attributes in the same order. aiohttp's
+    response adds some of them later, in an order that depends on timing (a request body
+    written before or after the headers arrived), so under concurrent requests every
+    response ended up with a dict of its own: 1,584 bytes, for as long as a stream is open.
+    Creating them all up front, with the class's defaults, keeps the shared table. An
+    attribute not listed here costs memory, never correctness.
+    """
+
+    _ATTRIBUTE_ORDER = (
+        "method",
+        "_real_url",
+        "_url",
+        "_output_size",
+        "_stream_writer",
+        "_ClientResponse__writer",
+        "_request_info",
+        "_timer",
+        "_cache",
+        "_traces",
+        "_loop",
+        "_session",
+        "_resolve_charset",
+        "_closed",
+        "_protocol",
+        "_connection",
+        "version",
+        "status",
+        "reason",
+        "_headers",
+        "_raw_headers",
+        "content",
+        "_history",
+        "_released",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cls = type(self)
+        for name in self._ATTRIBUTE_ORDER:
+            object.__setattr__(self, name, getattr(cls, name, None))
+        super().__init__(*args, **kwargs)
+
+
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """One aiohttp session (created on first use, in the running loop) with its connection
     pool sized by ``limits``. Proxies come from the usual environment variables
@@ -162,7 +209,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             keepalive_timeout=self._limits.keepalive_expiry or 30.0,
             ssl=httpx2.create_ssl_context(),
         )
-        return aiohttp.ClientSession(connector=connector, trust_env=True)
+        return aiohttp.ClientSession(
+            connector=connector, trust_env=True, response_class=_CompactResponse
+        )
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._session is None:
