@@ -67,3 +67,18 @@ def test_bench_workload_runs_clean(workload: str, tmp_path: Path) -> None:
         for system in SYSTEMS:
             (size,) = result["results"][system][0]["sizes"]
             assert size["max_open"] == size["n"]
+
+
+def test_memory_breakdown_runs() -> None:
+    """``python -m bench.memory`` opens its streams and prints a per-stream breakdown."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "--streams", "4", "--top", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("traced per open stream: ") and first.endswith("(4 streams)"), first
+    assert "server/" in done.stdout  # sluice's own lines are among those measured
