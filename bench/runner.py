@@ -46,6 +46,9 @@ class Workload:
     ladder: tuple[int, ...] = ()  # capacity: concurrency steps; idle: sizes
     ramp_s: float = 0.0
     lag_limit_ms: float = 50.0
+    # A stream that waits for a free worker (Flask's thread pool) is not being served, but
+    # its tokens' lag cannot show it: the upstream is only called once a worker takes it.
+    first_chunk_limit_ms: float = 1000.0
     warmup: bool = True
     open_rate: float = 250.0  # idle: new streams per second while opening
 
@@ -365,14 +368,17 @@ class Session:
 # -- workloads ---------------------------------------------------------------------------
 
 
-def passes_capacity(result: dict[str, Any], lag_limit_ms: float) -> bool:
+def passes_capacity(result: dict[str, Any], w: Workload) -> bool:
     lag = result.get("lag_p99_ms")
+    first_chunk = result.get("ttfc_p99_ms")
     return (
         result["errors"] == 0
         and result["lost"] == 0
         and result["duplicated"] == 0
         and lag is not None
-        and lag < lag_limit_ms
+        and lag < w.lag_limit_ms
+        and first_chunk is not None
+        and first_chunk < w.first_chunk_limit_ms
     )
 
 
@@ -387,10 +393,11 @@ def run_one(system: System, w: Workload, log_dir: Path, say: Callable[[str], Non
             for n in w.ladder:
                 r = s.load(n, n, ramp_s=w.ramp_s)
                 r["n"] = n
-                r["pass"] = passes_capacity(r, w.lag_limit_ms)
+                r["pass"] = passes_capacity(r, w)
                 steps.append(r)
                 say(
-                    f"    N={n}: lag p99 {r['lag_p99_ms']} ms, lost {r['lost']}, "
+                    f"    N={n}: lag p99 {r['lag_p99_ms']} ms, "
+                    f"first chunk p99 {r['ttfc_p99_ms']} ms, lost {r['lost']}, "
                     f"errors {r['errors']} -> {'pass' if r['pass'] else 'FAIL'}"
                 )
                 if not r["pass"]:
