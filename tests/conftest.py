@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from tornado.ioloop import IOLoop
 
 from tests.fakes.threaded import ThreadedFakes, threaded_fakes
 from tests.support.server import RunningServer, launch
@@ -61,3 +63,22 @@ def fakes() -> Iterator[ThreadedFakes]:
     """Fake OpenAI and Gemini upstreams on loopback, on their own loop in a thread."""
     with threaded_fakes() as running:
         yield running
+
+
+@pytest.fixture
+def io_loop() -> Iterator[IOLoop]:
+    """A fresh loop for pytest-tornado's ``gen_test``, closed afterwards.
+
+    Replaces pytest-tornado's own fixture, which leaks a loop per test: making its IOLoop
+    current first asks asyncio for the current loop, which creates one that nothing closes,
+    and a later test then fails on the "unclosed event loop" ResourceWarning when the
+    garbage collector finds it.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    io_loop = IOLoop.current()
+    try:
+        yield io_loop
+    finally:
+        asyncio.set_event_loop(None)
+        io_loop.close(all_fds=True)  # closes the asyncio loop too
