@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from tornado.ioloop import IOLoop
 
+from tests.fakes.llm_upstreams import FakeOpenAI
 from tests.fakes.threaded import ThreadedFakes, threaded_fakes
 from tests.support.server import RunningServer, launch
 from tests.support.sse import OPEN_STREAMS
@@ -82,3 +83,16 @@ def io_loop() -> Iterator[IOLoop]:
     finally:
         asyncio.set_event_loop(None)
         io_loop.close(all_fds=True)  # closes the asyncio loop too
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The ``anyio``-marked tests run on asyncio, the loop the server itself uses."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """A fake OpenAI upstream on loopback, in this test's own loop."""
+    async with FakeOpenAI() as server:
+        yield server  # type: ignore[misc]

@@ -26,11 +26,6 @@ ENV = {"OPENAI_API_KEY": "sk-test-key-0123456789", "GEMINI_API_KEY": "AIza-test-
 LONG = "This plain answer is long enough to be handed on in several pieces, not one."
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Clock:
     """``time.monotonic`` plus an offset the test moves forward."""
 

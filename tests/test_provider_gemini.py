@@ -31,11 +31,6 @@ EXPECTED_SYSTEM = "Be brief.\n\nAnswer in French."
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def fake() -> AsyncIterator[FakeGemini]:
     async with FakeGemini() as server:
         yield server  # type: ignore[misc]

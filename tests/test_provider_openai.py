@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,17 +15,6 @@ pytestmark = pytest.mark.anyio
 
 KEY = "sk-test-0123456789abcdefSECRET"
 PROMPT = [Message("system", "Be brief."), Message("user", "Hi")]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as server:
-        yield server  # type: ignore[misc]
 
 
 def make(base_url: str, key: str | None = KEY, **options: object) -> OpenAIProvider:
@@ -60,8 +48,8 @@ async def failure(provider: OpenAIProvider) -> tuple[list[str], ProviderError]:
     return deltas, caught.value
 
 
-async def test_streams_deltas_usage_and_finish_reason(fake: FakeOpenAI) -> None:
-    provider = make(fake.base_url)
+async def test_streams_deltas_usage_and_finish_reason(fake_openai: FakeOpenAI) -> None:
+    provider = make(fake_openai.base_url)
     try:
         stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
         deltas = [d async for d in stream]
@@ -71,7 +59,7 @@ async def test_streams_deltas_usage_and_finish_reason(fake: FakeOpenAI) -> None:
     assert deltas == ["Hello", ", wor", "ld!"]
     assert stream.finish_reason == "stop"
     assert stream.usage is not None and stream.usage.output_tokens == 3
-    (request,) = fake.requests
+    (request,) = fake_openai.requests
     assert request.stream is True
     assert request.body["messages"] == [
         {"role": "system", "content": "Be brief."},
@@ -83,9 +71,9 @@ async def test_streams_deltas_usage_and_finish_reason(fake: FakeOpenAI) -> None:
     assert request.headers["Authorization"] == f"Bearer {KEY}"
 
 
-async def test_plain_call(fake: FakeOpenAI) -> None:
-    fake.script(Reply(text=["one ", "two"]))
-    provider = make(fake.base_url, model="llama3")
+async def test_plain_call(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(Reply(text=["one ", "two"]))
+    provider = make(fake_openai.base_url, model="llama3")
     try:
         completion = await provider.complete(PROMPT, max_output_tokens=64, timeout=5)
     finally:
@@ -93,14 +81,14 @@ async def test_plain_call(fake: FakeOpenAI) -> None:
     assert completion.text == "one two"
     assert completion.finish_reason == "stop"
     assert completion.usage is not None and completion.usage.total_tokens == 16
-    assert fake.requests[0].stream is False
-    assert fake.requests[0].body["model"] == "llama3"
+    assert fake_openai.requests[0].stream is False
+    assert fake_openai.requests[0].body["model"] == "llama3"
 
 
-async def test_utf8_split_across_writes(fake: FakeOpenAI) -> None:
+async def test_utf8_split_across_writes(fake_openai: FakeOpenAI) -> None:
     """Arabic and emoji whose bytes arrive in separate writes come out whole."""
-    fake.script(Reply(text=ARABIC_EMOJI, split_utf8=True))
-    provider = make(fake.base_url)
+    fake_openai.script(Reply(text=ARABIC_EMOJI, split_utf8=True))
+    provider = make(fake_openai.base_url)
     try:
         deltas = await collect(provider)
     finally:
@@ -109,28 +97,28 @@ async def test_utf8_split_across_writes(fake: FakeOpenAI) -> None:
     assert "\ufffd" not in "".join(deltas)
 
 
-async def test_500_is_unavailable_and_not_retried_by_the_sdk(fake: FakeOpenAI) -> None:
-    fake.script(Reply(status=500, message="boom"))
-    provider = make(fake.base_url)
+async def test_500_is_unavailable_and_not_retried_by_the_sdk(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(Reply(status=500, message="boom"))
+    provider = make(fake_openai.base_url)
     try:
         deltas, error = await failure(provider)
     finally:
         await provider.aclose()
     assert deltas == []
     assert error.kind is FailureKind.UNAVAILABLE and error.status == 500
-    assert len(fake.requests) == 1  # max_retries=0: the chain is the only retry loop
+    assert len(fake_openai.requests) == 1  # max_retries=0: the chain is the only retry loop
 
 
-async def test_429_carries_retry_after(fake: FakeOpenAI) -> None:
-    fake.script(Reply(status=429, headers={"Retry-After": "7"}))
-    provider = make(fake.base_url)
+async def test_429_carries_retry_after(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(Reply(status=429, headers={"Retry-After": "7"}))
+    provider = make(fake_openai.base_url)
     try:
         _, error = await failure(provider)
     finally:
         await provider.aclose()
     assert error.kind is FailureKind.RATE_LIMITED
     assert error.retry_after == 7.0
-    assert len(fake.requests) == 1
+    assert len(fake_openai.requests) == 1
 
 
 async def test_connection_refused() -> None:
@@ -144,30 +132,30 @@ async def test_connection_refused() -> None:
     assert "could not be reached" in error.message  # not "did not answer in time"
 
 
-async def test_streams_ask_for_an_uncompressed_body(fake: FakeOpenAI) -> None:
-    provider = make(fake.base_url)
+async def test_streams_ask_for_an_uncompressed_body(fake_openai: FakeOpenAI) -> None:
+    provider = make(fake_openai.base_url)
     try:
         assert await collect(provider) == ["Hello", ", wor", "ld!"]
     finally:
         await provider.aclose()
-    assert fake.requests[0].headers["Accept-Encoding"] == "identity"
+    assert fake_openai.requests[0].headers["Accept-Encoding"] == "identity"
 
 
-async def test_a_compressed_stream_is_decoded_anyway(fake: FakeOpenAI) -> None:
+async def test_a_compressed_stream_is_decoded_anyway(fake_openai: FakeOpenAI) -> None:
     """An upstream that gzips the stream although identity was asked for: the slow path."""
-    fake.script(Reply(text=ARABIC_EMOJI, gzip=True))
-    provider = make(fake.base_url)
+    fake_openai.script(Reply(text=ARABIC_EMOJI, gzip=True))
+    provider = make(fake_openai.base_url)
     try:
         assert "".join(await collect(provider)) == "".join(ARABIC_EMOJI)
     finally:
         await provider.aclose()
 
 
-async def test_an_open_stream_keeps_no_sdk_response(fake: FakeOpenAI) -> None:
+async def test_an_open_stream_keeps_no_sdk_response(fake_openai: FakeOpenAI) -> None:
     """While an answer streams, only aiohttp's body reader is kept: the SDK's response and
     httpx2's request (headers, the whole prompt) and response are gone (memory per stream)."""
-    fake.script(Reply(text=["a", "b"], hang_at=1))
-    provider = make(fake.base_url)
+    fake_openai.script(Reply(text=["a", "b"], hang_at=1))
+    provider = make(fake_openai.base_url)
     stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
     try:
         assert await stream.__anext__() == "a"
@@ -179,9 +167,9 @@ async def test_an_open_stream_keeps_no_sdk_response(fake: FakeOpenAI) -> None:
         await provider.aclose()
 
 
-async def test_cut_mid_stream_after_text(fake: FakeOpenAI) -> None:
-    fake.script(Reply(text=["a", "b", "c", "d"], cut_at=2))
-    provider = make(fake.base_url)
+async def test_cut_mid_stream_after_text(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(Reply(text=["a", "b", "c", "d"], cut_at=2))
+    provider = make(fake_openai.base_url)
     try:
         deltas, error = await failure(provider)
     finally:
@@ -190,9 +178,9 @@ async def test_cut_mid_stream_after_text(fake: FakeOpenAI) -> None:
     assert error.kind is FailureKind.UNAVAILABLE and error.status == 200
 
 
-async def test_malformed_frame(fake: FakeOpenAI) -> None:
-    fake.script(Reply(text=["a", "b"], malformed_at=1))
-    provider = make(fake.base_url)
+async def test_malformed_frame(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(Reply(text=["a", "b"], malformed_at=1))
+    provider = make(fake_openai.base_url)
     try:
         deltas, error = await failure(provider)
     finally:
@@ -201,9 +189,9 @@ async def test_malformed_frame(fake: FakeOpenAI) -> None:
     assert error.kind is FailureKind.MALFORMED
 
 
-async def test_streaming_refused_but_plain_works(fake: FakeOpenAI) -> None:
-    fake.default = Reply(text=["plain ", "answer"], refuse_stream=True)
-    provider = make(fake.base_url)
+async def test_streaming_refused_but_plain_works(fake_openai: FakeOpenAI) -> None:
+    fake_openai.default = Reply(text=["plain ", "answer"], refuse_stream=True)
+    provider = make(fake_openai.base_url)
     try:
         _, error = await failure(provider)
         completion = await provider.complete(PROMPT, max_output_tokens=64, timeout=5)
@@ -213,9 +201,9 @@ async def test_streaming_refused_but_plain_works(fake: FakeOpenAI) -> None:
     assert completion.text == "plain answer"
 
 
-async def test_refused_key_says_what_to_fix_without_the_key(fake: FakeOpenAI) -> None:
-    fake.script(Reply(status=401, message=f"Incorrect API key provided: {KEY}"))
-    provider = make(fake.base_url)
+async def test_refused_key_says_what_to_fix_without_the_key(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(Reply(status=401, message=f"Incorrect API key provided: {KEY}"))
+    provider = make(fake_openai.base_url)
     try:
         _, error = await failure(provider)
     finally:
@@ -226,11 +214,11 @@ async def test_refused_key_says_what_to_fix_without_the_key(fake: FakeOpenAI) ->
     assert "\n" not in error.message
 
 
-async def test_unknown_model_says_what_to_fix(fake: FakeOpenAI) -> None:
-    fake.script(
+async def test_unknown_model_says_what_to_fix(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(
         Reply(status=404, message="The model `gpt-9` does not exist", error_code="model_not_found")
     )
-    provider = make(fake.base_url, model="gpt-9")
+    provider = make(fake_openai.base_url, model="gpt-9")
     try:
         _, error = await failure(provider)
     finally:
@@ -264,35 +252,35 @@ async def test_openai_itself_gets_max_completion_tokens() -> None:
         await provider.aclose()
 
 
-async def test_cancelled_read_closes_the_upstream_connection(fake: FakeOpenAI) -> None:
+async def test_cancelled_read_closes_the_upstream_connection(fake_openai: FakeOpenAI) -> None:
     """The turn is cancelled while waiting for the next delta: the upstream sees its
     connection close within 1 s."""
-    fake.script(Reply(text=["a", "b"], hang_at=1))
-    provider = make(fake.base_url)
+    fake_openai.script(Reply(text=["a", "b"], hang_at=1))
+    provider = make(fake_openai.base_url)
     try:
         stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
         assert await stream.__anext__() == "a"
         pending = asyncio.ensure_future(stream.__anext__())
-        await fake.wait_requests(1)
+        await fake_openai.wait_requests(1)
         await asyncio.sleep(0)  # the read is now waiting on the socket
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
-        assert await fake.wait_closed(1, within=1.0) < 1.0
+        assert await fake_openai.wait_closed(1, within=1.0) < 1.0
         await stream.aclose()
     finally:
         await provider.aclose()
 
 
-async def test_aclose_closes_the_upstream_connection(fake: FakeOpenAI) -> None:
+async def test_aclose_closes_the_upstream_connection(fake_openai: FakeOpenAI) -> None:
     """The consumer stops between deltas (client left): aclose() ends the upstream request."""
-    fake.script(Reply(text=["a", "b"], hang_at=1))
-    provider = make(fake.base_url)
+    fake_openai.script(Reply(text=["a", "b"], hang_at=1))
+    provider = make(fake_openai.base_url)
     try:
         stream = provider.stream(PROMPT, max_output_tokens=64, timeout=5)
         assert await stream.__anext__() == "a"
         await stream.aclose()
-        assert await fake.wait_closed(1, within=1.0) < 1.0
+        assert await fake_openai.wait_closed(1, within=1.0) < 1.0
         await stream.aclose()  # safe twice
         assert [d async for d in stream] == []
     finally:

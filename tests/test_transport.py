@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
@@ -18,17 +17,6 @@ pytestmark = pytest.mark.anyio
 STREAM = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI() as server:
-        yield server  # type: ignore[misc]
-
-
 async def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
     client = pooled_http_client(4)
     try:
@@ -38,13 +26,13 @@ async def test_a_refused_connection_is_a_connect_error_not_a_timeout() -> None:
         await client.aclose()
 
 
-async def test_a_silent_upstream_is_a_read_timeout(fake: FakeOpenAI) -> None:
-    fake.script(Reply(hang_before_headers=True))
+async def test_a_silent_upstream_is_a_read_timeout(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script(Reply(hang_before_headers=True))
     client = pooled_http_client(4)
     try:
         with pytest.raises(httpx2.ReadTimeout):
             await client.post(
-                fake.base_url + "/chat/completions",
+                fake_openai.base_url + "/chat/completions",
                 json=STREAM,
                 timeout=httpx2.Timeout(5.0, read=0.2),
             )
@@ -52,22 +40,24 @@ async def test_a_silent_upstream_is_a_read_timeout(fake: FakeOpenAI) -> None:
         await client.aclose()
 
 
-async def test_open_responses_keep_a_compact_attribute_table(fake: FakeOpenAI) -> None:
+async def test_open_responses_keep_a_compact_attribute_table(fake_openai: FakeOpenAI) -> None:
     """Concurrent requests used to leave every aiohttp response with an attribute dict of
     its own (1,584 bytes, for the life of a stream); the shared table is ~260 bytes."""
-    fake.script(*[Reply(text=["a", "b"]) for _ in range(8)])
-    fake.script(*[Reply(text=["a", "b"], hang_at=1) for _ in range(3)])
+    fake_openai.script(*[Reply(text=["a", "b"]) for _ in range(8)])
+    fake_openai.script(*[Reply(text=["a", "b"], hang_at=1) for _ in range(3)])
     client = pooled_http_client(16)
 
+    url = fake_openai.base_url + "/chat/completions"
+
     async def whole_answer() -> None:
-        async with client.stream("POST", fake.base_url + "/chat/completions", json=STREAM) as r:
+        async with client.stream("POST", url, json=STREAM) as r:
             await r.aread()
 
     bodies: list[UpstreamBody] = []
     try:
         await asyncio.gather(*[whole_answer() for _ in range(8)])
         for _ in range(3):
-            request = client.build_request("POST", fake.base_url + "/chat/completions", json=STREAM)
+            request = client.build_request("POST", url, json=STREAM)
             body = body_reader(await client.send(request, stream=True))
             assert isinstance(body, UpstreamBody)
             bodies.append(body)
