@@ -43,7 +43,7 @@ from google.genai import types as genai_types
 
 from plugins.providers.gemini import GeminiOptions, GeminiProvider
 from plugins.providers.openai import OpenAIOptions, OpenAIProvider
-from server.providers import Message, ProviderContext
+from server.contract import Message, ProviderContext
 
 PROMPT = [Message("system", "Be brief."), Message("user", "Tell me a long story.")]
 WORDS = ["Once", " upon", " a", " time", ",", " in", " a", " land", " far", " away"]

@@ -1,20 +1,22 @@
-"""``llm``: the answer, streamed as ``chunk`` events from the fallback chain.
+"""``llm``: the answer, streamed as ``chunk`` events from the answer service.
 
-The chain (``server.llm_chain``) picks the provider and handles fallback; this stage turns
-its text deltas into events and ends with ``complete`` — or with the chain's ``error``.
+The service (``services.llm``, the provider fallback chain) picks the provider and handles
+fallback; this stage turns its text deltas into events and ends the turn with ``complete`` —
+or with the service's ``error``.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from server import Event, Stage, Turn, chunk, complete, error
-from server.llm_chain import ChainError
+from server import AnswerError, Event, Stage, Turn, chunk, complete
 
 __all__ = ["LLMStage"]
 
 
 class LLMStage(Stage):
+    ends_turn = True
+
     async def run(self, turn: Turn) -> AsyncIterator[Event]:
         answer = self.services.llm.answer(turn.prompt, deadline=turn.deadline)
         parts: list[str] = []
@@ -22,20 +24,15 @@ class LLMStage(Stage):
             async for delta in answer:
                 parts.append(delta)
                 yield chunk(delta)
-        except ChainError as failure:
-            yield error(
-                failure.code,
-                failure.message,
-                retryable=failure.retryable,
-                retry_after=failure.retry_after,
-            )
+        except AnswerError as failure:
+            yield failure.event()
             return
         finally:
             # Closed at a yield (turn ended by a wrapper, generator closed): release the
             # upstream request now, not when the garbage collector gets to it.
             await answer.aclose()
         result = answer.result
-        assert result is not None
+        assert result is not None, "an answer read to its end has a result"
         yield complete(
             "".join(parts),
             session_id=turn.session_id,

@@ -8,12 +8,28 @@ timed out with text) or ``error`` — and what the session now remembers.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 
-from server import Event, Message, Rest, StageOptions, Turn, WrapperStage
+from server import (
+    Chunk,
+    Complete,
+    Error,
+    ErrorCode,
+    Event,
+    Message,
+    Rest,
+    StageOptions,
+    Turn,
+    WrapperStage,
+)
 
 __all__ = ["SessionStage"]
+
+
+# Errors that end a turn before any model is asked.
+_NO_ANSWER = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_STREAMS})
 
 
 class SessionOptions(StageOptions):
@@ -32,13 +48,12 @@ class SessionStage(WrapperStage):
         terminal: Event | None = None
         try:
             async for event in rest(turn):
-                kind = event["type"]
-                if kind == "chunk":
-                    parts.append(event["content"])
-                elif kind == "complete":
-                    event["session_id"] = session_id
+                if isinstance(event, Chunk):
+                    parts.append(event.content)
+                elif isinstance(event, Complete):
+                    event = dataclasses.replace(event, session_id=session_id)
                     terminal = event
-                elif kind == "error":
+                elif isinstance(event, Error):
                     terminal = event
                 if terminal is not None:
                     await self._save(turn, session_id, parts, terminal)
@@ -72,17 +87,9 @@ class SessionStage(WrapperStage):
     ) -> None:
         store = self.services.sessions
         answer = "".join(parts)
-        if terminal is not None and terminal["type"] == "complete":
-            answer, status = terminal.get("message", answer), "complete"
-        elif (
-            terminal is not None
-            and terminal["type"] == "error"
-            and terminal["code"]
-            in (
-                "rate_limited",
-                "too_many_streams",
-            )
-        ):
+        if isinstance(terminal, Complete):
+            answer, status = terminal.message, "complete"
+        elif isinstance(terminal, Error) and terminal.code in _NO_ANSWER:
             return  # no model was asked: there is no answer to record
         else:
             status = "incomplete" if answer else "error"

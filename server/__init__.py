@@ -1,54 +1,8 @@
 """sluice: a Tornado chat server that streams LLM answers as Server-Sent Events.
 
-Plugin authors import from here; see ``docs/plugins.md``.
+Plugin authors import from here (``from server import Stage, chunk``): this package
+re-exports the plugin contract, :mod:`server.contract`. See ``docs/plugins.md``.
 """
 
-from server.plugin_api import (
-    Event,
-    Message,
-    Rest,
-    Services,
-    Stage,
-    StageOptions,
-    Turn,
-    WrapperStage,
-    chunk,
-    complete,
-    context,
-    error,
-    status,
-)
-from server.providers import (
-    Completion,
-    FailureKind,
-    Provider,
-    ProviderContext,
-    ProviderError,
-    ProviderOptions,
-    ProviderStream,
-    Usage,
-)
-
-__all__ = [
-    "Completion",
-    "Event",
-    "FailureKind",
-    "Message",
-    "Provider",
-    "ProviderContext",
-    "ProviderError",
-    "ProviderOptions",
-    "ProviderStream",
-    "Rest",
-    "Services",
-    "Stage",
-    "StageOptions",
-    "Turn",
-    "Usage",
-    "WrapperStage",
-    "chunk",
-    "complete",
-    "context",
-    "error",
-    "status",
-]
+from server.contract import *  # noqa: F403
+from server.contract import __all__ as __all__

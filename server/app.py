@@ -1,83 +1,36 @@
-"""Assembling the server: settings -> stores, providers, stages -> pipeline -> application."""
+"""Assembling the server: settings -> stores, providers, stages -> pipeline -> state.
+
+This is the one place that knows every part; the HTTP application (``server.http.app``)
+serves the state built here.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from typing import Any
 
 import structlog
-from tornado import web
-from tornado.web import GZipContentEncoding
 
 from server.config import ConfigError, Settings
-from server.handlers.ops import MetricsHandler, OpenAPIHandler
-from server.handlers.pages import (
-    WEB_DIR,
-    HealthHandler,
-    IndexHandler,
-    MeHandler,
-    NotFoundHandler,
-    ReadyHandler,
-    StaticHandler,
-)
-from server.handlers.sessions import SessionHandler, SessionListHandler
-from server.handlers.streams import (
-    ConversationHandler,
-    ConversationStreamHandler,
-    StreamCancelHandler,
-    StreamResumeHandler,
-)
-from server.identity import TokenAuthenticator, load_or_create_secret
-from server.llm_chain import LLMChain
-from server.metrics import PrometheusTelemetry
-from server.pipeline import Pipeline
-from server.plugin_api import Services
-from server.providers import ProviderContext
+from server.contract import ProviderContext, Services
+from server.core.pipeline import Pipeline
+from server.core.runner import TurnRunner
+from server.core.streamlog import MemoryStreamLogStore
+from server.http.app import make_app
+from server.http.identity import TokenAuthenticator, load_or_create_secret
+from server.llm.chain import LLMChain
+from server.llm.transport import provider_context
+from server.observability.metrics import PrometheusTelemetry
+from server.observability.telemetry import Telemetry
 from server.registry import load_providers, load_stages
 from server.state import ServerState
 from server.stores.memory import MemoryRateLimitStore
+from server.stores.rate_limits import ConfiguredRateLimiter
 from server.stores.sqlite import SQLiteSessionStore
-from server.streamlog import MemoryStreamLogStore
-from server.telemetry import Telemetry
-from server.turns import TurnRunner
 
-__all__ = ["ROUTES", "build_state", "make_app"]
+__all__ = ["build_state", "check_deployment", "make_app"]
 
 log = structlog.get_logger("sluice.app")
-
-# Every route, as the template docs/operations.md and /openapi.json use; ``{name}`` matches
-# one path segment. Request log lines name the template, not the path: paths hold user ids.
-ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
-    ("/", IndexHandler),
-    ("/api/me", MeHandler),
-    ("/api/conversation-stream/{user_id}", ConversationStreamHandler),
-    ("/api/conversation/{user_id}", ConversationHandler),
-    ("/api/streams/{stream_id}", StreamResumeHandler),
-    ("/api/streams/{stream_id}/cancel", StreamCancelHandler),
-    ("/api/sessions/{user_id}", SessionListHandler),
-    ("/api/sessions/{user_id}/{session_id}", SessionHandler),
-    ("/healthz", HealthHandler),
-    ("/readyz", ReadyHandler),
-    ("/metrics", MetricsHandler),
-    ("/openapi.json", OpenAPIHandler),
-]
-_TEMPLATES = {handler: template for template, handler in ROUTES}
-_TEMPLATES[StaticHandler] = "/static/{path}"
-_QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
-
-
-def _pattern(template: str) -> str:
-    return re.sub(r"\{\w+\}", "([^/]+)", template)
-
-
-class _GZipExceptEventStream(GZipContentEncoding):
-    """Compress what is worth it, never an event stream: gzip buffers, and a buffered event
-    arrives late (DESIGN.md section 4)."""
-
-    def _compressible_type(self, ctype: str) -> bool:
-        return not ctype.startswith("text/event-stream") and super()._compressible_type(ctype)
 
 
 def check_deployment(settings: Settings) -> None:
@@ -100,12 +53,14 @@ def build_state(
     check_deployment(settings)
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    context = ProviderContext(
-        environ=dict(environ),
-        # Every admitted stream may hold one upstream connection (DESIGN.md section 8).
-        max_connections=max(64, settings.limits.max_streams_per_user * 64),
-    )
-    providers, problems = load_providers(settings, context)
+    # Every admitted stream may hold one upstream connection.
+    max_connections = max(64, settings.limits.max_streams_per_user * 64)
+    provider_environ = dict(environ)
+
+    def context_for(name: str) -> ProviderContext:
+        return provider_context(provider_environ, name=name, max_connections=max_connections)
+
+    providers, problems = load_providers(settings, context_for)
     names = [provider.name for provider in providers]
     if isinstance(telemetry, PrometheusTelemetry):
         telemetry.providers_configured(names)
@@ -124,10 +79,15 @@ def build_state(
         circuit_cooldown=llm.circuit_cooldown_seconds,
         observer=telemetry,
     )
+    sessions = SQLiteSessionStore(data_dir / settings.store.sqlite_file)
+    rate_limit_store = MemoryRateLimitStore()
     services = Services(
-        settings=settings,
-        sessions=SQLiteSessionStore(data_dir / settings.store.sqlite_file),
-        rate_limits=MemoryRateLimitStore(),
+        sessions=sessions,
+        rate_limits=ConfiguredRateLimiter(
+            rate_limit_store,
+            requests_per_minute=settings.rate_limit.requests_per_minute,
+            burst=settings.rate_limit.burst,
+        ),
         llm=chain,
     )
     stages = load_stages(settings, services)
@@ -139,6 +99,9 @@ def build_state(
     return ServerState(
         settings=settings,
         services=services,
+        sessions=sessions,
+        rate_limit_store=rate_limit_store,
+        chain=chain,
         logs=logs,
         runner=runner,
         tokens=TokenAuthenticator(settings.auth),
@@ -146,37 +109,3 @@ def build_state(
         stages=stages,
         telemetry=telemetry,
     )
-
-
-def _log_request(handler: web.RequestHandler) -> None:
-    status = handler.get_status()
-    request = handler.request
-    method = log.warning if status >= 500 else log.info
-    if request.path in _QUIET_PATHS and status < 400:
-        return
-    # The route's template, never the path itself: paths carry user ids (issue 6). An
-    # unmatched path is shown cut short, since the client chose it.
-    route = _TEMPLATES.get(type(handler)) or request.path[:80]
-    method(
-        "request",
-        method=request.method,
-        route=route,
-        status=status,
-        duration_ms=round(request.request_time() * 1000, 1),
-    )
-
-
-def make_app(state: ServerState, **extra: Any) -> web.Application:
-    routes: list[Any] = [(_pattern(template), handler) for template, handler in ROUTES]
-    routes.append((r"/static/(.*)", StaticHandler, {"path": str(WEB_DIR)}))
-    app = web.Application(
-        routes,
-        sluice=state,
-        cookie_secret=state.settings.auth.secret_key,
-        default_handler_class=NotFoundHandler,
-        log_function=_log_request,
-        xsrf_cookies=False,  # cookie writes are checked by Origin instead (identity.py)
-        **extra,
-    )
-    app.add_transform(_GZipExceptEventStream)
-    return app

@@ -15,7 +15,7 @@ from tornado.netutil import bind_sockets
 
 from server.app import build_state, make_app
 from server.config import ConfigError, load_settings
-from server.logging import configure_logging
+from server.observability.logging import configure_logging
 from server.state import ServerState
 
 __all__ = ["main", "serve"]
@@ -77,7 +77,7 @@ async def serve(state: ServerState) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     port = sockets[0].getsockname()[1]
-    names = [provider.name for provider in state.services.llm.providers]
+    names = [provider.name for provider in state.chain.providers]
     open_files = raise_open_file_limit()
     log.info(
         "listening",
@@ -101,8 +101,8 @@ async def serve(state: ServerState) -> None:
         log.warning("connections_left_open")
     for stage in state.stages:
         await stage.shutdown()
-    await state.services.llm.aclose()
-    await state.services.sessions.close()
+    await state.chain.aclose()
+    await state.sessions.close()
     log.info("stopped")
 
 

@@ -97,12 +97,14 @@ class LLMSettings(BaseModel):
 
     _split = field_validator("providers", mode="before")(_split_list)
 
-    def provider_options(self, name: str) -> dict[str, Any]:
-        extra = self.model_extra or {}
-        value = extra.get(name, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"config error: llm.{name} = {value!r}: must be a table")
-        return value
+    def provider_tables(self) -> dict[str, dict[str, Any]]:
+        """Every ``[llm.<name>]`` table, in the order the configuration gives them."""
+        tables: dict[str, dict[str, Any]] = {}
+        for name, value in (self.model_extra or {}).items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"config error: llm.{name} = {value!r}: must be a table")
+            tables[name] = value
+        return tables
 
 
 class AuthSettings(_Section):

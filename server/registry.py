@@ -1,64 +1,134 @@
-"""Finding stages and providers through their entry point groups.
+"""Finding stages and providers through their entry point groups, and checking them.
 
 Built-ins are registered in this project's own ``pyproject.toml`` under the same groups a
 third-party package uses (``sluice.stages``, ``sluice.providers``): there is no private door.
+
+Only the entry points that the configuration uses are imported, so an installed package that
+is broken but not enabled cannot stop the server. Each problem found is one line that names
+the package and what to fix (a :class:`ConfigError`; the command line prints it and exits
+with status 2).
 """
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from pydantic import ValidationError
 
 from server.config import ConfigError, Settings, format_validation_error
-from server.plugin_api import AnyStage, Services, Stage, WrapperStage
-from server.providers import Provider, ProviderContext
+from server.contract import (
+    AnyStage,
+    Provider,
+    ProviderContext,
+    Services,
+    Stage,
+    WrapperStage,
+)
 
-__all__ = ["PROVIDER_GROUP", "STAGE_GROUP", "available", "load_providers", "load_stages"]
+__all__ = [
+    "PROVIDER_GROUP",
+    "STAGE_GROUP",
+    "PluginInfo",
+    "describe_plugins",
+    "installed",
+    "load_providers",
+    "load_stages",
+]
 
 STAGE_GROUP = "sluice.stages"
 PROVIDER_GROUP = "sluice.providers"
 
+# Provider types tried, in this order, when llm.providers is empty; then other installed
+# types, then instances with an explicit type.
+_DEFAULT_ORDER = ("openai", "gemini")
 
-def available(group: str) -> dict[str, Any]:
-    """Name -> loaded object for every entry point in ``group``."""
-    found: dict[str, Any] = {}
-    for point in entry_points(group=group):
-        try:
-            found[point.name] = point.load()
-        except Exception as error:
+
+def installed(group: str) -> dict[str, EntryPoint]:
+    """Name -> entry point (not loaded) for every plugin in ``group``."""
+    return {point.name: point for point in entry_points(group=group)}
+
+
+def _package(point: EntryPoint) -> str:
+    dist = point.dist
+    if dist is None:
+        return point.value.split(":")[0].split(".")[0]
+    return f"{dist.metadata['Name']} {dist.version}"
+
+
+def _load(group: str, name: str, point: EntryPoint) -> Any:
+    try:
+        return point.load()
+    except Exception as error:
+        raise ConfigError(
+            f"plugin error: {group} {name!r} from {_package(point)} ({point.value}) failed to"
+            f" import: {type(error).__name__}: {error}; fix or uninstall that package, or"
+            " remove it from the configuration"
+        ) from error
+
+
+def _check_stage_class(name: str, point: EntryPoint, cls: Any) -> None:
+    where = f"stage {name!r} from {_package(point)} ({point.value})"
+    if not (isinstance(cls, type) and issubclass(cls, Stage | WrapperStage)):
+        raise ConfigError(
+            f"plugin error: {where} must be a class subclassing server.Stage or server.WrapperStage"
+        )
+    method: Any
+    if issubclass(cls, WrapperStage):
+        method = cls.wrap
+        if method is WrapperStage.wrap:
+            raise ConfigError(f"plugin error: {where} must define wrap(self, turn, rest)")
+        parameters = list(inspect.signature(method).parameters)
+        if len(parameters) != 3:
             raise ConfigError(
-                f"plugin error: {group} entry point {point.name!r} ({point.value}) failed to"
-                f" load: {type(error).__name__}: {error}"
-            ) from error
-    return found
+                f"plugin error: {where}: wrap must take (self, turn, rest), not"
+                f" ({', '.join(parameters)})"
+            )
+        kind = "wrap(self, turn, rest)"
+    else:
+        method = cls.run
+        if method is Stage.run:
+            raise ConfigError(f"plugin error: {where} must define run(self, turn)")
+        kind = "run(self, turn)"
+    if not inspect.isasyncgenfunction(method):
+        raise ConfigError(
+            f"plugin error: {where}: {kind} must be an async generator: 'async def' with at"
+            " least one 'yield' (a stage with nothing to say can end with 'return; yield')"
+        )
 
 
 def load_stages(settings: Settings, services: Services) -> list[AnyStage]:
-    classes = available(STAGE_GROUP)
+    points = installed(STAGE_GROUP)
     # Options of an installed stage left out of the pipeline are fine (switched off for
     # now); a section naming no installed stage at all is a typo.
-    unknown_options = set(settings.stages) - set(classes)
+    unknown_options = set(settings.stages) - set(points)
     if unknown_options:
         name = sorted(unknown_options)[0]
         raise ConfigError(
             f"config error: stages.{name}: no installed stage is called {name!r}"
-            f" (installed: {', '.join(sorted(classes))})"
+            f" (installed: {', '.join(sorted(points)) or 'none'})"
         )
     stages: list[AnyStage] = []
+    ended_by: str | None = None
     for name in settings.pipeline.stages:
-        cls = classes.get(name)
-        if cls is None:
-            known = ", ".join(sorted(classes)) or "none"
+        point = points.get(name)
+        if point is None:
+            known = ", ".join(sorted(points)) or "none"
             raise ConfigError(
                 f"config error: pipeline.stages: unknown stage {name!r} (installed: {known});"
                 " install the package that provides it or remove it from the list"
             )
-        if not (isinstance(cls, type) and issubclass(cls, Stage | WrapperStage)):
+        if ended_by is not None:
             raise ConfigError(
-                f"plugin error: stage {name!r} must subclass server.Stage or server.WrapperStage"
+                f"config error: pipeline.stages: {name!r} comes after {ended_by!r}, which"
+                f" always ends the turn, so it would never run; move {name!r} before"
+                f" {ended_by!r}"
             )
+        cls = _load(STAGE_GROUP, name, point)
+        _check_stage_class(name, point, cls)
         try:
             options = cls.Options.model_validate(settings.stage_options(name))
         except ValidationError as error:
@@ -66,45 +136,147 @@ def load_stages(settings: Settings, services: Services) -> list[AnyStage]:
         stage = cls(options, services)
         stage.name = name
         stages.append(stage)
+        if cls.ends_turn:
+            ended_by = name
     return stages
 
 
-def load_providers(
-    settings: Settings, context: ProviderContext
-) -> tuple[list[Provider], list[str]]:
-    """The providers of ``llm.providers`` in order, and one-line problems found on the way.
+@dataclass(frozen=True)
+class _Instance:
+    name: str  # configured name
+    type: str  # entry point name
+    options: dict[str, Any]
 
-    With ``llm.providers`` empty (the default), every installed provider with its
-    configuration present is used, real ones first; with none, the demo.
+
+def _instances(settings: Settings, points: Iterable[str]) -> tuple[list[_Instance], bool]:
+    """The provider instances to build, in fallback order, and whether the order was given."""
+    llm = settings.llm
+    tables = llm.provider_tables()
+    explicit = list(llm.providers)
+    if explicit:
+        names = explicit
+    else:
+        typed = [name for name, table in tables.items() if "type" in table]
+        names = [t for t in _DEFAULT_ORDER if t in points]
+        names += sorted(t for t in points if t not in (*_DEFAULT_ORDER, "demo"))
+        names += [name for name in typed if name not in names]
+    instances = []
+    for name in names:
+        table = dict(tables.get(name, {}))
+        kind = table.pop("type", name)
+        if not isinstance(kind, str):
+            raise ConfigError(f"config error: llm.{name}.type = {kind!r}: must be a string")
+        instances.append(_Instance(name, kind, table))
+    return instances, bool(explicit)
+
+
+def load_providers(
+    settings: Settings, make_context: Callable[[str], ProviderContext]
+) -> tuple[list[Provider], list[str]]:
+    """The configured provider instances in fallback order, and one-line problems found on
+    the way (a provider left out because its key is not set).
+
+    With ``llm.providers`` empty (the default), every installed provider type with its
+    configuration present is used, real ones first, then instances with an explicit
+    ``type``; with none of them, the demo.
     """
-    classes = available(PROVIDER_GROUP)
-    explicit = list(settings.llm.providers)
-    for name in explicit:
-        if name not in classes:
-            known = ", ".join(sorted(classes))
-            raise ConfigError(
-                f"config error: llm.providers: unknown provider {name!r} (installed: {known})"
+    points = installed(PROVIDER_GROUP)
+    instances, explicit = _instances(settings, points)
+    for instance in instances:
+        if instance.type not in points:
+            known = ", ".join(sorted(points)) or "none"
+            where = (
+                f"llm.{instance.name}.type" if instance.type != instance.name else "llm.providers"
             )
-    names = explicit or [n for n in ("openai", "gemini") if n in classes] + sorted(
-        n for n in classes if n not in ("openai", "gemini", "demo")
-    )
+            raise ConfigError(
+                f"config error: {where}: unknown provider {instance.type!r} (installed:"
+                f" {known}); install the package that provides it"
+            )
     providers: list[Provider] = []
     problems: list[str] = []
-    for name in names:
-        cls = classes[name]
-        try:
-            options = cls.Options.model_validate(settings.llm.provider_options(name))
-        except ValidationError as error:
-            raise ConfigError(format_validation_error(f"llm.{name}", error)) from None
-        provider: Provider = cls(options, context)
+    for instance in instances:
+        provider = _build(instance, points[instance.type], make_context)
         missing = provider.missing_configuration()
         if missing is None:
             providers.append(provider)
         elif explicit:
-            raise ConfigError(f"config error: llm.providers includes {name!r}: {missing}")
+            raise ConfigError(f"config error: llm.providers includes {instance.name!r}: {missing}")
         else:
             problems.append(missing)
-    if not providers and "demo" in classes:
-        options = classes["demo"].Options.model_validate(settings.llm.provider_options("demo"))
-        providers.append(classes["demo"](options, context))
+    if not providers and "demo" in points:
+        demo = _Instance("demo", "demo", settings.llm.provider_tables().get("demo", {}))
+        providers.append(_build(demo, points["demo"], make_context))
     return providers, problems
+
+
+def _build(
+    instance: _Instance, point: EntryPoint, make_context: Callable[[str], ProviderContext]
+) -> Provider:
+    cls = _load(PROVIDER_GROUP, instance.type, point)
+    options_class = getattr(cls, "Options", None)
+    if options_class is None or not callable(getattr(cls, "missing_configuration", None)):
+        raise ConfigError(
+            f"plugin error: provider {instance.type!r} from {_package(point)} ({point.value})"
+            " must be a class with an Options model and the methods of server.Provider"
+        )
+    try:
+        options = options_class.model_validate(instance.options)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(f"llm.{instance.name}", error)) from None
+    provider: Provider = cls(options, make_context(instance.name))
+    provider.name = instance.name
+    return provider
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One installed plugin, as ``python -m server plugins`` lists it."""
+
+    group: str
+    name: str
+    package: str
+    value: str
+    enabled: bool
+    options: dict[str, Any]
+
+
+def describe_plugins(settings: Settings) -> list[PluginInfo]:
+    """Every installed stage and provider type, whether the configuration enables it, and
+    its options (defaults merged with the configuration; keys never shown)."""
+    infos: list[PluginInfo] = []
+    enabled_stages = set(settings.pipeline.stages)
+    for name, point in sorted(installed(STAGE_GROUP).items()):
+        options: dict[str, Any] = {}
+        if name in enabled_stages:
+            cls = _load(STAGE_GROUP, name, point)
+            try:
+                options = cls.Options.model_validate(settings.stage_options(name)).model_dump()
+            except ValidationError as error:
+                raise ConfigError(format_validation_error(f"stages.{name}", error)) from None
+        infos.append(
+            PluginInfo("stage", name, _package(point), point.value, name in enabled_stages, options)
+        )
+    points = installed(PROVIDER_GROUP)
+    instances, _ = _instances(settings, points)
+    used = {instance.type for instance in instances}
+    for name, point in sorted(points.items()):
+        infos.append(PluginInfo("provider", name, _package(point), point.value, name in used, {}))
+    for instance in instances:
+        if instance.type not in points:
+            continue
+        cls = _load(PROVIDER_GROUP, instance.type, points[instance.type])
+        try:
+            options = cls.Options.model_validate(instance.options).model_dump()
+        except ValidationError as error:
+            raise ConfigError(format_validation_error(f"llm.{instance.name}", error)) from None
+        infos.append(
+            PluginInfo(
+                "provider instance",
+                instance.name,
+                _package(points[instance.type]),
+                instance.type,
+                True,
+                options,
+            )
+        )
+    return infos

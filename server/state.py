@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.config import Settings
-from server.identity import TokenAuthenticator
-from server.plugin_api import AnyStage, Services
-from server.streamlog import StreamLogStore
-from server.telemetry import Telemetry
-from server.turns import TurnRunner
+from server.contract import AnyStage, RateLimitStore, Services, SessionStore
+from server.core.runner import TurnRunner
+from server.core.streamlog import StreamLogStore
+from server.http.identity import TokenAuthenticator
+from server.llm.chain import LLMChain
+from server.observability.telemetry import Telemetry
 
 __all__ = ["ServerState"]
 
@@ -17,7 +18,10 @@ __all__ = ["ServerState"]
 @dataclass
 class ServerState:
     settings: Settings
-    services: Services
+    services: Services  # what stages are lent
+    sessions: SessionStore
+    rate_limit_store: RateLimitStore
+    chain: LLMChain
     logs: StreamLogStore
     runner: TurnRunner
     tokens: TokenAuthenticator

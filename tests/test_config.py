@@ -49,7 +49,7 @@ def test_environment_overrides() -> None:
     assert settings.stream.on_disconnect == "cancel"
     assert settings.pipeline.stages == ["rate_limit", "session", "llm"]
     assert settings.server.port == 9123
-    assert settings.llm.provider_options("openai") == {
+    assert settings.llm.provider_tables()["openai"] == {
         "model": "gpt-x",
         "base_url": "http://127.0.0.1:1/v1",
     }

@@ -1,4 +1,8 @@
-"""The example plugin package: pip-installed, enabled by one config line, seen in a stream."""
+"""The example plugin package: installed, enabled by one config line, seen in a stream.
+
+It is installed into a temporary folder put on the server's ``PYTHONPATH`` (entry points are
+found there like anywhere on ``sys.path``), never into the environment the tests run in.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from tests.support.sse import bearer, request
 
 
 @pytest.fixture(scope="module")
-def installed_example() -> None:
+def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("example-site")
     subprocess.run(
         [
             sys.executable,
@@ -24,10 +29,13 @@ def installed_example() -> None:
             "--quiet",
             "--no-deps",
             "--no-build-isolation",
+            "--target",
+            str(target),
             str(ROOT / "examples" / "sluice-redact"),
         ],
         check=True,
     )
+    return target
 
 
 def config_with_redaction(tmp_path: Path) -> Path:
@@ -42,9 +50,14 @@ def config_with_redaction(tmp_path: Path) -> Path:
 
 
 def test_redaction_plugin_in_a_real_stream(
-    installed_example: None, start_server: StartServer, tmp_path: Path
+    installed_example: Path, start_server: StartServer, tmp_path: Path
 ) -> None:
-    server = start_server({"SLUICE_CONFIG": str(config_with_redaction(tmp_path))})
+    server = start_server(
+        {
+            "SLUICE_CONFIG": str(config_with_redaction(tmp_path)),
+            "PYTHONPATH": str(installed_example),
+        }
+    )
     message = "Write to alice.smith@example.com or bob@mail.example.org please"
     frames = request(
         server.url,
@@ -64,7 +77,7 @@ def test_redaction_plugin_in_a_real_stream(
     assert "Write to [email hidden] or [email hidden] please" in chunks
 
 
-def test_unknown_option_stops_start_up(installed_example: None, tmp_path: Path) -> None:
+def test_unknown_option_stops_start_up(installed_example: Path, tmp_path: Path) -> None:
     config = config_with_redaction(tmp_path)
     config.write_text(
         config.read_text(encoding="utf-8") + '\n[stages.redact_email]\nreplacment = "x"\n',
@@ -72,7 +85,12 @@ def test_unknown_option_stops_start_up(installed_example: None, tmp_path: Path) 
     )
     result = subprocess.run(
         [sys.executable, "-m", "server"],
-        env={"SLUICE_CONFIG": str(config), "SLUICE_DATA_DIR": str(tmp_path / "d"), "PATH": ""},
+        env={
+            "SLUICE_CONFIG": str(config),
+            "SLUICE_DATA_DIR": str(tmp_path / "d"),
+            "PATH": "",
+            "PYTHONPATH": str(installed_example),
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -83,3 +101,10 @@ def test_unknown_option_stops_start_up(installed_example: None, tmp_path: Path) 
         "sluice: config error: stages.redact_email.replacment: unknown setting"
         " (check the spelling against config.toml)"
     )
+
+
+def test_the_test_environment_is_left_as_it_was(installed_example: Path) -> None:
+    import importlib.util
+
+    assert (installed_example / "sluice_redact").is_dir()
+    assert importlib.util.find_spec("sluice_redact") is None

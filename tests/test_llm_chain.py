@@ -15,8 +15,9 @@ import pytest
 
 from plugins.providers.gemini import GeminiOptions, GeminiProvider
 from plugins.providers.openai import OpenAIOptions, OpenAIProvider
-from server.llm_chain import AnswerStream, ChainError, ChainObserver, LLMChain, _pieces
-from server.providers import Message, Provider, ProviderContext
+from server.contract import AnswerError, Message, Provider
+from server.llm.chain import AnswerStream, ChainObserver, LLMChain, _pieces
+from server.llm.transport import provider_context
 from tests.fakes.llm_upstreams import FakeGemini, FakeOpenAI, Reply, refused_url
 
 pytestmark = pytest.mark.anyio
@@ -71,7 +72,7 @@ class Setup:
         circuit_failures: int = 3,
         circuit_cooldown: float = 30.0,
     ) -> LLMChain:
-        context = ProviderContext(environ=ENV, max_connections=8)
+        context = provider_context(ENV, max_connections=8)
         made: dict[str, Provider] = {
             "openai": OpenAIProvider(
                 OpenAIOptions(base_url=openai_url or self.openai.base_url), context
@@ -118,12 +119,12 @@ async def setup() -> AsyncIterator[Setup]:
                 await chain.aclose()
 
 
-async def run(answer: AnswerStream) -> tuple[list[str], ChainError | None]:
+async def run(answer: AnswerStream) -> tuple[list[str], AnswerError | None]:
     deltas: list[str] = []
     try:
         async for delta in answer:
             deltas.append(delta)
-    except ChainError as error:
+    except AnswerError as error:
         return deltas, error
     finally:
         await answer.aclose()

@@ -128,7 +128,7 @@ def _run_logging(fmt: str, body: str) -> str:
         import logging
         import structlog
         from server.config import LogSettings
-        from server.logging import configure_logging
+        from server.observability.logging import configure_logging
         configure_logging(LogSettings(format={fmt!r}, level="info"))
         """
     ) + textwrap.dedent(body)

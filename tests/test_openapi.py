@@ -16,7 +16,7 @@ from tornado import web
 
 from server.app import build_state, make_app
 from server.config import load_settings
-from server.handlers.ops import openapi_spec
+from server.http.ops import openapi_spec
 from tests.support.server import ROOT, RunningServer
 from tests.support.sse import bearer, events, json_request, request
 

@@ -1,4 +1,4 @@
-"""The run loop (server/pipeline.py) and producer (server/turns.py), in process."""
+"""The run loop (server/core/pipeline.py) and producer (server/core/runner.py), in process."""
 
 from __future__ import annotations
 
@@ -8,11 +8,22 @@ from typing import Any
 
 import pytest
 
-from server import Event, Rest, Stage, Turn, WrapperStage, chunk, complete, error
+from server import (
+    Chunk,
+    Event,
+    Rest,
+    Stage,
+    TextFilter,
+    Turn,
+    WrapperStage,
+    chunk,
+    complete,
+    error,
+)
 from server.config import Settings
-from server.pipeline import Pipeline
-from server.streamlog import MemoryStreamLogStore
-from server.turns import TurnRunner
+from server.core.pipeline import Pipeline
+from server.core.runner import TurnInProgress, TurnRunner
+from server.core.streamlog import MemoryStreamLogStore
 
 
 def make_turn() -> Turn:
@@ -87,22 +98,28 @@ async def test_wrapper_transforms_the_rest_and_progress_never_falls() -> None:
     wrapper = stage(Upper, "upper")
     events = await collect(Pipeline([stage(Quiet, "a"), wrapper, stage(Words, "b")]), make_turn())
     statuses = [(e["stage"], e["state"], e["progress"]) for e in events if e["type"] == "status"]
+    # A wrapper is done after its last event: after everything inside it.
     assert statuses == [
         ("a", "start", 0),
-        ("a", "done", 33),
-        ("upper", "start", 33),
-        ("upper", "done", 66),
-        ("b", "start", 66),
-        ("b", "done", 100),
+        ("a", "done", 20),
+        ("upper", "start", 40),
+        ("b", "start", 60),
+        ("b", "done", 80),
+        ("upper", "done", 100),
     ]
     assert [e["content"] for e in events if e["type"] == "chunk"] == ["ONE ", "TWO ", "THREE"]
     assert events[-1]["type"] == "complete" and wrapper.seen[-1] == "complete"
+    # The wrapper changed every chunk and never touched complete: its message was made
+    # from what it let through.
+    assert events[-1]["message"] == "ONE TWO THREE"
+    assert [e["type"] for e in events[-2:]] == ["status", "complete"]
 
 
 @pytest.mark.gen_test
 async def test_terminal_event_ends_the_turn() -> None:
     events = await collect(Pipeline([stage(Refuse, "limit"), stage(Words, "llm")]), make_turn())
-    assert [e["type"] for e in events] == ["status", "status", "error"]
+    # A stage that ends the turn with an error is not reported done: it failed.
+    assert [(e["type"], e.get("state")) for e in events] == [("status", "start"), ("error", None)]
     assert events[-1]["code"] == "rate_limited" and events[-1]["retry_after"] == 3
     assert not any(e.get("stage") == "llm" for e in events)
 
@@ -191,3 +208,117 @@ async def test_cancel_before_the_producer_took_a_step() -> None:
     second = await runner.start(again)  # the slot was given back: not too_many_streams
     await runner.shutdown(5)
     assert (await second.read(0))[-1].data["type"] == "complete"
+
+
+class DropVowels(WrapperStage):
+    """Drops one chunk entirely and adds one of its own."""
+
+    async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
+        async for event in rest(turn):
+            if isinstance(event, Chunk) and event.content == "two ":
+                continue
+            if event.type == "complete":
+                yield chunk("!")
+            yield event
+
+
+class Canned(WrapperStage):
+    """Answers without asking the rest, with a complete and no chunk."""
+
+    async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
+        yield complete(
+            "from the cache",
+            session_id=None,
+            suggestions=[],
+            provider="cache",
+            model="-",
+            mode="stream",
+            fallback=False,
+            usage=None,
+        )
+
+
+@pytest.mark.gen_test
+async def test_complete_message_is_what_the_wrapper_let_through() -> None:
+    events = await collect(Pipeline([stage(DropVowels, "w"), stage(Words, "b")]), make_turn())
+    chunks = "".join(e["content"] for e in events if e["type"] == "chunk")
+    assert chunks == "one three!"
+    assert events[-1]["message"] == chunks
+
+
+@pytest.mark.gen_test
+async def test_a_complete_without_chunks_is_sent_as_one_chunk() -> None:
+    events = await collect(Pipeline([stage(Canned, "cache"), stage(Words, "b")]), make_turn())
+    assert [e["content"] for e in events if e["type"] == "chunk"] == ["from the cache"]
+    assert events[-1]["message"] == "from the cache"
+    assert not any(e.get("stage") == "b" for e in events)
+
+
+@pytest.mark.gen_test
+async def test_an_error_inside_a_wrapper_reports_no_done() -> None:
+    events = await collect(Pipeline([stage(Upper, "upper"), stage(Boom, "boom")]), make_turn())
+    assert [e["state"] for e in events if e["type"] == "status"] == ["start", "start"]
+    assert events[-1]["type"] == "error"
+
+
+class Censor(TextFilter):
+    def transform(self, text: str) -> str:
+        return text.replace("secret", "******")
+
+
+class Split(Stage):
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        for piece in ("the sec", "ret is ", "out: sec", "ret"):
+            yield chunk(piece)
+        yield complete(
+            "the secret is out: secret",
+            session_id=None,
+            suggestions=[],
+            provider="t",
+            model="t",
+            mode="stream",
+            fallback=False,
+            usage=None,
+        )
+
+
+@pytest.mark.gen_test
+async def test_text_filter_sees_words_split_across_chunks() -> None:
+    events = await collect(Pipeline([stage(Censor, "censor"), stage(Split, "b")]), make_turn())
+    chunks = "".join(e["content"] for e in events if e["type"] == "chunk")
+    assert chunks == "the ****** is out: ******"
+    assert events[-1]["message"] == chunks
+
+
+def test_events_are_immutable() -> None:
+    event = chunk("a")
+    with pytest.raises(AttributeError):
+        event.content = "b"  # type: ignore[misc]
+    assert event["content"] == "a" and event.as_dict() == {"type": "chunk", "content": "a"}
+
+
+@pytest.mark.gen_test
+async def test_one_turn_at_a_time_per_session() -> None:
+    words = stage(Words, "llm")
+    words.gate = asyncio.Event()
+    runner = TurnRunner(
+        Pipeline([words]), MemoryStreamLogStore(ttl_seconds=60, max_events=100), Settings()
+    )
+    first = make_turn()
+    first.session_id = "s_one"
+    await runner.start(first)
+    active = runner.active_turn("alice", "s_one")
+    assert active is not None and active.stream_id == first.stream_id
+    second = make_turn()
+    second.stream_id = "st_second"
+    second.session_id = "s_one"
+    with pytest.raises(TurnInProgress) as refused:
+        await runner.start(second)
+    assert refused.value.active.stream_id == first.stream_id
+    other = make_turn()
+    other.stream_id = "st_other"
+    other.session_id = "s_two"  # another session of the same user is not blocked
+    await runner.start(other)
+    assert runner.cancel_session("alice", "s_one", "cancelled") is True
+    await runner.shutdown(1)
+    assert runner.active_turn("alice", "s_one") is None

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from plugins.providers.gemini import GeminiOptions, GeminiProvider, to_gemini
-from server.providers import FailureKind, Message, ProviderContext, ProviderError
+from server.contract import FailureKind, Message, ProviderError
+from server.llm.transport import provider_context
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, FakeGemini, Reply, refused_url
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +40,7 @@ async def fake() -> AsyncIterator[FakeGemini]:
 def make(base_url: str, environ: dict[str, str] | None = None, **options: object) -> GeminiProvider:
     return GeminiProvider(
         GeminiOptions(base_url=base_url, **options),  # type: ignore[arg-type]
-        ProviderContext(environ={"GEMINI_API_KEY": KEY} if environ is None else environ),
+        provider_context({"GEMINI_API_KEY": KEY} if environ is None else environ),
     )
 
 
@@ -216,7 +217,7 @@ async def test_unknown_model_says_what_to_fix(fake: FakeGemini) -> None:
 
 
 async def test_missing_key() -> None:
-    provider = GeminiProvider(GeminiOptions(), ProviderContext(environ={}))
+    provider = GeminiProvider(GeminiOptions(), provider_context({}))
     try:
         assert provider.missing_configuration() == (
             "GEMINI_API_KEY (or GOOGLE_API_KEY) is not set: export it, or remove gemini "

@@ -8,7 +8,8 @@ import gc
 import pytest
 
 from plugins.providers.openai import OpenAIOptions, OpenAIProvider
-from server.providers import FailureKind, Message, ProviderContext, ProviderError
+from server.contract import FailureKind, Message, ProviderError
+from server.llm.transport import provider_context
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, FakeOpenAI, Reply, refused_url
 
 pytestmark = pytest.mark.anyio
@@ -21,7 +22,7 @@ def make(base_url: str, key: str | None = KEY, **options: object) -> OpenAIProvi
     environ = {"OPENAI_API_KEY": key} if key else {}
     return OpenAIProvider(
         OpenAIOptions(base_url=base_url, **options),  # type: ignore[arg-type]
-        ProviderContext(environ=environ, max_connections=8),
+        provider_context(environ, max_connections=8),
     )
 
 
@@ -228,7 +229,7 @@ async def test_unknown_model_says_what_to_fix(fake_openai: FakeOpenAI) -> None:
 
 
 async def test_missing_key() -> None:
-    official = OpenAIProvider(OpenAIOptions(), ProviderContext(environ={}))
+    official = OpenAIProvider(OpenAIOptions(), provider_context({}))
     local = make("http://127.0.0.1:11434/v1", key=None)
     try:
         assert official.missing_configuration() == (
@@ -245,7 +246,7 @@ async def test_missing_key() -> None:
 
 
 async def test_openai_itself_gets_max_completion_tokens() -> None:
-    provider = OpenAIProvider(OpenAIOptions(), ProviderContext(environ={"OPENAI_API_KEY": KEY}))
+    provider = OpenAIProvider(OpenAIOptions(), provider_context({"OPENAI_API_KEY": KEY}))
     try:
         assert "max_completion_tokens" in provider._body(PROMPT, 10)
     finally:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.sse import comment, encode_data, encode_event, padding, retry_field
+from server.core.sse import comment, encode_data, encode_event, padding, retry_field
 from tests.support.sse import parse_frames
 
 

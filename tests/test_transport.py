@@ -8,8 +8,8 @@ import sys
 import httpx2
 import pytest
 
-from plugins.providers._shared import pooled_http_client
-from plugins.providers._transport import UpstreamBody, body_reader
+from server.contract import body_reader
+from server.llm.transport import UpstreamBody, pooled_http_client
 from tests.fakes.llm_upstreams import FakeOpenAI, Reply, refused_url
 
 pytestmark = pytest.mark.anyio

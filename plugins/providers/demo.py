@@ -69,7 +69,7 @@ class _DemoStream:
 
 
 class DemoProvider:
-    name: ClassVar[str] = "demo"
+    name: str = "demo"
     Options: ClassVar[type[ProviderOptions]] = DemoOptions
 
     def __init__(self, options: DemoOptions, context: ProviderContext) -> None:

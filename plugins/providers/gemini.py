@@ -29,22 +29,20 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from plugins.providers._shared import (
-    JSONFrameStream,
-    pooled_http_client,
-    redact,
-    retry_after_from_headers,
-    transport_error,
-)
-from plugins.providers._transport import BodyReader, body_reader
-from server.providers import (
+from server.contract import (
+    BodyReader,
     Completion,
     FailureKind,
+    JSONFrameStream,
     Message,
     ProviderContext,
     ProviderError,
     ProviderOptions,
     Usage,
+    body_reader,
+    redact,
+    retry_after_from_headers,
+    transport_error,
 )
 
 __all__ = ["GeminiOptions", "GeminiProvider", "to_gemini"]
@@ -64,6 +62,9 @@ class GeminiOptions(ProviderOptions):
     # Thinking models count thoughts against maxOutputTokens; 0 turns thinking off on models
     # that allow it. None sends nothing (the model's default).
     thinking_budget: int | None = None
+    # The environment variable holding the key. Default: GEMINI_API_KEY (or GOOGLE_API_KEY)
+    # for the instance named "gemini"; none for other instances.
+    api_key_env: str | None = None
 
 
 def to_gemini(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -99,7 +100,7 @@ def _usage(raw: Any) -> Usage | None:
 
 
 class GeminiProvider:
-    name: ClassVar[str] = "gemini"
+    name: str = "gemini"
     Options: ClassVar[type[ProviderOptions]] = GeminiOptions
 
     def __init__(self, options: ProviderOptions, context: ProviderContext) -> None:
@@ -111,7 +112,17 @@ class GeminiProvider:
         self.model = self.options.model or GeminiOptions.model_fields["model"].default
         self.base_url = (self.options.base_url or GEMINI_BASE_URL).rstrip("/")
         environ = context.environ
-        key = (environ.get("GEMINI_API_KEY") or environ.get("GOOGLE_API_KEY") or "").strip()
+        self.name = context.name or type(self).name
+        self._key_names: tuple[str, ...]
+        if self.options.api_key_env:
+            self._key_names = (self.options.api_key_env,)
+        elif self.name == "gemini":
+            self._key_names = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+        else:
+            self._key_names = ()
+        self._key_label = " (or ".join(self._key_names) + (")" if len(self._key_names) > 1 else "")
+        self._key_label = self._key_label or f"llm.{self.name}.api_key_env"
+        key = next((environ[k] for k in self._key_names if environ.get(k, "").strip()), "").strip()
         self._key = key or None
         model_path = (
             self.model
@@ -125,7 +136,7 @@ class GeminiProvider:
         self._client: genai.Client | None = None
         if self._key is not None:
             # No network I/O here: the pool connects on the first request.
-            self._http = pooled_http_client(context.max_connections)
+            self._http = context.http_client()
             self._client = genai.Client(
                 vertexai=False,
                 api_key=self._key,
@@ -139,8 +150,7 @@ class GeminiProvider:
     def missing_configuration(self) -> str | None:
         if self._key is None:
             return (
-                "GEMINI_API_KEY (or GOOGLE_API_KEY) is not set: export it, or remove gemini "
-                "from llm.providers"
+                f"{self._key_label} is not set: export it, or remove {self.name} from llm.providers"
             )
         return None
 
@@ -239,7 +249,7 @@ class GeminiProvider:
         if status in (401, 403) or "API_KEY_INVALID" in details or "API key not valid" in message:
             return ProviderError(
                 FailureKind.AUTH,
-                f"{name} refused the API key ({status}): check GEMINI_API_KEY (or GOOGLE_API_KEY).",
+                f"{name} refused the API key ({status}): check {self._key_label}.",
                 status=status,
                 detail=detail,
             )

@@ -19,21 +19,19 @@ import httpx2
 import openai
 from pydantic import Field
 
-from plugins.providers._shared import (
-    JSONFrameStream,
-    pooled_http_client,
-    redact,
-    retry_after_from_headers,
-)
-from plugins.providers._transport import BodyReader, body_reader
-from server.providers import (
+from server.contract import (
+    BodyReader,
     Completion,
     FailureKind,
+    JSONFrameStream,
     Message,
     ProviderContext,
     ProviderError,
     ProviderOptions,
     Usage,
+    body_reader,
+    redact,
+    retry_after_from_headers,
 )
 
 __all__ = ["OpenAIOptions", "OpenAIProvider"]
@@ -56,6 +54,9 @@ class OpenAIOptions(ProviderOptions):
     stream_usage: bool = True
     # Extra request headers, e.g. OpenRouter's HTTP-Referer and X-Title.
     headers: dict[str, str] = Field(default_factory=dict)
+    # The environment variable holding the key. Default: OPENAI_API_KEY for the instance
+    # named "openai"; none for other instances, so OpenAI's key is never sent elsewhere.
+    api_key_env: str | None = None
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -69,7 +70,7 @@ def _usage(raw: Any) -> Usage | None:
 
 
 class OpenAIProvider:
-    name: ClassVar[str] = "openai"
+    name: str = "openai"
     Options: ClassVar[type[ProviderOptions]] = OpenAIOptions
 
     def __init__(self, options: ProviderOptions, context: ProviderContext) -> None:
@@ -82,7 +83,12 @@ class OpenAIProvider:
         self.base_url = (self.options.base_url or OPENAI_BASE_URL).rstrip("/")
         self.host = urlsplit(self.base_url).netloc or self.base_url
         self._is_openai = self.host == "api.openai.com"
-        key = context.environ.get("OPENAI_API_KEY", "").strip()
+        self.name = context.name or type(self).name
+        self._key_env = self.options.api_key_env or (
+            "OPENAI_API_KEY" if self.name == "openai" else None
+        )
+        self._key_label = self._key_env or "the API key"
+        key = context.environ.get(self._key_env, "").strip() if self._key_env else ""
         self._key = key or None
         field = self.options.max_tokens_field
         if field == "auto":
@@ -98,13 +104,14 @@ class OpenAIProvider:
                 project=None,
                 max_retries=0,
                 default_headers=self.options.headers or None,
-                http_client=pooled_http_client(context.max_connections),
+                http_client=context.http_client(),
             )
 
     def missing_configuration(self) -> str | None:
         # A self-hosted server usually needs no key; OpenAI itself always does.
         if self._key is None and self._is_openai:
-            return "OPENAI_API_KEY is not set: export it, or remove openai from llm.providers"
+            env = self._key_env or f"llm.{self.name}.api_key_env"
+            return f"{env} is not set: export it, or remove {self.name} from llm.providers"
         return None
 
     def _require_client(self) -> openai.AsyncOpenAI:
@@ -191,14 +198,14 @@ class OpenAIProvider:
         if status == 401:
             return ProviderError(
                 FailureKind.AUTH,
-                f"{name} refused the API key (401): check OPENAI_API_KEY.",
+                f"{name} refused the API key (401): check {self._key_label}.",
                 status=status,
                 detail=detail,
             )
         if status == 403:
             return ProviderError(
                 FailureKind.AUTH,
-                f"{name} denied access to model {self.model!r} (403): check OPENAI_API_KEY "
+                f"{name} denied access to model {self.model!r} (403): check {self._key_label} "
                 "and the model's access.",
                 status=status,
                 detail=detail,

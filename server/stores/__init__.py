@@ -1,9 +1,2 @@
-"""Store interfaces and their embedded backends.
-
-Stages and handlers talk to these protocols only, so a shared backend (Redis, when
-``REDIS_URL`` is set) can replace the embedded one without touching them.
-"""
-
-from server.stores.base import RateLimitStore, SessionRecord, SessionStore, StoredMessage
-
-__all__ = ["RateLimitStore", "SessionRecord", "SessionStore", "StoredMessage"]
+"""Store backends: the embedded defaults (SQLite history, in-process buckets) and the shared
+ones. The protocols they implement are part of the plugin contract (``server.contract``)."""

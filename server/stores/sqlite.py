@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from server.stores.base import SessionRecord, StoredMessage
+from server.contract.stores import SessionRecord, StoredMessage
 
 __all__ = ["SQLiteSessionStore"]
 

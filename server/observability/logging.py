@@ -1,7 +1,7 @@
 """Structured logs through structlog: JSON lines in production, readable lines locally.
 
 Request and stream ids are bound with ``structlog.contextvars`` so every line of a request
-or a turn carries them (``server.handlers.base``, ``server.turnlog``). Lines from the
+or a turn carries them (``server.http.base``, ``server.observability.turnlog``). Lines from the
 standard library's loggers (Tornado's, the fallback chain's) go through the same renderer,
 so a log collector sees one format.
 

@@ -1,11 +1,15 @@
-"""The store protocols: sessions (history, memory) and rate-limit buckets."""
+"""The store protocols: sessions (history, memory) and rate-limit buckets.
+
+Stages see :class:`SessionStore` and :class:`RateLimiter`; a backend (SQLite, PostgreSQL,
+memory, Redis) implements them in ``server/stores``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["RateLimitStore", "SessionRecord", "SessionStore", "StoredMessage"]
+__all__ = ["RateLimitStore", "RateLimiter", "SessionRecord", "SessionStore", "StoredMessage"]
 
 
 @dataclass(slots=True)
@@ -65,3 +69,11 @@ class RateLimitStore(Protocol):
         ...
 
     async def ping(self) -> None: ...
+
+
+class RateLimiter(Protocol):
+    """Token buckets with the configured rate and burst (``[rate_limit]``)."""
+
+    async def take(self, key: str) -> float:
+        """Take one token from ``key``'s bucket: 0 when allowed, else seconds to wait."""
+        ...

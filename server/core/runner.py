@@ -8,6 +8,7 @@ and shutdown is "wait a grace period, then cancel what is left with a retryable 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections import Counter
@@ -16,12 +17,13 @@ from dataclasses import dataclass
 import structlog
 
 from server.config import Settings
-from server.pipeline import Pipeline, cancellation_event
-from server.plugin_api import Event, Turn, error
-from server.streamlog import LogFull, MemoryStreamLog, StreamLogStore
-from server.telemetry import Telemetry
+from server.contract import TERMINAL_TYPES, ErrorCode, Event, Status, Turn, error
+from server.core.cancellation import Cancellation, cancellation_event
+from server.core.pipeline import Pipeline
+from server.core.streamlog import LogFull, MemoryStreamLog, StreamLogStore
+from server.observability.telemetry import Telemetry
 
-__all__ = ["TurnRunner", "new_stream_id"]
+__all__ = ["ActiveTurn", "TurnInProgress", "TurnRunner", "new_session_id", "new_stream_id"]
 
 log = structlog.get_logger("sluice.turns")
 
@@ -33,11 +35,36 @@ def new_stream_id() -> str:
     return "st_" + secrets.token_urlsafe(16)
 
 
+def new_session_id() -> str:
+    return "s_" + secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveTurn:
+    """The answer being written in a session now."""
+
+    stream_id: str
+    started_at: float  # epoch seconds
+
+    def as_json(self) -> dict[str, object]:
+        return {"stream_id": self.stream_id, "started_at": self.started_at}
+
+
+class TurnInProgress(Exception):
+    """The session already has an answer being written: one turn at a time per session
+    keeps its history in order (each question before its answer)."""
+
+    def __init__(self, active: ActiveTurn) -> None:
+        super().__init__(active.stream_id)
+        self.active = active
+
+
 @dataclass(eq=False, slots=True)
 class _Running:
     turn: Turn
     task: asyncio.Task[None]
     log: MemoryStreamLog
+    cancellation: Cancellation
     started: bool = False  # the task has taken its first step
 
 
@@ -54,6 +81,8 @@ class TurnRunner:
         self.logs = logs
         self.settings = settings
         self._running: dict[str, _Running] = {}
+        # (user id, session id) -> the turn writing that session's next answer.
+        self._by_session: dict[tuple[str, str], _Running] = {}
         self._per_user: Counter[str] = Counter()
         self.telemetry = telemetry or Telemetry()
         self.accepting = True
@@ -62,8 +91,23 @@ class TurnRunner:
     def running_count(self) -> int:
         return len(self._running)
 
+    def active_turn(self, user_id: str, session_id: str) -> ActiveTurn | None:
+        running = self._by_session.get((user_id, session_id))
+        if running is None:
+            return None
+        return ActiveTurn(running.turn.stream_id, running.turn.started_at)
+
     async def start(self, turn: Turn) -> MemoryStreamLog:
-        """Create the turn's log and start its producer; the log is returned at once."""
+        """Create the turn's log and start its producer; the log is returned at once.
+
+        A turn without a session gets a new session id here, so that the session is known
+        (and shows its ``active_turn``) from the first event. Raises :class:`TurnInProgress`
+        when the session already has an answer being written."""
+        if turn.session_id is None:
+            turn.session_id = new_session_id()
+        active = self.active_turn(turn.user_id, turn.session_id)
+        if active is not None:
+            raise TurnInProgress(active)
         stream_log = await self.logs.create(turn.stream_id, turn.user_id)
         limit = self.settings.limits.max_streams_per_user
         if not self.accepting:
@@ -71,12 +115,18 @@ class TurnRunner:
             return stream_log
         if self._per_user[turn.user_id] >= limit:
             message = f"You already have {limit} answers in progress. Wait for one to finish."
-            await self._refuse(turn, stream_log, error("too_many_streams", message, retryable=True))
+            refusal = error(ErrorCode.TOO_MANY_STREAMS, message, retryable=True)
+            await self._refuse(turn, stream_log, refusal)
             return stream_log
         turn.deadline = time.monotonic() + self.settings.stream.max_duration_seconds
         self._per_user[turn.user_id] += 1
-        task = asyncio.create_task(self._produce(turn, stream_log), name=turn.stream_id)
-        self._running[turn.stream_id] = _Running(turn, task, stream_log)
+        cancellation = Cancellation()
+        task = asyncio.create_task(
+            self._produce(turn, stream_log, cancellation), name=turn.stream_id
+        )
+        running = _Running(turn, task, stream_log, cancellation)
+        self._running[turn.stream_id] = running
+        self._by_session[(turn.user_id, turn.session_id)] = running
         return stream_log
 
     async def _refuse(self, turn: Turn, stream_log: MemoryStreamLog, event: Event) -> None:
@@ -89,17 +139,25 @@ class TurnRunner:
         running = self._running.get(stream_id)
         if running is None or running.task.done():
             return False
-        running.turn.state.setdefault("sluice.cancel_reason", reason)
+        running.cancellation.request(reason)
         if running.started:
             running.task.cancel()
         # A task cancelled before its first step would never run _produce, so nothing would
         # end the stream or free the user's slot: it sees the reason as it starts instead.
         return True
 
-    async def _produce(self, turn: Turn, stream_log: MemoryStreamLog) -> None:
+    def cancel_session(self, user_id: str, session_id: str, reason: str) -> bool:
+        """Cancel the turn writing ``session_id``'s answer, if any."""
+        running = self._by_session.get((user_id, session_id))
+        return running is not None and self.cancel(running.turn.stream_id, reason)
+
+    async def _produce(
+        self, turn: Turn, stream_log: MemoryStreamLog, cancellation: Cancellation
+    ) -> None:
         # First, in the turn's own task: context variables bound by the hook (the stream id
         # and hashed user on every log line) stay with the turn and nothing else.
         self._running[turn.stream_id].started = True
+        cancellation.make_current()
         self.telemetry.turn_started(turn)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(
@@ -112,23 +170,26 @@ class TurnRunner:
         first_chunk: float | None = None
         produced = 0
         try:
-            if "sluice.cancel_reason" in turn.state:  # stopped before it began
-                terminal = cancellation_event(turn.state["sluice.cancel_reason"])
+            if cancellation.reason is not None:  # stopped before it began
+                terminal = cancellation_event(cancellation.reason)
                 await stream_log.append(terminal)
             else:
                 async for event in events:
-                    if first_status and event["type"] == "status":
-                        event["stream_id"] = turn.stream_id
+                    kind = event.type
+                    if first_status and isinstance(event, Status):
+                        event = dataclasses.replace(event, stream_id=turn.stream_id)
                         first_status = False
-                    elif first_chunk is None and event["type"] == "chunk":
+                    elif first_chunk is None and kind == "chunk":
                         first_chunk = time.monotonic() - started
-                    if event["type"] in ("complete", "error"):
+                    if kind in TERMINAL_TYPES:
                         terminal = event
                     try:
                         await stream_log.append(event)
                     except LogFull:
                         log.warning("stream_log_full", stream_id=turn.stream_id)
-                        terminal = error("internal", "The answer grew too long.", retryable=False)
+                        terminal = error(
+                            ErrorCode.INTERNAL, "The answer grew too long.", retryable=False
+                        )
                         await stream_log.append(terminal)
                     if terminal is not None:
                         break
@@ -143,7 +204,7 @@ class TurnRunner:
             if task is not None:
                 task.uncancel()
             if terminal is None:
-                terminal = cancellation_event(turn.state.get("sluice.cancel_reason"))
+                terminal = cancellation_event(cancellation.reason)
                 await stream_log.append(terminal)
         except Exception:
             log.exception("producer_failed", stream_id=turn.stream_id)
@@ -151,9 +212,14 @@ class TurnRunner:
             timer.cancel()
             await events.aclose()  # type: ignore[attr-defined]
             if terminal is None:
-                terminal = error("internal", "The answer ended unexpectedly.", retryable=True)
+                terminal = error(
+                    ErrorCode.INTERNAL, "The answer ended unexpectedly.", retryable=True
+                )
                 await stream_log.append(terminal)
-            self._running.pop(turn.stream_id, None)
+            running = self._running.pop(turn.stream_id, None)
+            key = (turn.user_id, turn.session_id or "")
+            if running is not None and self._by_session.get(key) is running:
+                del self._by_session[key]
             self._per_user[turn.user_id] -= 1
             if self._per_user[turn.user_id] <= 0:
                 del self._per_user[turn.user_id]

@@ -13,18 +13,17 @@ import asyncio
 import contextlib
 import socket
 import struct
-from typing import Any
 
 import structlog
 from tornado import httputil
 from tornado.iostream import IOStream, StreamClosedError
 
-from server.handlers.base import ApiError, BaseHandler, JsonBodyHandler
-from server.identity import Identity
-from server.plugin_api import Turn
-from server.sse import comment, padding, retry_field
-from server.streamlog import MemoryStreamLog
-from server.turns import new_stream_id
+from server.contract import Event, Turn
+from server.core.runner import TurnInProgress, new_stream_id
+from server.core.sse import comment, padding, retry_field
+from server.core.streamlog import MemoryStreamLog
+from server.http.base import ApiError, BaseHandler, JsonBodyHandler
+from server.http.identity import Identity
 
 __all__ = [
     "ConversationHandler",
@@ -215,7 +214,18 @@ class _TurnStarter(JsonBodyHandler):
             client_ip=self.request.remote_ip or "",
             session_id=session_id,
         )
-        stream_log = await self.state.runner.start(turn)
+        try:
+            stream_log = await self.state.runner.start(turn)
+        except TurnInProgress as busy:
+            stream_id = busy.active.stream_id
+            self.set_header("X-Stream-Id", stream_id)
+            raise ApiError(
+                409,
+                "turn_in_progress",
+                "An answer is being written in this conversation. Follow it, or wait for it"
+                " to finish before sending the next message.",
+                extra={"stream_id": stream_id},
+            ) from None
         return turn, stream_log
 
 
@@ -306,7 +316,7 @@ class ConversationHandler(_TurnStarter):
         )
 
 
-async def _wait_for_terminal(stream_log: MemoryStreamLog) -> dict[str, Any]:
+async def _wait_for_terminal(stream_log: MemoryStreamLog) -> Event:
     loop = asyncio.get_running_loop()
     while (terminal := stream_log.terminal_event()) is None:
         waiter: asyncio.Future[bool] = loop.create_future()

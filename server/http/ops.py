@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from server.handlers.base import ApiError, BaseHandler
+from server.http.base import ApiError, BaseHandler
 
 __all__ = ["OPENAPI_FILE", "MetricsHandler", "OpenAPIHandler", "openapi_spec"]
 

@@ -31,10 +31,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Any
 
-from server.circuit import Circuit, CircuitState
-from server.providers import FailureKind, Message, Provider, ProviderError, Usage
+from server.contract import (
+    AnswerError,
+    AnswerResult,
+    ErrorCode,
+    FailureKind,
+    Message,
+    Provider,
+    ProviderError,
+)
+from server.llm.circuit import Circuit, CircuitState
 
-__all__ = ["AnswerResult", "AnswerStream", "ChainError", "ChainObserver", "LLMChain"]
+__all__ = ["AnswerStream", "ChainObserver", "LLMChain"]
 
 log = logging.getLogger("sluice.llm")
 
@@ -48,31 +56,6 @@ PLAIN_PIECE_CHARS = 24
 _PLAIN_WORTH_TRYING = frozenset(
     {FailureKind.STREAM_UNSUPPORTED, FailureKind.MALFORMED, FailureKind.UNAVAILABLE}
 )
-
-
-@dataclass(slots=True)
-class AnswerResult:
-    provider: str
-    model: str
-    mode: str  # "stream" | "non-stream"
-    fallback: bool
-    usage: Usage | None
-    finish_reason: str | None = None
-
-
-class ChainError(Exception):
-    """The chain could not deliver; ``code`` is an event-stream error code.
-
-    ``message`` is safe to show a person (no keys, no upstream bodies)."""
-
-    def __init__(
-        self, code: str, message: str, *, retryable: bool, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 class ChainObserver:
@@ -236,8 +219,8 @@ class AnswerStream:
                         if self.text_sent:
                             verdict = False
                             chain.observer.on_interrupted(provider.name, error.kind.value)
-                            raise ChainError(
-                                "upstream_interrupted",
+                            raise AnswerError(
+                                ErrorCode.UPSTREAM_INTERRUPTED,
                                 "The answer was interrupted. Please try again.",
                                 retryable=True,
                             ) from None
@@ -269,8 +252,8 @@ class AnswerStream:
                     verdict = False
             except _DeadlineExceeded:
                 verdict = None if not self.text_sent else False
-                raise ChainError(
-                    "timeout", "The answer took too long. Please try again.", retryable=True
+                raise AnswerError(
+                    ErrorCode.TIMEOUT, "The answer took too long. Please try again.", retryable=True
                 ) from None
             finally:
                 if verdict is True:
@@ -364,7 +347,7 @@ class AnswerStream:
             self.text_sent = True
             yield piece
 
-    def _unavailable(self, failures: list[tuple[str, ProviderError]]) -> ChainError:
+    def _unavailable(self, failures: list[tuple[str, ProviderError]]) -> AnswerError:
         message = "No language model could answer right now. Please try again shortly."
         # A refused key or an unknown model will not fix itself: say what to fix (item 6).
         fixes = [
@@ -378,7 +361,9 @@ class AnswerStream:
         # Only when every provider is known to be blocked is there a time worth telling.
         blocked = bool(waits) and len(waits) == len(self._chain.entries)
         retry_after = round(min(waits), 3) if blocked else None
-        return ChainError("upstream_unavailable", message, retryable=True, retry_after=retry_after)
+        return AnswerError(
+            ErrorCode.UPSTREAM_UNAVAILABLE, message, retryable=True, retry_after=retry_after
+        )
 
 
 def _log_failure(name: str, mode: str, error: ProviderError) -> None:

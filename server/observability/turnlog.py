@@ -19,8 +19,8 @@ from typing import Any
 import structlog
 
 from server.config import Settings
-from server.plugin_api import Event, Turn
-from server.telemetry import Telemetry
+from server.contract import Event, Turn
+from server.observability.telemetry import Telemetry
 
 __all__ = ["TurnLog", "TurnRecord", "current_turn", "hash_user"]
 

@@ -1,14 +1,14 @@
 """The one place the server reports what happens, for metrics and logs to listen to.
 
 Handlers, the producer, the pipeline and the fallback chain call these hooks; they do
-nothing here. ``server.metrics`` subclasses :class:`Telemetry` to feed Prometheus. Hooks run
-on the event loop on hot paths: keep them cheap and never let them raise.
+nothing here. ``server.observability.metrics`` subclasses :class:`Telemetry` to feed
+Prometheus. Hooks run on the event loop on hot paths: keep them cheap and never let them raise.
 """
 
 from __future__ import annotations
 
-from server.llm_chain import ChainObserver
-from server.plugin_api import Event, Turn
+from server.contract import Event, Turn
+from server.llm.chain import ChainObserver
 
 __all__ = ["Telemetry"]
 

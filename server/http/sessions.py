@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.handlers.base import SESSION_ID, ApiError, BaseHandler
+from server.http.base import SESSION_ID, ApiError, BaseHandler
 
 __all__ = ["SessionHandler", "SessionListHandler"]
 
@@ -10,7 +10,7 @@ __all__ = ["SessionHandler", "SessionListHandler"]
 class SessionListHandler(BaseHandler):
     async def get(self, user_id: str) -> None:
         self.require_user(user_id)
-        sessions = await self.state.services.sessions.list_sessions(user_id)
+        sessions = await self.state.sessions.list_sessions(user_id)
         self.write_json(
             {
                 "sessions": [
@@ -29,23 +29,25 @@ class SessionHandler(BaseHandler):
 
     async def get(self, user_id: str, session_id: str) -> None:
         self._check(user_id, session_id)
-        store = self.state.services.sessions
+        store = self.state.sessions
         record = await store.get_session(user_id, session_id)
         if record is None:
             raise ApiError(404, "not_found", "No such session.")
         messages = await store.messages(user_id, session_id)
+        active = self.state.runner.active_turn(user_id, session_id)
         self.write_json(
             {
                 "session_id": session_id,
                 "title": record.title,
                 "messages": [message.as_json() for message in messages],
                 "context": record.memory,
+                "active_turn": active.as_json() if active is not None else None,
             }
         )
 
     async def delete(self, user_id: str, session_id: str) -> None:
         self._check(user_id, session_id)
-        if not await self.state.services.sessions.delete_session(user_id, session_id):
+        if not await self.state.sessions.delete_session(user_id, session_id):
             raise ApiError(404, "not_found", "No such session.")
         self.set_status(204)
         self.finish()

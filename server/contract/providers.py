@@ -2,8 +2,14 @@
 
 A provider turns a list of chat messages into text, either as a stream of text deltas or in
 one plain call. It knows nothing about fallback, circuits or the event stream: the chain in
-:mod:`server.llm_chain` owns those. Providers register through the ``sluice.providers`` entry
+:mod:`server.llm.chain` owns those. Providers register through the ``sluice.providers`` entry
 point group, exactly like third-party ones; the built-ins live in ``plugins/providers``.
+
+A provider *type* (the entry point: ``openai``, ``gemini``, ``demo``) can be configured as
+several *instances*, each a ``[llm.<name>]`` table with ``type = "<entry point>"`` (the type
+defaults to the name): say OpenRouter and a local Ollama, both of type ``openai``. The
+loader sets each instance's ``name`` to its configured name, which is what ``status``,
+``complete.provider``, metrics and logs show.
 
 Usage and finish reason travel *beside* the text (on the stream object once it is exhausted,
 or on :class:`Completion`), never inside it, so that nothing but answer text reaches ``chunk``
@@ -13,11 +19,14 @@ events.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = [
     "Completion",
@@ -136,12 +145,12 @@ class Provider(Protocol):
     """What the chain needs of a provider.
 
     Construction is ``ProviderClass(options, context)``: the validated ``[llm.<name>]`` options
-    and a :class:`ProviderContext` (environment for the well-known key names, pool sizing); it
-    must not do network I/O. ``missing_configuration()`` says, in one
+    and a :class:`ProviderContext` (its configured name, the environment for key names, an
+    HTTP client factory); it must not do network I/O. ``missing_configuration()`` says, in one
     line a person can act on, why the provider cannot run (no key set…), or None when it can.
     """
 
-    name: ClassVar[str]
+    name: str  # the configured name; the loader sets it on each instance
     Options: ClassVar[type[ProviderOptions]]
     model: str
 
@@ -164,11 +173,23 @@ class Provider(Protocol):
         ...
 
 
+def _no_http_client() -> httpx2.AsyncClient:
+    raise RuntimeError("this ProviderContext was made without an http_client factory")
+
+
 @dataclass
 class ProviderContext:
-    """What a provider factory receives besides its options."""
+    """What a provider receives besides its options.
+
+    ``http_client()`` makes the pooled upstream HTTP client the server tunes for streaming
+    (hand it to your SDK, or use it directly): an ``httpx2.AsyncClient`` whose streamed
+    responses can be read with :func:`server.contract.body_reader`.
+    """
 
     environ: Mapping[str, str] = field(default_factory=dict)
     # Upper bound of concurrent upstream requests the server will make: size pools to it.
     max_connections: int = 256
+    # The instance's configured name (``[llm.<name>]``), for messages and key lookup.
+    name: str = ""
+    http_client: Callable[[], httpx2.AsyncClient] = _no_http_client
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Everything a stage plugin needs, in one module (the way ``datasette/hookspecs.py`` is).
+"""Stages: the turn they work on, the two kinds of stage, and the services they may call.
 
 A stage is a class registered in the ``sluice.stages`` entry point group and named in
 ``[pipeline] stages``. There are two kinds, modelled on pytest's plain hooks and wrappers:
@@ -8,10 +8,10 @@ A stage is a class registered in the ``sluice.stages`` entry point group and nam
   the stages after it) and yields what the client should see: it can transform events
   (redact a chunk), act before and after the rest (save the answer), or not call ``rest``.
 
-Yielding a terminal event (``complete`` or ``error``) ends the turn: no later stage runs.
-Options come from ``[stages.<name>]`` and are validated at start-up by the stage's
-``Options`` model (unknown keys refused). The built-in stages in ``plugins/`` use nothing
-but this module.
+Yielding a terminal event (``complete`` or ``error``) ends the turn: no later stage runs. A
+stage whose class sets ``ends_turn = True`` (like ``llm``) always does, so nothing may be
+placed after it. Options come from ``[stages.<name>]`` and are validated at start-up by the
+stage's ``Options`` model (unknown keys refused).
 """
 
 from __future__ import annotations
@@ -19,82 +19,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from server.providers import Message
+from server.contract.answers import AnswerService
+from server.contract.events import Event
+from server.contract.providers import Message
+from server.contract.stores import RateLimiter, SessionStore
 
-if TYPE_CHECKING:
-    from server.config import Settings
-    from server.llm_chain import LLMChain
-    from server.stores import RateLimitStore, SessionStore
-
-__all__ = [
-    "TERMINAL_TYPES",
-    "Event",
-    "Message",
-    "Rest",
-    "Services",
-    "Stage",
-    "StageOptions",
-    "Turn",
-    "WrapperStage",
-    "chunk",
-    "complete",
-    "context",
-    "error",
-    "status",
-]
-
-Event = dict[str, Any]
-"""An event is a JSON-ready dict whose ``type`` is one of the five event types."""
-
-TERMINAL_TYPES = frozenset({"complete", "error"})
-
-
-def status(stage: str, state: str, progress: int) -> Event:
-    return {"type": "status", "stage": stage, "state": state, "progress": progress}
-
-
-def context(session_id: str, intent: dict[str, Any], remembered: dict[str, Any]) -> Event:
-    return {"type": "context", "session_id": session_id, "intent": intent, "context": remembered}
-
-
-def chunk(content: str) -> Event:
-    return {"type": "chunk", "content": content}
-
-
-def complete(
-    message: str,
-    *,
-    session_id: str | None,
-    suggestions: list[str],
-    provider: str,
-    model: str,
-    mode: str,
-    fallback: bool,
-    usage: dict[str, Any] | None,
-) -> Event:
-    return {
-        "type": "complete",
-        "message": message,
-        "session_id": session_id,
-        "suggestions": suggestions,
-        "provider": provider,
-        "model": model,
-        "mode": mode,
-        "fallback": fallback,
-        "usage": usage,
-    }
-
-
-def error(code: str, message: str, *, retryable: bool, retry_after: float | None = None) -> Event:
-    """An ``error`` event. ``message`` is read by a person: no internals, no stack traces."""
-    event: Event = {"type": "error", "code": code, "message": message, "retryable": retryable}
-    if retry_after is not None:
-        event["retry_after"] = max(0, round(retry_after + 0.499))  # whole seconds, rounded up
-    return event
+__all__ = ["AnyStage", "Rest", "Services", "Stage", "StageOptions", "Turn", "WrapperStage"]
 
 
 @dataclass(eq=False)
@@ -118,7 +52,8 @@ class Turn:
     # Monotonic instant by which the turn must end (stream.max_duration_seconds).
     deadline: float = 0.0
     started_at: float = field(default_factory=time.time)
-    # Free space for plugins; use your stage name as a key prefix.
+    # Free space for plugins; use your stage name as a key prefix. The server keeps
+    # nothing of its own here.
     state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -134,18 +69,24 @@ class StageOptions(BaseModel):
 
 @dataclass
 class Services:
-    """What the server lends to stages: settings and the shared stores."""
+    """What the server lends to stages: the stores and the answer service.
 
-    settings: Settings
+    ``sessions`` keeps conversations (SQLite, or PostgreSQL with ``DATABASE_URL``);
+    ``rate_limits`` takes tokens from the configured buckets (``[rate_limit]``);
+    ``llm`` answers a prompt through the provider fallback chain.
+    """
+
     sessions: SessionStore
-    rate_limits: RateLimitStore
-    llm: LLMChain
+    rate_limits: RateLimiter
+    llm: AnswerService
 
 
 class _BaseStage:
     # Set by the loader to the name the stage is registered and configured under.
     name: str = ""
     Options: ClassVar[type[StageOptions]] = StageOptions
+    # True for a stage that always yields a terminal event (the answer): nothing may follow.
+    ends_turn: ClassVar[bool] = False
 
     def __init__(self, options: Any, services: Services) -> None:
         self.options = options
@@ -159,14 +100,22 @@ class _BaseStage:
 
 
 class Stage(_BaseStage):
-    """A plain stage: does its work, yields its events, and hands over to the next."""
+    """A plain stage: does its work, yields its events, and hands over to the next.
+
+    ``run`` must be an async generator (``async def`` with ``yield``); a stage with nothing
+    to say still needs one ``yield`` in its body, or ``return; yield``.
+    """
 
     def run(self, turn: Turn) -> AsyncIterator[Event]:
         raise NotImplementedError
 
 
 class WrapperStage(_BaseStage):
-    """A stage around the rest of the pipeline (see the module docstring)."""
+    """A stage around the rest of the pipeline (see the module docstring).
+
+    ``wrap(self, turn, rest)`` must be an async generator. When it changes, drops or adds
+    chunks, the ``complete`` it yields is given the text it let through as ``message``.
+    """
 
     def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
         raise NotImplementedError

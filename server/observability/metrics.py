@@ -6,7 +6,8 @@ never a user id or a stream id. The metrics live in their own :class:`CollectorR
 two servers in one process (tests) do not share counters.
 
 ``events_sent`` runs once per write to a client: it touches two pre-bound counters, nothing
-else. The log lines of a turn come from :class:`server.turnlog.TurnLog`, which this extends.
+else. The log lines of a turn come from
+:class:`server.observability.turnlog.TurnLog`, which this extends.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from server.config import Settings
-from server.plugin_api import Event, Turn
-from server.providers import FailureKind
-from server.turnlog import TurnLog, current_turn
+from server.contract import Event, FailureKind, Turn
+from server.observability.turnlog import TurnLog, current_turn
 
 __all__ = ["CIRCUIT_STATES", "OUTCOMES", "PrometheusTelemetry"]
 

@@ -10,7 +10,13 @@ from typing import Any
 import structlog
 from tornado import web
 
-from server.identity import Identity, InvalidCredentials, new_user_id, same_origin, valid_user_id
+from server.http.identity import (
+    Identity,
+    InvalidCredentials,
+    new_user_id,
+    same_origin,
+    valid_user_id,
+)
 from server.state import ServerState
 
 __all__ = ["DEFAULT_CODES", "ApiError", "BaseHandler", "JsonBodyHandler"]
@@ -34,12 +40,20 @@ class ApiError(web.HTTPError):
     """An error with a contract code; written as ``{"error": {...}}`` (DESIGN.md section 3)."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(status, reason=None, log_message=f"{code}: {message}")
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        # More members of the error object, e.g. the stream id of turn_in_progress.
+        self.extra = extra or {}
 
 
 DEFAULT_CODES = {
@@ -198,14 +212,16 @@ class BaseHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        extra: dict[str, Any] = {}
         if isinstance(exc, ApiError):
             code, message, retry_after = exc.code, exc.message, exc.retry_after
+            extra = exc.extra
         else:
             code, message = DEFAULT_CODES.get(
                 status_code, ("internal", "Something went wrong on our side.")
             )
             retry_after = None
-        body: dict[str, Any] = {"code": code, "message": message}
+        body: dict[str, Any] = {"code": code, "message": message, **extra}
         if retry_after is not None:
             body["retry_after"] = retry_after
             self.set_header("Retry-After", str(int(retry_after)))

@@ -17,8 +17,8 @@ import json
 import time
 from typing import Any, NamedTuple, Protocol
 
-from server.plugin_api import TERMINAL_TYPES, Event
-from server.sse import encode_event
+from server.contract import TERMINAL_TYPES, Event
+from server.core.sse import encode_event
 
 __all__ = ["LogEntry", "LogFull", "MemoryStreamLog", "MemoryStreamLogStore", "StreamLogStore"]
 
@@ -48,7 +48,7 @@ class LogEntry(NamedTuple):
 
     id: int
     type: str
-    data: Event
+    data: dict[str, Any]
     frame: bytes
     terminal: bool
 
@@ -101,13 +101,13 @@ class MemoryStreamLog:
         """Add ``event``; returns its id."""
         if self.finished:
             raise RuntimeError(f"stream {self.stream_id} already ended")
-        kind = event["type"]
+        kind = event.type
         terminal = kind in TERMINAL_TYPES
         if len(self._frames) >= self._max_events - 1 and not terminal:
             # Keep the last slot for the terminal event, so every stream can still end.
             raise LogFull(self.stream_id)
         event_id = len(self._frames) + 1
-        frame = encode_event(event_id, kind, event)
+        frame = encode_event(event_id, kind, event.as_dict())
         self._frames.append(_status_frame(frame) if kind == "status" else frame)
         if terminal:
             self._terminal = event
@@ -130,7 +130,7 @@ class MemoryStreamLog:
         entries = []
         for index in range(start, last):
             frame = self._frames[index]
-            data: Event = json.loads(frame[frame.index(b"\ndata: ") + 7 :])
+            data: dict[str, Any] = json.loads(frame[frame.index(b"\ndata: ") + 7 :])
             entries.append(
                 LogEntry(index + 1, data["type"], data, frame, self.finished and index + 1 == last)
             )

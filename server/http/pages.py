@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado import web
 
-from server.handlers.base import DEFAULT_CODES, ApiError, BaseHandler
+from server.http.base import DEFAULT_CODES, ApiError, BaseHandler
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -77,22 +77,22 @@ class ReadyHandler(BaseHandler):
 
     async def get(self) -> None:
         reasons: list[str] = []
-        services = self.state.services
-        for name, store in (("sessions", services.sessions), ("rate_limits", services.rate_limits)):
+        state = self.state
+        stores = (("sessions", state.sessions), ("rate_limits", state.rate_limit_store))
+        for name, store in stores:
             try:
                 await store.ping()
             except Exception as error:  # any failure means "not ready", with its reason
                 reasons.append(f"{name} store unreachable: {type(error).__name__}")
-        if not services.llm.providers:
+        providers = state.chain.providers
+        if not providers:
             reasons.append("no LLM provider is configured")
         if not self.state.runner.accepting:
             reasons.append("shutting down")
         if reasons:
             self.write_json({"status": "unavailable", "reasons": reasons}, status=503)
         else:
-            self.write_json(
-                {"status": "ready", "providers": [p.name for p in services.llm.providers]}
-            )
+            self.write_json({"status": "ready", "providers": [p.name for p in providers]})
 
 
 class NotFoundHandler(BaseHandler):

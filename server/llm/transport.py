@@ -17,16 +17,28 @@ own transport needs (``bench/provider_cpu.py``). The openai SDK ships such a tra
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 import httpx2
 from multidict import istr
 
-__all__ = ["BODY", "AiohttpTransport", "BodyReader", "UpstreamBody", "body_reader"]
+from server.contract import ProviderContext
+from server.contract.provider_support import BODY
 
-BODY = "sluice.body"  # the key of the response extension that holds the UpstreamBody
+__all__ = [
+    "AiohttpTransport",
+    "UpstreamBody",
+    "limits_for",
+    "pooled_http_client",
+    "provider_context",
+]
+
+# Keep-alive around 100, and a cap matched to what the server admits: the pool does work
+# proportional to its connections on every request, and a large keep-alive pool stalls the loop.
+KEEPALIVE_CONNECTIONS = 100
+
 
 # aiohttp keeps a request's headers (in ``response.request_info``) for as long as its
 # response is open: for a stream, the whole answer. All but the body's length (the SDK's
@@ -124,40 +136,6 @@ class UpstreamBody(httpx2.AsyncByteStream):
             await self._response.wait_for_close()
         except aiohttp.ClientError as error:
             raise _as_httpx_error(error) from error
-
-
-class _DecodedBody:
-    """The slow path, through httpx2's decoders: a body the upstream compressed although it
-    was asked not to, or one from another transport."""
-
-    __slots__ = ("_chunks", "_response")
-
-    def __init__(self, response: httpx2.Response) -> None:
-        self._response = response
-        self._chunks = response.aiter_bytes()
-
-    async def read(self) -> bytes:
-        return await anext(self._chunks, b"")
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
-
-
-BodyReader = UpstreamBody | _DecodedBody
-
-
-def body_reader(response: httpx2.Response) -> BodyReader:
-    """What a stream keeps of a streamed response: ``read()`` and ``aclose()``.
-
-    Through :class:`AiohttpTransport`, with no content encoding, that is aiohttp's body
-    reader alone, and ``response`` (with the request it references) can be let go of.
-    Streaming calls ask for ``Accept-Encoding: identity`` so that this is the usual case.
-    """
-    body = response.extensions.get(BODY)
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if isinstance(body, UpstreamBody) and encoding == "identity":
-        return body
-    return _DecodedBody(response)
 
 
 class _CompactResponse(aiohttp.ClientResponse):
@@ -268,3 +246,34 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def limits_for(max_connections: int) -> httpx2.Limits:
+    return httpx2.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=min(KEEPALIVE_CONNECTIONS, max_connections),
+        keepalive_expiry=30.0,
+    )
+
+
+def pooled_http_client(max_connections: int) -> httpx2.AsyncClient:
+    """The HTTP client providers hand their SDK (``ProviderContext.http_client``): httpx2's
+    API on aiohttp. Proxy variables are read by aiohttp."""
+    return httpx2.AsyncClient(
+        transport=AiohttpTransport(limits_for(max_connections)),
+        timeout=httpx2.Timeout(60.0, connect=10.0),
+        follow_redirects=True,
+        trust_env=False,
+    )
+
+
+def provider_context(
+    environ: Mapping[str, str], *, name: str = "", max_connections: int = 256
+) -> ProviderContext:
+    """A :class:`ProviderContext` whose ``http_client()`` is :func:`pooled_http_client`."""
+    return ProviderContext(
+        environ=environ,
+        max_connections=max_connections,
+        name=name,
+        http_client=lambda: pooled_http_client(max_connections),
+    )

@@ -1,5 +1,6 @@
-"""Pieces the OpenAI and Gemini providers share: SSE framing, pool sizing, Retry-After,
-and keeping keys out of messages.
+"""Helpers for providers that read an upstream over HTTP: SSE framing, a JSON-frame stream
+loop, Retry-After, mapping transport failures, and keeping keys out of messages. The
+built-in OpenAI and Gemini providers are written with these and nothing private.
 
 Frames are read as bytes and split on newlines without decoding: a newline byte never occurs
 inside a multi-byte UTF-8 character, so a character split across two network reads is whole
@@ -11,48 +12,31 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Protocol
 
 import httpx2
 import jiter
 
-from plugins.providers._transport import AiohttpTransport, BodyReader
-from server.providers import FailureKind, ProviderError, Usage
+from server.contract.providers import FailureKind, ProviderError, Usage
 
 __all__ = [
+    "BODY",
+    "BodyReader",
+    "JSONFrameStream",
     "SSEFrames",
-    "limits_for",
+    "body_reader",
     "redact",
     "retry_after_from_headers",
     "transport_error",
 ]
 
-# DESIGN.md section 8: keep-alive around 100, a cap matched to what the server admits.
-KEEPALIVE_CONNECTIONS = 100
+BODY = "sluice.body"
+"""The key of the response extension where the server's transport puts the body reader."""
 
 _KEY_PATTERNS = re.compile(
     r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+\S+)", re.IGNORECASE
 )
-
-
-def limits_for(max_connections: int) -> httpx2.Limits:
-    return httpx2.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=min(KEEPALIVE_CONNECTIONS, max_connections),
-        keepalive_expiry=30.0,
-    )
-
-
-def pooled_http_client(max_connections: int) -> httpx2.AsyncClient:
-    """The HTTP client both providers hand their SDK: httpx2's API on aiohttp
-    (``plugins/providers/_transport.py`` says why). Proxy variables are read by aiohttp."""
-    return httpx2.AsyncClient(
-        transport=AiohttpTransport(limits_for(max_connections)),
-        timeout=httpx2.Timeout(60.0, connect=10.0),
-        follow_redirects=True,
-        trust_env=False,
-    )
 
 
 def redact(text: str, secrets: Iterable[str | None] = (), limit: int = 300) -> str:
@@ -109,6 +93,47 @@ def transport_error(name: str, error: Exception, *, status: int | None) -> Provi
     )
 
 
+class BodyReader(Protocol):
+    """What a stream keeps of a streamed response: ``read()`` returns what has arrived
+    (``b""`` at the end); ``aclose()`` ends the response (the upstream sees it close)."""
+
+    async def read(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _DecodedBody:
+    """The slow path, through httpx2's decoders: a body the upstream compressed although it
+    was asked not to, or one from another transport."""
+
+    __slots__ = ("_chunks", "_response")
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+        self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+
+    async def read(self) -> bytes:
+        return await anext(self._chunks, b"")
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+def body_reader(response: httpx2.Response) -> BodyReader:
+    """What a stream keeps of a streamed response: ``read()`` and ``aclose()``.
+
+    Through the server's transport (``ProviderContext.http_client()``), with no content
+    encoding, that is the transport's own body reader, and ``response`` (with the request it
+    references) can be let go of while the answer streams. Ask for
+    ``Accept-Encoding: identity`` on streaming calls so that this is the usual case.
+    """
+    body = response.extensions.get(BODY)
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if body is not None and encoding == "identity":
+        return body  # type: ignore[no-any-return]
+    return _DecodedBody(response)
+
+
 class SSEFrames:
     """Incremental Server-Sent Events parser over bytes: ``feed`` returns complete ``data``
     payloads (several ``data:`` lines of one event joined with ``\\n``).
@@ -147,7 +172,7 @@ class SSEFrames:
 
 class JSONFrameStream:
     """Text deltas from a streamed response of JSON ``data:`` frames: the loop both built-in
-    providers share (a :class:`server.providers.ProviderStream`).
+    providers share (a :class:`server.contract.ProviderStream`).
 
     A provider's stream says how to open the response (``_open``, returning what is kept of
     it while it streams: a :data:`BodyReader`), what text a frame carries (``_text``) and, if

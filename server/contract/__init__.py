@@ -1,0 +1,117 @@
+"""The plugin contract: everything a stage or provider plugin may use, and nothing else.
+
+The built-in stages and providers (``plugins/``) import only this package (``from server
+import ...`` is the short form). It depends on no part of the server's machinery; the
+machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) depends on it.
+
+* Stages: :class:`Stage`, :class:`WrapperStage`, :class:`TextFilter`, :data:`Rest`,
+  :class:`StageOptions`, :class:`Turn`.
+* Events, as immutable values: :class:`Status`, :class:`Context`, :class:`Chunk`,
+  :class:`Complete`, :class:`Error`, their constructors :func:`status`, :func:`context`,
+  :func:`chunk`, :func:`complete`, :func:`error`, and the codes :class:`ErrorCode`.
+* Services a stage may call: :class:`Services` with the stores (:class:`SessionStore`,
+  :class:`RateLimiter`) and the answer service (:class:`AnswerService`, :class:`Answer`,
+  :class:`AnswerResult`, :class:`AnswerError`).
+* Providers: :class:`Provider`, :class:`ProviderOptions`, :class:`ProviderContext`,
+  :class:`ProviderStream`, :class:`Completion`, :class:`Usage`, :class:`Message`,
+  :class:`ProviderError`, :class:`FailureKind`, and the HTTP helpers :func:`body_reader`,
+  :class:`BodyReader`, :class:`JSONFrameStream`, :class:`SSEFrames`,
+  :func:`retry_after_from_headers`, :func:`transport_error`, :func:`redact`.
+"""
+
+from server.contract.answers import Answer, AnswerError, AnswerResult, AnswerService
+from server.contract.events import (
+    TERMINAL_TYPES,
+    Chunk,
+    Complete,
+    Context,
+    Error,
+    ErrorCode,
+    Event,
+    Status,
+    chunk,
+    complete,
+    context,
+    error,
+    event_from_dict,
+    status,
+)
+from server.contract.provider_support import (
+    BodyReader,
+    JSONFrameStream,
+    SSEFrames,
+    body_reader,
+    redact,
+    retry_after_from_headers,
+    transport_error,
+)
+from server.contract.providers import (
+    Completion,
+    FailureKind,
+    Message,
+    Provider,
+    ProviderContext,
+    ProviderError,
+    ProviderOptions,
+    ProviderStream,
+    Usage,
+)
+from server.contract.stages import AnyStage, Rest, Services, Stage, StageOptions, Turn, WrapperStage
+from server.contract.stores import (
+    RateLimiter,
+    RateLimitStore,
+    SessionRecord,
+    SessionStore,
+    StoredMessage,
+)
+from server.contract.text_filter import TextFilter
+
+__all__ = [
+    "TERMINAL_TYPES",
+    "Answer",
+    "AnswerError",
+    "AnswerResult",
+    "AnswerService",
+    "AnyStage",
+    "BodyReader",
+    "Chunk",
+    "Complete",
+    "Completion",
+    "Context",
+    "Error",
+    "ErrorCode",
+    "Event",
+    "FailureKind",
+    "JSONFrameStream",
+    "Message",
+    "Provider",
+    "ProviderContext",
+    "ProviderError",
+    "ProviderOptions",
+    "ProviderStream",
+    "RateLimitStore",
+    "RateLimiter",
+    "Rest",
+    "SSEFrames",
+    "Services",
+    "SessionRecord",
+    "SessionStore",
+    "Stage",
+    "StageOptions",
+    "Status",
+    "StoredMessage",
+    "TextFilter",
+    "Turn",
+    "Usage",
+    "WrapperStage",
+    "body_reader",
+    "chunk",
+    "complete",
+    "context",
+    "error",
+    "event_from_dict",
+    "redact",
+    "retry_after_from_headers",
+    "status",
+    "transport_error",
+]

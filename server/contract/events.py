@@ -1,0 +1,261 @@
+"""The five events a stage can emit, as immutable values, and the error codes.
+
+Every event is a frozen dataclass. Read it by attribute (``event.content``) or, like the JSON
+the client receives, by key (``event["content"]``, ``event.get("retry_after")``). To change
+one, make a new one: ``dataclasses.replace(event, content=event.content.upper())``. Nothing a
+stage holds can then change under another stage that already saw it.
+
+The constructors :func:`status`, :func:`context`, :func:`chunk`, :func:`complete` and
+:func:`error` are the short way to make them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+__all__ = [
+    "TERMINAL_TYPES",
+    "Chunk",
+    "Complete",
+    "Context",
+    "Error",
+    "ErrorCode",
+    "Event",
+    "EventBase",
+    "Status",
+    "chunk",
+    "complete",
+    "context",
+    "error",
+    "event_from_dict",
+    "status",
+]
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``code`` of an ``error`` event: what went wrong, in the client's vocabulary."""
+
+    RATE_LIMITED = "rate_limited"
+    """Too many turns from this user or address; ``retry_after`` says when to try again."""
+    TOO_MANY_STREAMS = "too_many_streams"
+    """The user has ``limits.max_streams_per_user`` answers in progress already."""
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    """No provider could answer."""
+    UPSTREAM_INTERRUPTED = "upstream_interrupted"
+    """The provider failed after text was sent; the partial answer is kept."""
+    TIMEOUT = "timeout"
+    """The turn ran past its deadline."""
+    CANCELLED = "cancelled"
+    """Stopped by the user (or the client left, with ``on_disconnect = "cancel"``)."""
+    INTERNAL = "internal"
+    """A fault on the server's side, including the instance producing the answer dying."""
+
+
+class EventBase:
+    """What every event shares: a ``type`` and read access by key, like its JSON."""
+
+    __slots__ = ()
+    type: ClassVar[str]
+    # Keys left out of the JSON while their value is None.
+    _optional: ClassVar[frozenset[str]] = frozenset()
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "type":
+            return self.type
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None and key in self._optional else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.as_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as the JSON object sent in ``data:`` (``type`` first)."""
+        data: dict[str, Any] = {"type": self.type}
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if value is None and item.name in self._optional:
+                continue
+            data[item.name] = value
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Status(EventBase):
+    """A stage started or finished. The pipeline makes these; stages never need to."""
+
+    type: ClassVar[str] = "status"
+    _optional: ClassVar[frozenset[str]] = frozenset({"stream_id"})
+    stage: str
+    state: Literal["start", "done"]
+    progress: int
+    stream_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "type": "status",
+            "stage": self.stage,
+            "state": self.state,
+            "progress": self.progress,
+        }
+        if self.stream_id is not None:
+            data["stream_id"] = self.stream_id
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Context(EventBase):
+    """What the turn is about: the session, the intent found, what the session remembers."""
+
+    type: ClassVar[str] = "context"
+    session_id: str
+    intent: Mapping[str, Any]
+    context: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk(EventBase):
+    """The next piece of the answer."""
+
+    type: ClassVar[str] = "chunk"
+    content: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "chunk", "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class Complete(EventBase):
+    """The answer is whole. ``message`` equals every chunk's ``content`` joined: the pipeline
+    sees to that when a wrapper changes chunks."""
+
+    type: ClassVar[str] = "complete"
+    message: str
+    session_id: str | None
+    suggestions: tuple[str, ...]
+    provider: str
+    model: str
+    mode: str
+    fallback: bool
+    usage: Mapping[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": "complete",
+            "message": self.message,
+            "session_id": self.session_id,
+            "suggestions": list(self.suggestions),
+            "provider": self.provider,
+            "model": self.model,
+            "mode": self.mode,
+            "fallback": self.fallback,
+            "usage": None if self.usage is None else dict(self.usage),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Error(EventBase):
+    """The turn failed. ``message`` is read by a person: no internals, no stack traces."""
+
+    type: ClassVar[str] = "error"
+    _optional: ClassVar[frozenset[str]] = frozenset({"retry_after"})
+    code: ErrorCode
+    message: str
+    retryable: bool
+    retry_after: int | None = field(default=None)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": "error",
+            "code": str(self.code),
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        return data
+
+
+Event = Status | Context | Chunk | Complete | Error
+"""Any of the five events."""
+
+TERMINAL_TYPES = frozenset({"complete", "error"})
+"""The ``type`` of the events that end a turn: exactly one of them ends every stream."""
+
+
+def status(stage: str, state: Literal["start", "done"], progress: int) -> Status:
+    return Status(stage, state, progress)
+
+
+def context(session_id: str, intent: Mapping[str, Any], remembered: Mapping[str, Any]) -> Context:
+    return Context(session_id, intent, remembered)
+
+
+def chunk(content: str) -> Chunk:
+    return Chunk(content)
+
+
+def complete(
+    message: str,
+    *,
+    session_id: str | None,
+    suggestions: list[str] | tuple[str, ...],
+    provider: str,
+    model: str,
+    mode: str,
+    fallback: bool,
+    usage: Mapping[str, Any] | None,
+) -> Complete:
+    return Complete(message, session_id, tuple(suggestions), provider, model, mode, fallback, usage)
+
+
+def error(
+    code: ErrorCode | str, message: str, *, retryable: bool, retry_after: float | None = None
+) -> Error:
+    """An ``error`` event; ``retry_after`` is rounded up to whole seconds."""
+    seconds = None if retry_after is None else max(0, round(retry_after + 0.499))
+    return Error(ErrorCode(code), message, retryable, seconds)
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """The event whose JSON is ``data`` (as read back from a stream log)."""
+    kind = data.get("type")
+    if kind == "chunk":
+        return Chunk(data["content"])
+    if kind == "status":
+        return Status(data["stage"], data["state"], data["progress"], data.get("stream_id"))
+    if kind == "context":
+        return Context(data["session_id"], data["intent"], data["context"])
+    if kind == "complete":
+        return Complete(
+            data["message"],
+            data.get("session_id"),
+            tuple(data.get("suggestions") or ()),
+            data.get("provider", ""),
+            data.get("model", ""),
+            data.get("mode", ""),
+            bool(data.get("fallback")),
+            data.get("usage"),
+        )
+    if kind == "error":
+        return Error(
+            ErrorCode(data["code"]),
+            data.get("message", ""),
+            bool(data.get("retryable")),
+            data.get("retry_after"),
+        )
+    raise ValueError(f"not an event type: {kind!r}")

@@ -1,1 +1,0 @@
-"""HTTP handlers: thin readers and writers around the turn runner and the stores."""

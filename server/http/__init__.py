@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, handlers, identity, and the event-stream response."""
