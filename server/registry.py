@@ -234,15 +234,19 @@ class PluginInfo:
 
     group: str
     name: str
-    package: str
-    value: str
+    package: str  # distribution name and version
+    value: str  # the entry point's target (a provider instance: its type)
     enabled: bool
     options: dict[str, Any]
 
 
-def describe_plugins(settings: Settings) -> list[PluginInfo]:
+def describe_plugins(
+    settings: Settings, make_context: Callable[[str], ProviderContext]
+) -> tuple[list[PluginInfo], list[Provider]]:
     """Every installed stage and provider type, whether the configuration enables it, and
-    its options (defaults merged with the configuration; keys never shown)."""
+    its options (defaults merged with the configuration), then one entry per provider
+    instance in the fallback chain. The providers built on the way are returned too, for the
+    caller to close."""
     infos: list[PluginInfo] = []
     enabled_stages = set(settings.pipeline.stages)
     for name, point in sorted(installed(STAGE_GROUP).items()):
@@ -256,27 +260,29 @@ def describe_plugins(settings: Settings) -> list[PluginInfo]:
         infos.append(
             PluginInfo("stage", name, _package(point), point.value, name in enabled_stages, options)
         )
+    providers, _ = load_providers(settings, make_context)
     points = installed(PROVIDER_GROUP)
-    instances, _ = _instances(settings, points)
-    used = {instance.type for instance in instances}
+    types = {provider.name: _type_of(settings, provider.name) for provider in providers}
     for name, point in sorted(points.items()):
-        infos.append(PluginInfo("provider", name, _package(point), point.value, name in used, {}))
-    for instance in instances:
-        if instance.type not in points:
-            continue
-        cls = _load(PROVIDER_GROUP, instance.type, points[instance.type])
-        try:
-            options = cls.Options.model_validate(instance.options).model_dump()
-        except ValidationError as error:
-            raise ConfigError(format_validation_error(f"llm.{instance.name}", error)) from None
+        used = name in types.values()
+        infos.append(PluginInfo("provider", name, _package(point), point.value, used, {}))
+    for provider in providers:
+        kind = types[provider.name]
+        model: Any = getattr(provider, "options", None)
+        shown: dict[str, Any] = model.model_dump() if hasattr(model, "model_dump") else {}
         infos.append(
             PluginInfo(
                 "provider instance",
-                instance.name,
-                _package(points[instance.type]),
-                instance.type,
+                provider.name,
+                _package(points[kind]),
+                kind,
                 True,
-                options,
+                shown,
             )
         )
-    return infos
+    return infos, providers
+
+
+def _type_of(settings: Settings, name: str) -> str:
+    kind = settings.llm.provider_tables().get(name, {}).get("type", name)
+    return str(kind)
