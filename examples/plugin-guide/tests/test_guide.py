@@ -1,0 +1,33 @@
+from sluice_guide.echo_provider import EchoOptions, EchoProvider
+from sluice_guide.shout import Shout
+from sluice_guide.word_filter import WordFilter
+
+from server.testing import ScriptedProvider, provider_context, run_pipeline
+
+
+def test_word_filter_masks_words_split_across_chunks():
+    result = run_pipeline(
+        [WordFilter, "llm"],
+        provider=ScriptedProvider(["Oh da", "rn, what ", "a day"]),
+        options={"word_filter": {"words": ["darn"]}},
+    )
+    assert result.text == "Oh ****, what a day"
+    assert result.complete["message"] == result.text
+
+
+def test_shout_with_the_built_in_stages():
+    result = run_pipeline(
+        ["rate_limit", "session", "intent", "context", Shout, "llm"],
+        message="hello",
+        provider=ScriptedProvider(["hi ", "there"]),
+    )
+    assert result.text == "HI THERE"
+    stages = [e["stage"] for e in result.of_type("status") if e["state"] == "start"]
+    assert stages == ["rate_limit", "session", "intent", "context", "shout", "llm"]
+
+
+def test_echo_provider_answers_through_the_chain():
+    echo = EchoProvider(EchoOptions(), provider_context())
+    result = run_pipeline(["context", "llm"], message="ping", provider=echo)
+    assert result.text == "You said: ping "
+    assert result.complete["provider"] == "echo"
