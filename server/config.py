@@ -2,7 +2,7 @@
 
 Every setting has a default here and a comment in the shipped ``config.toml``. A bad value
 stops start-up with :class:`ConfigError`, whose message is one line naming the key, the value
-and what is allowed (DESIGN.md section 6).
+and what is allowed.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class Settings(BaseModel):
         return self.stages.get(name, {})
 
 
-# Well-known environment names, honoured as they are (DESIGN.md section 6).
+# Well-known environment names, honoured as they are.
 _WELL_KNOWN: dict[str, tuple[str, ...]] = {
     "PORT": ("server", "port"),
     "OPENAI_BASE_URL": ("llm", "openai", "base_url"),

@@ -1,4 +1,4 @@
-"""Who may do what (issue 6; DESIGN.md sections 3 and 5): every endpoint against every kind
+"""Who may do what: every endpoint against every kind
 of caller, with the status each must get.
 
 Callers: the owner (by cookie from this site, and by JWT), another user (static token), no

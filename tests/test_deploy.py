@@ -1,5 +1,5 @@
 """The Procfile, run the way a PaaS runs it: honcho sets PORT, the server binds it on all
-interfaces, answers, and drains on SIGTERM (issue 5, point 8)."""
+interfaces, answers, and drains on SIGTERM."""
 
 from __future__ import annotations
 

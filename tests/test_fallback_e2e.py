@@ -1,5 +1,5 @@
 """Fallback end to end: the real server (``python -m server``) with the real SDKs talking to
-fake OpenAI and Gemini upstreams on loopback (issue 3; DESIGN.md section 7).
+fake OpenAI and Gemini upstreams on loopback.
 
 For each case: what the client receives (events, order, text never repeated) and what is
 saved (GET /api/sessions/{user}/{session}).

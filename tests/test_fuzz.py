@@ -1,4 +1,4 @@
-"""Hostile input (issue 6): malformed, oversized, wrongly typed and wrongly encoded bodies,
+"""Hostile input: malformed, oversized, wrongly typed and wrongly encoded bodies,
 odd paths and headers, sent to every endpoint of a running server. Nothing may answer 5xx,
 hang or crash it, and every error is the contract's JSON.
 

@@ -1,4 +1,4 @@
-"""The fallback chain with the real providers against fake upstreams (issue 3, items 3-5).
+"""The fallback chain with the real providers against fake upstreams.
 
 Time for circuits and Retry-After is moved by hand (``Clock``); first-token and idle timeouts
 are real but short.

@@ -1,4 +1,4 @@
-"""Structured logs (issue 6): one JSON line per event of note, ids bound, the user hashed;
+"""Structured logs: one JSON line per event of note, ids bound, the user hashed;
 never a token, a cookie or, unless ``log.include_content``, message text."""
 
 from __future__ import annotations

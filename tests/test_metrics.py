@@ -1,5 +1,5 @@
-"""``GET /metrics`` after real turns: the counters and histograms move, with bounded labels
-(issue 6). Scrapes are parsed with prometheus_client's own parser, as Prometheus would."""
+"""``GET /metrics`` after real turns: the counters and histograms move, with bounded labels.
+Scrapes are parsed with prometheus_client's own parser, as Prometheus would."""
 
 from __future__ import annotations
 

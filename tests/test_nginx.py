@@ -1,4 +1,4 @@
-"""Real nginx with deploy/nginx.conf in front of the server (issue 5, point 7).
+"""Real nginx with deploy/nginx.conf in front of the server.
 
 The shipped file is used as it is, with only ports and file paths rewritten for a test
 sandbox, so a change to a directive that matters (buffering, HTTP/1.1, timeouts) shows here.

@@ -1,4 +1,4 @@
-"""``/openapi.json`` describes the API truly (issue 6): every route of the application is in
+"""``/openapi.json`` describes the API truly: every route of the application is in
 it and nothing else is, with the same methods; real responses validate against its schemas
 and use only the statuses it lists."""
 
@@ -246,3 +246,33 @@ def test_not_ready_matches_the_spec() -> None:
         {"status": "unavailable", "reasons": ["no LLM provider is configured"]},
         {"$ref": "#/components/schemas/NotReady", "components": SPEC["components"]},
     )
+
+
+API_DOC = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+
+
+def test_the_api_document_names_every_route_of_the_spec() -> None:
+    for path, item in SPEC["paths"].items():
+        for method in item:
+            if method in METHODS:
+                shown = f"`{method.upper()} {path}`"
+                assert shown in API_DOC, f"{shown} is not in docs/api.md"
+
+
+def test_the_api_document_gives_every_error_code() -> None:
+    from server.contract import ErrorCode
+    from server.http.errors import ApiCode
+
+    for code in [*ErrorCode, *ApiCode]:
+        assert f"`{code}`" in API_DOC, f"{code} is not in docs/api.md"
+
+
+def test_the_api_document_gives_every_field_of_every_event() -> None:
+    schemas = SPEC["components"]["schemas"]
+    for name in ("StatusEvent", "ContextEvent", "ChunkEvent", "CompleteEvent", "ErrorEvent"):
+        schema = schemas[name]
+        kind = schema["properties"]["type"]["const"]
+        row = next(line for line in API_DOC.splitlines() if line.startswith(f"| `{kind}` |"))
+        for field in schema["properties"]:
+            if field != "type":
+                assert f"`{field}`" in row, f"{kind}.{field} is not in docs/api.md"

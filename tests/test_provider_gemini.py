@@ -1,4 +1,4 @@
-"""The gemini provider against a fake Gemini server on loopback, with the real SDK (issue 3)."""
+"""The gemini provider against a fake Gemini server on loopback, with the real SDK."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The openai provider against a fake OpenAI server on loopback, with the real SDK (issue 3)."""
+"""The openai provider against a fake OpenAI server on loopback, with the real SDK."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Headers for the page and the API (issue 6; DESIGN.md section 5): a CSP with no inline
+"""Headers for the page and the API: a CSP with no inline
 script, nosniff, Referrer-Policy, frame protection; CORS only for listed origins; the
 identity cookie Secure over https, X-Forwarded-Proto trusted only behind a proxy."""
 

@@ -1,4 +1,4 @@
-"""The event stream as DESIGN.md section 4 gives it, read from the real server."""
+"""The event stream as docs/api.md gives it, read from the real server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Heartbeats, first byte, slow readers, limits and graceful shutdown (issue 5)."""
+"""Heartbeats, first byte, slow readers, limits and graceful shutdown."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Resume, reload and the disconnect policy (issue 5; DESIGN.md sections 2-3)."""
+"""Resume, reload and the disconnect policy."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Gemini has no ``system`` role in ``contents``: system messages become ``systemIn
 ``assistant`` becomes ``model``, and consecutive messages of one role are merged (the API
 wants turns to alternate).
 
-Measured (issue 3, item 8; ``bench/provider_cpu.py``): the SDK's streaming path parses each
+Measured (``bench/provider_cpu.py``): the SDK's streaming path parses each
 frame with ``json.loads``, dumps it again, loads it again and validates a
 ``GenerateContentResponse`` — several times the cost of the rest of our path. So:
 

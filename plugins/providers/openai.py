@@ -4,7 +4,7 @@ llama.cpp), through the official ``openai`` SDK.
 The SDK makes the request (auth, base URL, headers, error classes); the streamed frames are
 read as bytes from ``with_streaming_response`` and parsed with ``jiter``, without building a
 ``ChatCompletionChunk`` per frame: that object costs several times the rest of the path
-(issue 3, item 8; ``bench/provider_cpu.py`` measures both). Plain calls use the typed SDK
+(``bench/provider_cpu.py`` measures both). Plain calls use the typed SDK
 result: one object per answer is cheap.
 
 SDK retries are off (``max_retries=0``): the fallback chain is the only retry loop.

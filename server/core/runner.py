@@ -196,7 +196,7 @@ class TurnRunner:
                     produced += 1
                     if not produced % _YIELD_EVERY:
                         # A burst already buffered upstream is read without suspending:
-                        # give other streams' readers the loop (DESIGN.md section 8).
+                        # give other streams' readers the loop.
                         await asyncio.sleep(0)
         except asyncio.CancelledError:
             # Landed outside any stage (between events): still end the stream properly.

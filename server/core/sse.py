@@ -1,4 +1,4 @@
-"""Encoding of the event stream (DESIGN.md section 4). Pure: nothing here touches a socket.
+"""Encoding of the event stream (docs/api.md). Pure: nothing here touches a socket.
 
 Every frame is ``id:``, ``event:`` and one ``data:`` line of compact JSON, then a blank line.
 JSON keeps the data on one line: ``json.dumps`` escapes ``\\n`` and ``\\r`` inside strings,

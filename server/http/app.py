@@ -60,7 +60,7 @@ def _pattern(template: str) -> str:
 
 class _GZipExceptEventStream(GZipContentEncoding):
     """Compress what is worth it, never an event stream: gzip buffers, and a buffered event
-    arrives late (DESIGN.md section 4)."""
+    arrives late (docs/api.md)."""
 
     def _compressible_type(self, ctype: str) -> bool:
         return not ctype.startswith("text/event-stream") and super()._compressible_type(ctype)
@@ -72,7 +72,7 @@ def _log_request(handler: web.RequestHandler) -> None:
     method = log.warning if status >= 500 else log.info
     if request.path in _QUIET_PATHS and status < 400:
         return
-    # The route's template, never the path itself: paths carry user ids (issue 6). An
+    # The route's template, never the path itself: paths carry user ids. An
     # unmatched path is shown cut short, since the client chose it.
     route = _TEMPLATES.get(type(handler)) or request.path[:80]
     method(

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from tornado import web
 
+from server.http.errors import DEFAULT_CODES, ApiCode, ApiError
 from server.http.identity import (
     Identity,
     InvalidCredentials,
@@ -19,7 +20,7 @@ from server.http.identity import (
 )
 from server.state import ServerState
 
-__all__ = ["DEFAULT_CODES", "ApiError", "BaseHandler", "JsonBodyHandler"]
+__all__ = ["DEFAULT_CODES", "ApiCode", "ApiError", "BaseHandler", "JsonBodyHandler"]
 
 log = structlog.get_logger("sluice.http")
 
@@ -34,38 +35,6 @@ API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
 CORS_EXPOSE_HEADERS = "X-Stream-Id, X-Request-Id, Retry-After"
 CORS_MAX_AGE = "600"
-
-
-class ApiError(web.HTTPError):
-    """An error with a contract code; written as ``{"error": {...}}`` (DESIGN.md section 3)."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(status, reason=None, log_message=f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        # More members of the error object, e.g. the stream id of turn_in_progress.
-        self.extra = extra or {}
-
-
-DEFAULT_CODES = {
-    400: ("bad_request", "The request is malformed."),
-    401: ("unauthorized", "Sign in first: send a bearer token or the identity cookie."),
-    403: ("forbidden", "You may not do that."),
-    404: ("not_found", "There is nothing here."),
-    405: ("method_not_allowed", "That method is not allowed here."),
-    413: ("too_large", "The request is too large."),
-    415: ("unsupported_media_type", "Send the body as application/json."),
-    429: ("rate_limited", "Too many requests."),
-}
 
 
 class BaseHandler(web.RequestHandler):
@@ -149,11 +118,11 @@ class BaseHandler(web.RequestHandler):
         if header is not None:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise ApiError(401, "unauthorized", "Use 'Authorization: Bearer <token>'.")
+                raise ApiError(401, ApiCode.UNAUTHORIZED, "Use 'Authorization: Bearer <token>'.")
             try:
                 self._identity = self.state.tokens.authenticate(token.strip())
             except InvalidCredentials as error:
-                raise ApiError(401, "unauthorized", str(error)) from None
+                raise ApiError(401, ApiCode.UNAUTHORIZED, str(error)) from None
             return self._identity
         raw = self.get_signed_cookie(
             self.state.settings.auth.cookie_name,
@@ -194,9 +163,9 @@ class BaseHandler(web.RequestHandler):
         """The caller, who must be ``user_id``: 401 without identity, 403 for someone else."""
         identity = self.identity()
         if identity is None:
-            raise ApiError(401, "unauthorized", DEFAULT_CODES[401][1])
+            raise ApiError(401, ApiCode.UNAUTHORIZED, DEFAULT_CODES[401][1])
         if identity.user_id != user_id:
-            raise ApiError(403, "forbidden", "That user id is not yours.")
+            raise ApiError(403, ApiCode.FORBIDDEN, "That user id is not yours.")
         self.check_cookie_origin(identity)
         return identity
 
@@ -206,19 +175,20 @@ class BaseHandler(web.RequestHandler):
             return
         source = self.request.headers.get("Origin") or self.request.headers.get("Referer")
         if not source or not same_origin(source, self.request.host):
-            raise ApiError(403, "forbidden", "Cross-site requests are not allowed.")
+            raise ApiError(403, ApiCode.FORBIDDEN, "Cross-site requests are not allowed.")
 
     # -- errors --------------------------------------------------------------------------
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         extra: dict[str, Any] = {}
+        code: str
         if isinstance(exc, ApiError):
             code, message, retry_after = exc.code, exc.message, exc.retry_after
             extra = exc.extra
         else:
             code, message = DEFAULT_CODES.get(
-                status_code, ("internal", "Something went wrong on our side.")
+                status_code, (ApiCode.INTERNAL, "Something went wrong on our side.")
             )
             retry_after = None
         body: dict[str, Any] = {"code": code, "message": message, **extra}
@@ -276,24 +246,26 @@ class JsonBodyHandler(BaseHandler):
     def json_body(self) -> dict[str, Any]:
         limit = self.state.settings.limits.max_body_bytes
         if self._too_large:
-            raise ApiError(413, "too_large", f"The body is over {limit} bytes.")
+            raise ApiError(413, ApiCode.TOO_LARGE, f"The body is over {limit} bytes.")
         content_type = self.request.headers.get("Content-Type", "")
         mime, _, params = content_type.partition(";")
         if mime.strip().lower() != "application/json":
-            raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+            raise ApiError(
+                415, ApiCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json."
+            )
         charset = CHARSET.search(params)
         if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
-            raise ApiError(415, "unsupported_media_type", "The body must be UTF-8.")
+            raise ApiError(415, ApiCode.UNSUPPORTED_MEDIA_TYPE, "The body must be UTF-8.")
         raw = b"".join(self._chunks)
         self._chunks = []  # not kept for as long as the response (a stream) lasts
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
-            raise ApiError(400, "bad_request", "The body is not valid UTF-8.") from None
+            raise ApiError(400, ApiCode.BAD_REQUEST, "The body is not valid UTF-8.") from None
         except (ValueError, RecursionError):
-            raise ApiError(400, "bad_request", "The body is not valid JSON.") from None
+            raise ApiError(400, ApiCode.BAD_REQUEST, "The body is not valid JSON.") from None
         if not isinstance(data, dict):
-            raise ApiError(400, "bad_request", "The body must be a JSON object.")
+            raise ApiError(400, ApiCode.BAD_REQUEST, "The body must be a JSON object.")
         return data
 
     def chat_request(self) -> tuple[str, str | None]:
@@ -301,22 +273,22 @@ class JsonBodyHandler(BaseHandler):
         data = self.json_body()
         message = data.get("message")
         if not isinstance(message, str) or not message.strip():
-            raise ApiError(400, "bad_request", "'message' must be a non-empty string.")
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'message' must be a non-empty string.")
         limit = self.state.settings.limits.max_message_chars
         if len(message) > limit:
-            raise ApiError(413, "too_large", f"The message is over {limit} characters.")
+            raise ApiError(413, ApiCode.TOO_LARGE, f"The message is over {limit} characters.")
         if "\x00" in message:
-            raise ApiError(400, "bad_request", "The message contains a NUL character.")
+            raise ApiError(400, ApiCode.BAD_REQUEST, "The message contains a NUL character.")
         try:
             message.encode("utf-8")
         except UnicodeEncodeError:
             # JSON's "\ud800" escapes decode to lone surrogates, which no store can keep.
-            raise ApiError(400, "bad_request", "The message is not valid Unicode.") from None
+            raise ApiError(400, ApiCode.BAD_REQUEST, "The message is not valid Unicode.") from None
         session_id = data.get("session_id")
         if session_id is not None and (
             not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id)
         ):
             raise ApiError(
-                400, "bad_request", "'session_id' must be 1-64 letters, digits, '_' or '-'."
+                400, ApiCode.BAD_REQUEST, "'session_id' must be 1-64 letters, digits, '_' or '-'."
             )
         return message, session_id

@@ -1,4 +1,4 @@
-"""Who is calling (DESIGN.md section 5).
+"""Who is calling (docs/api.md).
 
 * Browsers carry a signed, HttpOnly, SameSite=Lax cookie with a random user id, set on the
   first visit to ``/`` or ``/api/me``.

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from server.http.base import ApiError, BaseHandler
+from server.http.base import ApiCode, ApiError, BaseHandler
 
 __all__ = ["OPENAPI_FILE", "MetricsHandler", "OpenAPIHandler", "openapi_spec"]
 
@@ -32,7 +32,7 @@ class MetricsHandler(BaseHandler):
     def get(self) -> None:
         registry = getattr(self.state.telemetry, "registry", None)
         if registry is None:
-            raise ApiError(404, "not_found", "Metrics are not enabled.")
+            raise ApiError(404, ApiCode.NOT_FOUND, "Metrics are not enabled.")
         # generate_latest writes the classic text format (0.0.4), which every scraper reads.
         self.set_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
         self.finish(generate_latest(registry))

@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado import web
 
-from server.http.base import DEFAULT_CODES, ApiError, BaseHandler
+from server.http.base import DEFAULT_CODES, ApiCode, ApiError, BaseHandler
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -21,7 +21,7 @@ __all__ = [
 
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
-# No inline script or style anywhere (DESIGN.md section 5): model output cannot become code.
+# No inline script or style anywhere (docs/api.md): model output cannot become code.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -38,7 +38,7 @@ class IndexHandler(BaseHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         index = WEB_DIR / "index.html"
         if not index.is_file():
-            raise ApiError(404, "not_found", "The chat page is not installed.")
+            raise ApiError(404, ApiCode.NOT_FOUND, "The chat page is not installed.")
         self.finish(index.read_bytes())
 
 
@@ -98,4 +98,4 @@ class ReadyHandler(BaseHandler):
 class NotFoundHandler(BaseHandler):
     def prepare(self) -> None:
         super().prepare()
-        raise ApiError(404, "not_found", "There is nothing here.")
+        raise ApiError(404, ApiCode.NOT_FOUND, "There is nothing here.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.http.base import SESSION_ID, ApiError, BaseHandler
+from server.http.base import SESSION_ID, ApiCode, ApiError, BaseHandler
 
 __all__ = ["SessionHandler", "SessionListHandler"]
 
@@ -25,14 +25,14 @@ class SessionHandler(BaseHandler):
     def _check(self, user_id: str, session_id: str) -> None:
         self.require_user(user_id)
         if not SESSION_ID.fullmatch(session_id):
-            raise ApiError(404, "not_found", "No such session.")
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
 
     async def get(self, user_id: str, session_id: str) -> None:
         self._check(user_id, session_id)
         store = self.state.sessions
         record = await store.get_session(user_id, session_id)
         if record is None:
-            raise ApiError(404, "not_found", "No such session.")
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
         messages = await store.messages(user_id, session_id)
         active = self.state.runner.active_turn(user_id, session_id)
         self.write_json(
@@ -48,6 +48,6 @@ class SessionHandler(BaseHandler):
     async def delete(self, user_id: str, session_id: str) -> None:
         self._check(user_id, session_id)
         if not await self.state.sessions.delete_session(user_id, session_id):
-            raise ApiError(404, "not_found", "No such session.")
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
         self.set_status(204)
         self.finish()

@@ -1,6 +1,6 @@
 """Stream endpoints: start a turn, resume it, stop it, or wait for it as JSON.
 
-Every response here is a *reader* of a turn's log (DESIGN.md section 2). :meth:`relay`
+Every response here is a *reader* of a turn's log. :meth:`relay`
 writes everything the log holds in one write, flushes, and waits for more. It needs no
 ``sleep(0)`` of its own: nothing can be appended while it runs without suspending, so each
 pass either waits on the log or on a full socket. The producer is the one that could run
@@ -18,11 +18,12 @@ import structlog
 from tornado import httputil
 from tornado.iostream import IOStream, StreamClosedError
 
-from server.contract import Event, Turn
+from server.contract import ErrorCode, Event, Turn
 from server.core.runner import TurnInProgress, new_stream_id
 from server.core.sse import comment, padding, retry_field
 from server.core.streamlog import MemoryStreamLog
-from server.http.base import ApiError, BaseHandler, JsonBodyHandler
+from server.http.base import ApiCode, ApiError, BaseHandler, JsonBodyHandler
+from server.http.errors import EVENT_STATUS
 from server.http.identity import Identity
 
 __all__ = [
@@ -35,16 +36,6 @@ __all__ = [
 log = structlog.get_logger("sluice.stream")
 
 _PING = comment("ping")
-
-# Error code -> HTTP status for the JSON endpoint (DESIGN.md section 3).
-_JSON_STATUS = {
-    "rate_limited": 429,
-    "too_many_streams": 429,
-    "upstream_unavailable": 502,
-    "upstream_interrupted": 502,
-    "timeout": 504,
-    "cancelled": 503,
-}
 
 
 class _Reader:
@@ -221,7 +212,7 @@ class _TurnStarter(JsonBodyHandler):
             self.set_header("X-Stream-Id", stream_id)
             raise ApiError(
                 409,
-                "turn_in_progress",
+                ApiCode.TURN_IN_PROGRESS,
                 "An answer is being written in this conversation. Follow it, or wait for it"
                 " to finish before sending the next message.",
                 extra={"stream_id": stream_id},
@@ -254,10 +245,10 @@ async def _owned_stream(handler: BaseHandler, stream_id: str) -> tuple[Identity,
     unknown, expired, or someone else's (indistinguishable on purpose)."""
     identity = handler.identity()
     if identity is None:
-        raise ApiError(401, "unauthorized", "Sign in first.")
+        raise ApiError(401, ApiCode.UNAUTHORIZED, "Sign in first.")
     stream_log = await handler.state.logs.get(stream_id)
     if stream_log is None or stream_log.user_id != identity.user_id:
-        raise ApiError(404, "not_found", "No such stream (it may have expired).")
+        raise ApiError(404, ApiCode.NOT_FOUND, "No such stream (it may have expired).")
     return identity, stream_log
 
 
@@ -271,7 +262,7 @@ class StreamResumeHandler(EventStreamMixin):
         )
         raw = raw.strip() or "0"
         if not raw.isdigit():
-            raise ApiError(400, "bad_request", "Last-Event-ID must be a whole number.")
+            raise ApiError(400, ApiCode.BAD_REQUEST, "Last-Event-ID must be a whole number.")
         after_id = int(raw)
         if stream_log.finished and after_id >= stream_log.last_id:
             # Nothing will ever follow: 204 is how a server tells EventSource to stop
@@ -309,8 +300,8 @@ class ConversationHandler(_TurnStarter):
                 | {"fallback": bool(terminal.get("fallback"))}
             )
             return
-        code = terminal.get("code", "internal")
-        status = _JSON_STATUS.get(code, 503 if terminal.get("retryable") else 500)
+        code = ErrorCode(terminal.get("code", ErrorCode.INTERNAL))
+        status = EVENT_STATUS.get(code, 503 if terminal.get("retryable") else 500)
         raise ApiError(
             status, code, terminal.get("message", ""), retry_after=terminal.get("retry_after")
         )

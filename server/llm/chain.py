@@ -1,4 +1,4 @@
-"""The fallback chain: one answer from whichever provider can give it (DESIGN.md section 7).
+"""The fallback chain: one answer from whichever provider can give it.
 
 The chain is the only retry loop (SDK retries are off). For one turn it walks
 ``llm.providers`` in order, skipping a provider whose circuit is open or whose Retry-After has
@@ -349,7 +349,7 @@ class AnswerStream:
 
     def _unavailable(self, failures: list[tuple[str, ProviderError]]) -> AnswerError:
         message = "No language model could answer right now. Please try again shortly."
-        # A refused key or an unknown model will not fix itself: say what to fix (item 6).
+        # A refused key or an unknown model will not fix itself: say what to fix.
         fixes = [
             error.message
             for _, error in failures

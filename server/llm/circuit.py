@@ -1,4 +1,4 @@
-"""A circuit breaker per provider, with Retry-After honoured (issue 3, item 4).
+"""A circuit breaker per provider, with Retry-After honoured.
 
 States follow the usual pattern:
 

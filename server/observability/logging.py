@@ -6,7 +6,7 @@ standard library's loggers (Tornado's, the fallback chain's) go through the same
 so a log collector sees one format.
 
 Tracebacks stay server-side and carry no local variables: locals would put tokens, cookies
-and message text into the log (issue 6).
+and message text into the log.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus metrics, fed by the telemetry hooks (issue 6); scraped at ``GET /metrics``.
+"""Prometheus metrics, fed by the telemetry hooks; scraped at ``GET /metrics``.
 
 Labels stay bounded: provider and stage names come from the configuration, outcomes and
 reasons from fixed vocabularies (anything else a plugin invents is counted as ``other``);
@@ -22,7 +22,7 @@ from server.observability.turnlog import TurnLog, current_turn
 
 __all__ = ["CIRCUIT_STATES", "OUTCOMES", "PrometheusTelemetry"]
 
-# DESIGN.md section 4's error codes, and "complete".
+# The event stream's error codes, and "complete".
 OUTCOMES = frozenset(
     {
         "complete",

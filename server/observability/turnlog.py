@@ -1,4 +1,4 @@
-"""The log lines of a turn: started, provider attempts and fallbacks, finished (issue 6).
+"""The log lines of a turn: started, provider attempts and fallbacks, finished.
 
 One JSON line per event of note. The producer task calls :meth:`TurnLog.turn_started` first
 thing, so the stream id and the hashed user bound there with ``structlog.contextvars`` stay

@@ -1,5 +1,5 @@
 """A native EventSource on GET /api/streams/{id}: it works, and its own automatic reconnect
-(with Last-Event-ID) continues the answer with no gap and no duplicate (issue 5, point 1)."""
+(with Last-Event-ID) continues the answer with no gap and no duplicate."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-// The sluice HTTP API as the page uses it (DESIGN §3). Same-origin fetch:
+// The sluice HTTP API as the page uses it (docs/api.md). Same-origin fetch:
 // the identity cookie goes along, and POST/DELETE carry Origin by themselves.
 
 import { HttpError, streamEvents } from "./sse.js";

@@ -1,6 +1,6 @@
 // Errors as a person would want to read them.
 //
-// Sources: `error` events in a stream (DESIGN §4), JSON error bodies
+// Sources: `error` events in a stream (docs/api.md), JSON error bodies
 // (§3, via HttpError), and a lost connection (StreamLostError). Each becomes
 // {text, retryable, retryAfter}: the sentence to show, whether a Retry
 // button makes sense, and the seconds to wait before it does.
@@ -52,7 +52,7 @@ export function describeError(err) {
     ? Math.max(0, Number(retryAfterRaw))
     : null;
   const retryable = typeof err?.retryable === "boolean" ? err.retryable : RETRYABLE_CODES.has(code);
-  // The server's message is written for a person (DESIGN §4); prefer ours
+  // The server's message is written for a person (docs/api.md); prefer ours
   // only when we have one for the code, and fall back to the server's.
   let text = MESSAGES[code] || err?.message || "Something went wrong.";
   if (retryable && retryAfter) text += ` Try again in ${formatWait(retryAfter)}.`;

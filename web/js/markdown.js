@@ -1,6 +1,6 @@
 // Model output -> safe DOM.
 //
-// Model output is text, never markup (DESIGN §5). It is parsed as Markdown
+// Model output is text, never markup (docs/api.md). It is parsed as Markdown
 // by marked, with raw HTML in it shown as literal text rather than passed
 // through, and the result goes through DOMPurify with a short allow-list
 // (no script, no event handlers, no styles, no images or media, links only

@@ -157,7 +157,7 @@ export function parseEventStream(text) {
   return events;
 }
 
-/** An HTTP error answered before any event (JSON body per DESIGN §3). */
+/** An HTTP error answered before any event (JSON body per docs/api.md). */
 export class HttpError extends Error {
   constructor(status, body, retryAfter) {
     const err = (body && body.error) || {};
@@ -250,7 +250,7 @@ export async function* streamEvents(opts) {
   } = opts;
   const fetchImpl = opts.fetch ?? globalThis.fetch.bind(globalThis);
   let streamId = null;
-  let lastId = 0; // numeric ids per DESIGN §4: 1, 2, 3…
+  let lastId = 0; // numeric ids per docs/api.md: 1, 2, 3…
   let retryBase = 1000;
   let attempt = 0; // tries since the last event received
   let request = { url, init };

@@ -86,7 +86,7 @@ export class StageStatus {
   update({ stage, state, progress }) {
     this.el.hidden = false;
     delete this.el.dataset.indeterminate;
-    // progress never decreases (DESIGN §4); hold it if a server disagrees
+    // progress never decreases (docs/api.md); hold it if a server disagrees
     if (typeof progress === "number") this.progress = Math.max(this.progress, progress);
     this.label.textContent = state === "done" && stage !== "llm"
       ? `${stageLabel(stage)} ✓`

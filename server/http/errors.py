@@ -1,0 +1,80 @@
+"""The error codes of the HTTP API, defined once, and the exception that carries one.
+
+Outside a stream an error is ``{"error": {"code", "message", "retry_after"?}}`` with the
+status of its code. Inside a stream, errors are events whose codes are the contract's
+``ErrorCode``; the JSON endpoint answers those with the statuses of :data:`EVENT_STATUS`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from tornado import web
+
+from server.contract import ErrorCode
+
+__all__ = ["DEFAULT_CODES", "EVENT_STATUS", "ApiCode", "ApiError"]
+
+
+class ApiCode(enum.StrEnum):
+    """The ``code`` of an error answered before (or instead of) a stream."""
+
+    BAD_REQUEST = "bad_request"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    REQUEST_TIMEOUT = "request_timeout"
+    TURN_IN_PROGRESS = "turn_in_progress"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+# The code and message of an error raised without one (Tornado's own 404, 405…).
+DEFAULT_CODES: dict[int, tuple[str, str]] = {
+    400: (ApiCode.BAD_REQUEST, "The request is malformed."),
+    401: (ApiCode.UNAUTHORIZED, "Sign in first: send a bearer token or the identity cookie."),
+    403: (ApiCode.FORBIDDEN, "You may not do that."),
+    404: (ApiCode.NOT_FOUND, "There is nothing here."),
+    405: (ApiCode.METHOD_NOT_ALLOWED, "That method is not allowed here."),
+    408: (ApiCode.REQUEST_TIMEOUT, "The request did not arrive in time."),
+    413: (ApiCode.TOO_LARGE, "The request is too large."),
+    415: (ApiCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json."),
+    429: (ErrorCode.RATE_LIMITED, "Too many requests."),
+    431: (ApiCode.HEADERS_TOO_LARGE, "The request's headers are too large."),
+    503: (ApiCode.UNAVAILABLE, "The service is unavailable right now. Please try again."),
+}
+
+# A stream's terminal error -> the status the JSON endpoint answers it with.
+EVENT_STATUS: dict[str, int] = {
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.TOO_MANY_STREAMS: 429,
+    ErrorCode.UPSTREAM_UNAVAILABLE: 502,
+    ErrorCode.UPSTREAM_INTERRUPTED: 502,
+    ErrorCode.TIMEOUT: 504,
+    ErrorCode.CANCELLED: 503,
+}
+
+
+class ApiError(web.HTTPError):
+    """An error with a contract code, written as ``{"error": {...}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ApiCode | ErrorCode,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(status, reason=None, log_message=f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        # More members of the error object, e.g. the stream id of turn_in_progress.
+        self.extra = extra or {}
