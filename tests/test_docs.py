@@ -101,3 +101,20 @@ def test_the_guide_package_enabled_as_the_guide_says(
     assert text == complete["message"] == "Echo: what the **** is this "
     context = next(e for e in events if e["type"] == "context")
     assert re.fullmatch(r"\d\d:\d\d", context["context"]["local_time"])
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))],
+    ids=lambda p: p.name,
+)
+def test_links_point_at_files_in_the_repository(document: Path) -> None:
+    for target in LINK.findall(document.read_text(encoding="utf-8")):
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        path = (document.parent / target.split("#")[0]).resolve()
+        assert path.is_relative_to(ROOT), f"{document.name} links outside the repo: {target}"
+        assert path.exists(), f"{document.name} links to a missing file: {target}"
