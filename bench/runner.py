@@ -102,13 +102,20 @@ def pin_runner() -> bool:
 class Proc:
     """A child process in its own session, logging to a file; stopped by its pid."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self.log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
             argv,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             env={**os.environ, **env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -320,7 +327,13 @@ class Session:
             argv = self.system.argv(launch)
             if SERVER_CPU not in os.sched_getaffinity(0):  # the runner left the server's core
                 argv = ["taskset", "-c", str(SERVER_CPU), *argv]
-            server = Proc(self.system.name, argv, self.system.env(launch), self.log_dir)
+            server = Proc(
+                self.system.name,
+                argv,
+                self.system.env(launch),
+                self.log_dir,
+                cwd=self.system.cwd(),
+            )
             self.procs.append(server)
             wait_ready(server, self.port, self.system.health)
             self.sampler = Sampler(server.popen.pid)

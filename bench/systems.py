@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,11 +31,17 @@ class System:
     headers: dict[str, str] = field(default_factory=dict)
     extra_env: Callable[[Launch], dict[str, str]] = lambda launch: {}
     health: str = "/healthz"
+    # Where it runs from; None: this checkout.
+    cwd: Callable[[], Path | None] = lambda: None
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
         if self.name == "sluice" and not (ROOT / "server" / "__main__.py").exists():
             return "server/__main__.py does not exist yet"
+        if self.name == "sluice-baseline":
+            folder = self.cwd()
+            if folder is None or not (folder / "server" / "__main__.py").exists():
+                return f"set {BASELINE_ENV} to a checkout of the commit to compare with"
         return None
 
     def env(self, launch: Launch) -> dict[str, str]:
@@ -44,6 +51,16 @@ class System:
             "OPENAI_BASE_URL": launch.upstream_url,
             **self.extra_env(launch),
         }
+
+
+# A checkout of another commit (``git worktree add /tmp/base <commit>``), run as the system
+# "sluice-baseline" beside "sluice" to compare two versions in one run.
+BASELINE_ENV = "SLUICE_BENCH_BASELINE"
+
+
+def _baseline_dir() -> Path | None:
+    value = os.environ.get(BASELINE_ENV)
+    return Path(value).resolve() if value else None
 
 
 def _sluice_env(launch: Launch) -> dict[str, str]:
@@ -78,6 +95,15 @@ SYSTEMS: dict[str, System] = {
             path="/api/conversation-stream/bench-user",
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_env,
+        ),
+        System(
+            name="sluice-baseline",
+            describe=f"sluice from the checkout in ${BASELINE_ENV}, for before/after runs",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_env,
+            cwd=_baseline_dir,
         ),
         System(
             name="tornado",

@@ -185,3 +185,17 @@ def test_plugins_command_lists_stages_providers_and_instances(tmp_path: Path) ->
     local = by_key[("provider instance", "local")]
     assert local["value"] == "openai" and local["options"]["model"] == "llama3.2"
     assert [i["name"] for i in listing if i["group"] == "provider instance"] == ["local", "demo"]
+
+
+def test_every_contract_name_has_a_docstring() -> None:
+    import inspect
+
+    undocumented = []
+    for name in server.contract.__all__:
+        value = getattr(server.contract, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            doc = inspect.getdoc(value) or ""
+            # dataclasses make one from the signature ("Name(field, …)"): not a description.
+            if not doc or doc.startswith(f"{name}("):
+                undocumented.append(name)
+    assert undocumented == []

@@ -198,14 +198,17 @@ TERMINAL_TYPES = frozenset({"complete", "error"})
 
 
 def status(stage: str, state: Literal["start", "done"], progress: int) -> Status:
+    """A ``status`` event (the pipeline makes these for every stage)."""
     return Status(stage, state, progress)
 
 
 def context(session_id: str, intent: Mapping[str, Any], remembered: Mapping[str, Any]) -> Context:
+    """A ``context`` event: the session, the intent found, and what the session remembers."""
     return Context(session_id, intent, remembered)
 
 
 def chunk(content: str) -> Chunk:
+    """A ``chunk`` event: the next piece of the answer."""
     return Chunk(content)
 
 
@@ -220,6 +223,7 @@ def complete(
     fallback: bool,
     usage: Mapping[str, Any] | None,
 ) -> Complete:
+    """The ``complete`` event that ends a turn with its answer."""
     return Complete(message, session_id, tuple(suggestions), provider, model, mode, fallback, usage)
 
 

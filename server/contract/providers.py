@@ -57,6 +57,8 @@ class Message:
 
 @dataclass(slots=True)
 class Usage:
+    """Tokens an answer took, as the provider counted them (None when it did not say)."""
+
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None

@@ -14,6 +14,8 @@ __all__ = ["RateLimitStore", "RateLimiter", "SessionRecord", "SessionStore", "St
 
 @dataclass(slots=True)
 class StoredMessage:
+    """One message of a conversation, as kept."""
+
     id: int
     role: str
     content: str
@@ -31,6 +33,8 @@ class StoredMessage:
 
 @dataclass(slots=True)
 class SessionRecord:
+    """A conversation: its title, when it last changed, and what it remembers."""
+
     session_id: str
     title: str
     updated_at: float
@@ -38,6 +42,8 @@ class SessionRecord:
 
 
 class SessionStore(Protocol):
+    """Conversations and their messages, per user."""
+
     async def open_session(self, user_id: str, session_id: str, title: str) -> SessionRecord:
         """Return the session, creating it (with ``title``) when it does not exist."""
         ...
@@ -64,6 +70,8 @@ class SessionStore(Protocol):
 
 
 class RateLimitStore(Protocol):
+    """Token buckets by key: the backend behind a :class:`RateLimiter`."""
+
     async def take(self, key: str, rate_per_second: float, burst: int) -> float:
         """Take one token from ``key``'s bucket: 0 when allowed, else seconds to wait."""
         ...
