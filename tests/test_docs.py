@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer
+from tests.support.packages import install_into
 from tests.support.server import ROOT
 from tests.support.sse import bearer, request
 
@@ -49,23 +50,7 @@ def test_the_examples_own_tests_pass(example: str) -> None:
 
 @pytest.fixture(scope="module")
 def installed_guide(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("guide-site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(ROOT / "examples" / "plugin-guide"),
-        ],
-        check=True,
-    )
-    return target
+    return install_into(tmp_path_factory.mktemp("guide-site"), ROOT / "examples" / "plugin-guide")
 
 
 def test_the_guide_package_enabled_as_the_guide_says(

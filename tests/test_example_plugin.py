@@ -13,29 +13,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer
+from tests.support.packages import install_into
 from tests.support.server import ROOT
 from tests.support.sse import bearer, request
 
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("example-site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(ROOT / "examples" / "sluice-redact"),
-        ],
-        check=True,
+    return install_into(
+        tmp_path_factory.mktemp("example-site"), ROOT / "examples" / "sluice-redact"
     )
-    return target
 
 
 def config_with_redaction(tmp_path: Path) -> Path:

@@ -26,6 +26,20 @@ from server.core.runner import TurnInProgress, TurnRunner
 from server.core.streamlog import MemoryStreamLogStore
 
 
+def answered(message: str, provider: str = "t") -> Event:
+    """A ``complete`` with ``message``, as a stage that answers would end with."""
+    return complete(
+        message,
+        session_id=None,
+        suggestions=[],
+        provider=provider,
+        model="t",
+        mode="stream",
+        fallback=False,
+        usage=None,
+    )
+
+
 def make_turn() -> Turn:
     return Turn(stream_id="st_test", user_id="alice", message="hi", client_ip="127.0.0.1")
 
@@ -44,16 +58,7 @@ class Words(Stage):
             yield chunk(word)
             if self.gate is not None and word == "two ":
                 await self.gate.wait()  # hangs until cancelled
-        yield complete(
-            "one two three",
-            session_id=None,
-            suggestions=[],
-            provider="t",
-            model="t",
-            mode="stream",
-            fallback=False,
-            usage=None,
-        )
+        yield answered("one two three", provider="t")
 
 
 class Quiet(Stage):
@@ -226,16 +231,7 @@ class Canned(WrapperStage):
     """Answers without asking the rest, with a complete and no chunk."""
 
     async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
-        yield complete(
-            "from the cache",
-            session_id=None,
-            suggestions=[],
-            provider="cache",
-            model="-",
-            mode="stream",
-            fallback=False,
-            usage=None,
-        )
+        yield answered("from the cache", provider="cache")
 
 
 @pytest.mark.gen_test
@@ -270,16 +266,7 @@ class Split(Stage):
     async def run(self, turn: Turn) -> AsyncIterator[Event]:
         for piece in ("the sec", "ret is ", "out: sec", "ret"):
             yield chunk(piece)
-        yield complete(
-            "the secret is out: secret",
-            session_id=None,
-            suggestions=[],
-            provider="t",
-            model="t",
-            mode="stream",
-            fallback=False,
-            usage=None,
-        )
+        yield answered("the secret is out: secret", provider="t")
 
 
 @pytest.mark.gen_test
