@@ -1,4 +1,4 @@
-"""The event-stream encoder (server/sse.py): framing, and text surviving a round trip."""
+"""The event-stream encoder (server/core/sse.py): framing, and text surviving a round trip."""
 
 from __future__ import annotations
 

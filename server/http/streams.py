@@ -4,7 +4,7 @@ Every response here is a *reader* of a turn's log. :meth:`relay`
 writes everything the log holds in one write, flushes, and waits for more. It needs no
 ``sleep(0)`` of its own: nothing can be appended while it runs without suspending, so each
 pass either waits on the log or on a full socket. The producer is the one that could run
-through a burst without yielding, and yields every few events (``server/turns.py``).
+through a burst without yielding, and yields every few events (``server/core/runner.py``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ __all__ = ["Telemetry"]
 
 
 class Telemetry(ChainObserver):
-    # -- turns (server/turns.py) ------------------------------------------------------------
+    # -- turns (server/core/runner.py) ------------------------------------------------------
 
     def turn_started(self, turn: Turn) -> None:
         """A producer was admitted and started. Called first thing in the producer's own
@@ -26,12 +26,12 @@ class Telemetry(ChainObserver):
         """A turn ended (or was refused at admission) with ``terminal``; ``seconds`` since it
         started, ``first_chunk_seconds`` until its first chunk (None without one)."""
 
-    # -- stages (server/pipeline.py) --------------------------------------------------------
+    # -- stages (server/core/pipeline.py) ---------------------------------------------------
 
     def stage_done(self, stage: str, seconds: float) -> None:
-        """A stage finished its own part (for a wrapper: up to handing over to the rest)."""
+        """A stage finished (a wrapper: with the stages inside it), or failed."""
 
-    # -- readers (server/handlers/streams.py) -----------------------------------------------
+    # -- readers (server/http/streams.py) ---------------------------------------------------
 
     def reader_opened(self, kind: str) -> None:
         """An event-stream response started; ``kind`` is "new" or "resume"."""
