@@ -37,6 +37,12 @@ def _plugins(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(settings: Settings | None, args: argparse.Namespace) -> int:
+    from server.commands.check import check_command
+
+    return check_command(args.url, events=args.events, interval_ms=args.interval_ms)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sluice",
@@ -53,13 +59,24 @@ def _parser() -> argparse.ArgumentParser:
         "plugins", help="list installed stages and providers, what is enabled, their options"
     )
     plugins.set_defaults(run=_plugins)
+    check = commands.add_parser(
+        "check",
+        help="is a deployment streaming? events at once, not buffered or compressed, heartbeats",
+    )
+    check.add_argument("url", help="the server's address, e.g. https://chat.example.com")
+    check.add_argument("--events", type=int, default=10, help="timed events (default 10)")
+    check.add_argument(
+        "--interval-ms", type=int, default=500, help="between two events (default 500)"
+    )
+    # It talks to a server elsewhere: this machine's configuration plays no part.
+    check.set_defaults(run=_check, local_settings=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings() if getattr(args, "local_settings", True) else None
         code = args.run(settings, args)
     except ConfigError as error:
         print(f"sluice: {error}", file=sys.stderr)

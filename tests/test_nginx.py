@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from server.commands.check import run_check
 from tests.conftest import StartServer
 from tests.support.server import ROOT, RunningServer, free_port, wait_until_answering
 from tests.support.sse import Frame, bearer, json_request, request
@@ -40,8 +41,29 @@ def sandboxed_config(upstream_port: int, listen_port: int, workdir: Path) -> str
     return text
 
 
-@pytest.fixture
-def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
+# A buffering proxy: nginx told to buffer and to ignore the X-Accel-Buffering header with
+# which sluice asks every proxy not to, speaking nginx's default HTTP/1.0 to the upstream.
+# (Over HTTP/1.1 nginx reads the upstream's chunks and passes each whole one on even with
+# buffering on; over HTTP/1.0 there are no chunks, and it holds the body until its buffers
+# fill or the response ends.)
+BUFFERING = [
+    (
+        "proxy_buffering off;",
+        "proxy_buffering on;\n            proxy_ignore_headers X-Accel-Buffering;",
+    ),
+    ("proxy_http_version 1.1;", "proxy_http_version 1.0;"),
+]
+# Buffering on, but HTTP/1.1 as the shipped file has it.
+BUFFERING_HTTP11 = BUFFERING[:1]
+# What a compressing proxy does: gzip on event streams too.
+COMPRESSING = [("gzip_types application/json", "gzip_types text/event-stream application/json")]
+
+
+def start_nginx(
+    start_server: StartServer,
+    tmp_path: Path,
+    changes: Sequence[tuple[str, str]] = (),
+) -> Iterator[tuple[RunningServer, str]]:
     server = start_server(
         {
             "SLUICE_LLM__DEMO__WORDS_PER_SECOND": "4",
@@ -51,7 +73,11 @@ def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[Running
     )
     port = free_port()
     config = tmp_path / "nginx.conf"
-    config.write_text(sandboxed_config(server.port, port, tmp_path), encoding="utf-8")
+    text = sandboxed_config(server.port, port, tmp_path)
+    for old, new in changes:
+        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
+        text = text.replace(old, new)
+    config.write_text(text, encoding="utf-8")
     check = subprocess.run(
         [NGINX, "-t", "-c", str(config), "-p", str(tmp_path)], capture_output=True
     )
@@ -68,6 +94,68 @@ def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[Running
     nginx.wait(timeout=10)
     assert nginx.stderr is not None
     nginx.stderr.close()
+
+
+@pytest.fixture
+def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
+    yield from start_nginx(start_server, tmp_path)
+
+
+@pytest.fixture
+def buffering(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
+    yield from start_nginx(start_server, tmp_path, BUFFERING)
+
+
+@pytest.fixture
+def buffering_http11(
+    start_server: StartServer, tmp_path: Path
+) -> Iterator[tuple[RunningServer, str]]:
+    yield from start_nginx(start_server, tmp_path, BUFFERING_HTTP11)
+
+
+@pytest.fixture
+def compressing(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
+    yield from start_nginx(start_server, tmp_path, COMPRESSING)
+
+
+def test_the_connection_check_passes_the_shipped_config(
+    proxied: tuple[RunningServer, str],
+) -> None:
+    _, url = proxied
+    report = run_check(url, events=6, interval_ms=300)
+    assert report.verdict == "streaming", report.lines
+    assert report.pings_received == report.pings_sent == 5
+
+
+def test_the_connection_check_finds_a_buffering_proxy_and_measures_the_delay(
+    buffering: tuple[RunningServer, str],
+) -> None:
+    _, url = buffering
+    report = run_check(url, events=6, interval_ms=300)
+    assert report.verdict == "buffered", report.lines
+    # Held until the response ended: the first event came about 1.5 s late.
+    assert 1200 <= report.max_delay_ms <= 3000, report.max_delay_ms
+    assert report.bursts == 1
+    assert "buffers the stream" in report.lines[0]
+
+
+def test_buffering_on_over_http11_still_passes_events_one_by_one(
+    buffering_http11: tuple[RunningServer, str],
+) -> None:
+    """What docs/deploy.md says about nginx: with HTTP/1.1 to sluice, even a location that
+    buffers passes each chunk on; it is HTTP/1.0 (nginx's default) that holds them."""
+    _, url = buffering_http11
+    report = run_check(url, events=6, interval_ms=300)
+    assert report.verdict == "streaming", report.lines
+
+
+def test_the_connection_check_finds_a_compressing_proxy(
+    compressing: tuple[RunningServer, str],
+) -> None:
+    _, url = compressing
+    report = run_check(url, events=4, interval_ms=300)
+    assert report.verdict == "compressed", report.lines
+    assert "gzip" in report.lines[0]
 
 
 def test_chunks_and_heartbeats_pass_one_by_one(proxied: tuple[RunningServer, str]) -> None:

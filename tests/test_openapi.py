@@ -167,6 +167,9 @@ def call(
             413,
         ),
         ("GET", "/api/conversation/{user_id}", "/api/conversation/alice", {"headers": ALICE}, 405),
+        ("GET", "/api/check-stream", "/api/check-stream?events=3&interval_ms=50", {}, 200),
+        ("GET", "/api/check-stream", "/api/check-stream?events=0", {}, 400),
+        ("GET", "/api/check-stream", "/api/check-stream?events=50&interval_ms=2000", {}, 400),
     ],
 )
 def test_responses_match_the_spec(

@@ -249,15 +249,16 @@ class GeminiProvider:
         if status in (401, 403) or "API_KEY_INVALID" in details or "API key not valid" in message:
             return ProviderError(
                 FailureKind.AUTH,
-                f"{name} refused the API key ({status}): check {self._key_label}.",
+                f"{name} refused the API key ({status}): the server's operator must set a "
+                f"valid {self._key_label}.",
                 status=status,
                 detail=detail,
             )
         if status == 404:
             return ProviderError(
                 FailureKind.BAD_REQUEST,
-                f"{name}: model {self.model!r} was not found (404): set GEMINI_MODEL (or "
-                "[llm.gemini] model), and check GEMINI_BASE_URL.",
+                f"{name}: model {self.model!r} was not found (404): the server's operator must "
+                "set GEMINI_MODEL (or [llm.gemini] model) and check GEMINI_BASE_URL.",
                 status=status,
                 detail=detail,
             )

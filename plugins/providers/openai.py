@@ -180,8 +180,9 @@ class OpenAIProvider:
             cause = error.__cause__
             return ProviderError(
                 FailureKind.UNAVAILABLE,
-                f"{name} could not be reached at {self.host}.",
-                detail=type(cause).__name__ if cause else "APIConnectionError",
+                f"{name} could not be reached.",
+                detail=f"{self.base_url}: "
+                + (type(cause).__name__ if cause else "APIConnectionError"),
             )
         if not isinstance(error, openai.APIStatusError):
             return ProviderError(
@@ -198,23 +199,24 @@ class OpenAIProvider:
         if status == 401:
             return ProviderError(
                 FailureKind.AUTH,
-                f"{name} refused the API key (401): check {self._key_label}.",
+                f"{name} refused the API key (401): the server's operator must set a valid "
+                f"{self._key_label}.",
                 status=status,
                 detail=detail,
             )
         if status == 403:
             return ProviderError(
                 FailureKind.AUTH,
-                f"{name} denied access to model {self.model!r} (403): check {self._key_label} "
-                "and the model's access.",
+                f"{name} denied access to model {self.model!r} (403): the server's operator "
+                f"must check {self._key_label} and the model's access.",
                 status=status,
                 detail=detail,
             )
         if status == 404:
             return ProviderError(
                 FailureKind.BAD_REQUEST,
-                f"{name}: model {self.model!r} was not found at {self.host} (404): set "
-                "OPENAI_MODEL (or [llm.openai] model), and check OPENAI_BASE_URL ends in /v1.",
+                f"{name}: model {self.model!r} was not found (404): the server's operator must "
+                "set OPENAI_MODEL (or [llm.openai] model) and check OPENAI_BASE_URL ends in /v1.",
                 status=status,
                 detail=detail,
             )

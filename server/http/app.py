@@ -10,6 +10,7 @@ import structlog
 from tornado import web
 from tornado.web import GZipContentEncoding
 
+from server.http.check import CheckStreamHandler
 from server.http.ops import MetricsHandler, OpenAPIHandler
 from server.http.pages import (
     WEB_DIR,
@@ -44,6 +45,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/streams/{stream_id}/cancel", StreamCancelHandler),
     ("/api/sessions/{user_id}", SessionListHandler),
     ("/api/sessions/{user_id}/{session_id}", SessionHandler),
+    ("/api/check-stream", CheckStreamHandler),
     ("/healthz", HealthHandler),
     ("/readyz", ReadyHandler),
     ("/metrics", MetricsHandler),

@@ -111,6 +111,9 @@ class EventStreamMixin(BaseHandler):
         self.set_header("X-Accel-Buffering", "no")
         self.set_header("X-Stream-Id", stream_id)
         stream = self.state.settings.stream
+        # How often a quiet stream sends ": ping": a client that hears nothing for twice
+        # this long knows the connection has stalled and reconnects.
+        self.set_header("X-Heartbeat-Seconds", f"{stream.heartbeat_seconds:g}")
         self.write(retry_field(stream.retry_ms) + padding(stream.padding_bytes))
 
     async def relay(self, stream_log: MemoryStreamLog, after_id: int, kind: str) -> None:

@@ -215,7 +215,7 @@ class AnswerStream:
                                 yield delta
                     except ProviderError as error:
                         last = error
-                        _log_failure(provider.name, mode, error)
+                        _log_failure(provider, mode, error)
                         if self.text_sent:
                             verdict = False
                             chain.observer.on_interrupted(provider.name, error.kind.value)
@@ -357,19 +357,31 @@ class AnswerStream:
         ]
         if fixes:
             message = "No language model could answer. " + " ".join(fixes)
+        # Only an operator can fix a refused key or an unknown model: a Retry button
+        # cannot help when every provider failed that way.
+        config_only = bool(failures) and all(
+            error.kind in (FailureKind.AUTH, FailureKind.BAD_REQUEST) for _, error in failures
+        )
         waits = [w for w in (e.circuit.available_in() for e in self._chain.entries) if w > 0]
         # Only when every provider is known to be blocked is there a time worth telling.
         blocked = bool(waits) and len(waits) == len(self._chain.entries)
         retry_after = round(min(waits), 3) if blocked else None
         return AnswerError(
-            ErrorCode.UPSTREAM_UNAVAILABLE, message, retryable=True, retry_after=retry_after
+            ErrorCode.UPSTREAM_UNAVAILABLE,
+            message,
+            retryable=not config_only,
+            retry_after=retry_after,
         )
 
 
-def _log_failure(name: str, mode: str, error: ProviderError) -> None:
+def _log_failure(provider: Provider, mode: str, error: ProviderError) -> None:
+    # The operator's view: which provider, at which address. The client's message names
+    # neither (a person cannot act on an internal host, and it is not theirs to know).
+    url = getattr(provider, "base_url", None)
     log.warning(
-        "provider %s (%s) failed: %s%s%s",
-        name,
+        "provider %s%s (%s) failed: %s%s%s",
+        provider.name,
+        f" at {url}" if url else "",
         mode,
         error.kind.value,
         f" status={error.status}" if error.status is not None else "",

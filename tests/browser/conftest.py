@@ -97,10 +97,32 @@ class ChatPage:
         assert self.console_errors == [], self.console_errors
         assert self.dialogs == [], self.dialogs
 
+    def sibling(self) -> ChatPage:
+        """A second tab of the same browser: same identity cookie, its own page."""
+        return watch(self.page.context.new_page(), self.base_url)
+
 
 def _on_console(chat: ChatPage, message: Any) -> None:
     if message.type == "error" or "Content Security Policy" in message.text:
         chat.console_errors.append(message.text)
+
+
+def watch(page: Page, base_url: str) -> ChatPage:
+    """Wrap ``page``, recording what it reports."""
+    chat = ChatPage(page, base_url)
+    page.on("console", lambda m: _on_console(chat, m))
+    page.on("pageerror", lambda e: chat.page_errors.append(str(e)))
+
+    def on_dialog(dialog: Dialog) -> None:
+        chat.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on(
+        "request",
+        lambda r: chat.requests.append((r.method, r.url, dict(r.headers))),
+    )
+    return chat
 
 
 @pytest.fixture
@@ -111,21 +133,7 @@ def chat_page(browser: Browser) -> Iterator[Any]:
     def make(server: Any, **options: Any) -> ChatPage:
         context = browser.new_context(**{"viewport": {"width": 1200, "height": 820}, **options})
         contexts.append(context)
-        page = context.new_page()
-        chat = ChatPage(page, server.url)
-        page.on("console", lambda m: _on_console(chat, m))
-        page.on("pageerror", lambda e: chat.page_errors.append(str(e)))
-
-        def on_dialog(dialog: Dialog) -> None:
-            chat.dialogs.append(f"{dialog.type}: {dialog.message}")
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
-        page.on(
-            "request",
-            lambda r: chat.requests.append((r.method, r.url, dict(r.headers))),
-        )
-        return chat
+        return watch(context.new_page(), server.url)
 
     yield make
     for context in contexts:

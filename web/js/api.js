@@ -61,7 +61,7 @@ export async function converse(userId, message, sessionId, signal) {
 }
 
 /** The streaming turn: an async iterator of {type, id, data}. */
-export function streamConversation(userId, message, sessionId, { signal, onConnection } = {}) {
+export function streamConversation(userId, message, sessionId, { signal, onConnection, nudge } = {}) {
   const body = { message };
   if (sessionId) body.session_id = sessionId;
   return streamEvents({
@@ -74,5 +74,26 @@ export function streamConversation(userId, message, sessionId, { signal, onConne
     resumeUrl: (streamId) => `/api/streams/${enc(streamId)}`,
     signal,
     onConnection,
+    nudge,
   });
+}
+
+/**
+ * An answer already being written (after a reload, in another tab): its
+ * events from the first, the text so far then live, resumed like any stream.
+ */
+export function followStream(streamId, { signal, onConnection, nudge } = {}) {
+  return streamEvents({
+    streamId,
+    resumeUrl: (id) => `/api/streams/${enc(id)}`,
+    signal,
+    onConnection,
+    nudge,
+  });
+}
+
+/** Delete when the page is going away: the request must outlive it. */
+export function deleteSessionOnExit(userId, sessionId) {
+  fetch(`/api/sessions/${enc(userId)}/${enc(sessionId)}`, { method: "DELETE", keepalive: true })
+    .catch(() => {});
 }

@@ -2,12 +2,16 @@
 // One turn at a time: a turn is one message and its answer.
 
 import * as api from "./api.js";
+import { runCheck } from "./check.js";
 import { describeError } from "./errors.js";
 import { AnswerView, userMessage } from "./message-view.js";
 import { renderSessions } from "./sessions-view.js";
+import { Nudge } from "./sse.js";
 import {
   ConnectionIndicator, StageStatus, renderContext, renderSuggestions,
 } from "./status-view.js";
+import { pickSuggestions } from "./suggestions.js";
+import { showToast } from "./toast.js";
 
 const $ = (id) => document.getElementById(id);
 const STREAMING_KEY = "sluice.streaming";
@@ -26,6 +30,8 @@ const ui = {
   sidebarToggle: $("sidebar-toggle"),
   scrim: $("scrim"),
   newChat: $("new-chat"),
+  checkOpen: $("check-open"),
+  checkDialog: $("check-dialog"),
 };
 
 const connection = new ConnectionIndicator();
@@ -34,9 +40,16 @@ const stage = new StageStatus();
 const state = {
   userId: null,
   sessionId: null,
-  turn: null, // {abort, streamId, stopRequested, view}
+  turn: null, // {abort, streamId, stopRequested, view, message}
   autoScroll: true,
+  shownMessages: 0, // stored messages of this session on screen (user and assistant)
+  pendingDeletes: new Set(), // deleted, but still undoable: the DELETE waits
 };
+
+// Fired when the tab comes back into view or the network returns: a stream
+// waiting to reconnect goes at once, and a silent one is replaced.
+const nudge = new Nudge();
+const UNDO_MS = 6000;
 
 // ---- scrolling: follow the answer unless the reader scrolled up ----------
 
@@ -49,6 +62,16 @@ function follow() {
   if (state.autoScroll) ui.scroller.scrollTop = ui.scroller.scrollHeight;
 }
 
+// Suggestions appearing under the list, the status line going away, an
+// answer's Copy button showing up: each changes a size without a scroll.
+// Whoever was at the end stays at the end, so nothing is left under the
+// composer or the suggestions.
+if (typeof ResizeObserver === "function") {
+  const ro = new ResizeObserver(() => follow());
+  ro.observe(ui.scroller);
+  ro.observe(ui.list);
+}
+
 // ---- conversation state ---------------------------------------------------
 
 function setSession(sessionId) {
@@ -58,6 +81,7 @@ function setSession(sessionId) {
 }
 
 function clearConversation() {
+  state.shownMessages = 0;
   ui.list.replaceChildren();
   ui.empty.hidden = false;
   renderContext({});
@@ -68,7 +92,8 @@ function clearConversation() {
 async function refreshSessions() {
   if (!state.userId) return;
   try {
-    const sessions = await api.listSessions(state.userId);
+    const sessions = (await api.listSessions(state.userId))
+      .filter((s) => !state.pendingDeletes.has(s.session_id));
     renderSessions(sessions, state.sessionId, { open: openSession, remove: removeSession });
   } catch {
     /* the list is a convenience: keep the old one */
@@ -79,23 +104,7 @@ async function openSession(sessionId) {
   if (state.turn) return;
   closeSidebar();
   try {
-    const session = await api.getSession(state.userId, sessionId);
-    clearConversation();
-    state.sessionId = null;
-    setSession(session.session_id);
-    ui.empty.hidden = session.messages.length > 0;
-    for (const m of session.messages) {
-      if (m.role === "user") {
-        ui.list.append(userMessage(m.content));
-      } else if (m.role === "assistant") {
-        const view = new AnswerView();
-        ui.list.append(view.li);
-        view.show(m.content, m.status || "complete");
-      }
-    }
-    renderContext(session.context);
-    state.autoScroll = true;
-    follow();
+    showSession(await api.getSession(state.userId, sessionId));
     refreshSessions();
   } catch (err) {
     if (err.status === 404) {
@@ -106,15 +115,111 @@ async function openSession(sessionId) {
   }
 }
 
-async function removeSession(sessionId) {
+/** Is the session's active turn still being written, or already saved? */
+function answerPending(session) {
+  const active = session.active_turn;
+  if (!active?.stream_id) return false;
+  // The answer is saved just before its stream ends: an assistant message
+  // written after the turn started means there is nothing left to follow.
+  const last = session.messages[session.messages.length - 1];
+  return !(last?.role === "assistant" && Number(last.created_at) >= Number(active.started_at));
+}
+
+/** Draw a stored conversation; follow the answer being written in it, if any. */
+function showSession(session) {
+  if (state.turn) return;
+  clearConversation();
+  state.sessionId = null;
+  setSession(session.session_id);
+  ui.empty.hidden = session.messages.length > 0;
+  let lastQuestion = "";
+  for (const m of session.messages) {
+    if (m.role === "user") {
+      ui.list.append(userMessage(m.content));
+      lastQuestion = m.content;
+    } else if (m.role === "assistant") {
+      const view = new AnswerView();
+      ui.list.append(view.li);
+      view.show(m.content, m.status || "complete", answerFacts(m));
+    }
+  }
+  state.shownMessages = session.messages.length;
+  renderContext(session.context);
+  state.autoScroll = true;
+  follow();
+  if (answerPending(session)) followAnswer(session.active_turn.stream_id, lastQuestion);
+}
+
+/** Provider and model of a stored answer, wherever the session API puts them. */
+function answerFacts(message) {
+  const facts = message.facts ?? message.answer ?? message;
+  return facts && (facts.provider || facts.model) ? facts : null;
+}
+
+/**
+ * Back in view, or back online, with no answer of ours running: the
+ * conversation may have moved on in another tab. Redraw it if it did.
+ */
+async function refreshConversation() {
+  if (state.turn || !state.sessionId || !state.userId) return;
+  try {
+    const session = await api.getSession(state.userId, state.sessionId);
+    if (state.turn || session.session_id !== state.sessionId) return;
+    if (answerPending(session) || session.messages.length > state.shownMessages) {
+      showSession(session);
+    }
+  } catch {
+    /* the next wake-up tries again */
+  }
+}
+
+function wake() {
+  if (document.visibilityState === "hidden") return;
+  if (state.turn) nudge.fire();
+  else refreshConversation();
+}
+document.addEventListener("visibilitychange", wake);
+globalThis.addEventListener("online", wake);
+
+// ---- deleting, with a few seconds to undo ----------------------------------
+
+function removeSession(sessionId) {
+  const wasCurrent = sessionId === state.sessionId;
+  state.pendingDeletes.add(sessionId);
+  if (wasCurrent) newChat();
+  else refreshSessions();
+  showToast("Conversation deleted.", {
+    ms: UNDO_MS,
+    action: {
+      label: "Undo",
+      run: () => {
+        state.pendingDeletes.delete(sessionId);
+        // Back where it was, unless something else is on screen by now.
+        if (wasCurrent && !state.turn && !state.sessionId) openSession(sessionId);
+        else refreshSessions();
+      },
+    },
+    onExpire: () => commitDelete(sessionId),
+  });
+}
+
+async function commitDelete(sessionId) {
+  if (!state.pendingDeletes.has(sessionId)) return;
   try {
     await api.deleteSession(state.userId, sessionId);
   } catch (err) {
-    showBanner(describeError(err).text);
+    showToast(`The conversation could not be deleted. ${describeError(err).text}`);
+  } finally {
+    state.pendingDeletes.delete(sessionId);
+    refreshSessions();
   }
-  if (sessionId === state.sessionId) newChat();
-  refreshSessions();
 }
+
+// Leaving the page before the undo time is over still deletes.
+globalThis.addEventListener("pagehide", () => {
+  for (const sessionId of state.pendingDeletes) api.deleteSessionOnExit(state.userId, sessionId);
+  state.pendingDeletes.clear();
+});
 
 function newChat() {
   if (state.turn) stopAnswer();
@@ -144,41 +249,107 @@ function announce(text) {
   ui.live.textContent = text;
 }
 
+function startTurn(view, message) {
+  const turn = {
+    abort: new AbortController(), streamId: null, stopRequested: false, view, message,
+  };
+  state.turn = turn;
+  setBusy(true);
+  return turn;
+}
+
+function endTurn() {
+  state.turn = null;
+  setBusy(false);
+  stage.hide();
+  refreshSessions();
+}
+
 function send(text, retryView = null) {
   const message = text.trim();
   if (!message || state.turn || !state.userId) return;
   ui.empty.hidden = true;
   renderSuggestions([], send);
   if (retryView) retryView.li.remove();
-  else ui.list.append(userMessage(message));
+  const question = retryView ? null : userMessage(message);
+  if (question) ui.list.append(question);
   const view = new AnswerView({ onPaint: follow });
   ui.list.append(view.li);
   state.autoScroll = true;
   follow();
-  const turn = { abort: new AbortController(), streamId: null, stopRequested: false, view };
-  state.turn = turn;
-  setBusy(true);
+  const turn = startTurn(view, message);
   const run = ui.streaming.checked ? runStreaming : runPlain;
-  run(message, turn).finally(() => {
-    state.turn = null;
-    setBusy(false);
-    stage.hide();
-    refreshSessions();
+  run(message, turn).then((outcome) => {
+    endTurn();
+    if (outcome?.busyWith) answerElsewhere(message, question, view);
   });
 }
 
-async function runStreaming(message, turn) {
-  const { view } = turn;
-  const retry = () => send(message, view);
-  stage.waiting("Sending…");
-  try {
-    const events = api.streamConversation(state.userId, message, state.sessionId, {
-      signal: turn.abort.signal,
-      onConnection: (info) => {
-        if (info.streamId) turn.streamId = info.streamId;
-        connection.set(info);
-      },
+/**
+ * The conversation already has an answer being written (another tab, or
+ * this one before a reload): the server refused a second turn with 409
+ * turn_in_progress. Show that answer instead of an error, with its question
+ * before it, and give the message back to be sent when it is done.
+ */
+function answerElsewhere(message, question, view) {
+  question?.remove();
+  view.li.remove();
+  if (!ui.input.value.trim()) {
+    ui.input.value = message;
+    autoGrow();
+  }
+  showToast("An answer is still being written in this conversation, so it is shown here. "
+    + "Your message is back in the box: send it when the answer is done.", { ms: 8000 });
+  if (state.sessionId) openSession(state.sessionId);
+}
+
+/** Follow an answer that is already being written, from its first event. */
+function followAnswer(streamId, question) {
+  if (state.turn) return;
+  ui.empty.hidden = true;
+  const view = new AnswerView({ onPaint: follow });
+  ui.list.append(view.li);
+  view.li.dataset.streamId = streamId;
+  state.autoScroll = true;
+  follow();
+  const turn = startTurn(view, question);
+  turn.streamId = streamId;
+  turn.followed = true;
+  stage.waiting("Catching up with the answer…");
+  const events = api.followStream(streamId, {
+    signal: turn.abort.signal,
+    nudge,
+    onConnection: (info) => connection.set(info),
+  });
+  consume(events, turn, () => openSession(state.sessionId))
+    .then(async (outcome) => {
+      endTurn();
+      // The answer ended while nobody was reading (its log expired): history has it.
+      if (outcome?.expired && state.sessionId) await openSession(state.sessionId);
     });
+}
+
+async function runStreaming(message, turn) {
+  stage.waiting("Sending…");
+  const events = api.streamConversation(state.userId, message, state.sessionId, {
+    signal: turn.abort.signal,
+    nudge,
+    onConnection: (info) => {
+      if (info.streamId) turn.streamId = info.streamId;
+      connection.set(info);
+    },
+  });
+  return consume(events, turn, () => send(message, turn.view));
+}
+
+/**
+ * Show a turn's events as they come. Resolves to what the caller must still
+ * do: {busyWith} when the server said another answer is being written,
+ * {expired} when a followed answer was no longer there to follow.
+ */
+async function consume(events, turn, retry) {
+  const { view } = turn;
+  try {
     for await (const { type, data } of events) {
       if (type === "status") {
         if (data.stream_id) turn.streamId = data.stream_id;
@@ -189,16 +360,23 @@ async function runStreaming(message, turn) {
         renderContext(data.context);
       } else if (type === "chunk") {
         view.push(data.content);
+        stage.writing(view.raw.length);
       } else if (type === "complete") {
         view.li.dataset.received = "complete";
         stage.hide();
         setSession(data.session_id);
         connection.set({ state: "idle" });
+        state.shownMessages += turn.followed ? 1 : 2; // the question was shown already
         await view.complete(data.message, data);
-        renderSuggestions(data.suggestions, send);
+        renderSuggestions(pickSuggestions(data.suggestions, turn.message), send);
         announce(view.content.textContent);
       } else if (type === "error") {
         view.li.dataset.received = "error";
+        stage.hide();
+        // Refused before any model was asked: nothing of this turn is stored.
+        if (!["rate_limited", "too_many_streams"].includes(data.code)) {
+          state.shownMessages += turn.followed ? 1 : 2;
+        }
         const desc = describeError(data);
         view.fail(desc, desc.retryable ? retry : null);
         announce(desc.text);
@@ -207,6 +385,10 @@ async function runStreaming(message, turn) {
   } catch (err) {
     if (turn.stopRequested) {
       view.fail(describeError({ code: "cancelled" }), null);
+    } else if (err?.code === "turn_in_progress") {
+      return { busyWith: err.streamId };
+    } else if (err?.expired && turn.followed) {
+      return { expired: true };
     } else {
       const desc = describeError(err);
       view.fail(desc, desc.retryable ? retry : null);
@@ -215,6 +397,7 @@ async function runStreaming(message, turn) {
   } finally {
     connection.set({ state: "idle" });
   }
+  return null;
 }
 
 async function runPlain(message, turn) {
@@ -225,8 +408,9 @@ async function runPlain(message, turn) {
     const answer = await api.converse(state.userId, message, state.sessionId, turn.abort.signal);
     setSession(answer.session_id);
     view.li.dataset.received = "complete";
+    state.shownMessages += 2;
     view.show(answer.message, "complete", answer);
-    renderSuggestions(answer.suggestions, send);
+    renderSuggestions(pickSuggestions(answer.suggestions, message), send);
     announce(view.content.textContent);
     // The JSON answer has no context: read what the session remembers.
     api.getSession(state.userId, answer.session_id)
@@ -235,6 +419,8 @@ async function runPlain(message, turn) {
   } catch (err) {
     if (turn.stopRequested) {
       view.fail(describeError({ code: "cancelled" }), null);
+    } else if (err?.code === "turn_in_progress") {
+      return { busyWith: err.streamId };
     } else {
       const desc = describeError(err);
       view.fail(desc, desc.retryable ? () => send(message, view) : null);
@@ -243,6 +429,7 @@ async function runPlain(message, turn) {
   } finally {
     connection.set({ state: "idle" });
   }
+  return null;
 }
 
 async function stopAnswer() {
@@ -251,7 +438,7 @@ async function stopAnswer() {
   turn.stopRequested = true;
   ui.stop.disabled = true;
   const abortSoon = () => setTimeout(() => turn.abort.abort(), 3000);
-  if (turn.streamId && ui.streaming.checked) {
+  if (turn.streamId) {
     // The server ends the stream with error `cancelled`; the partial answer
     // stays. If that does not come promptly, drop the connection anyway.
     try {
@@ -328,6 +515,56 @@ ui.sidebarToggle.addEventListener("click", () => {
   else openSidebar();
 });
 ui.scrim.addEventListener("click", closeSidebar);
+
+// ---- connection check -------------------------------------------------------
+
+let checking = null;
+
+ui.checkOpen.addEventListener("click", () => {
+  closeSidebar();
+  ui.checkDialog.showModal();
+  $("check-run").focus();
+});
+$("check-close").addEventListener("click", () => ui.checkDialog.close());
+ui.checkDialog.addEventListener("close", () => checking?.abort());
+$("check-run").addEventListener("click", async () => {
+  const run = $("check-run");
+  const progress = $("check-progress");
+  const result = $("check-result");
+  checking = new AbortController();
+  run.disabled = true;
+  result.hidden = true;
+  progress.textContent = "Streaming test events…";
+  try {
+    const report = await runCheck({
+      signal: checking.signal,
+      onTick: (seq, of) => {
+        progress.textContent = `Streaming test events… ${seq} of ${of} arrived`;
+      },
+    });
+    const verdicts = {
+      streaming: "Streaming works.",
+      buffered: "Something buffers the stream.",
+      compressed: "Something compresses the stream.",
+      cut: "Something cuts the stream off.",
+      failed: "The check could not run.",
+    };
+    result.dataset.verdict = report.verdict;
+    $("check-verdict").textContent = verdicts[report.verdict] ?? report.verdict;
+    $("check-lines").replaceChildren(...report.lines.map((line) => {
+      const li = document.createElement("li");
+      li.textContent = line;
+      return li;
+    }));
+    result.hidden = false;
+    progress.textContent = "";
+  } catch {
+    progress.textContent = "";
+  } finally {
+    run.disabled = false;
+    checking = null;
+  }
+});
 
 // ---- start ----------------------------------------------------------------
 

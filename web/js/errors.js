@@ -1,9 +1,14 @@
 // Errors as a person would want to read them.
 //
 // Sources: `error` events in a stream (docs/api.md), JSON error bodies
-// (§3, via HttpError), and a lost connection (StreamLostError). Each becomes
+// (docs/api.md, via HttpError), and a lost connection (StreamLostError). Each becomes
 // {text, retryable, retryAfter}: the sentence to show, whether a Retry
 // button makes sense, and the seconds to wait before it does.
+//
+// The server's own message comes first: it knows what went wrong ("the
+// server's operator must set a valid API key"), and a guess from the code
+// alone would hide that. The page's wording below is for what the server
+// could not say: the network failing, or an answer without a message.
 
 const MESSAGES = {
   rate_limited: "You're sending messages faster than allowed.",
@@ -52,10 +57,18 @@ export function describeError(err) {
     ? Math.max(0, Number(retryAfterRaw))
     : null;
   const retryable = typeof err?.retryable === "boolean" ? err.retryable : RETRYABLE_CODES.has(code);
-  // The server's message is written for a person (docs/api.md); prefer ours
-  // only when we have one for the code, and fall back to the server's.
-  let text = MESSAGES[code] || err?.message || "Something went wrong.";
-  if (retryable && retryAfter) text += ` Try again in ${formatWait(retryAfter)}.`;
-  else if (retryable && code !== "cancelled") text += " You can try again.";
+  // A JavaScript Error's message is ours (or the browser's: "Failed to
+  // fetch"), never shown; an HttpError carries the server's separately.
+  const fromServer = err instanceof Error ? err.serverMessage : err?.message;
+  const serverText = typeof fromServer === "string" && fromServer.trim() ? fromServer.trim() : null;
+  // A stop is the person's own doing: one word for it, whoever ended it.
+  let text = code === "cancelled"
+    ? MESSAGES.cancelled
+    : serverText || MESSAGES[code] || "Something went wrong.";
+  if (retryable && retryAfter) {
+    if (!/try again in/i.test(text)) text += ` Try again in ${formatWait(retryAfter)}.`;
+  } else if (retryable && !serverText && code !== "cancelled") {
+    text += " You can try again.";
+  }
   return { code, text, retryable, retryAfter };
 }

@@ -9,7 +9,7 @@
 
 import { Marked } from "../vendor/marked/marked.esm.js";
 import DOMPurify from "../vendor/dompurify/purify.es.mjs";
-import { settledBoundary } from "./md-blocks.js";
+import { closeDangling, settledBoundary } from "./md-blocks.js";
 
 function escapeHtml(s) {
   return String(s)
@@ -90,7 +90,7 @@ export class IncrementalMarkdown {
     this.text = "";
   }
 
-  update(text) {
+  update(text, { complete = false } = {}) {
     if (!text.startsWith(this.text.slice(0, this.settled))) {
       this.reset();
     }
@@ -101,7 +101,10 @@ export class IncrementalMarkdown {
       this.container.append(renderMarkdown(text.slice(this.settled, boundary)));
       this.settled = boundary;
     }
-    const tail = renderMarkdown(text.slice(this.settled));
+    // The tail is still arriving: an emphasis opened but not yet closed is
+    // shown closed, not as a stray "*" (the complete answer renders as sent).
+    const rest = text.slice(this.settled);
+    const tail = renderMarkdown(complete ? rest : closeDangling(rest));
     this.tailNodes = [...tail.childNodes];
     this.container.append(tail);
   }
@@ -113,7 +116,7 @@ export class IncrementalMarkdown {
    */
   finish(text) {
     if (/^ {0,3}\[[^\]\n]+\]:/m.test(text)) this.finalize(text);
-    else this.update(text);
+    else this.update(text, { complete: true });
   }
 
   /** Render the complete text once, as one document. */

@@ -73,6 +73,7 @@ export class StageStatus {
     this.bar = $("progress-bar");
     this.pct = $("progress-text");
     this.progress = 0;
+    this.writingFrom = null; // progress when the llm stage started
   }
 
   waiting(text) {
@@ -88,16 +89,38 @@ export class StageStatus {
     delete this.el.dataset.indeterminate;
     // progress never decreases (docs/api.md); hold it if a server disagrees
     if (typeof progress === "number") this.progress = Math.max(this.progress, progress);
+    if (stage === "llm" && state === "start") this.writingFrom = this.progress;
     this.label.textContent = state === "done" && stage !== "llm"
       ? `${stageLabel(stage)} ✓`
       : `${stageLabel(stage)}…`;
-    this.pct.textContent = `${Math.round(this.progress)}%`;
+    this._paint();
+  }
+
+  /**
+   * The answer is being written: the llm stage's share of the bar fills as
+   * text arrives. How long the answer will be is unknown, so the share
+   * fills along a curve that never reaches its end (half of it at 600
+   * characters); `complete` takes it to 100.
+   * @param {number} chars characters received so far
+   */
+  writing(chars) {
+    if (this.writingFrom === null || this.el.hidden) return;
+    const share = 100 - this.writingFrom;
+    const filled = share * (chars / (chars + 600));
+    this.progress = Math.max(this.progress, Math.min(99, this.writingFrom + filled));
+    this._paint();
+  }
+
+  _paint() {
+    this.pct.textContent = `${Math.floor(this.progress)}%`;
     this.bar.style.width = `${this.progress}%`;
+    this.el.dataset.progress = String(Math.floor(this.progress));
   }
 
   hide() {
     this.el.hidden = true;
     this.progress = 0;
+    this.writingFrom = null;
   }
 }
 
@@ -109,17 +132,44 @@ function describeValue(value) {
   return String(value);
 }
 
+// What the session remembers, in a person's words. Keys and intent names are
+// the pipeline's identifiers ("last_intent: find_restaurant"): known ones get
+// a label, unknown ones lose their underscores, and intents that say nothing
+// about the conversation (a greeting, small talk) are not shown.
+const CONTEXT_LABELS = { last_intent: "topic" };
+const TOPIC_LABELS = { find_restaurant: "restaurants", weather: "weather" };
+const SILENT_TOPICS = new Set(["chat", "greeting"]);
+
+function humanize(identifier) {
+  return String(identifier).replaceAll("_", " ").trim();
+}
+
+/** [label, value] pairs to show for a session's remembered context. */
+export function describeContext(context) {
+  const out = [];
+  for (const [key, raw] of Object.entries(context ?? {})) {
+    let value = describeValue(raw);
+    if (value === "") continue;
+    if (key === "last_intent") {
+      if (SILENT_TOPICS.has(value)) continue;
+      value = TOPIC_LABELS[value] ?? humanize(value);
+    }
+    out.push([CONTEXT_LABELS[key] ?? humanize(key), value]);
+  }
+  return out;
+}
+
 /** "location: Tokyo" chips from the session's remembered context. */
 export function renderContext(context) {
   const bar = $("context-bar");
   const list = $("context-items");
-  const entries = Object.entries(context ?? {}).filter(([, v]) => describeValue(v) !== "");
+  const entries = describeContext(context);
   list.replaceChildren(
-    ...entries.map(([key, value]) => {
+    ...entries.map(([label, value]) => {
       const li = document.createElement("li");
       li.className = "context-item";
       li.dir = "auto";
-      li.textContent = `${key.replaceAll("_", " ")}: ${describeValue(value)}`;
+      li.textContent = `${label}: ${value}`;
       return li;
     }),
   );
