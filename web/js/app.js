@@ -2,6 +2,7 @@
 // One turn at a time: a turn is one message and its answer.
 
 import * as api from "./api.js";
+import { factsFor, rememberFacts } from "./answer-facts.js";
 import { runCheck } from "./check.js";
 import { describeError } from "./errors.js";
 import { AnswerView, userMessage } from "./message-view.js";
@@ -140,7 +141,7 @@ function showSession(session) {
     } else if (m.role === "assistant") {
       const view = new AnswerView();
       ui.list.append(view.li);
-      view.show(m.content, m.status || "complete", answerFacts(m));
+      view.show(m.content, m.status || "complete", factsFor(session.session_id, m));
     }
   }
   state.shownMessages = session.messages.length;
@@ -148,12 +149,6 @@ function showSession(session) {
   state.autoScroll = true;
   follow();
   if (answerPending(session)) followAnswer(session.active_turn.stream_id, lastQuestion);
-}
-
-/** Provider and model of a stored answer, wherever the session API puts them. */
-function answerFacts(message) {
-  const facts = message.facts ?? message.answer ?? message;
-  return facts && (facts.provider || facts.model) ? facts : null;
 }
 
 /**
@@ -367,6 +362,7 @@ async function consume(events, turn, retry) {
         setSession(data.session_id);
         connection.set({ state: "idle" });
         state.shownMessages += turn.followed ? 1 : 2; // the question was shown already
+        rememberFacts(data.session_id, data.message, data);
         await view.complete(data.message, data);
         renderSuggestions(pickSuggestions(data.suggestions, turn.message), send);
         announce(view.content.textContent);
@@ -409,6 +405,7 @@ async function runPlain(message, turn) {
     setSession(answer.session_id);
     view.li.dataset.received = "complete";
     state.shownMessages += 2;
+    rememberFacts(answer.session_id, answer.message, answer);
     view.show(answer.message, "complete", answer);
     renderSuggestions(pickSuggestions(answer.suggestions, message), send);
     announce(view.content.textContent);
