@@ -103,8 +103,8 @@ def analyse(
         )
     else:
         report.lines.append(
-            f"Events arrive at once: {got} came as they were sent (at most"
-            f" {_seconds(report.max_delay_ms)} apart from the sending pace)."
+            f"Events arrive at once: {got} came as they were sent (none more than"
+            f" {_seconds(report.max_delay_ms)} behind)."
         )
     if compressed and finished and late:
         report.lines.append(f"They were also late: the latest by {_seconds(report.max_delay_ms)}.")

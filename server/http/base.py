@@ -186,6 +186,8 @@ class BaseHandler(web.RequestHandler):
         if isinstance(exc, ApiError):
             code, message, retry_after = exc.code, exc.message, exc.retry_after
             extra = exc.extra
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         else:
             code, message = DEFAULT_CODES.get(
                 status_code, (ApiCode.INTERNAL, "Something went wrong on our side.")

@@ -71,6 +71,7 @@ class ApiError(web.HTTPError):
         *,
         retry_after: float | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status, reason=None, log_message=f"{code}: {message}")
         self.code = code
@@ -78,3 +79,6 @@ class ApiError(web.HTTPError):
         self.retry_after = retry_after
         # More members of the error object, e.g. the stream id of turn_in_progress.
         self.extra = extra or {}
+        # Response headers of the error (X-Stream-Id of turn_in_progress): set in
+        # write_error, since send_error clears any set before the raise.
+        self.headers = headers or {}

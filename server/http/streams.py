@@ -212,13 +212,13 @@ class _TurnStarter(JsonBodyHandler):
             stream_log = await self.state.runner.start(turn)
         except TurnInProgress as busy:
             stream_id = busy.active.stream_id
-            self.set_header("X-Stream-Id", stream_id)
             raise ApiError(
                 409,
                 ApiCode.TURN_IN_PROGRESS,
                 "An answer is being written in this conversation. Follow it, or wait for it"
                 " to finish before sending the next message.",
                 extra={"stream_id": stream_id},
+                headers={"X-Stream-Id": stream_id},
             ) from None
         return turn, stream_log
 
