@@ -26,11 +26,24 @@ class DemoOptions(ProviderOptions):
     words_per_second: float = Field(25.0, ge=0)
 
 
+def _in_words(fact: str) -> str:
+    """``- last_intent: find_restaurant`` as a person reads it: ``- topic: find restaurant``.
+    The prompt keeps the identifiers (a model reads them well); what is shown does not."""
+    key, sep, value = fact.removeprefix("-").strip().partition(":")
+    key = "topic" if key.strip() == "last_intent" else key.strip().replace("_", " ")
+    value = value.strip().replace("_", " ") if key == "topic" else value.strip()
+    return f"- {key}{sep} {value}" if sep else fact
+
+
 def demo_answer(messages: list[Message]) -> str:
     system = next((m.content for m in messages if m.role == "system"), "")
     user = next((m.content for m in reversed(messages) if m.role == "user"), "")
     _, _, known = system.partition("Known context:")
-    facts = [line.strip() for line in known.strip().splitlines() if line.strip().startswith("-")]
+    facts = [
+        _in_words(line.strip())
+        for line in known.strip().splitlines()
+        if line.strip().startswith("-")
+    ]
     lines = [
         "*Demo mode: no model key is set, so sluice's built-in demo responder is answering.*",
         "",

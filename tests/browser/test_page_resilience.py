@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.cut_proxy import CuttableProxy
 from tests.support.sse import bearer, request
+from tests.test_nginx import BUFFERING, start_nginx
 
 pytestmark = pytest.mark.browser
 
@@ -378,6 +380,10 @@ def test_small_truths(start_server: Any, chat_page: Any) -> None:
     expect(chips).to_contain_text("topic: restaurants")
     expect(chips).not_to_contain_text("find_restaurant")
     expect(chips).not_to_contain_text("last intent")
+    # Nor in the demo's account of what the pipeline understood.
+    answer = shown(chat)
+    assert "topic: find restaurant" in answer
+    assert "last_intent" not in answer and "find_restaurant" not in answer
 
     expect(chat.answers().last.locator(".meta-text")).to_have_text("demo answer")
     suggestions = chat.page.locator("#suggestions .suggestion")
@@ -452,3 +458,29 @@ def test_the_connection_check_in_the_menu(
     chat.page.click("#check-close")
     expect(dialog).to_be_hidden()
     chat.assert_clean()
+
+
+@pytest.mark.nginx
+def test_the_connection_check_in_the_page_finds_a_buffering_proxy(
+    start_server: Any, chat_page: Any, tmp_path: Path, artifacts: Path
+) -> None:
+    """The page served through real nginx that buffers: the check says so, with the delay."""
+    proxy = start_nginx(start_server, tmp_path, BUFFERING)
+    _, url = next(proxy)
+    try:
+        chat = chat_page(SimpleNamespace(url=url))
+        chat.open()
+        chat.page.click("#check-open")
+        chat.page.click("#check-run")
+        result = chat.page.locator("#check-result")
+        expect(result).to_be_visible(timeout=20_000)
+        expect(result).to_have_attribute("data-verdict", "buffered")
+        expect(chat.page.locator("#check-verdict")).to_have_text("Something buffers the stream.")
+        expect(chat.page.locator("#check-lines")).to_contain_text(
+            re.compile(r"The latest event was \d\.\d s behind")
+        )
+        expect(chat.page.locator("#check-lines")).to_contain_text("docs/deploy.md")
+        chat.page.screenshot(path=str(artifacts / "connection-check-buffered-desktop.png"))
+        chat.assert_clean()
+    finally:
+        next(proxy, None)  # stops nginx
