@@ -1,4 +1,4 @@
-"""What the page relies on to follow an answer being written elsewhere (DESIGN.md section 3):
+"""What the page relies on to follow an answer being written elsewhere (docs/api.md):
 ``active_turn`` while it is written, 409 ``turn_in_progress`` naming it in the body *and* the
 ``X-Stream-Id`` header, its log readable from the first event, and every event stream telling
 its heartbeat interval (``X-Heartbeat-Seconds``) for the page's stall watchdog."""

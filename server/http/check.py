@@ -20,7 +20,7 @@ import time
 from tornado.iostream import StreamClosedError
 
 from server.core.sse import comment, encode_event, padding, retry_field
-from server.http.base import ApiError, BaseHandler
+from server.http.base import ApiCode, ApiError, BaseHandler
 
 __all__ = ["MAX_CHECK_EVENTS", "MAX_CHECK_SECONDS", "CheckStreamHandler"]
 
@@ -40,16 +40,16 @@ class CheckStreamHandler(BaseHandler):
     def _int_argument(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, str(default))
         if not raw.isdigit() or not low <= int(raw) <= high:
-            raise ApiError(400, "bad_request", f"'{name}' must be a whole number {low}-{high}.")
+            message = f"'{name}' must be a whole number {low}-{high}."
+            raise ApiError(400, ApiCode.BAD_REQUEST, message)
         return int(raw)
 
     async def get(self) -> None:
         count = self._int_argument("events", 10, 1, MAX_CHECK_EVENTS)
         interval_ms = self._int_argument("interval_ms", 500, 50, 2000)
         if count * interval_ms > MAX_CHECK_SECONDS * 1000:
-            raise ApiError(
-                400, "bad_request", f"events x interval_ms must stay under {MAX_CHECK_SECONDS} s."
-            )
+            message = f"events x interval_ms must stay under {MAX_CHECK_SECONDS:g} s."
+            raise ApiError(400, ApiCode.BAD_REQUEST, message)
         # The same headers as every answer stream: what a proxy does to this, it does to them.
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         self.set_header("Cache-Control", "no-cache, no-transform")
