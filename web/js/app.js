@@ -148,7 +148,14 @@ function showSession(session) {
   renderContext(session.context);
   state.autoScroll = true;
   follow();
-  if (answerPending(session)) followAnswer(session.active_turn.stream_id, lastQuestion);
+  if (answerPending(session)) {
+    // The question is saved an instant after the turn starts: caught in between, it is
+    // not in this history yet, so the conversation is read again once the answer ends.
+    const last = session.messages[session.messages.length - 1];
+    const asked = last?.role === "user"
+      && Number(last.created_at) >= Number(session.active_turn.started_at);
+    followAnswer(session.active_turn.stream_id, asked ? lastQuestion : "", !asked);
+  }
 }
 
 /**
@@ -181,7 +188,7 @@ globalThis.addEventListener("online", wake);
 function removeSession(sessionId) {
   const wasCurrent = sessionId === state.sessionId;
   state.pendingDeletes.add(sessionId);
-  if (wasCurrent) newChat();
+  if (wasCurrent) newChat({ cancel: false });
   else refreshSessions();
   showToast("Conversation deleted.", {
     ms: UNDO_MS,
@@ -216,8 +223,17 @@ globalThis.addEventListener("pagehide", () => {
   state.pendingDeletes.clear();
 });
 
-function newChat() {
-  if (state.turn) stopAnswer();
+/**
+ * @param {{cancel?: boolean}} [opts] cancel: stop the answer being written
+ *   (New chat); without it only this page stops following it (a delete that
+ *   may still be undone)
+ */
+function newChat({ cancel = true } = {}) {
+  if (state.turn && cancel) stopAnswer();
+  else if (state.turn) {
+    state.turn.stopRequested = true;
+    state.turn.abort.abort();
+  }
   state.sessionId = null;
   history.replaceState(null, "", location.pathname);
   clearConversation();
@@ -299,7 +315,7 @@ function answerElsewhere(message, question, view) {
 }
 
 /** Follow an answer that is already being written, from its first event. */
-function followAnswer(streamId, question) {
+function followAnswer(streamId, question, redrawAfter = false) {
   if (state.turn) return;
   ui.empty.hidden = true;
   const view = new AnswerView({ onPaint: follow });
@@ -320,7 +336,7 @@ function followAnswer(streamId, question) {
     .then(async (outcome) => {
       endTurn();
       // The answer ended while nobody was reading (its log expired): history has it.
-      if (outcome?.expired && state.sessionId) await openSession(state.sessionId);
+      if ((outcome?.expired || redrawAfter) && state.sessionId) await openSession(state.sessionId);
     });
 }
 
@@ -490,7 +506,7 @@ ui.streaming.addEventListener("change", () => {
   localStorage.setItem(STREAMING_KEY, ui.streaming.checked ? "on" : "off");
 });
 
-ui.newChat.addEventListener("click", newChat);
+ui.newChat.addEventListener("click", () => newChat());
 
 function openSidebar() {
   ui.app.dataset.sidebar = "open";
