@@ -494,7 +494,7 @@ ui.input.addEventListener("input", autoGrow);
 
 ui.stop.addEventListener("click", stopAnswer);
 document.addEventListener("keydown", (e) => {
-  if (e.key !== "Escape") return;
+  if (e.key !== "Escape" || ui.checkDialog.open) return; // the dialog closes itself
   if (ui.app.dataset.sidebar === "open") {
     closeSidebar();
     ui.sidebarToggle.focus();
