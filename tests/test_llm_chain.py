@@ -286,6 +286,17 @@ async def test_refused_keys_tell_what_to_fix(setup: Setup) -> None:
     assert "OPENAI_API_KEY" in error.message and "GEMINI_API_KEY" in error.message
     assert ENV["OPENAI_API_KEY"] not in error.message
     assert ENV["GEMINI_API_KEY"] not in error.message
+    # Only the operator can fix a key: trying again cannot help, so it is not retryable.
+    assert not error.retryable
+    assert "operator" in error.message
+
+
+async def test_a_refused_key_beside_an_outage_is_still_worth_retrying(setup: Setup) -> None:
+    setup.openai.default = Reply(status=401)
+    setup.gemini.default = Reply(status=503)
+    _, error = await run(setup.chain().answer(PROMPT, deadline=setup.deadline()))
+    assert error is not None and error.code == "upstream_unavailable" and error.retryable
+    assert "OPENAI_API_KEY" in error.message
 
 
 async def test_deadline_bounds_the_turn(setup: Setup) -> None:

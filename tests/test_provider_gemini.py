@@ -203,6 +203,7 @@ async def test_refused_key_says_what_to_fix_without_the_key(fake: FakeGemini) ->
         assert err.kind is FailureKind.AUTH
         assert "GEMINI_API_KEY" in err.message
         assert KEY not in err.message and KEY not in (err.detail or "")
+        assert "operator" in err.message and str(fake.port) not in err.message
 
 
 async def test_unknown_model_says_what_to_fix(fake: FakeGemini) -> None:
@@ -214,6 +215,7 @@ async def test_unknown_model_says_what_to_fix(fake: FakeGemini) -> None:
         await provider.aclose()
     assert error.kind is FailureKind.BAD_REQUEST
     assert "'gemini-9'" in error.message and "GEMINI_MODEL" in error.message
+    assert "operator" in error.message and str(fake.port) not in error.message
 
 
 async def test_missing_key() -> None:

@@ -213,6 +213,9 @@ async def test_refused_key_says_what_to_fix_without_the_key(fake_openai: FakeOpe
     assert "OPENAI_API_KEY" in error.message
     assert KEY not in error.message and KEY not in (error.detail or "")
     assert "\n" not in error.message
+    # It reaches the person chatting: it says whose to fix, and names no internal address.
+    assert "operator" in error.message
+    assert str(fake_openai.port) not in error.message
 
 
 async def test_unknown_model_says_what_to_fix(fake_openai: FakeOpenAI) -> None:
@@ -226,6 +229,8 @@ async def test_unknown_model_says_what_to_fix(fake_openai: FakeOpenAI) -> None:
         await provider.aclose()
     assert error.kind is FailureKind.BAD_REQUEST
     assert "'gpt-9'" in error.message and "OPENAI_MODEL" in error.message
+    assert "operator" in error.message
+    assert "127.0.0.1" not in error.message and str(fake_openai.port) not in error.message
 
 
 async def test_missing_key() -> None:
