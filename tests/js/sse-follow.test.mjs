@@ -165,3 +165,19 @@ test("409 turn_in_progress names the answer being written", async () => {
       && err.streamId === "st_busy" && err.serverMessage === "An answer is being written.",
   );
 });
+
+test("back online after waiting for it: the reconnect goes without the backoff", async () => {
+  const frames = turnFrames(["a", "b"]);
+  const fetch = fakeFetch([
+    () => sseResponse(frames.slice(0, 2), { then: "fail" }),
+    () => sseResponse(frames.slice(2)),
+  ]);
+  const started = Date.now();
+  const events = await collect(streamEvents({
+    url: "/post", resumeUrl, fetch,
+    waitOnline: async () => true, // it was offline, and now is not
+    backoff: () => 60_000,
+  }));
+  assert.equal(events.at(-1).type, "complete");
+  assert.ok(Date.now() - started < 5000);
+});

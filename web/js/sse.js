@@ -281,7 +281,8 @@ async function errorBody(response) {
  * @param {(state: object) => void} [opts.onConnection]  connection state
  * @param {typeof fetch} [opts.fetch]
  * @param {(attempt: number, baseMs: number) => number} [opts.backoff]
- * @param {(signal?: AbortSignal) => Promise<void>} [opts.waitOnline]  resolves when online
+ * @param {(signal?: AbortSignal) => Promise<boolean|void>} [opts.waitOnline]  resolves when
+ *   online: true when it had to wait (then the reconnect goes without the backoff)
  * @param {Nudge} [opts.nudge]           reconnect now rather than after the backoff
  * @param {number} [opts.heartbeatMs]    until the server tells its own
  */
@@ -439,8 +440,8 @@ export async function* streamEvents(opts) {
     // A stall already waited twice the heartbeat: reconnect at once.
     const delay = stalled ? 0 : backoff(attempt, retryBase);
     onConnection({ state: "waiting", attempt, maxRetries, delay, streamId, stalled });
-    await waitOnline(signal);
-    await sleep(delay, signal, nudge);
+    // Back online after waiting for it: the cause of the drop is gone, go now.
+    if (!(await waitOnline(signal))) await sleep(delay, signal, nudge);
     request = resumeRequest();
   }
 }
@@ -448,7 +449,7 @@ export async function* streamEvents(opts) {
 function defaultWaitOnline(signal) {
   const nav = globalThis.navigator;
   if (!nav || nav.onLine !== false || typeof globalThis.addEventListener !== "function") {
-    return Promise.resolve();
+    return Promise.resolve(false);
   }
   return new Promise((resolve, reject) => {
     const onAbort = () => {
@@ -457,7 +458,7 @@ function defaultWaitOnline(signal) {
     };
     const onOnline = () => {
       signal?.removeEventListener("abort", onAbort);
-      resolve();
+      resolve(true);
     };
     globalThis.addEventListener("online", onOnline, { once: true });
     signal?.addEventListener("abort", onAbort, { once: true });
