@@ -6,116 +6,46 @@ sandbox, so a change to a directive that matters (buffering, HTTP/1.1, timeouts)
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from server.commands.check import run_check
 from tests.conftest import StartServer
-from tests.support.server import ROOT, RunningServer, free_port, wait_until_answering
+from tests.support.nginx import BUFFERING, BUFFERING_HTTP11, COMPRESSING, nginx_in_front
+from tests.support.server import RunningServer
 from tests.support.sse import Frame, bearer, json_request, request
 
 pytestmark = pytest.mark.nginx
 
 ALICE = bearer("tok-alice")
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def sandboxed_config(upstream_port: int, listen_port: int, workdir: Path) -> str:
-    text = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
-    replacements = [
-        (r"server 127\.0\.0\.1:8000;", f"server 127.0.0.1:{upstream_port};"),
-        (r"listen 8080;", f"listen 127.0.0.1:{listen_port};"),
-        (r"pid [^;]+;", f"pid {workdir}/nginx.pid;"),
-        (r"error_log [^;]+;", f"error_log {workdir}/error.log warn;"),
-        (r"access_log [^;]+;", f"access_log {workdir}/access.log;"),
-        (r"(\w+_temp_path) /var/lib/nginx/(\w+);", rf"\1 {workdir}/\2;"),
-    ]
-    for pattern, replacement in replacements:
-        text, count = re.subn(pattern, replacement, text)
-        assert count, f"deploy/nginx.conf no longer has {pattern!r}"
-    return text
-
-
-# A buffering proxy: nginx told to buffer and to ignore the X-Accel-Buffering header with
-# which sluice asks every proxy not to, speaking nginx's default HTTP/1.0 to the upstream.
-# (Over HTTP/1.1 nginx reads the upstream's chunks and passes each whole one on even with
-# buffering on; over HTTP/1.0 there are no chunks, and it holds the body until its buffers
-# fill or the response ends.)
-BUFFERING = [
-    (
-        "proxy_buffering off;",
-        "proxy_buffering on;\n            proxy_ignore_headers X-Accel-Buffering;",
-    ),
-    ("proxy_http_version 1.1;", "proxy_http_version 1.0;"),
-]
-# Buffering on, but HTTP/1.1 as the shipped file has it.
-BUFFERING_HTTP11 = BUFFERING[:1]
-# What a compressing proxy does: gzip on event streams too.
-COMPRESSING = [("gzip_types application/json", "gzip_types text/event-stream application/json")]
-
-
-def start_nginx(
-    start_server: StartServer,
-    tmp_path: Path,
-    changes: Sequence[tuple[str, str]] = (),
-) -> Iterator[tuple[RunningServer, str]]:
-    server = start_server(
-        {
-            "SLUICE_LLM__DEMO__WORDS_PER_SECOND": "4",
-            "SLUICE_STREAM__HEARTBEAT_SECONDS": "0.1",
-            "SLUICE_SERVER__TRUST_PROXY": "true",
-        }
-    )
-    port = free_port()
-    config = tmp_path / "nginx.conf"
-    text = sandboxed_config(server.port, port, tmp_path)
-    for old, new in changes:
-        assert old in text, f"deploy/nginx.conf no longer has {old!r}"
-        text = text.replace(old, new)
-    config.write_text(text, encoding="utf-8")
-    check = subprocess.run(
-        [NGINX, "-t", "-c", str(config), "-p", str(tmp_path)], capture_output=True
-    )
-    assert check.returncode == 0, check.stderr.decode()
-    nginx = subprocess.Popen(
-        [NGINX, "-c", str(config), "-p", str(tmp_path), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_answering(url, nginx, timeout=10, what="nginx")  # answers through to sluice
-    yield server, url
-    nginx.terminate()
-    nginx.wait(timeout=10)
-    assert nginx.stderr is not None
-    nginx.stderr.close()
 
 
 @pytest.fixture
 def proxied(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
-    yield from start_nginx(start_server, tmp_path)
+    with nginx_in_front(start_server, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
 def buffering(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
-    yield from start_nginx(start_server, tmp_path, BUFFERING)
+    with nginx_in_front(start_server, tmp_path, BUFFERING) as running:
+        yield running
 
 
 @pytest.fixture
 def buffering_http11(
     start_server: StartServer, tmp_path: Path
 ) -> Iterator[tuple[RunningServer, str]]:
-    yield from start_nginx(start_server, tmp_path, BUFFERING_HTTP11)
+    with nginx_in_front(start_server, tmp_path, BUFFERING_HTTP11) as running:
+        yield running
 
 
 @pytest.fixture
 def compressing(start_server: StartServer, tmp_path: Path) -> Iterator[tuple[RunningServer, str]]:
-    yield from start_nginx(start_server, tmp_path, COMPRESSING)
+    with nginx_in_front(start_server, tmp_path, COMPRESSING) as running:
+        yield running
 
 
 def test_the_connection_check_passes_the_shipped_config(

@@ -20,8 +20,8 @@ from tests.browser.conftest import ChatPage
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.cut_proxy import CuttableProxy
+from tests.support.nginx import BUFFERING, nginx_in_front
 from tests.support.sse import bearer, request
-from tests.test_nginx import BUFFERING, start_nginx
 
 pytestmark = pytest.mark.browser
 
@@ -465,9 +465,7 @@ def test_the_connection_check_in_the_page_finds_a_buffering_proxy(
     start_server: Any, chat_page: Any, tmp_path: Path, artifacts: Path
 ) -> None:
     """The page served through real nginx that buffers: the check says so, with the delay."""
-    proxy = start_nginx(start_server, tmp_path, BUFFERING)
-    _, url = next(proxy)
-    try:
+    with nginx_in_front(start_server, tmp_path, BUFFERING) as (_, url):
         chat = chat_page(SimpleNamespace(url=url))
         chat.open()
         chat.page.click("#check-open")
@@ -482,5 +480,3 @@ def test_the_connection_check_in_the_page_finds_a_buffering_proxy(
         expect(chat.page.locator("#check-lines")).to_contain_text("docs/deploy.md")
         chat.page.screenshot(path=str(artifacts / "connection-check-buffered-desktop.png"))
         chat.assert_clean()
-    finally:
-        next(proxy, None)  # stops nginx
