@@ -24,9 +24,9 @@ from server.observability.metrics import PrometheusTelemetry
 from server.observability.telemetry import Telemetry
 from server.registry import load_providers, load_stages
 from server.state import ServerState
+from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
-from server.stores.sqlite import SQLiteSessionStore
 
 __all__ = ["build_state", "check_deployment", "make_app"]
 
@@ -79,7 +79,7 @@ def build_state(
         circuit_cooldown=llm.circuit_cooldown_seconds,
         observer=telemetry,
     )
-    sessions = SQLiteSessionStore(data_dir / settings.store.sqlite_file)
+    sessions = session_store(settings)
     rate_limit_store = MemoryRateLimitStore()
     services = Services(
         sessions=sessions,

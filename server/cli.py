@@ -1,7 +1,9 @@
 """``python -m server`` / ``sluice``: the command line.
 
 With no subcommand it serves (``serve``). Every subcommand reads the same configuration;
-a bad value stops it with one line on stderr and exit status 2.
+a bad value stops it with one line on stderr and exit status 2. ``migrate``, ``export`` and
+``import`` work on the history that configuration points at (``DATABASE_URL``, else the
+SQLite file in the data directory).
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def _check(settings: Settings | None, args: argparse.Namespace) -> int:
     return check_command(args.url, events=args.events, interval_ms=args.interval_ms)
 
 
+def _history(settings: Settings, args: argparse.Namespace) -> int:
+    from server.commands.history import run_history_command
+    from server.observability.logging import configure_logging
+
+    configure_logging(settings.log)
+    return run_history_command(settings, args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sluice",
@@ -70,6 +80,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     # It talks to a server elsewhere: this machine's configuration plays no part.
     check.set_defaults(run=_check, local_settings=False)
+    migrate = commands.add_parser(
+        "migrate", help="create or upgrade the history schema, then exit (start-up does too)"
+    )
+    migrate.set_defaults(run=_history, command="migrate")
+    export = commands.add_parser("export", help="write history as JSON Lines")
+    export.add_argument("--user", help="only this user's sessions (default: everyone's)")
+    export.add_argument(
+        "-o", "--output", default="-", help="file to write (default: standard output)"
+    )
+    export.set_defaults(run=_history, command="export")
+    load = commands.add_parser("import", help="read history written by export")
+    load.add_argument("file", help="the export file, or - for standard input")
+    load.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite sessions that exist already (default: refuse, change nothing)",
+    )
+    load.set_defaults(run=_history, command="import")
     return parser
 
 

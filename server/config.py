@@ -144,6 +144,23 @@ class AuthSettings(_Section):
 class StoreSettings(_Section):
     sqlite_file: str = "sessions.sqlite3"
     redis_url: str = ""
+    # PostgreSQL for history when set (DATABASE_URL); SQLite in the data directory otherwise.
+    database_url: str = ""
+    # Connections one process keeps to PostgreSQL at most.
+    database_pool_size: int = Field(10, ge=1, le=1000)
+    # Bound on connecting, on waiting for a pooled connection, and on each statement: a slow
+    # or unreachable database gives a clear error in this time, never a hang.
+    database_timeout_seconds: float = Field(5.0, gt=0, le=600)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        scheme = value.partition("://")[0].lower()
+        if value and (not value.partition("://")[1] or scheme not in ("postgres", "postgresql")):
+            raise ValueError(
+                "must start with postgres:// or postgresql:// (empty: history in SQLite)"
+            )
+        return value
 
 
 class LogSettings(_Section):
@@ -190,6 +207,7 @@ _WELL_KNOWN: dict[str, tuple[str, ...]] = {
     "GEMINI_BASE_URL": ("llm", "gemini", "base_url"),
     "GEMINI_MODEL": ("llm", "gemini", "model"),
     "REDIS_URL": ("store", "redis_url"),
+    "DATABASE_URL": ("store", "database_url"),
     "SLUICE_PROVIDERS": ("llm", "providers"),
     "SLUICE_SECRET_KEY": ("auth", "secret_key"),
     "SLUICE_API_TOKENS": ("auth", "api_tokens"),
@@ -198,7 +216,7 @@ _WELL_KNOWN: dict[str, tuple[str, ...]] = {
     "SLUICE_ENV": ("env",),
 }
 
-_SECRET_KEYS = {"secret_key", "api_tokens", "jwt_secret", "api_key"}
+_SECRET_KEYS = {"secret_key", "api_tokens", "jwt_secret", "api_key", "database_url"}
 
 
 def _parse_env_value(raw: str) -> Any:

@@ -11,6 +11,7 @@ from tornado.ioloop import IOLoop
 
 from tests.fakes.llm_upstreams import FakeOpenAI
 from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.support.postgres import PostgresServer, running_postgres
 from tests.support.server import RunningServer, launch
 from tests.support.sse import OPEN_STREAMS
 
@@ -96,3 +97,17 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     """A fake OpenAI upstream on loopback, in this test's own loop."""
     async with FakeOpenAI() as server:
         yield server  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the whole run (``initdb`` in a temporary directory, on a free
+    loopback port). Tests that stop it start their own with ``running_postgres``."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def database_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the shared PostgreSQL."""
+    return postgres.new_database()

@@ -234,6 +234,11 @@ def test_a_whole_conversation_matches_the_spec(demo_server: RunningServer) -> No
         headers=ALICE,
     )
     assert status == 200 and len(detail["messages"]) == 4
+    # Each answer tells what it replies to and how it came to be (checked by the schema too).
+    question, answer = detail["messages"][2:]
+    assert answer["reply_to"] == question["id"] and answer["provider"] == "demo"
+    assert answer["mode"] == "stream" and answer["fallback"] is False
+    assert 0 < answer["time_to_first_token_ms"] <= answer["duration_ms"]
     status, _, _ = call(
         demo_server,
         "DELETE",

@@ -56,6 +56,9 @@ def tune_garbage_collector() -> None:
 
 async def serve(state: ServerState) -> None:
     settings = state.settings
+    # Creates or upgrades the history schema, waiting while another instance does; a
+    # shared database that is down is left for later (the server reports 503 till then).
+    await state.sessions.open()
     for stage in state.stages:
         await stage.startup()
     app = make_app(state)

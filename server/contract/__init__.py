@@ -59,11 +59,15 @@ from server.contract.providers import (
 )
 from server.contract.stages import AnyStage, Rest, Services, Stage, StageOptions, Turn, WrapperStage
 from server.contract.stores import (
+    AnswerFacts,
+    ArchivedSession,
     RateLimiter,
     RateLimitStore,
+    SessionExists,
     SessionRecord,
     SessionStore,
     StoredMessage,
+    StoreUnavailable,
 )
 from server.contract.text_filter import TextFilter
 
@@ -71,9 +75,11 @@ __all__ = [
     "TERMINAL_TYPES",
     "Answer",
     "AnswerError",
+    "AnswerFacts",
     "AnswerResult",
     "AnswerService",
     "AnyStage",
+    "ArchivedSession",
     "BodyReader",
     "Chunk",
     "Complete",
@@ -96,11 +102,13 @@ __all__ = [
     "Rest",
     "SSEFrames",
     "Services",
+    "SessionExists",
     "SessionRecord",
     "SessionStore",
     "Stage",
     "StageOptions",
     "Status",
+    "StoreUnavailable",
     "StoredMessage",
     "TextFilter",
     "Turn",

@@ -1,15 +1,64 @@
 """The store protocols: sessions (history, memory) and rate-limit buckets.
 
 Stages see :class:`SessionStore` and :class:`RateLimiter`; a backend (SQLite, PostgreSQL,
-memory, Redis) implements them in ``server/stores``.
+memory, Redis) implements them in ``server/stores``. The two history backends, SQLite in the
+data directory and PostgreSQL when ``DATABASE_URL`` is set, keep one schema and pass one
+test suite.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["RateLimitStore", "RateLimiter", "SessionRecord", "SessionStore", "StoredMessage"]
+__all__ = [
+    "AnswerFacts",
+    "ArchivedSession",
+    "RateLimitStore",
+    "RateLimiter",
+    "SessionExists",
+    "SessionRecord",
+    "SessionStore",
+    "StoreUnavailable",
+    "StoredMessage",
+]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or did not answer in time.
+
+    ``str(error)`` is one line for an operator (no credentials); clients get a 503
+    ``unavailable`` with ``retry_after`` instead, and a turn is not started.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True, frozen=True)
+class AnswerFacts:
+    """How an answer came to be: who wrote it, how, and how long it took.
+
+    Known fields only: an answer that ended before any provider replied has no provider or
+    model, and one with no text has no time to first token.
+    """
+
+    provider: str | None = None
+    model: str | None = None
+    mode: str | None = None  # "stream" | "non-stream"
+    fallback: bool | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    time_to_first_token_ms: float | None = None
+    duration_ms: float | None = None
+
+    def usage_json(self) -> dict[str, int | None] | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
 
 
 @dataclass(slots=True)
@@ -21,14 +70,32 @@ class StoredMessage:
     content: str
     status: str  # "complete" | "incomplete" | "error"
     created_at: float
+    # The id of the user message an answer replies to (None for user messages, and for
+    # answers saved before answers recorded it).
+    reply_to: int | None = None
+    facts: AnswerFacts = field(default_factory=AnswerFacts)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
+            "id": self.id,
             "role": self.role,
             "content": self.content,
             "status": self.status,
             "created_at": self.created_at,
         }
+        if self.role == "assistant":
+            facts = self.facts
+            data.update(
+                reply_to=self.reply_to,
+                provider=facts.provider,
+                model=facts.model,
+                mode=facts.mode,
+                fallback=facts.fallback,
+                usage=facts.usage_json(),
+                time_to_first_token_ms=facts.time_to_first_token_ms,
+                duration_ms=facts.duration_ms,
+            )
+        return data
 
 
 @dataclass(slots=True)
@@ -41,16 +108,48 @@ class SessionRecord:
     memory: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class ArchivedSession:
+    """One session with everything in it, as export and import move it between stores.
+
+    Message ids are the source store's: an importing store gives new ones and rewrites
+    ``reply_to`` to match.
+    """
+
+    user_id: str
+    session_id: str
+    title: str
+    memory: dict[str, Any]
+    created_at: float
+    updated_at: float
+    messages: list[StoredMessage] = field(default_factory=list)
+
+
 class SessionStore(Protocol):
     """Conversations and their messages, per user."""
+
+    async def open(self) -> None:
+        """Called once at start-up: create or upgrade the schema. A shared database that is
+        down leaves this for later (each call retries) rather than stopping the server."""
+        ...
 
     async def open_session(self, user_id: str, session_id: str, title: str) -> SessionRecord:
         """Return the session, creating it (with ``title``) when it does not exist."""
         ...
 
     async def add_message(
-        self, user_id: str, session_id: str, role: str, content: str, status: str
-    ) -> int: ...
+        self,
+        user_id: str,
+        session_id: str,
+        role: str,
+        content: str,
+        status: str,
+        *,
+        reply_to: int | None = None,
+        facts: AnswerFacts | None = None,
+    ) -> int:
+        """Append a message; its id, which rises with every message of the store."""
+        ...
 
     async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None: ...
 
@@ -62,11 +161,36 @@ class SessionStore(Protocol):
 
     async def delete_session(self, user_id: str, session_id: str) -> bool: ...
 
+    def export_sessions(self, user_id: str | None = None) -> AsyncIterator[ArchivedSession]:
+        """Every session of ``user_id`` (everyone's when None) with its messages, oldest
+        session first."""
+        ...
+
+    async def import_sessions(
+        self, sessions: Sequence[ArchivedSession], *, replace: bool = False
+    ) -> None:
+        """Write ``sessions`` in one transaction. A session that exists already stops the
+        import (:class:`SessionExists`) unless ``replace``, which deletes it first."""
+        ...
+
     async def ping(self) -> None:
-        """Raise when the store cannot be reached (readiness)."""
+        """Raise (:class:`StoreUnavailable`) when the store cannot be reached (readiness)."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """What it is, for readiness and logs: ``"SQLite"``, ``"PostgreSQL"``."""
         ...
 
     async def close(self) -> None: ...
+
+
+class SessionExists(Exception):
+    """An import met sessions the store already holds (``keys``: user and session ids)."""
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__(f"{len(keys)} of these sessions exist already")
+        self.keys = keys
 
 
 class RateLimitStore(Protocol):

@@ -10,7 +10,8 @@ from typing import Any
 import structlog
 from tornado import web
 
-from server.http.errors import DEFAULT_CODES, ApiCode, ApiError
+from server.contract import StoreUnavailable
+from server.http.errors import DEFAULT_CODES, ApiCode, ApiError, unavailable
 from server.http.identity import (
     Identity,
     InvalidCredentials,
@@ -183,6 +184,9 @@ class BaseHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         extra: dict[str, Any] = {}
         code: str
+        if isinstance(exc, StoreUnavailable):
+            exc = unavailable(exc)
+            self.set_status(exc.status_code)
         if isinstance(exc, ApiError):
             code, message, retry_after = exc.code, exc.message, exc.retry_after
             extra = exc.extra
@@ -209,6 +213,9 @@ class BaseHandler(web.RequestHandler):
         # Client mistakes are warnings without tracebacks; anything else is an error with one.
         if isinstance(value, web.HTTPError):
             log.info("request_refused", status=value.status_code, reason=value.log_message)
+        elif isinstance(value, StoreUnavailable):
+            # An outage, not a bug: one line naming it, no traceback.
+            log.warning("store_unavailable", status=503, reason=value.reason)
         else:
             log.error("request_failed", exc_info=(typ, value, tb))
 

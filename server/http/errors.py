@@ -12,9 +12,9 @@ from typing import Any
 
 from tornado import web
 
-from server.contract import ErrorCode
+from server.contract import ErrorCode, StoreUnavailable
 
-__all__ = ["DEFAULT_CODES", "EVENT_STATUS", "ApiCode", "ApiError"]
+__all__ = ["DEFAULT_CODES", "EVENT_STATUS", "ApiCode", "ApiError", "unavailable"]
 
 
 class ApiCode(enum.StrEnum):
@@ -82,3 +82,13 @@ class ApiError(web.HTTPError):
         # Response headers of the error (X-Stream-Id of turn_in_progress): set in
         # write_error, since send_error clears any set before the raise.
         self.headers = headers or {}
+
+
+def unavailable(failure: StoreUnavailable) -> ApiError:
+    """The 503 a client gets while a store is down: no internals, and when to try again."""
+    return ApiError(
+        503,
+        ApiCode.UNAVAILABLE,
+        "The service cannot reach its storage right now. Please try again shortly.",
+        retry_after=failure.retry_after,
+    )

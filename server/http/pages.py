@@ -7,6 +7,7 @@ from typing import Any
 
 from tornado import web
 
+from server.contract import StoreUnavailable
 from server.http.base import DEFAULT_CODES, ApiCode, ApiError, BaseHandler
 
 __all__ = [
@@ -78,12 +79,17 @@ class ReadyHandler(BaseHandler):
     async def get(self) -> None:
         reasons: list[str] = []
         state = self.state
-        stores = (("sessions", state.sessions), ("rate_limits", state.rate_limit_store))
-        for name, store in stores:
-            try:
-                await store.ping()
-            except Exception as error:  # any failure means "not ready", with its reason
-                reasons.append(f"{name} store unreachable: {type(error).__name__}")
+        try:
+            await state.sessions.ping()
+        except StoreUnavailable as failure:  # names the backend and where it is
+            reasons.append(f"sessions store: {failure.reason}")
+        except Exception as error:  # any failure means "not ready", with its reason
+            backend = state.sessions.backend
+            reasons.append(f"sessions store ({backend}) unreachable: {type(error).__name__}")
+        try:
+            await state.rate_limit_store.ping()
+        except Exception as error:
+            reasons.append(f"rate_limits store unreachable: {type(error).__name__}")
         providers = state.chain.providers
         if not providers:
             reasons.append("no LLM provider is configured")

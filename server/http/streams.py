@@ -201,6 +201,11 @@ class _TurnStarter(JsonBodyHandler):
     async def start_turn(self, user_id: str) -> tuple[Turn, MemoryStreamLog]:
         identity: Identity = self.require_user(user_id)
         message, session_id = self.chat_request()
+        # History must be reachable before the stream starts: the session stage saves the
+        # user's message before any model is called, and a turn that could not would only
+        # end in an error event. Down, it is a 503 with Retry-After instead; the check is
+        # bounded by the store's timeout.
+        await self.state.sessions.ping()
         turn = Turn(
             stream_id=new_stream_id(),
             user_id=identity.user_id,

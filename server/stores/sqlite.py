@@ -1,8 +1,12 @@
 """Sessions in one SQLite file under the data directory: the embedded default.
 
 Calls are synchronous on purpose: each is a single indexed statement on a local file in WAL
-mode (well under a millisecond), cheaper than a thread hop per call. A shared backend would
-be a network store anyway.
+mode (well under a millisecond), cheaper than a thread hop per call. A shared backend is a
+network store anyway (``server.stores.postgres``).
+
+The schema is Alembic's (``server.stores.schema``), brought up to date when the store is
+created, before the server takes requests; a file written before schema versions existed is
+upgraded in place.
 """
 
 from __future__ import annotations
@@ -10,45 +14,47 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from server.contract.stores import SessionRecord, StoredMessage
+from server.contract.stores import (
+    AnswerFacts,
+    ArchivedSession,
+    SessionExists,
+    SessionRecord,
+    StoredMessage,
+    StoreUnavailable,
+)
+from server.stores.rows import FACT_COLUMNS, MESSAGE_COLUMNS, fact_values, message_from_row
+from server.stores.schema import upgrade_sqlite
 
 __all__ = ["SQLiteSessionStore"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    user_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    title TEXT NOT NULL,
-    memory TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (user_id, session_id)
-);
-CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, updated_at DESC);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_session ON messages (user_id, session_id, id);
-"""
+_SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
+    + ", ".join(FACT_COLUMNS)
+    + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class SQLiteSessionStore:
+    backend = "SQLite"
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        upgrade_sqlite(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        # Another process (an import, a second server refused at start-up) may hold the
+        # write lock for a moment: wait for it rather than fail at once.
+        self._db.execute("PRAGMA busy_timeout=5000")
+
+    async def open(self) -> None:
+        """Nothing left to do: the schema was brought up to date in the constructor."""
 
     async def open_session(self, user_id: str, session_id: str, title: str) -> SessionRecord:
         now = time.time()
@@ -62,14 +68,21 @@ class SQLiteSessionStore:
         return record
 
     async def add_message(
-        self, user_id: str, session_id: str, role: str, content: str, status: str
+        self,
+        user_id: str,
+        session_id: str,
+        role: str,
+        content: str,
+        status: str,
+        *,
+        reply_to: int | None = None,
+        facts: AnswerFacts | None = None,
     ) -> int:
         now = time.time()
         with self._db:
             cursor = self._db.execute(
-                "INSERT INTO messages (user_id, session_id, role, content, status, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (user_id, session_id, role, content, status, now),
+                _INSERT_MESSAGE,
+                (user_id, session_id, role, content, status, now, reply_to, *fact_values(facts)),
             )
             self._db.execute(
                 "UPDATE sessions SET updated_at = ? WHERE user_id = ? AND session_id = ?",
@@ -85,11 +98,10 @@ class SQLiteSessionStore:
 
     async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
         rows = self._db.execute(
-            "SELECT id, role, content, status, created_at FROM messages"
-            " WHERE user_id = ? AND session_id = ? ORDER BY id",
+            f"{_SELECT_MESSAGES} WHERE user_id = ? AND session_id = ? ORDER BY id",
             (user_id, session_id),
         ).fetchall()
-        return [StoredMessage(*row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None:
         row = self._db.execute(
@@ -104,7 +116,7 @@ class SQLiteSessionStore:
     async def list_sessions(self, user_id: str, limit: int = 100) -> list[SessionRecord]:
         rows = self._db.execute(
             "SELECT session_id, title, updated_at FROM sessions WHERE user_id = ?"
-            " ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+            " ORDER BY updated_at DESC, created_at DESC, session_id LIMIT ?",
             (user_id, limit),
         ).fetchall()
         return [SessionRecord(*row) for row in rows]
@@ -119,8 +131,88 @@ class SQLiteSessionStore:
             )
         return cursor.rowcount > 0
 
+    async def export_sessions(self, user_id: str | None = None) -> AsyncIterator[ArchivedSession]:
+        # A read transaction: one snapshot for the whole export, even while the server runs.
+        self._db.execute("BEGIN")
+        try:
+            sessions = self._db.execute(
+                "SELECT user_id, session_id, title, memory, created_at, updated_at"
+                " FROM sessions WHERE ? IS NULL OR user_id = ?"
+                " ORDER BY created_at, user_id, session_id",
+                (user_id, user_id),
+            ).fetchall()
+            for row in sessions:
+                messages = self._db.execute(
+                    f"{_SELECT_MESSAGES} WHERE user_id = ? AND session_id = ? ORDER BY id",
+                    (row[0], row[1]),
+                ).fetchall()
+                yield ArchivedSession(
+                    user_id=row[0],
+                    session_id=row[1],
+                    title=row[2],
+                    memory=json.loads(row[3]),
+                    created_at=row[4],
+                    updated_at=row[5],
+                    messages=[message_from_row(message) for message in messages],
+                )
+        finally:
+            self._db.execute("COMMIT")
+
+    async def import_sessions(
+        self, sessions: Sequence[ArchivedSession], *, replace: bool = False
+    ) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            existing = [
+                (session.user_id, session.session_id)
+                for session in sessions
+                if self._db.execute(
+                    "SELECT 1 FROM sessions WHERE user_id = ? AND session_id = ?",
+                    (session.user_id, session.session_id),
+                ).fetchone()
+            ]
+            if existing and not replace:
+                raise SessionExists(existing)
+            for key in existing:
+                self._db.execute("DELETE FROM messages WHERE user_id = ? AND session_id = ?", key)
+                self._db.execute("DELETE FROM sessions WHERE user_id = ? AND session_id = ?", key)
+            for session in sessions:
+                self._db.execute(
+                    "INSERT INTO sessions"
+                    " (user_id, session_id, title, memory, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        session.user_id,
+                        session.session_id,
+                        session.title,
+                        json.dumps(session.memory, ensure_ascii=False),
+                        session.created_at,
+                        session.updated_at,
+                    ),
+                )
+                new_ids: dict[int, int] = {}
+                for message in session.messages:
+                    reply_to = new_ids.get(message.reply_to) if message.reply_to else None
+                    cursor = self._db.execute(
+                        _INSERT_MESSAGE,
+                        (
+                            session.user_id,
+                            session.session_id,
+                            message.role,
+                            message.content,
+                            message.status,
+                            message.created_at,
+                            reply_to,
+                            *fact_values(message.facts),
+                        ),
+                    )
+                    new_ids[message.id] = int(cursor.lastrowid or 0)
+
     async def ping(self) -> None:
-        self._db.execute("SELECT 1").fetchone()
+        try:
+            self._db.execute("SELECT 1").fetchone()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"SQLite at {self.path} unusable ({error})") from None
 
     async def close(self) -> None:
         self._db.close()

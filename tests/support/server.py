@@ -26,7 +26,7 @@ from tests.support.sse import json_request
 ROOT = Path(__file__).resolve().parents[2]
 
 # Provider keys and settings of the machine running the tests must not leak in.
-_SCRUB_PREFIXES = ("SLUICE_", "OPENAI_", "GEMINI_", "GOOGLE_", "REDIS_")
+_SCRUB_PREFIXES = ("SLUICE_", "OPENAI_", "GEMINI_", "GOOGLE_", "REDIS_", "DATABASE_")
 
 TEST_TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 

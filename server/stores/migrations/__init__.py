@@ -1,0 +1,8 @@
+"""Alembic's script directory for the history schema: ``env.py`` and ``versions/``.
+
+A new schema change is a new file in ``versions/`` whose ``down_revision`` is the newest
+one's; it must run on SQLite and PostgreSQL alike (``server.stores.schema`` applies it at
+start-up, and the shared store tests run both). Generate the skeleton with::
+
+    .venv/bin/alembic -c server/stores/migrations/alembic.ini revision -m "what changes"
+"""

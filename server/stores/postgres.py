@@ -1,0 +1,350 @@
+"""Sessions in PostgreSQL (``DATABASE_URL``): history that outlives the machine.
+
+asyncpg, with its own pool, rather than psycopg 3 or SQLAlchemy's async engine: it is
+asyncio-native (no thread per call), speaks the binary protocol with prepared statements
+cached per connection, and is the fastest of the three per statement, which matters on the
+path every turn takes (open the session, save the user's message, save the answer). It
+reads ``DATABASE_URL`` as platforms give it, ``sslmode`` included. Alembic, for the schema,
+drives the same driver through SQLAlchemy (``server.stores.schema``).
+
+Every call is bounded by ``store.database_timeout_seconds`` (connecting, waiting for a pooled
+connection, each statement): a slow or unreachable database raises
+:class:`StoreUnavailable` in that time, never a hang. After a failure, calls fail at once for
+a second instead of each waiting out the timeout again; then the next call tries the
+database, and the pool replaces connections the outage closed. So the store recovers by
+itself, and the server may start while the database is down (the schema is brought up to
+date by the first call that reaches it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import structlog
+
+from server.contract.stores import (
+    AnswerFacts,
+    ArchivedSession,
+    SessionExists,
+    SessionRecord,
+    StoredMessage,
+    StoreUnavailable,
+)
+from server.stores.rows import FACT_COLUMNS, MESSAGE_COLUMNS, fact_values, message_from_row
+from server.stores.schema import upgrade_postgres
+
+__all__ = ["PostgresSessionStore", "describe_url"]
+
+log = structlog.get_logger("sluice.stores")
+
+# After a failure, calls fail at once for this long rather than each waiting for a timeout.
+_QUIET_AFTER_FAILURE = 1.0
+
+# Errors that mean "the database is not there or not answering", as opposed to a mistake
+# in a statement (which is a bug, and raised as it is).
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, no route, DNS
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # cannot connect now, too many connections, ...
+    asyncpg.InterfaceError,  # the connection closed under us
+    asyncpg.OperatorInterventionError,  # admin shutdown, crash recovery, query cancelled
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+)
+
+_SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
+    + ", ".join(FACT_COLUMNS)
+    + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+)
+
+
+def describe_url(url: str) -> str:
+    """``host:port/dbname``: where the database is, without user or password (for logs)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{host}{port}{parts.path}"
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "did not answer in time"
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release. asyncpg's default resets session state with a statement
+    each time (a round trip per call); nothing here sets session state, and the pool still
+    rolls back a transaction left open."""
+
+
+class PostgresSessionStore:
+    backend = "PostgreSQL"
+
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+        # asyncpg knows postgres:// and postgresql:// alike; Heroku gives the former.
+        self.url = url
+        self.where = describe_url(url)
+        self.timeout = timeout
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._schema_ready = False
+        self._schema_lock = asyncio.Lock()
+        self._failed_at = float("-inf")
+        self._failure = ""
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the pool and bring the schema up to date; if the database cannot be
+        reached, say so and leave the schema to the first call that reaches it."""
+        try:
+            await self._ready(start_up=True)
+        except StoreUnavailable as error:
+            log.warning("database_unavailable", database=self.where, reason=error.reason)
+
+    async def _ready(self, *, start_up: bool = False) -> asyncpg.Pool:
+        if self._pool is None:
+            # min_size 0: creating the pool connects to nothing, so it cannot fail or hang.
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=0,
+                max_size=self._pool_size,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
+                max_inactive_connection_lifetime=300,
+                reset=_keep_session,
+            )
+        if not self._schema_ready:
+            async with self._schema_lock:
+                if not self._schema_ready:
+                    await self._upgrade(start_up)
+        return self._pool
+
+    async def _upgrade(self, start_up: bool) -> None:
+        try:
+            if start_up:
+                # At start-up another instance may hold the lock while it upgrades: wait.
+                await upgrade_postgres(self.url, timeout=self.timeout)
+            else:
+                async with asyncio.timeout(self.timeout * 2):
+                    await upgrade_postgres(self.url, timeout=self.timeout)
+        except _UNREACHABLE as error:
+            raise self._unavailable(error) from None
+        self._schema_ready = True
+        log.info("database_ready", database=self.where)
+
+    def _unavailable(self, error: BaseException) -> StoreUnavailable:
+        self._failed_at = time.monotonic()
+        self._failure = f"PostgreSQL at {self.where} unreachable ({_reason(error)})"
+        return StoreUnavailable(self._failure, retry_after=max(1.0, _QUIET_AFTER_FAILURE))
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection, with failures to reach the database as StoreUnavailable."""
+        if time.monotonic() - self._failed_at < _QUIET_AFTER_FAILURE:
+            raise StoreUnavailable(self._failure, retry_after=_QUIET_AFTER_FAILURE)
+        try:
+            pool = await self._ready()
+            async with pool.acquire(timeout=self.timeout) as connection:
+                yield connection
+        except _UNREACHABLE as error:
+            raise self._unavailable(error) from None
+
+    # -- the store contract --------------------------------------------------------------
+
+    async def open_session(self, user_id: str, session_id: str, title: str) -> SessionRecord:
+        now = time.time()
+        async with self._connection() as db:
+            # One round trip: the new row when it was inserted, else the existing one.
+            row = await db.fetchrow(
+                "WITH created AS ("
+                " INSERT INTO sessions (user_id, session_id, title, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING"
+                " RETURNING session_id, title, updated_at, memory::text)"
+                " SELECT * FROM created UNION ALL"
+                " SELECT session_id, title, updated_at, memory::text FROM sessions"
+                " WHERE user_id = $1 AND session_id = $2 LIMIT 1",
+                user_id,
+                session_id,
+                title,
+                now,
+            )
+        assert row is not None
+        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]))
+
+    async def add_message(
+        self,
+        user_id: str,
+        session_id: str,
+        role: str,
+        content: str,
+        status: str,
+        *,
+        reply_to: int | None = None,
+        facts: AnswerFacts | None = None,
+    ) -> int:
+        now = time.time()
+        async with self._connection() as db:
+            # One statement, so one round trip and atomic: the message and the session's
+            # new updated_at.
+            message_id = await db.fetchval(
+                f"WITH added AS ({_INSERT_MESSAGE} RETURNING id),"
+                " touched AS (UPDATE sessions SET updated_at = $6"
+                " WHERE user_id = $1 AND session_id = $2)"
+                " SELECT id FROM added",
+                user_id,
+                session_id,
+                role,
+                content,
+                status,
+                now,
+                reply_to,
+                *fact_values(facts),
+            )
+        return int(message_id)
+
+    async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None:
+        async with self._connection() as db:
+            await db.execute(
+                "UPDATE sessions SET memory = $3::jsonb WHERE user_id = $1 AND session_id = $2",
+                user_id,
+                session_id,
+                json.dumps(memory, ensure_ascii=False),
+            )
+
+    async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
+        async with self._connection() as db:
+            rows = await db.fetch(
+                f"{_SELECT_MESSAGES} WHERE user_id = $1 AND session_id = $2 ORDER BY id",
+                user_id,
+                session_id,
+            )
+        return [message_from_row(row) for row in rows]
+
+    async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None:
+        async with self._connection() as db:
+            row = await db.fetchrow(
+                "SELECT session_id, title, updated_at, memory::text FROM sessions"
+                " WHERE user_id = $1 AND session_id = $2",
+                user_id,
+                session_id,
+            )
+        if row is None:
+            return None
+        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]))
+
+    async def list_sessions(self, user_id: str, limit: int = 100) -> list[SessionRecord]:
+        async with self._connection() as db:
+            rows = await db.fetch(
+                "SELECT session_id, title, updated_at FROM sessions WHERE user_id = $1"
+                " ORDER BY updated_at DESC, created_at DESC, session_id LIMIT $2",
+                user_id,
+                limit,
+            )
+        return [SessionRecord(row[0], row[1], row[2]) for row in rows]
+
+    async def delete_session(self, user_id: str, session_id: str) -> bool:
+        async with self._connection() as db, db.transaction():
+            await db.execute(
+                "DELETE FROM messages WHERE user_id = $1 AND session_id = $2", user_id, session_id
+            )
+            result = await db.execute(
+                "DELETE FROM sessions WHERE user_id = $1 AND session_id = $2", user_id, session_id
+            )
+        return result != "DELETE 0"
+
+    async def export_sessions(self, user_id: str | None = None) -> AsyncIterator[ArchivedSession]:
+        async with self._connection() as db, db.transaction(isolation="repeatable_read"):
+            # One snapshot for the whole export: a turn saved meanwhile is in it or not,
+            # never half.
+            sessions = await db.fetch(
+                "SELECT user_id, session_id, title, memory::text, created_at, updated_at"
+                " FROM sessions WHERE $1::text IS NULL OR user_id = $1"
+                " ORDER BY created_at, user_id, session_id",
+                user_id,
+            )
+            for row in sessions:
+                messages = await db.fetch(
+                    f"{_SELECT_MESSAGES} WHERE user_id = $1 AND session_id = $2 ORDER BY id",
+                    row[0],
+                    row[1],
+                )
+                yield ArchivedSession(
+                    user_id=row[0],
+                    session_id=row[1],
+                    title=row[2],
+                    memory=json.loads(row[3]),
+                    created_at=row[4],
+                    updated_at=row[5],
+                    messages=[message_from_row(message) for message in messages],
+                )
+
+    async def import_sessions(
+        self, sessions: Sequence[ArchivedSession], *, replace: bool = False
+    ) -> None:
+        users = [session.user_id for session in sessions]
+        ids = [session.session_id for session in sessions]
+        async with self._connection() as db, db.transaction():
+            existing = await db.fetch(
+                "SELECT user_id, session_id FROM sessions"
+                " WHERE (user_id, session_id) IN"
+                " (SELECT * FROM unnest($1::text[], $2::text[]))",
+                users,
+                ids,
+            )
+            if existing and not replace:
+                raise SessionExists([(row[0], row[1]) for row in existing])
+            for row in existing:
+                await db.execute(
+                    "DELETE FROM messages WHERE user_id = $1 AND session_id = $2", row[0], row[1]
+                )
+                await db.execute(
+                    "DELETE FROM sessions WHERE user_id = $1 AND session_id = $2", row[0], row[1]
+                )
+            insert = await db.prepare(f"{_INSERT_MESSAGE} RETURNING id")
+            for session in sessions:
+                await db.execute(
+                    "INSERT INTO sessions"
+                    " (user_id, session_id, title, memory, created_at, updated_at)"
+                    " VALUES ($1, $2, $3, $4::jsonb, $5, $6)",
+                    session.user_id,
+                    session.session_id,
+                    session.title,
+                    json.dumps(session.memory, ensure_ascii=False),
+                    session.created_at,
+                    session.updated_at,
+                )
+                new_ids: dict[int, int] = {}
+                for message in session.messages:
+                    new_ids[message.id] = await insert.fetchval(
+                        session.user_id,
+                        session.session_id,
+                        message.role,
+                        message.content,
+                        message.status,
+                        message.created_at,
+                        new_ids.get(message.reply_to) if message.reply_to is not None else None,
+                        *fact_values(message.facts),
+                    )
+
+    async def ping(self) -> None:
+        async with self._connection() as db:
+            await db.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout=self.timeout)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None

@@ -1,0 +1,57 @@
+"""Rows <-> records, the same for both SQL backends (their schema is one: ``migrations/``)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from server.contract.stores import AnswerFacts, StoredMessage
+
+__all__ = ["FACT_COLUMNS", "MESSAGE_COLUMNS", "Row", "fact_values", "message_from_row"]
+
+FACT_COLUMNS = (
+    "provider",
+    "model",
+    "mode",
+    "fallback",
+    "input_tokens",
+    "output_tokens",
+    "time_to_first_token_ms",
+    "duration_ms",
+)
+# What every read of messages selects, in this order (message_from_row reads it so).
+MESSAGE_COLUMNS = ("id", "role", "content", "status", "created_at", "reply_to", *FACT_COLUMNS)
+
+
+def fact_values(facts: AnswerFacts | None) -> tuple[Any, ...]:
+    facts = facts or AnswerFacts()
+    return tuple(getattr(facts, name) for name in FACT_COLUMNS)
+
+
+class Row(Protocol):
+    """A row read by position: a tuple from sqlite3, a Record from asyncpg."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def message_from_row(row: Row) -> StoredMessage:
+    """A message from a row holding MESSAGE_COLUMNS in their order."""
+    fallback = row[9]
+    return StoredMessage(
+        id=int(row[0]),
+        role=row[1],
+        content=row[2],
+        status=row[3],
+        created_at=row[4],
+        reply_to=row[5],
+        facts=AnswerFacts(
+            provider=row[6],
+            model=row[7],
+            mode=row[8],
+            # SQLite hands booleans back as 0 and 1.
+            fallback=None if fallback is None else bool(fallback),
+            input_tokens=row[10],
+            output_tokens=row[11],
+            time_to_first_token_ms=row[12],
+            duration_ms=row[13],
+        ),
+    )

@@ -1,0 +1,123 @@
+"""Schema versions: create or upgrade a history database to the newest revision.
+
+Alembic (``server/stores/migrations``) holds the revisions, the same for SQLite and
+PostgreSQL. Each upgrade runs as one transaction that first takes a lock, so that instances
+starting at once against one database take turns: the first upgrades, the others then find
+nothing left to do. In PostgreSQL the lock is a transaction-scoped advisory lock; in SQLite
+it is the database's own write lock, taken at ``BEGIN IMMEDIATE``.
+
+A SQLite database written before versions existed (same tables, no ``alembic_version``)
+upgrades in place: the first revision creates only what is missing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+__all__ = ["ADVISORY_LOCK_KEY", "head_revision", "upgrade_postgres", "upgrade_sqlite"]
+
+# pg_advisory_xact_lock's key: any constant no other program on the database uses
+# (int.from_bytes(b"sluice\0\1") fits a bigint and says what it is).
+ADVISORY_LOCK_KEY = int.from_bytes(b"sluice\x00\x01", "big")
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> None:
+    config = _config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def upgrade_sqlite(path: Path, *, busy_timeout: float = 30.0) -> None:
+    """Bring the SQLite file at ``path`` to the newest revision (creating it if absent).
+
+    Synchronous: it runs once, before the server takes requests, on a local file.
+    """
+    engine = create_engine(
+        f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": busy_timeout}
+    )
+
+    # SQLAlchemy's documented recipe for real SQLite transactions: the driver's own
+    # transaction handling off, and our BEGIN. IMMEDIATE takes the write lock at once, so a
+    # second process waits here (up to busy_timeout) instead of migrating alongside.
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with engine.begin() as connection:
+            _upgrade(connection)
+    finally:
+        engine.dispose()
+
+
+async def upgrade_postgres(dsn: str, *, timeout: float) -> None:
+    """Bring the PostgreSQL database at ``dsn`` to the newest revision, under an advisory
+    lock held until the upgrade commits. ``timeout`` bounds connecting and each statement;
+    waiting for another instance's upgrade is not bounded by it (that upgrade ends)."""
+
+    async def connect() -> asyncpg.Connection:
+        # asyncpg reads the URL itself, sslmode and all, exactly as the pool does.
+        return await asyncpg.connect(dsn, timeout=timeout)
+
+    engine = create_async_engine("postgresql+asyncpg://", async_creator=connect, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+            )
+            await connection.run_sync(_upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def postgres_revision(dsn: str, *, timeout: float) -> str | None:
+    """The revision a PostgreSQL database is at (None: none yet)."""
+    connection = await asyncpg.connect(dsn, timeout=timeout)
+    try:
+        exists = await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
+        if not exists:
+            return None
+        value = await connection.fetchval("SELECT version_num FROM alembic_version")
+        return None if value is None else str(value)
+    finally:
+        await connection.close()
+
+
+def sqlite_revision(path: Path) -> str | None:
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return current_revision(connection)
+    finally:
+        engine.dispose()

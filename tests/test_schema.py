@@ -1,0 +1,140 @@
+"""Schema versions: instances starting at once against one database take turns (an advisory
+lock in PostgreSQL, the write lock in SQLite) and end at the newest revision, once."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from server.stores.schema import ADVISORY_LOCK_KEY, head_revision, sqlite_revision
+from tests.conftest import StartServer
+from tests.support.postgres import PostgresServer
+from tests.support.server import ROOT, RunningServer, base_env
+
+
+def _name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def test_concurrent_migrations_of_a_new_database_do_not_race(
+    postgres: PostgresServer, database_url: str
+) -> None:
+    """Four `migrate` processes at once on an empty database: all succeed, and the schema
+    is at the newest revision once. Process start-up spreads them out, so this alone rarely
+    catches a missing lock: the next test is the one that proves they queue on it."""
+    env = {**base_env(Path("unused")), "DATABASE_URL": database_url}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "server", "migrate"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    name = _name(database_url)
+    assert postgres.psql("SELECT version_num FROM alembic_version", name) == head_revision()
+    assert postgres.psql("SELECT count(*) FROM alembic_version", name) == "1"
+
+
+@pytest.mark.anyio
+async def test_an_upgrade_waits_for_the_lock_another_holds(
+    postgres: PostgresServer, database_url: str
+) -> None:
+    """The lock is really taken: while a connection holds it, `migrate` waits on it (seen in
+    pg_locks), and finishes once it is released."""
+    holder = await asyncpg.connect(database_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
+        env = {**base_env(Path("unused")), "DATABASE_URL": database_url}
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server",
+            "migrate",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not await holder.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ):
+                assert migrate.returncode is None, "migrate ended without waiting for the lock"
+                assert time.monotonic() < deadline, "migrate never waited for the lock"
+                await asyncio.sleep(0.05)
+            assert not await holder.fetchval("SELECT to_regclass('sessions') IS NOT NULL")
+            await holder.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
+            _, stderr = await asyncio.wait_for(migrate.communicate(), timeout=60)
+            assert migrate.returncode == 0, stderr
+        finally:
+            if migrate.returncode is None:
+                migrate.kill()
+                await migrate.communicate()
+        assert await holder.fetchval("SELECT version_num FROM alembic_version") == head_revision()
+    finally:
+        await holder.close()
+
+
+def _start_together(start_server: StartServer, envs: list[dict[str, str]]) -> list[RunningServer]:
+    """Start one server per environment, all released at the same instant."""
+    started: list[RunningServer] = []
+    errors: list[BaseException] = []
+    gate = threading.Barrier(len(envs))
+
+    def start(env: dict[str, str]) -> None:
+        gate.wait()
+        try:
+            started.append(start_server(env))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(env,)) for env in envs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return started
+
+
+def test_two_servers_starting_at_once_share_one_postgres(
+    start_server: StartServer, postgres: PostgresServer, database_url: str
+) -> None:
+    servers = _start_together(start_server, [{"DATABASE_URL": database_url}] * 2)
+    assert len(servers) == 2
+    name = _name(database_url)
+    assert postgres.psql("SELECT version_num FROM alembic_version", name) == head_revision()
+    for server in servers:
+        assert server.process.poll() is None
+
+
+def test_two_processes_upgrading_one_sqlite_file_at_once(tmp_path: Path) -> None:
+    """SQLite is per machine, but an import can run while a server starts."""
+    path = tmp_path / "sessions.sqlite3"
+    code = (
+        "import sys; from pathlib import Path; from server.stores.schema import upgrade_sqlite;"
+        " upgrade_sqlite(Path(sys.argv[1]))"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert sqlite_revision(path) == head_revision()

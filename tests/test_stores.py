@@ -1,0 +1,229 @@
+"""The session-store contract, run against both backends: SQLite in a file, and a real
+PostgreSQL (started by the test harness). Whatever one backend does, the other must too."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from server.contract import AnswerFacts, ArchivedSession, SessionExists, SessionStore
+from server.stores.postgres import PostgresSessionStore
+from server.stores.sqlite import SQLiteSessionStore
+from tests.support.postgres import PostgresServer
+
+pytestmark = pytest.mark.anyio
+
+BACKENDS = ["sqlite", "postgres"]
+
+MakeStore = Callable[[str], SessionStore]
+
+
+@pytest.fixture
+async def make_store(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Callable[[str], SessionStore]]:
+    """``make_store(backend)``: a new, empty, opened store of that backend."""
+    made: list[SessionStore] = []
+
+    def make(backend: str) -> SessionStore:
+        store: SessionStore
+        if backend == "sqlite":
+            store = SQLiteSessionStore(tmp_path / f"{len(made)}.sqlite3")
+        else:
+            server: PostgresServer = request.getfixturevalue("postgres")
+            store = PostgresSessionStore(server.new_database(), timeout=10)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, make_store: MakeStore) -> SessionStore:
+    made = make_store(request.param)
+    await made.open()
+    return made
+
+
+FACTS = AnswerFacts(
+    provider="openai",
+    model="gpt-4o-mini",
+    mode="stream",
+    fallback=True,
+    input_tokens=12,
+    output_tokens=34,
+    time_to_first_token_ms=123.5,
+    duration_ms=987.25,
+)
+
+
+async def test_a_session_is_created_once(store: SessionStore) -> None:
+    first = await store.open_session("alice", "s1", "Find me a restaurant")
+    again = await store.open_session("alice", "s1", "another title")
+    assert first.session_id == again.session_id == "s1"
+    assert again.title == "Find me a restaurant" and again.memory == {}
+    assert await store.get_session("alice", "nope") is None
+    assert await store.get_session("bob", "s1") is None  # ids are per user
+
+
+async def test_messages_keep_order_status_and_facts(store: SessionStore) -> None:
+    await store.open_session("alice", "s1", "t")
+    asked = await store.add_message("alice", "s1", "user", "Hello ✨ مرحبا", "complete")
+    answered = await store.add_message(
+        "alice", "s1", "assistant", "Hi", "complete", reply_to=asked, facts=FACTS
+    )
+    cut = await store.add_message(
+        "alice", "s1", "assistant", "Half", "incomplete", reply_to=asked, facts=AnswerFacts()
+    )
+    failed = await store.add_message("alice", "s1", "assistant", "", "error")
+    assert asked < answered < cut < failed
+    messages = await store.messages("alice", "s1")
+    assert [(m.id, m.role, m.content, m.status) for m in messages] == [
+        (asked, "user", "Hello ✨ مرحبا", "complete"),
+        (answered, "assistant", "Hi", "complete"),
+        (cut, "assistant", "Half", "incomplete"),
+        (failed, "assistant", "", "error"),
+    ]
+    assert messages[1].reply_to == asked and messages[1].facts == FACTS
+    assert messages[2].facts == AnswerFacts() and messages[3].reply_to is None
+    assert messages[0].created_at <= messages[3].created_at
+    assert messages[1].as_json()["usage"] == {"input_tokens": 12, "output_tokens": 34}
+    assert "provider" not in messages[0].as_json()  # facts belong to answers
+
+
+async def test_memory_round_trips(store: SessionStore) -> None:
+    await store.open_session("alice", "s1", "t")
+    memory = {"location": "東京", "nested": {"a": [1, 2.5, None, True]}, "quote": '"x"'}
+    await store.save_memory("alice", "s1", memory)
+    record = await store.get_session("alice", "s1")
+    assert record is not None and record.memory == memory
+    reopened = await store.open_session("alice", "s1", "ignored")
+    assert reopened.memory == memory
+
+
+async def test_sessions_list_newest_first_per_user(store: SessionStore) -> None:
+    for name in ("one", "two", "three"):
+        await store.open_session("alice", name, f"title {name}")
+        await store.add_message("alice", name, "user", name, "complete")
+    await store.open_session("bob", "bobs", "bob's")
+    await store.add_message("alice", "one", "user", "again", "complete")  # one is newest now
+    listed = await store.list_sessions("alice")
+    assert [s.session_id for s in listed] == ["one", "three", "two"]
+    assert [s.session_id for s in await store.list_sessions("alice", limit=2)] == ["one", "three"]
+    assert listed[0].title == "title one"
+    assert [s.session_id for s in await store.list_sessions("bob")] == ["bobs"]
+
+
+async def test_delete_takes_the_messages_too(store: SessionStore) -> None:
+    await store.open_session("alice", "s1", "t")
+    await store.add_message("alice", "s1", "user", "hi", "complete")
+    assert await store.delete_session("alice", "s1") is True
+    assert await store.get_session("alice", "s1") is None
+    assert await store.messages("alice", "s1") == []
+    assert await store.delete_session("alice", "s1") is False
+    # A new session under the same id starts empty.
+    await store.open_session("alice", "s1", "again")
+    assert await store.messages("alice", "s1") == []
+
+
+async def test_ping_answers(store: SessionStore) -> None:
+    await store.ping()
+
+
+async def _fill(store: SessionStore) -> None:
+    await store.open_session("alice", "trip", "Tokyo")
+    asked = await store.add_message("alice", "trip", "user", "Find me sushi", "complete")
+    await store.add_message(
+        "alice", "trip", "assistant", "Sushi Dai", "complete", reply_to=asked, facts=FACTS
+    )
+    await store.save_memory("alice", "trip", {"location": "Tokyo"})
+    await store.open_session("bob", "b1", "Bob")
+    asked = await store.add_message("bob", "b1", "user", "hi\nthere", "complete")
+    await store.add_message("bob", "b1", "assistant", "Hel", "incomplete", reply_to=asked)
+    await store.open_session("carol", "empty", "nothing yet")
+
+
+async def _everything(store: SessionStore, user_id: str | None = None) -> list[ArchivedSession]:
+    return [session async for session in store.export_sessions(user_id)]
+
+
+def _comparable(sessions: list[ArchivedSession]) -> list[tuple[object, ...]]:
+    """Sessions without the store-given message ids, with reply_to as a position instead."""
+    result = []
+    for session in sessions:
+        positions = {m.id: i for i, m in enumerate(session.messages)}
+        messages = [
+            (
+                m.role,
+                m.content,
+                m.status,
+                m.created_at,
+                None if m.reply_to is None else positions[m.reply_to],
+                m.facts,
+            )
+            for m in session.messages
+        ]
+        result.append(
+            (
+                session.user_id,
+                session.session_id,
+                session.title,
+                session.memory,
+                session.created_at,
+                session.updated_at,
+                messages,
+            )
+        )
+    return sorted(result, key=lambda row: (str(row[0]), str(row[1])))
+
+
+@pytest.mark.parametrize("source", BACKENDS)
+@pytest.mark.parametrize("target", BACKENDS)
+async def test_export_then_import_keeps_everything(
+    source: str, target: str, make_store: MakeStore
+) -> None:
+    origin = make_store(source)
+    await origin.open()
+    await _fill(origin)
+    exported = await _everything(origin)
+    assert [s.session_id for s in exported] == ["trip", "b1", "empty"]  # oldest first
+    assert [s.session_id for s in await _everything(origin, "bob")] == ["b1"]
+
+    destination = make_store(target)
+    await destination.open()
+    await destination.open_session("dave", "d1", "already here")
+    await destination.import_sessions(exported)
+    assert _comparable(await _everything(destination, None)) == _comparable(
+        [*exported, *await _everything(destination, "dave")]
+    )
+    # The copy is a working history: new messages get new ids after the imported ones.
+    moved = await destination.messages("alice", "trip")
+    assert moved[1].reply_to == moved[0].id
+    later = await destination.add_message("alice", "trip", "user", "more", "complete")
+    assert later > moved[-1].id
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_import_refuses_sessions_that_exist_unless_replacing(
+    backend: str, make_store: MakeStore
+) -> None:
+    store = make_store(backend)
+    await store.open()
+    await _fill(store)
+    exported = await _everything(store, "alice")
+    await store.add_message("alice", "trip", "user", "said after the export", "complete")
+    with pytest.raises(SessionExists) as refused:
+        await store.import_sessions([*exported, ArchivedSession("erin", "e1", "t", {}, 1.0, 2.0)])
+    assert refused.value.keys == [("alice", "trip")]
+    assert await store.get_session("erin", "e1") is None  # nothing was written
+    assert len(await store.messages("alice", "trip")) == 3
+
+    await store.import_sessions(exported, replace=True)
+    assert [m.content for m in await store.messages("alice", "trip")] == [
+        "Find me sushi",
+        "Sushi Dai",
+    ]
