@@ -227,3 +227,24 @@ async def test_import_refuses_sessions_that_exist_unless_replacing(
         "Find me sushi",
         "Sushi Dai",
     ]
+
+
+@pytest.mark.parametrize(("sslmode", "encrypted"), [("require", "t"), ("disable", "f")])
+async def test_sslmode_in_the_url_is_honoured(
+    postgres: PostgresServer, sslmode: str, encrypted: str
+) -> None:
+    """Platforms put sslmode in DATABASE_URL (Heroku's needs TLS): the store's connections
+    follow it, as pg_stat_ssl sees them from the server's side."""
+    url = postgres.new_database()
+    store = PostgresSessionStore(f"{url}?sslmode={sslmode}")
+    try:
+        await store.open()
+        await store.open_session("alice", "s1", "t")
+        name = url.rsplit("/", 1)[1]
+        seen = postgres.psql(
+            "SELECT DISTINCT ssl FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)"
+            f" WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+        assert seen == encrypted
+    finally:
+        await store.close()
