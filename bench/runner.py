@@ -321,8 +321,17 @@ class Session:
             self.sampler = Sampler(upstream.popen.pid)
         else:
             self.data_dir = tempfile.mkdtemp(prefix=f"bench-{self.system.name}-")
+            database_url = ""
+            if self.system.database:
+                from bench.postgres import new_database
+
+                database_url = new_database()
             launch = Launch(
-                self.port, f"http://127.0.0.1:{self.upstream_port}/v1", self.data_dir, w.name
+                self.port,
+                f"http://127.0.0.1:{self.upstream_port}/v1",
+                self.data_dir,
+                w.name,
+                database_url,
             )
             argv = self.system.argv(launch)
             if SERVER_CPU not in os.sched_getaffinity(0):  # the runner left the server's core
@@ -458,6 +467,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("lag p99 ms", "lag_p99_ms", 2),
         ("lost/dup/ooo/err", "_integrity", 0),
         ("srv CPU %", "server_cpu_pct", 0),
+        # One short answer at a time: what a turn's own work (history included) costs.
+        ("tokens/CPU-s", "tokens_per_cpu_s", 0),
         ("peak RSS MiB", "rss_peak_mib", 0),
         ("foreign CPU % core 0", "foreign_cpu_pct", 0),
     ],

@@ -20,6 +20,7 @@ class Launch:
     upstream_url: str  # http://127.0.0.1:<port>/v1
     data_dir: str
     workload: str
+    database_url: str = ""  # a new, empty PostgreSQL database, for systems that need one
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class System:
     health: str = "/healthz"
     # Where it runs from; None: this checkout.
     cwd: Callable[[], Path | None] = lambda: None
+    # Needs a PostgreSQL database (bench.postgres gives each run a new one).
+    database: bool = False
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -95,6 +98,15 @@ SYSTEMS: dict[str, System] = {
             path="/api/conversation-stream/bench-user",
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_env,
+        ),
+        System(
+            name="sluice-pg",
+            describe="sluice full pipeline with history in PostgreSQL on loopback (DATABASE_URL)",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=lambda launch: {**_sluice_env(launch), "DATABASE_URL": launch.database_url},
+            database=True,
         ),
         System(
             name="sluice-baseline",

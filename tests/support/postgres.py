@@ -66,6 +66,9 @@ class PostgresServer:
     bindir: Path
     root: Path
     port: int = 0
+    # False: throwaway data, no waiting for the disk (tests). True: PostgreSQL's defaults,
+    # every commit flushed (the bench, to measure what a real deployment pays).
+    durable: bool = False
     user: pwd.struct_passwd | None = None
     _databases: int = field(default=0)
 
@@ -144,12 +147,13 @@ class PostgresServer:
                 "-h 127.0.0.1",
                 f"-k {self.root / 'sock'}",
                 "-c ssl=on",
-                # Throwaway data: no need to wait for the disk.
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
                 "-c max_connections=200",
             ]
+            + (
+                []
+                if self.durable
+                else ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+            )
         )
         result = self._run(
             str(self.bindir / "pg_ctl"),
@@ -221,10 +225,11 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
     """A started PostgreSQL in a new temporary directory, removed afterwards."""
     # Not under pytest's tmp_path: that sits in a directory only root may enter.
-    server = PostgresServer(find_bindir(), Path(tempfile.mkdtemp(prefix="sluice-pg-")))
+    root = Path(tempfile.mkdtemp(prefix="sluice-pg-"))
+    server = PostgresServer(find_bindir(), root, durable=durable)
     try:
         server.init()
         server.start()
