@@ -37,8 +37,8 @@ def check_deployment(settings: Settings) -> None:
     if settings.server.workers > 1:
         raise ConfigError(
             f"config error: server.workers = {settings.server.workers}: more than one worker"
-            " needs shared stores, and this build has only embedded ones (sessions in SQLite,"
-            " stream logs and rate limits in memory); run one worker per process"
+            " needs shared stores, and this build keeps stream logs and rate limits in memory"
+            " (history alone can be shared, in PostgreSQL); run one worker per process"
         )
 
 

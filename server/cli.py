@@ -49,7 +49,9 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
     from server.commands.history import run_history_command
     from server.observability.logging import configure_logging
 
-    configure_logging(settings.log)
+    # The command's own lines say what happened; the server's info lines would be noise.
+    quiet = "warning" if settings.log.level == "info" else settings.log.level
+    configure_logging(settings.log.model_copy(update={"level": quiet}))
     return run_history_command(settings, args)
 
 

@@ -226,3 +226,32 @@ def test_migrate_command_reports_the_schema(tmp_path: Path, postgres: PostgresSe
     assert "history schema in PostgreSQL (DATABASE_URL) is up to date" in result.stderr
     name = url.rsplit("/", 1)[1]
     assert postgres.psql("SELECT version_num FROM alembic_version", name) == head_revision()
+
+
+def test_the_move_in_docs_deploy_runs_as_written(
+    start_server: StartServer, database_url: str, tmp_path: Path
+) -> None:
+    """docs/deploy.md's two commands, run as a shell runs them (only the interpreter and
+    the database's URL put in), print what the page shows, and the history moves."""
+    page = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    after = page.split("<!-- tested: tests/test_history.py -->\n```sh\n", 1)[1]
+    commands, rest = after.split("```\n", 1)
+    shown = rest.split("```\n", 1)[1].split("```", 1)[0].splitlines()
+    script = commands.replace("python -m", f"{sys.executable} -m").replace(
+        "postgres://user:password@host:5432/dbname", database_url
+    )
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shutil.copy(V0, data_dir / "sessions.sqlite3")
+    done = subprocess.run(
+        ["bash", "-euc", script],
+        cwd=tmp_path,
+        env=base_env(data_dir) | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == shown
+    server = start_server({"DATABASE_URL": database_url, "SLUICE_API_TOKENS": API_TOKENS})
+    assert _as_served(server.url) == _v0_expected()

@@ -284,3 +284,17 @@ def test_the_api_document_gives_every_field_of_every_event() -> None:
         for field in schema["properties"]:
             if field != "type":
                 assert f"`{field}`" in row, f"{kind}.{field} is not in docs/api.md"
+
+
+def test_the_api_document_gives_every_field_of_a_message() -> None:
+    item = SPEC["components"]["schemas"]["SessionDetail"]["properties"]["messages"]["items"]
+    section = API_DOC.split("### A session's messages", 1)[1].split("\n## ", 1)[0]
+    for field in item["properties"]:
+        assert f"`{field}`" in section, f"message.{field} is not in docs/api.md"
+
+
+def test_the_api_documents_example_message_matches_the_spec() -> None:
+    section = API_DOC.split("### A session's messages", 1)[1]
+    example = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    item = SPEC["components"]["schemas"]["SessionDetail"]["properties"]["messages"]["items"]
+    jsonschema.validate(example, {**item, "components": SPEC["components"]})
