@@ -6,11 +6,14 @@ No timing is asserted: these are benchmarks, and this only keeps the harness fro
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ["sluice", "tornado", "fastapi", "flask"]
@@ -82,3 +85,47 @@ def test_memory_breakdown_runs() -> None:
     first = done.stdout.splitlines()[0]
     assert first.startswith("traced per open stream: ") and first.endswith("(4 streams)"), first
     assert "server/" in done.stdout  # sluice's own lines are among those measured
+
+
+def test_sluice_on_postgres_runs_beside_sluice_on_sqlite(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """``sluice-pg`` keeps its history in PostgreSQL (here the tests' server, named by
+    SLUICE_BENCH_DATABASE_URL; without it the bench starts one the same way): every turn of
+    the run, warm-up included, is in the database it was given."""
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--workload",
+            "latency",
+            "--quick",
+            "--repeat",
+            "1",
+            "--systems",
+            "sluice,sluice-pg",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SLUICE_BENCH_DATABASE_URL": postgres.url()},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["skipped"] == {}
+    for system in ("sluice", "sluice-pg"):
+        (run,) = result["results"][system]
+        assert run["errors"] == 0 and run["lost"] == 0, (system, run)
+        assert run["ttfs_p50_ms"] is not None and run["tokens_per_cpu_s"]
+    assert any(line.startswith("| sluice-pg |") for line in done.stdout.splitlines())
+    (database,) = postgres.psql(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'bench%'"
+    ).splitlines()
+    questions = postgres.psql("SELECT count(*) FROM messages WHERE role = 'user'", database)
+    assert int(questions) == 8 + 3  # the warm-up's 8 turns and the quick workload's 3
