@@ -152,3 +152,17 @@ def test_a_slow_database_gives_errors_in_bounded_time(
     wait_ready(server, ready=True)
     assert new_turn(server).read_all()[-1].event == "complete"
     assert "Traceback" not in server.output()
+
+
+def test_a_wrong_database_url_is_named_not_a_crash(
+    start_server: StartServer, postgres: PostgresServer
+) -> None:
+    """A URL naming a database that does not exist (a typo, a database not created yet):
+    the server starts, /readyz says what is wrong, turns get 503, no traceback."""
+    server = start_server({"DATABASE_URL": postgres.url("no_such_database")})
+    body = wait_ready(server, ready=False)
+    assert any('"no_such_database" does not exist' in reason for reason in body["reasons"])
+    response = new_turn(server)
+    assert response.status == 503
+    response.body()
+    assert "Traceback" not in server.output()

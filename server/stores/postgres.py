@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
+from sqlalchemy.exc import DBAPIError
 
 from server.contract.stores import (
     AnswerFacts,
@@ -56,6 +57,10 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # the connection closed under us
     asyncpg.OperatorInterventionError,  # admin shutdown, crash recovery, query cancelled
     asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    # Wrong credentials or database name (a platform rotated them, a typo in the URL): not
+    # a bug here, and it reads the same to clients; the reason names it for the operator.
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
 )
 
 _SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
@@ -140,6 +145,8 @@ class PostgresSessionStore:
                     await upgrade_postgres(self.url, timeout=self.timeout)
         except _UNREACHABLE as error:
             raise self._unavailable(error) from None
+        except DBAPIError as error:  # the database went away during the upgrade
+            raise self._unavailable(error.orig or error) from None
         self._schema_ready = True
         log.info("database_ready", database=self.where)
 

@@ -25,7 +25,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-__all__ = ["ADVISORY_LOCK_KEY", "head_revision", "upgrade_postgres", "upgrade_sqlite"]
+__all__ = [
+    "ADVISORY_LOCK_KEY",
+    "head_revision",
+    "sqlite_revision",
+    "upgrade_postgres",
+    "upgrade_sqlite",
+]
 
 # pg_advisory_xact_lock's key: any constant no other program on the database uses
 # (int.from_bytes(b"sluice\0\1") fits a bigint and says what it is).
@@ -83,12 +89,17 @@ def upgrade_sqlite(path: Path, *, busy_timeout: float = 30.0) -> None:
 
 async def upgrade_postgres(dsn: str, *, timeout: float) -> None:
     """Bring the PostgreSQL database at ``dsn`` to the newest revision, under an advisory
-    lock held until the upgrade commits. ``timeout`` bounds connecting and each statement;
-    waiting for another instance's upgrade is not bounded by it (that upgrade ends)."""
+    lock held until the upgrade commits. ``timeout`` bounds connecting; the statements are
+    not bounded by it: waiting for another instance's upgrade, or rewriting a large table,
+    takes what it takes (a caller that must not wait puts its own bound around this)."""
+
+    # Connected here rather than by SQLAlchemy, so that a database that cannot be reached
+    # (or refuses the credentials) raises asyncpg's own error, as the pool's calls do.
+    # asyncpg reads the URL itself, sslmode and all, exactly as the pool does.
+    first = await asyncpg.connect(dsn, timeout=timeout, command_timeout=None)
 
     async def connect() -> asyncpg.Connection:
-        # asyncpg reads the URL itself, sslmode and all, exactly as the pool does.
-        return await asyncpg.connect(dsn, timeout=timeout)
+        return first
 
     engine = create_async_engine("postgresql+asyncpg://", async_creator=connect, poolclass=NullPool)
     try:
@@ -101,20 +112,8 @@ async def upgrade_postgres(dsn: str, *, timeout: float) -> None:
         await engine.dispose()
 
 
-async def postgres_revision(dsn: str, *, timeout: float) -> str | None:
-    """The revision a PostgreSQL database is at (None: none yet)."""
-    connection = await asyncpg.connect(dsn, timeout=timeout)
-    try:
-        exists = await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
-        if not exists:
-            return None
-        value = await connection.fetchval("SELECT version_num FROM alembic_version")
-        return None if value is None else str(value)
-    finally:
-        await connection.close()
-
-
 def sqlite_revision(path: Path) -> str | None:
+    """The revision a SQLite file is at (None: none yet, e.g. written before versions)."""
     engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
     try:
         with engine.connect() as connection:
