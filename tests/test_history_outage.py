@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer, running_postgres
 from tests.support.server import RunningServer
-from tests.support.sse import bearer, json_request, start_stream
+from tests.support.sse import bearer, json_request, request, start_stream
 
 ALICE = bearer("tok-alice")
 
@@ -44,6 +44,11 @@ def assert_unavailable(status: int, body: dict[str, Any] | None, headers: Any) -
     assert body is not None and body["error"]["code"] == "unavailable"
     assert body["error"]["message"] and body["error"]["retry_after"] >= 1
     assert int(headers["Retry-After"]) >= 1
+
+
+def request_text(server: RunningServer, path: str) -> tuple[int, str, Any]:
+    response = request(server.url, "GET", path)
+    return response.status, response.body().decode(), response.headers
 
 
 def new_turn(server: RunningServer, session_id: str | None = None) -> Any:
@@ -87,6 +92,8 @@ def test_database_down_then_back(start_server: StartServer, own_postgres: Postgr
     output = server.output()
     assert "Traceback" not in output
     assert "store_unavailable" in output  # one line per refused request, naming it
+    _, metrics, _ = request_text(server, "/metrics")
+    assert 'sluice_store_unavailable_total{store="sessions"} 3.0' in metrics
 
 
 def test_server_starts_while_the_database_is_down(

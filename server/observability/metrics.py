@@ -84,6 +84,13 @@ class PrometheusTelemetry(TurnLog):
             ["code"],
             registry=registry,
         )
+        self.unavailable = Counter(
+            "sluice_store_unavailable",
+            "Requests answered 503 unavailable because a store (sessions: SQLite or"
+            " PostgreSQL) could not be reached or did not answer in time.",
+            ["store"],
+            registry=registry,
+        )
         self.ttft = Histogram(
             "sluice_time_to_first_chunk_seconds",
             "From the start of a turn to its first chunk, by the provider that answered.",
@@ -223,6 +230,9 @@ class PrometheusTelemetry(TurnLog):
     def events_sent(self, events: int, size: int) -> None:
         self._inc_events(events)
         self._inc_bytes(size)
+
+    def store_unavailable(self, store: str) -> None:
+        self.unavailable.labels(_bounded(store, ("sessions",))).inc()
 
     # -- the fallback chain ------------------------------------------------------------------
 

@@ -41,3 +41,8 @@ class Telemetry(ChainObserver):
 
     def events_sent(self, events: int, size: int) -> None:
         """``events`` frames of ``size`` bytes in all were written in one write."""
+
+    # -- stores (server/http/base.py) ------------------------------------------------------
+
+    def store_unavailable(self, store: str) -> None:
+        """A request was answered 503 because ``store`` ("sessions") could not be reached."""
