@@ -20,6 +20,9 @@ from tests.support.postgres import PostgresServer
 from tests.support.server import ROOT, base_env
 from tests.support.sse import bearer, json_request, start_stream
 
+# Written by the SQLite store as it was before schema versions (commit f8ef8de), through its
+# own calls: three users, four sessions (one empty), complete, incomplete and error answers,
+# memory with nested values, Arabic, emoji, quotes and newlines.
 V0 = ROOT / "tests" / "data" / "history-v0.sqlite"
 TOKENS = {"alice": "tok-alice", "bob": "tok-bob", "carol": "tok-carol"}
 API_TOKENS = ",".join(f"{token}:{user}" for user, token in TOKENS.items())
