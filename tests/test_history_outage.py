@@ -67,6 +67,9 @@ def test_database_down_then_back(start_server: StartServer, own_postgres: Postgr
     own_postgres.stop()
     body = wait_ready(server, ready=False)
     assert any("PostgreSQL" in reason and "unreachable" in reason for reason in body["reasons"])
+    # Anyone may read /readyz: it names the store, never its address (the log does).
+    assert not any(str(own_postgres.port) in reason for reason in body["reasons"]), body
+    server.wait_for_log("database_unreachable")
 
     started = time.monotonic()
     response = new_turn(server, session_id)
@@ -81,6 +84,7 @@ def test_database_down_then_back(start_server: StartServer, own_postgres: Postgr
 
     own_postgres.start()
     wait_ready(server, ready=True)
+    server.wait_for_log("database_reachable")
     frames = new_turn(server, session_id).read_all()
     assert frames[-1].event == "complete"
     status, detail, _ = json_request(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -80,8 +81,12 @@ def describe_url(url: str) -> str:
 
 
 def _reason(error: BaseException) -> str:
+    """Why, in a few words that name no address: /readyz shows it to anyone who asks (the
+    log line, for the operator, says where)."""
     if isinstance(error, TimeoutError):
         return "did not answer in time"
+    if isinstance(error, OSError):  # its text carries the address it could not reach
+        return os.strerror(error.errno) if error.errno else type(error).__name__
     text = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
@@ -106,6 +111,7 @@ class PostgresSessionStore:
         self._schema_lock = asyncio.Lock()
         self._failed_at = float("-inf")
         self._failure = ""
+        self._down = False
 
     # -- connections ---------------------------------------------------------------------
 
@@ -151,8 +157,16 @@ class PostgresSessionStore:
         log.info("database_ready", database=self.where)
 
     def _unavailable(self, error: BaseException) -> StoreUnavailable:
+        if not self._down:  # one line when it goes, not one per refused call
+            log.warning(
+                "database_unreachable",
+                database=self.where,
+                error=type(error).__name__,
+                detail=str(error).splitlines()[0] if str(error) else "",
+            )
+        self._down = True
         self._failed_at = time.monotonic()
-        self._failure = f"PostgreSQL at {self.where} unreachable ({_reason(error)})"
+        self._failure = f"PostgreSQL unreachable ({_reason(error)})"
         return StoreUnavailable(self._failure, retry_after=max(1.0, _QUIET_AFTER_FAILURE))
 
     @asynccontextmanager
@@ -164,6 +178,9 @@ class PostgresSessionStore:
             pool = await self._ready()
             async with pool.acquire(timeout=self.timeout) as connection:
                 yield connection
+            if self._down:  # the work went through: it is back
+                self._down = False
+                log.info("database_reachable", database=self.where)
         except _UNREACHABLE as error:
             raise self._unavailable(error) from None
 
