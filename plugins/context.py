@@ -2,7 +2,9 @@
 
 Entities found by the intent stage are merged into the session's memory (a location given
 two turns ago is still known), then the prompt is built: the system prompt, a "Known
-context" block, as much history as fits ``history_chars`` (newest first), and the message.
+context" block, the client's own instructions (``turn.instructions``, each a system message
+after the server's), as much history as fits ``history_chars`` (newest first), and the
+message.
 """
 
 from __future__ import annotations
@@ -49,4 +51,5 @@ class ContextStage(Stage):
                 break
             kept.append(message)
         kept.reverse()
-        return [Message("system", system), *kept, Message("user", turn.message)]
+        instructions = [Message("system", text) for text in turn.instructions]
+        return [Message("system", system), *instructions, *kept, Message("user", turn.message)]

@@ -18,7 +18,9 @@ class LLMStage(Stage):
     ends_turn = True
 
     async def run(self, turn: Turn) -> AsyncIterator[Event]:
-        answer = self.services.llm.answer(turn.prompt, deadline=turn.deadline)
+        answer = self.services.llm.answer(
+            turn.prompt, deadline=turn.deadline, params=turn.params, provider=turn.provider
+        )
         parts: list[str] = []
         try:
             async for delta in answer:
@@ -33,6 +35,7 @@ class LLMStage(Stage):
             await answer.aclose()
         result = answer.result
         assert result is not None, "an answer read to its end has a result"
+        turn.finish_reason = result.finish_reason
         yield complete(
             "".join(parts),
             session_id=turn.session_id,

@@ -9,6 +9,11 @@ remembers.
 
 History that cannot be reached (a shared database down) ends the turn before any model is
 asked, with a retryable error: an answer the server could not keep would be lost history.
+
+A turn whose client keeps the conversation itself (``turn.client_history`` is set: the
+OpenAI-compatible API without ``X-Session-Id``) is not stored: its history is what the client
+sent, and nothing is saved. Such a client sends the whole conversation again with every
+request; storing each request would make one new session per call, each repeating the last.
 """
 
 from __future__ import annotations
@@ -56,6 +61,11 @@ class SessionStage(WrapperStage):
     options: SessionOptions
 
     async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
+        if turn.client_history is not None:
+            turn.history = turn.client_history[-self.options.history_messages :]
+            async for event in rest(turn):
+                yield event
+            return
         try:
             session_id, asked = await self._open(turn)
         except StoreUnavailable as failure:

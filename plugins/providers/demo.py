@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from server import Completion, Message, ProviderContext, ProviderOptions, Usage
+from server import Completion, GenerationParams, Message, ProviderContext, ProviderOptions, Usage
 
 __all__ = ["DemoProvider"]
 
@@ -58,10 +58,25 @@ def demo_answer(messages: list[Message]) -> str:
     return "\n".join(lines)
 
 
+def _shaped(text: str, max_output_tokens: int, params: GenerationParams | None) -> list[str]:
+    """The answer's words, cut at the first stop sequence and at ``max_output_tokens`` words
+    (a word stands in for a token), as a model would."""
+    if params is not None:
+        cuts = [text.find(stop) for stop in params.stop if stop in text]
+        if cuts:
+            text = text[: min(cuts)]
+    return _WORDS.findall(text)[:max_output_tokens]
+
+
+def _finish(words: list[str], max_output_tokens: int) -> str:
+    return "length" if len(words) >= max_output_tokens else "stop"
+
+
 class _DemoStream:
-    def __init__(self, text: str, delay: float) -> None:
-        self._text = text
+    def __init__(self, words: list[str], delay: float, finish_reason: str) -> None:
+        self._words_left = words
         self._delay = delay
+        self._finish = finish_reason
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
 
@@ -69,13 +84,13 @@ class _DemoStream:
         return self._words()
 
     async def _words(self) -> AsyncIterator[str]:
-        words = _WORDS.findall(self._text)
+        words = self._words_left
         for word in words:
             if self._delay:
                 await asyncio.sleep(self._delay)
             yield word
         self.usage = Usage(output_tokens=len(words))
-        self.finish_reason = "stop"
+        self.finish_reason = self._finish
 
     async def aclose(self) -> None:
         return None
@@ -93,16 +108,28 @@ class DemoProvider:
         return None
 
     def stream(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> _DemoStream:
         rate = self.options.words_per_second
-        return _DemoStream(demo_answer(messages), 1.0 / rate if rate else 0.0)
+        words = _shaped(demo_answer(messages), max_output_tokens, params)
+        return _DemoStream(words, 1.0 / rate if rate else 0.0, _finish(words, max_output_tokens))
 
     async def complete(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> Completion:
-        text = demo_answer(messages)
-        return Completion(text, Usage(output_tokens=len(_WORDS.findall(text))), "stop", self.model)
+        words = _shaped(demo_answer(messages), max_output_tokens, params)
+        usage = Usage(output_tokens=len(words))
+        return Completion("".join(words), usage, _finish(words, max_output_tokens), self.model)
 
     async def aclose(self) -> None:
         return None

@@ -33,6 +33,7 @@ from server.contract import (
     BodyReader,
     Completion,
     FailureKind,
+    GenerationParams,
     JSONFrameStream,
     Message,
     ProviderContext,
@@ -159,9 +160,18 @@ class GeminiProvider:
             raise ProviderError(FailureKind.AUTH, self.missing_configuration() or "not configured")
         return self._client, self._http
 
-    def _stream_body(self, messages: list[Message], max_output_tokens: int) -> bytes:
+    def _stream_body(
+        self, messages: list[Message], max_output_tokens: int, params: GenerationParams | None
+    ) -> bytes:
         system, contents = to_gemini(messages)
         generation: dict[str, Any] = {"maxOutputTokens": max_output_tokens}
+        if params is not None:
+            if params.temperature is not None:
+                generation["temperature"] = params.temperature
+            if params.top_p is not None:
+                generation["topP"] = params.top_p
+            if params.stop:
+                generation["stopSequences"] = list(params.stop)
         if self.options.thinking_budget is not None:
             generation["thinkingConfig"] = {"thinkingBudget": self.options.thinking_budget}
         body: dict[str, Any] = {"contents": contents, "generationConfig": generation}
@@ -170,9 +180,14 @@ class GeminiProvider:
         return json.dumps(body, ensure_ascii=False).encode()
 
     def stream(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> _GeminiStream:
-        return _GeminiStream(self, messages, max_output_tokens, timeout)
+        return _GeminiStream(self, self._stream_body(messages, max_output_tokens, params), timeout)
 
     async def complete(
         self,
@@ -180,6 +195,7 @@ class GeminiProvider:
         *,
         max_output_tokens: int,
         timeout: float,
+        params: GenerationParams | None = None,
     ) -> Completion:
         client, _ = self._require()
         system, contents = to_gemini(messages)
@@ -188,6 +204,10 @@ class GeminiProvider:
             max_output_tokens=max_output_tokens,
             http_options=genai_types.HttpOptions(timeout=max(1, int(timeout * 1000))),
         )
+        if params is not None:
+            config.temperature = params.temperature
+            config.top_p = params.top_p
+            config.stop_sequences = list(params.stop) or None
         if self.options.thinking_budget is not None:
             config.thinking_config = genai_types.ThinkingConfig(
                 thinking_budget=self.options.thinking_budget
@@ -302,17 +322,10 @@ class _GeminiStream(JSONFrameStream):
     """One ``streamGenerateContent?alt=sse`` call. Gemini ends the body after the frame that
     carries ``finishReason``; a body that ends without one was cut short."""
 
-    def __init__(
-        self,
-        provider: GeminiProvider,
-        messages: list[Message],
-        max_output_tokens: int,
-        timeout: float,
-    ) -> None:
+    def __init__(self, provider: GeminiProvider, body: bytes, timeout: float) -> None:
         super().__init__(provider.name, provider._key)
         self._provider = provider
-        self._messages = messages
-        self._max_output_tokens = max_output_tokens
+        self._request_body: bytes | None = body
         self._timeout = timeout
 
     async def _open(self) -> BodyReader:
@@ -321,7 +334,7 @@ class _GeminiStream(JSONFrameStream):
         request = http.build_request(
             "POST",
             provider._stream_url,
-            content=provider._stream_body(self._messages, self._max_output_tokens),
+            content=self._request_body or b"",
             headers={
                 "content-type": "application/json",
                 "x-goog-api-key": provider._key or "",
@@ -331,6 +344,7 @@ class _GeminiStream(JSONFrameStream):
             # Reads are timed by the chain (first-token, idle), not by httpx.
             timeout=httpx2.Timeout(self._timeout, read=None),
         )
+        self._request_body = None  # the request holds it now: not kept while it streams
         try:
             response = await http.send(request, stream=True)
         except httpx2.TransportError as error:

@@ -23,6 +23,7 @@ from server.contract import (
     BodyReader,
     Completion,
     FailureKind,
+    GenerationParams,
     JSONFrameStream,
     Message,
     ProviderContext,
@@ -119,17 +120,32 @@ class OpenAIProvider:
             raise ProviderError(FailureKind.AUTH, self.missing_configuration() or "not configured")
         return self._client
 
-    def _body(self, messages: list[Message], max_output_tokens: int) -> dict[str, Any]:
-        return {
+    def _body(
+        self, messages: list[Message], max_output_tokens: int, params: GenerationParams | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             self._max_tokens_field: max_output_tokens,
         }
+        if params is not None:
+            if params.temperature is not None:
+                body["temperature"] = params.temperature
+            if params.top_p is not None:
+                body["top_p"] = params.top_p
+            if params.stop:
+                body["stop"] = list(params.stop)
+        return body
 
     def stream(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> _OpenAIStream:
-        return _OpenAIStream(self, messages, max_output_tokens, timeout)
+        return _OpenAIStream(self, self._body(messages, max_output_tokens, params), timeout)
 
     async def complete(
         self,
@@ -137,9 +153,10 @@ class OpenAIProvider:
         *,
         max_output_tokens: int,
         timeout: float,
+        params: GenerationParams | None = None,
     ) -> Completion:
         client = self._require_client()
-        body = self._body(messages, max_output_tokens)
+        body = self._body(messages, max_output_tokens, params)
         try:
             response = await client.chat.completions.create(
                 **body, stream=False, timeout=httpx2.Timeout(timeout)
@@ -259,23 +276,17 @@ class _OpenAIStream(JSONFrameStream):
     """One streaming call: ``chat.completion.chunk`` frames read as bytes, ending in
     ``data: [DONE]``. A body that ends without ``[DONE]`` or a finish reason was cut short."""
 
-    def __init__(
-        self,
-        provider: OpenAIProvider,
-        messages: list[Message],
-        max_output_tokens: int,
-        timeout: float,
-    ) -> None:
+    def __init__(self, provider: OpenAIProvider, body: dict[str, Any], timeout: float) -> None:
         super().__init__(provider.name, provider._key)
         self._provider = provider
-        self._messages = messages
-        self._max_output_tokens = max_output_tokens
+        self._request_body: dict[str, Any] | None = body
         self._timeout = timeout
 
     async def _open(self) -> BodyReader:
         provider = self._provider
         client = provider._require_client()
-        body = provider._body(self._messages, self._max_output_tokens)
+        body = self._request_body or {}
+        self._request_body = None  # not kept (the whole prompt) while the answer streams
         extra: dict[str, Any] = {}
         if provider.options.stream_usage:
             extra["stream_options"] = {"include_usage": True}

@@ -13,7 +13,8 @@ machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) 
   :class:`RateLimiter`) and the answer service (:class:`AnswerService`, :class:`Answer`,
   :class:`AnswerResult`, :class:`AnswerError`).
 * Providers: :class:`Provider`, :class:`ProviderOptions`, :class:`ProviderContext`,
-  :class:`ProviderStream`, :class:`Completion`, :class:`Usage`, :class:`Message`,
+  :class:`ProviderStream`, :class:`GenerationParams`, :class:`Completion`, :class:`Usage`,
+  :class:`Message`,
   :class:`ProviderError`, :class:`FailureKind`, and the HTTP helpers :func:`body_reader`,
   :class:`BodyReader`, :class:`JSONFrameStream`, :class:`SSEFrames`,
   :func:`retry_after_from_headers`, :func:`transport_error`, :func:`redact`.
@@ -49,6 +50,7 @@ from server.contract.provider_support import (
 from server.contract.providers import (
     Completion,
     FailureKind,
+    GenerationParams,
     Message,
     Provider,
     ProviderContext,
@@ -90,6 +92,7 @@ __all__ = [
     "Event",
     "EventBase",
     "FailureKind",
+    "GenerationParams",
     "JSONFrameStream",
     "Message",
     "Provider",

@@ -1,6 +1,7 @@
 """The answer service: what a stage calls to get text from a language model.
 
-``services.llm.answer(prompt, deadline=turn.deadline)`` returns an :class:`Answer`: an async
+``services.llm.answer(prompt, deadline=turn.deadline, params=turn.params,
+provider=turn.provider)`` returns an :class:`Answer`: an async
 iterator of text deltas from whichever configured provider can give them (the fallback
 chain). When iteration ends normally, ``answer.result`` says who answered and how; when no
 provider could, iteration raises :class:`AnswerError`, whose :meth:`AnswerError.event` is the
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.contract.events import Error, ErrorCode, error
-from server.contract.providers import Message, Usage
+from server.contract.providers import GenerationParams, Message, Usage
 
 __all__ = ["Answer", "AnswerError", "AnswerResult", "AnswerService"]
 
@@ -69,6 +70,17 @@ class Answer(Protocol):
 class AnswerService(Protocol):
     """The fallback chain, as lent to stages in :class:`server.contract.Services`."""
 
-    def answer(self, messages: list[Message], *, deadline: float) -> Answer:
-        """Start an answer to ``messages``; ``deadline`` is a ``time.monotonic()`` instant."""
+    def answer(
+        self,
+        messages: list[Message],
+        *,
+        deadline: float,
+        params: GenerationParams | None = None,
+        provider: str | None = None,
+    ) -> Answer:
+        """Start an answer to ``messages``; ``deadline`` is a ``time.monotonic()`` instant.
+
+        ``params`` (sampling parameters a client asked for) reach the provider that answers.
+        ``provider`` names one configured provider to answer alone, without fallback to the
+        others (an API client asked for that model); None walks the whole chain."""
         ...

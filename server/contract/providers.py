@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Completion",
     "FailureKind",
+    "GenerationParams",
     "Message",
     "Provider",
     "ProviderContext",
@@ -53,6 +54,31 @@ class Message:
 
     role: Role
     content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """How the model should sample, as a client asked (OpenAI's names and meanings).
+
+    ``None`` (or an empty ``stop``) leaves the provider's default. ``max_output_tokens`` is the
+    client's own limit; the chain passes providers the smaller of it and
+    ``llm.max_output_tokens`` as their ``max_output_tokens`` argument, so a provider need
+    not read it here. A provider maps the rest to its own request fields (Gemini:
+    ``temperature``, ``topP``, ``stopSequences`` in ``generationConfig``) and must not
+    silently drop one it was given: if its upstream cannot honour it, fail with
+    ``FailureKind.BAD_REQUEST``.
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    max_output_tokens: int | None = None
+
+    def is_default(self) -> bool:
+        return self == _DEFAULT_PARAMS
+
+
+_DEFAULT_PARAMS = GenerationParams()
 
 
 @dataclass(slots=True)
@@ -159,15 +185,26 @@ class Provider(Protocol):
     def missing_configuration(self) -> str | None: ...
 
     def stream(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> ProviderStream:
         """Start a streaming call. Errors before the first delta raise ProviderError from
         the first ``__anext__``; errors later raise ProviderError mid-iteration.
-        ``timeout`` bounds connecting and the wait for response headers."""
+        ``timeout`` bounds connecting and the wait for response headers. ``params`` are the
+        client's sampling parameters (temperature, top_p, stop), None when it gave none."""
         ...
 
     async def complete(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> Completion: ...
 
     async def aclose(self) -> None:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from server.contract.answers import AnswerService
 from server.contract.events import Event
-from server.contract.providers import Message
+from server.contract.providers import GenerationParams, Message
 from server.contract.stores import RateLimiter, SessionStore
 
 __all__ = ["AnyStage", "Rest", "Services", "Stage", "StageOptions", "Turn", "WrapperStage"]
@@ -55,6 +55,20 @@ class Turn:
     # Free space for plugins; use your stage name as a key prefix. The server keeps
     # nothing of its own here.
     state: dict[str, Any] = field(default_factory=dict)
+    # Set by the API that started the turn. An API client that keeps the conversation itself
+    # (OpenAI's Chat Completions: every request carries the whole of it) sends it here,
+    # oldest first: when this is not None the session stage neither loads nor saves
+    # history, and uses this as ``history``. None: a stored session (the usual case).
+    client_history: list[Message] | None = None
+    # The client's own instructions (OpenAI "system" / "developer" messages): the context
+    # stage places them after the server's system prompt, never in its place.
+    instructions: list[str] = field(default_factory=list)
+    # The client's sampling parameters, for the answer service.
+    params: GenerationParams = field(default_factory=GenerationParams)
+    # One configured provider (by its name) to answer alone, or None for the fallback chain.
+    provider: str | None = None
+    # Filled by the llm stage: why the model stopped ("stop", "length", ...), when it said.
+    finish_reason: str | None = None
 
 
 Rest = Callable[[Turn], AsyncIterator[Event]]

@@ -11,6 +11,7 @@ from tornado import web
 from tornado.web import GZipContentEncoding
 
 from server.http.check import CheckStreamHandler
+from server.http.openai_api import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from server.http.ops import MetricsHandler, OpenAPIHandler
 from server.http.pages import (
     WEB_DIR,
@@ -46,6 +47,9 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/sessions/{user_id}", SessionListHandler),
     ("/api/sessions/{user_id}/{session_id}", SessionHandler),
     ("/api/check-stream", CheckStreamHandler),
+    ("/v1/chat/completions", ChatCompletionsHandler),
+    ("/v1/models", ModelsHandler),
+    ("/v1/models/{model}", ModelHandler),
     ("/healthz", HealthHandler),
     ("/readyz", ReadyHandler),
     ("/metrics", MetricsHandler),

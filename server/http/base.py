@@ -33,7 +33,7 @@ REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 # API responses are data, never a document: nothing may load or frame them.
 API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'"
 # CORS (server.cors_origins): what a listed origin may send and read.
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Session-Id"
 CORS_EXPOSE_HEADERS = "X-Stream-Id, X-Request-Id, Retry-After, X-Heartbeat-Seconds"
 CORS_MAX_AGE = "600"
 

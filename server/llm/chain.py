@@ -36,6 +36,7 @@ from server.contract import (
     AnswerResult,
     ErrorCode,
     FailureKind,
+    GenerationParams,
     Message,
     Provider,
     ProviderError,
@@ -163,10 +164,24 @@ class AnswerStream:
     ``text_sent`` tells whether any delta was handed out.
     """
 
-    def __init__(self, chain: LLMChain, messages: list[Message], deadline: float) -> None:
+    def __init__(
+        self,
+        chain: LLMChain,
+        messages: list[Message],
+        deadline: float,
+        params: GenerationParams | None = None,
+        entries: list[_Entry] | None = None,
+    ) -> None:
         self._chain = chain
         self._messages = messages
         self._deadline = deadline
+        self._params = params
+        self._entries = chain.entries if entries is None else entries
+        limit = params.max_output_tokens if params is not None else None
+        # The client's limit can lower the configured one, never raise it.
+        self._max_output_tokens = (
+            chain.max_output_tokens if limit is None else min(limit, chain.max_output_tokens)
+        )
         self.result: AnswerResult | None = None
         self.text_sent = False
         self._gen: AsyncGenerator[str, None] = self._run()
@@ -188,7 +203,7 @@ class AnswerStream:
     async def _run(self) -> AsyncGenerator[str, None]:
         chain = self._chain
         failures: list[tuple[str, ProviderError]] = []
-        for index, entry in enumerate(chain.entries):
+        for index, entry in enumerate(self._entries):
             provider = entry.provider
             if not entry.circuit.acquire():
                 chain.observer.on_fallback(provider.name, "circuit_open")
@@ -272,8 +287,9 @@ class AnswerStream:
         remaining = self._remaining()
         stream = provider.stream(
             self._messages,
-            max_output_tokens=chain.max_output_tokens,
+            max_output_tokens=self._max_output_tokens,
             timeout=max(0.001, min(remaining, chain.first_token_timeout)),
+            params=self._params,
         )
         iterator = stream.__aiter__()
         got_text = False
@@ -322,12 +338,14 @@ class AnswerStream:
             )
 
     async def _plain(self, provider: Provider, fallback: bool) -> AsyncGenerator[str, None]:
-        chain = self._chain
         remaining = self._remaining()
         try:
             async with asyncio.timeout(remaining) as timer:
                 completion = await provider.complete(
-                    self._messages, max_output_tokens=chain.max_output_tokens, timeout=remaining
+                    self._messages,
+                    max_output_tokens=self._max_output_tokens,
+                    timeout=remaining,
+                    params=self._params,
                 )
         except TimeoutError:
             if timer.expired():
@@ -362,9 +380,9 @@ class AnswerStream:
         config_only = bool(failures) and all(
             error.kind in (FailureKind.AUTH, FailureKind.BAD_REQUEST) for _, error in failures
         )
-        waits = [w for w in (e.circuit.available_in() for e in self._chain.entries) if w > 0]
+        waits = [w for w in (e.circuit.available_in() for e in self._entries) if w > 0]
         # Only when every provider is known to be blocked is there a time worth telling.
-        blocked = bool(waits) and len(waits) == len(self._chain.entries)
+        blocked = bool(waits) and len(waits) == len(self._entries)
         retry_after = round(min(waits), 3) if blocked else None
         return AnswerError(
             ErrorCode.UPSTREAM_UNAVAILABLE,
@@ -443,9 +461,26 @@ class LLMChain:
                 return entry.circuit
         raise KeyError(name)
 
-    def answer(self, messages: list[Message], *, deadline: float) -> AnswerStream:
-        """Stream one answer; ``deadline`` is an instant on ``clock`` (``time.monotonic()``)."""
-        return AnswerStream(self, messages, deadline)
+    def answer(
+        self,
+        messages: list[Message],
+        *,
+        deadline: float,
+        params: GenerationParams | None = None,
+        provider: str | None = None,
+    ) -> AnswerStream:
+        """Stream one answer; ``deadline`` is an instant on ``clock`` (``time.monotonic()``).
+
+        ``params`` reach whichever provider answers; ``provider`` (a configured name) answers
+        from that provider alone, its circuit and both modes still applying."""
+        entries = None
+        if provider is not None:
+            entries = [entry for entry in self.entries if entry.provider.name == provider]
+            if not entries:
+                raise KeyError(provider)
+        if params is not None and params.is_default():
+            params = None
+        return AnswerStream(self, messages, deadline, params, entries)
 
     async def aclose(self) -> None:
         for provider in self.providers:

@@ -122,7 +122,8 @@ class PrometheusTelemetry(TurnLog):
         self._inc_bytes = sent_bytes.inc
         self.readers = Counter(
             "sluice_stream_readers",
-            "Event-stream responses started, by kind: new (a POST) or resume (a reconnect).",
+            "Event-stream responses started, by kind: new (a POST), resume (a reconnect) or"
+            " openai (POST /v1/chat/completions, streaming).",
             ["kind"],
             registry=registry,
         )
@@ -218,7 +219,7 @@ class PrometheusTelemetry(TurnLog):
 
     def reader_opened(self, kind: str) -> None:
         self.streams_open.inc()
-        self.readers.labels(_bounded(kind, ("new", "resume"))).inc()
+        self.readers.labels(_bounded(kind, ("new", "resume", "openai"))).inc()
         if kind == "resume":
             self.resumes.inc()
 

@@ -1,0 +1,197 @@
+"""OpenAI's Chat Completions wire format, made from sluice's events. Pure: no sockets.
+
+A turn's stream log holds sluice's own frames (:mod:`server.core.sse`); the OpenAI-compatible
+endpoint reads the same log and sends each event as OpenAI would:
+
+* ``status`` and ``context`` events have no OpenAI form: they are dropped;
+* a ``chunk`` becomes ``data: {"object": "chat.completion.chunk", ... "delta": {"content"}}``;
+* ``complete`` becomes the chunk with ``finish_reason``, the usage chunk when the client asked
+  (``stream_options.include_usage``), then ``data: [DONE]``;
+* ``error`` becomes ``data: {"error": {...}}`` and nothing after it, as OpenAI ends a stream
+  that failed (its SDKs raise ``APIError`` on it).
+
+Chunk frames are made by splicing bytes, not by building and encoding an object per chunk: the
+answer's text is taken from sluice's frame already JSON-encoded (see :func:`chunk_content`),
+and placed between a prefix and a suffix made once per response. Nothing is decoded per chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from server.core.sse import encode_data
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON of any value, escaped like every other frame (:func:`encode_data`)."""
+    return encode_data(value)
+
+
+__all__ = [
+    "DONE",
+    "ChunkEncoder",
+    "chunk_content",
+    "completion_object",
+    "error_frame",
+    "error_object",
+    "error_type",
+    "frame_data",
+    "frame_kind",
+    "openai_usage",
+]
+
+DONE = b"data: [DONE]\n\n"
+
+# What precedes a chunk event's content in sluice's frame: ``encode_event`` writes
+# ``id: <n>\nevent: chunk\ndata: `` and ``Chunk.as_dict`` puts ``type`` before ``content``,
+# with compact separators. tests/test_openai_format.py fails if either changes.
+_CHUNK_MARK = b'\nevent: chunk\ndata: {"type":"chunk","content":'
+_CHUNK_END = b"}\n\n"
+# "id: " and up to 20 digits come before the mark.
+_CHUNK_SEARCH = 24 + len(_CHUNK_MARK)
+_EVENT = b"\nevent: "
+_DATA = b"\ndata: "
+
+
+def chunk_content(frame: bytes) -> bytes | None:
+    """The JSON string literal (quotes included) of a ``chunk`` frame's content, or None when
+    ``frame`` is another event. JSON is JSON: the literal goes into OpenAI's frame as it is."""
+    at = frame.find(_CHUNK_MARK, 0, _CHUNK_SEARCH)
+    if at < 0:
+        return None
+    return frame[at + len(_CHUNK_MARK) : -len(_CHUNK_END)]
+
+
+def frame_kind(frame: bytes) -> bytes:
+    """The event type (``b"status"``, ``b"complete"``...) of one of sluice's frames."""
+    start = frame.index(_EVENT) + len(_EVENT)
+    return frame[start : frame.index(b"\n", start)]
+
+
+def frame_data(frame: bytes) -> dict[str, Any]:
+    """The decoded ``data`` of one of sluice's frames (for the rare, terminal ones)."""
+    data: dict[str, Any] = json.loads(frame[frame.index(_DATA) + len(_DATA) :])
+    return data
+
+
+def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """sluice's usage (the upstream's own figures) in OpenAI's names; None when unknown."""
+    if not usage:
+        return None
+    return {
+        "prompt_tokens": usage.get("input_tokens"),
+        "completion_tokens": usage.get("output_tokens"),
+        "total_tokens": usage.get("total_tokens"),
+    }
+
+
+# OpenAI's error ``type`` for each status its API answers with.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_type(status: int) -> str:
+    return _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
+def error_object(
+    message: str, *, type: str, code: str | None, param: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """OpenAI's error object: ``{"error": {"message", "type", "param", "code"}}``.
+
+    ``extra`` members (sluice's ``stream_id`` of a turn in progress, ``retry_after``) follow
+    OpenAI's four; clients that do not know them ignore them."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code, **extra}}
+
+
+class ChunkEncoder:
+    """The ``chat.completion.chunk`` frames of one response."""
+
+    __slots__ = ("_content_prefix", "_head", "_tail", "include_usage", "stream_head")
+
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool) -> None:
+        self.include_usage = include_usage
+        # The object's members before "choices", shared by every chunk of the response.
+        self.stream_head = (
+            f'{{"id":{_dumps(completion_id)},"object":"chat.completion.chunk",'
+            f'"created":{int(created)},"model":{_dumps(model)}'
+        )
+        head = f'data: {self.stream_head},"choices":[{{"index":0,"delta":'
+        self._head = head.encode()
+        # With include_usage, OpenAI sends "usage": null in every chunk but the usage one.
+        usage = ',"usage":null' if include_usage else ""
+        self._tail = f',"logprobs":null,"finish_reason":null}}]{usage}}}\n\n'.encode()
+        self._content_prefix = self._head + b'{"content":'
+
+    def role(self) -> bytes:
+        """The first frame: the assistant's role, and no text yet (as OpenAI sends it)."""
+        return self._head + b'{"role":"assistant","content":""}' + self._tail
+
+    def content(self, literal: bytes) -> bytes:
+        """A frame with ``literal`` (a JSON string, from :func:`chunk_content`) as content."""
+        return self._content_prefix + literal + b"}" + self._tail
+
+    def text(self, text: str) -> bytes:
+        return self.content(_dumps(text).encode())
+
+    def finish(self, finish_reason: str | None) -> bytes:
+        reason = _dumps(finish_reason or "stop")
+        usage = ',"usage":null' if self.include_usage else ""
+        tail = f',"logprobs":null,"finish_reason":{reason}}}]{usage}}}\n\n'
+        return self._head + b"{}" + tail.encode()
+
+    def usage(self, usage: Mapping[str, Any] | None) -> bytes:
+        """The usage chunk: no choices, the upstream's token counts."""
+        body = _dumps(openai_usage(usage))
+        return f'data: {self.stream_head},"choices":[],"usage":{body}}}\n\n'.encode()
+
+    def end(self, complete: Mapping[str, Any], finish_reason: str | None) -> bytes:
+        """Everything after the last text: the finish chunk, usage if asked, ``[DONE]``."""
+        frames = self.finish(finish_reason)
+        if self.include_usage:
+            frames += self.usage(complete.get("usage"))
+        return frames + DONE
+
+
+def error_frame(error: Mapping[str, Any]) -> bytes:
+    """The frame that ends a stream which failed after it started."""
+    return b"data: " + encode_data(dict(error)).encode() + b"\n\n"
+
+
+def completion_object(
+    completion_id: str,
+    created: int,
+    model: str,
+    complete: Mapping[str, Any],
+    finish_reason: str | None,
+) -> dict[str, Any]:
+    """A non-streaming answer: OpenAI's ``chat.completion`` object."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": complete.get("message", ""),
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": finish_reason or "stop",
+            }
+        ],
+        "usage": openai_usage(complete.get("usage")),
+    }

@@ -1,0 +1,319 @@
+"""The OpenAI-compatible API: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+
+A chat completion is an ordinary turn: it runs every stage of the pipeline, is produced into
+a stream log like any other, and this handler is one more *reader* of that log, writing
+OpenAI's wire format (:mod:`server.core.openai_format`) instead of sluice's. So the same
+answer can be followed in sluice's own format at ``GET /api/streams/{id}`` (the response's
+``X-Stream-Id``), and limits, fallback and history behave as they do for the page.
+
+Differences from sluice's own stream endpoint, each because an OpenAI client expects it:
+
+* Errors are OpenAI's error objects with OpenAI's status codes, so each SDK raises its usual
+  exception class. To give an error that happens before any text (rate limited, no provider
+  could answer) its status code, the response headers wait for the first text, or the end,
+  for at most ``stream.heartbeat_seconds``; after that they leave anyway, so that a proxy
+  does not drop a response that is slow to start, and a later error ends the stream with an
+  ``error`` frame and no ``[DONE]``, as OpenAI does.
+* A client that disconnects cancels the turn whatever ``stream.on_disconnect`` says: an
+  OpenAI client that went away cannot resume, and wants no more tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from server.contract import Turn
+from server.core import openai_format as wire
+from server.core.runner import TurnInProgress, new_stream_id
+from server.core.streamlog import MemoryStreamLog
+from server.http.base import DEFAULT_CODES, SESSION_ID, ApiError, BaseHandler, JsonBodyHandler
+from server.http.openai_request import ChatRequest, parse_chat_request
+from server.http.streams import EventStreamMixin
+
+__all__ = ["ChatCompletionsHandler", "ModelHandler", "ModelsHandler"]
+
+log = structlog.get_logger("sluice.openai")
+
+CHAIN_MODEL = "sluice"
+_SESSION_HEADER = "X-Session-Id"
+
+# sluice's error codes, ended before any text, as HTTP statuses (DESIGN.md section 3's map).
+_STATUS = {
+    "rate_limited": 429,
+    "too_many_streams": 429,
+    "upstream_unavailable": 502,
+    "upstream_interrupted": 502,
+    "timeout": 504,
+    "cancelled": 503,
+    "internal": 500,
+}
+
+
+class OpenAIErrorsMixin(BaseHandler):
+    """Every error as OpenAI's ``{"error": {"message", "type", "param", "code"}}``."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        extra: dict[str, Any] = {}
+        retry_after: float | None = None
+        if isinstance(exc, ApiError):
+            code, message, retry_after = exc.code, exc.message, exc.retry_after
+            extra = dict(exc.extra)
+        else:
+            code, message = DEFAULT_CODES.get(
+                status_code, ("internal", "Something went wrong on our side.")
+            )
+        if code == "unauthorized":
+            code = "invalid_api_key"
+        param = extra.pop("param", None)
+        if retry_after is not None:
+            seconds = max(1, round(retry_after + 0.499))
+            extra["retry_after"] = seconds
+            self.set_header("Retry-After", str(seconds))
+        body = wire.error_object(
+            message, type=wire.error_type(status_code), code=code, param=param, **extra
+        )
+        self.write_json(body, status_code)
+
+
+def _provider_for(handler: BaseHandler, model: str) -> str | None:
+    """The configured provider that ``model`` names (by instance name, then by model), or
+    None for the whole chain; 404 when nothing configured is called that."""
+    if model == CHAIN_MODEL:
+        return None
+    providers = handler.state.chain.providers
+    for provider in providers:
+        if provider.name == model:
+            return provider.name
+    for provider in providers:
+        if provider.model == model:
+            return provider.name
+    raise ApiError(
+        404,
+        "model_not_found",
+        f"The model '{model}' does not exist here: GET /v1/models lists the ones that do.",
+        extra={"param": "model"},
+    )
+
+
+def _model_list(handler: BaseHandler) -> list[dict[str, Any]]:
+    seen = {CHAIN_MODEL}
+    models = [{"id": CHAIN_MODEL, "object": "model", "created": 0, "owned_by": "sluice"}]
+    for provider in handler.state.chain.providers:
+        for name in (provider.name, provider.model):
+            if name and name not in seen:
+                seen.add(name)
+                models.append(
+                    {"id": name, "object": "model", "created": 0, "owned_by": provider.name}
+                )
+    return models
+
+
+class ModelsHandler(OpenAIErrorsMixin):
+    """``GET /v1/models``: ``sluice`` (the fallback chain), then each configured provider
+    instance and its model, in OpenAI's list shape."""
+
+    def get(self) -> None:
+        if self.identity() is None:
+            raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+        self.write_json({"object": "list", "data": _model_list(self)})
+
+
+class ModelHandler(OpenAIErrorsMixin):
+    """``GET /v1/models/{model}``: one of the list, or 404."""
+
+    def get(self, model: str) -> None:
+        if self.identity() is None:
+            raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+        for item in _model_list(self):
+            if item["id"] == model:
+                self.write_json(item)
+                return
+        raise ApiError(404, "model_not_found", f"The model '{model}' does not exist here.")
+
+
+class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixin):
+    """``POST /v1/chat/completions``: a turn, answered in OpenAI's format."""
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._stream_id: str | None = None
+        self._encoder: wire.ChunkEncoder | None = None
+        self._turn: Turn | None = None
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        if self._stream_id is not None:
+            self.state.runner.cancel(self._stream_id, "disconnect")
+
+    async def post(self) -> None:
+        identity = self.identity()
+        if identity is None:
+            raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+        self.check_cookie_origin(identity)
+        request = parse_chat_request(
+            self.json_body(), max_message_chars=self.state.settings.limits.max_message_chars
+        )
+        provider = _provider_for(self, request.model)
+        session_id = self.request.headers.get(_SESSION_HEADER)
+        if session_id is not None and not SESSION_ID.fullmatch(session_id):
+            raise ApiError(
+                400,
+                "invalid_session_id",
+                f"{_SESSION_HEADER} must be 1-64 letters, digits, '_' or '-'.",
+            )
+        turn = Turn(
+            stream_id=new_stream_id(),
+            user_id=identity.user_id,
+            message=request.message,
+            client_ip=self.request.remote_ip or "",
+            session_id=session_id,
+            # A stored session keeps its own history; otherwise the client's is the history.
+            client_history=None if session_id is not None else request.history,
+            instructions=request.instructions,
+            params=request.params,
+            provider=provider,
+        )
+        try:
+            stream_log = await self.state.runner.start(turn)
+        except TurnInProgress as busy:
+            self.set_header("X-Stream-Id", busy.active.stream_id)
+            raise ApiError(
+                409,
+                "turn_in_progress",
+                "An answer is being written in this session. Wait for it to finish before"
+                " sending the next message.",
+                extra={"stream_id": busy.active.stream_id},
+            ) from None
+        self._stream_id = turn.stream_id
+        self._turn = turn
+        if self._reader.client_gone:  # left while the turn was being admitted
+            self.state.runner.cancel(turn.stream_id, "disconnect")
+            return
+        self.set_header("X-Stream-Id", turn.stream_id)
+        if request.stream:
+            await self._stream(turn, stream_log, request)
+        else:
+            await self._complete(turn, stream_log, request)
+
+    # -- waiting on the log ---------------------------------------------------------------
+
+    async def _wait(self, stream_log: MemoryStreamLog, until: float | None) -> bool:
+        """Wait for the next append; False when the client left or ``until`` passed."""
+        reader = self._reader
+        if reader.client_gone:
+            return False
+        waiter: asyncio.Future[bool] = reader.loop.create_future()
+        reader.waiter = waiter
+        stream_log.subscribe(waiter)
+        timer = None if until is None else reader.loop.call_at(until, reader.wake)
+        try:
+            woken_by_log = await waiter
+        finally:
+            reader.waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not woken_by_log:
+            stream_log.unsubscribe(waiter)
+        return woken_by_log and not reader.client_gone
+
+    def _refusal(self, stream_log: MemoryStreamLog) -> ApiError | None:
+        """The HTTP error for a turn that ended in ``error`` before any text, else None."""
+        terminal = stream_log.terminal_event()
+        if terminal is None or terminal.type != "error":
+            return None
+        if any(wire.chunk_content(frame) for frame in stream_log.frames_after(0)):
+            return None
+        code = str(terminal["code"])
+        status = _STATUS.get(code, 503 if terminal["retryable"] else 500)
+        return ApiError(status, code, terminal["message"], retry_after=terminal.get("retry_after"))
+
+    # -- streaming ------------------------------------------------------------------------
+
+    async def _stream(self, turn: Turn, stream_log: MemoryStreamLog, request: ChatRequest) -> None:
+        loop = self._reader.loop
+        until = loop.time() + self.state.settings.stream.heartbeat_seconds
+        while not stream_log.finished and loop.time() < until:
+            frames = stream_log.frames_after(0)
+            if frames and wire.chunk_content(frames[-1]) is not None:
+                break  # text: the answer has started
+            if not await self._wait(stream_log, until) and self._reader.client_gone:
+                return
+        refusal = self._refusal(stream_log)
+        if refusal is not None:
+            raise refusal
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache, no-transform")
+        self.set_header("X-Accel-Buffering", "no")
+        encoder = wire.ChunkEncoder(
+            "chatcmpl-" + turn.stream_id, int(turn.started_at), request.model, request.include_usage
+        )
+        self._encoder = encoder
+        self.write(encoder.role())
+        await self.relay(stream_log, 0, "openai")
+
+    def _write_frames(self, frames: list[bytes]) -> None:
+        # sluice's frames, as OpenAI's: see server.core.openai_format.
+        encoder = self._encoder
+        assert encoder is not None and self._turn is not None
+        out: list[bytes] = []
+        for frame in frames:
+            literal = wire.chunk_content(frame)
+            if literal is not None:
+                out.append(encoder.content(literal))
+                continue
+            kind = wire.frame_kind(frame)
+            if kind == b"complete":
+                out.append(encoder.end(wire.frame_data(frame), self._turn.finish_reason))
+            elif kind == b"error":
+                data = wire.frame_data(frame)
+                code = str(data.get("code", "internal"))
+                status = _STATUS.get(code, 500)
+                extra = {"retry_after": data["retry_after"]} if "retry_after" in data else {}
+                body = wire.error_object(
+                    str(data.get("message", "")),
+                    type=wire.error_type(status),
+                    code=code,
+                    **extra,
+                )
+                out.append(wire.error_frame(body))
+        payload = b"".join(out)
+        self.write(payload)
+        self._reader.last_write = self._reader.loop.time()
+        self.state.telemetry.events_sent(len(frames), len(payload))
+
+    # -- not streaming --------------------------------------------------------------------
+
+    async def _complete(
+        self, turn: Turn, stream_log: MemoryStreamLog, request: ChatRequest
+    ) -> None:
+        while stream_log.terminal_event() is None:
+            if not await self._wait(stream_log, None) and self._reader.client_gone:
+                return
+        refusal = self._refusal(stream_log)
+        if refusal is not None:
+            raise refusal
+        terminal = stream_log.terminal_event()
+        assert terminal is not None
+        if terminal.type == "error":  # failed after text: no whole answer to give
+            code = str(terminal["code"])
+            raise ApiError(
+                _STATUS.get(code, 500),
+                code,
+                terminal["message"],
+                retry_after=terminal.get("retry_after"),
+            )
+        self.set_header("X-Sluice-Provider", str(terminal["provider"]))
+        self.set_header("X-Sluice-Model", str(terminal["model"]))
+        self.write_json(
+            wire.completion_object(
+                "chatcmpl-" + turn.stream_id,
+                int(turn.started_at),
+                request.model,
+                terminal.as_dict(),
+                turn.finish_reason,
+            )
+        )
