@@ -69,6 +69,8 @@ class OpenAIErrorsMixin(BaseHandler):
         if code == "unauthorized":
             code = "invalid_api_key"
         param = extra.pop("param", None)
+        if "stream_id" in extra:  # the answer in progress (409), which the client may follow
+            self.set_header("X-Stream-Id", str(extra["stream_id"]))
         if retry_after is not None:
             seconds = max(1, round(retry_after + 0.499))
             extra["retry_after"] = seconds
@@ -180,7 +182,6 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         try:
             stream_log = await self.state.runner.start(turn)
         except TurnInProgress as busy:
-            self.set_header("X-Stream-Id", busy.active.stream_id)
             raise ApiError(
                 409,
                 "turn_in_progress",
