@@ -1,0 +1,148 @@
+"""The /v1 API driven by OpenAI's npm package from Node (tests/clients/openai_node.cjs),
+against the real server and the fake upstreams.
+
+The package comes from the npm registry at a pinned version, installed once into a cache
+directory (the newest release that still runs on the Node this project tests with).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
+from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.support.server import ROOT, RunningServer, launch
+
+OPENAI_NPM_VERSION = "6.30.1"
+SCRIPT = ROOT / "tests" / "clients" / "openai_node.cjs"
+
+
+@pytest.fixture(scope="session")
+def openai_package() -> Path:
+    """The npm ``openai`` package's directory, installed from the registry once."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    prefix = cache / "sluice-tests" / f"npm-openai-{OPENAI_NPM_VERSION}"
+    package = prefix / "node_modules" / "openai"
+    if not (package / "package.json").exists():
+        npm = shutil.which("npm")
+        assert npm is not None, "npm is needed (scripts/test installs it)"
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(prefix),
+                f"openai@{OPENAI_NPM_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    installed = json.loads((package / "package.json").read_text())
+    assert installed["version"] == OPENAI_NPM_VERSION
+    return package
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[ThreadedFakes]:
+    with threaded_fakes() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(
+    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    env = {
+        "SLUICE_LLM__PROVIDERS": "openai",
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": upstreams.openai.base_url,
+    }
+    running = launch(tmp_path_factory.mktemp("data"), env)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fakes(upstreams: ThreadedFakes) -> ThreadedFakes:
+    upstreams.openai.replies.clear()
+    upstreams.openai.default = Reply()
+    upstreams.openai.requests.clear()
+    return upstreams
+
+
+def node(package: Path, server: RunningServer, scenario: str) -> Any:
+    env = {
+        **os.environ,
+        "OPENAI_PACKAGE": str(package),
+        "BASE_URL": server.url + "/v1",
+        "TOKEN": "tok-alice",
+    }
+    done = subprocess.run(
+        ["node", str(SCRIPT), scenario], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_node_streams(openai_package: Path, server: RunningServer, fakes: ThreadedFakes) -> None:
+    fakes.openai.default = Reply(text=ARABIC_EMOJI, split_utf8=True)
+    seen = node(openai_package, server, "stream")
+    assert seen["ids"] == ["chatcmpl-" + seen["streamId"]]
+    assert seen["role"] == "assistant"
+    assert seen["text"] == "".join(ARABIC_EMOJI)
+    assert seen["finishReason"] == "stop"
+    assert seen["usage"] == {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+
+
+def test_node_completes(openai_package: Path, server: RunningServer, fakes: ThreadedFakes) -> None:
+    seen = node(openai_package, server, "complete")
+    assert seen == {
+        "object": "chat.completion",
+        "text": "Hello, world!",
+        "finishReason": "stop",
+        "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+    }
+
+
+def test_node_error_classes(
+    openai_package: Path, server: RunningServer, fakes: ThreadedFakes
+) -> None:
+    seen = node(openai_package, server, "errors")
+    assert "AuthenticationError" in seen["unauthenticated"]["classes"]
+    assert seen["unauthenticated"]["status"] == 401
+    assert "NotFoundError" in seen["unknownModel"]["classes"]
+    assert seen["unknownModel"]["code"] == "model_not_found"
+    assert "BadRequestError" in seen["tools"]["classes"]
+    assert seen["tools"]["param"] == "tools"
+    assert not fakes.openai.requests
+
+
+def test_node_error_mid_stream(
+    openai_package: Path, server: RunningServer, fakes: ThreadedFakes
+) -> None:
+    fakes.openai.script(Reply(text=["one ", "two ", "three"], cut_at=2))
+    seen = node(openai_package, server, "interrupted")
+    assert seen["text"] == "one two "
+    assert seen["error"] is not None and "APIError" in seen["error"]["classes"]
+    assert "interrupted" in seen["error"]["message"]
+
+
+def test_node_abort_closes_the_upstream(
+    openai_package: Path, server: RunningServer, fakes: ThreadedFakes
+) -> None:
+    fakes.openai.script(Reply(text=["first ", "never"], hang_at=1))
+    assert node(openai_package, server, "abort") == {"first": "first "}
+    assert fakes.run(fakes.openai.wait_closed(1, within=1.0)) < 1.0
