@@ -298,3 +298,74 @@ def test_the_api_documents_example_message_matches_the_spec() -> None:
     example = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
     item = SPEC["components"]["schemas"]["SessionDetail"]["properties"]["messages"]["items"]
     jsonschema.validate(example, {**item, "components": SPEC["components"]})
+
+
+OPENAI_CHAT = "/v1/chat/completions"
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "path", "kwargs", "status"),
+    [
+        ("GET", "/v1/models", "/v1/models", {"headers": ALICE}, 200),
+        ("GET", "/v1/models", "/v1/models", {}, 401),
+        ("GET", "/v1/models/{model}", "/v1/models/sluice", {"headers": ALICE}, 200),
+        ("GET", "/v1/models/{model}", "/v1/models/nope", {"headers": ALICE}, 404),
+        (
+            "POST",
+            OPENAI_CHAT,
+            OPENAI_CHAT,
+            {"headers": ALICE, "body": {"model": "sluice", "messages": HELLO}},
+            200,
+        ),
+        ("POST", OPENAI_CHAT, OPENAI_CHAT, {"body": {"model": "sluice", "messages": HELLO}}, 401),
+        (
+            "POST",
+            OPENAI_CHAT,
+            OPENAI_CHAT,
+            {"headers": ALICE, "body": {"model": "sluice", "messages": HELLO, "n": 3}},
+            400,
+        ),
+        (
+            "POST",
+            OPENAI_CHAT,
+            OPENAI_CHAT,
+            {"headers": ALICE, "body": {"model": "nope", "messages": HELLO}},
+            404,
+        ),
+        ("POST", OPENAI_CHAT, OPENAI_CHAT, {"headers": ALICE, "body": b"{}"}, 415),
+        ("GET", OPENAI_CHAT, OPENAI_CHAT, {"headers": ALICE}, 405),
+    ],
+)
+def test_openai_responses_match_the_spec(
+    demo_server: RunningServer,
+    method: str,
+    template: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+) -> None:
+    if method == "GET" and template == OPENAI_CHAT:
+        response = request(demo_server.url, method, path, **kwargs)
+        assert response.status == 405
+        check("POST", template, 405, json.loads(response.body()), "application/json")
+        return
+    assert call(demo_server, method, template, path, **kwargs)[0] == status
+
+
+def test_an_openai_stream_matches_the_spec(demo_server: RunningServer) -> None:
+    body = {
+        "model": "sluice",
+        "messages": HELLO,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    response = request(demo_server.url, "POST", OPENAI_CHAT, body=body, headers=ALICE)
+    assert response.status == 200
+    content = SPEC["paths"][OPENAI_CHAT]["post"]["responses"]["200"]["content"]
+    schema = {**content["text/event-stream"]["x-event-schema"], "components": SPEC["components"]}
+    blocks = [b for b in response.body().decode().split("\n\n") if b]
+    assert blocks[-1] == "data: [DONE]"
+    for block in blocks[:-1]:
+        assert block.startswith("data: ") and "\n" not in block
+        jsonschema.validate(json.loads(block[6:]), schema)
