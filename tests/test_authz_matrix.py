@@ -114,6 +114,9 @@ MATRIX: dict[str, list[int]] = {
     "DELETE /api/sessions/{owner}/{fresh_session}": [204, 204, 403, 401, 401, 401, 401, 403],
     # A browser without a valid cookie is handed a new identity here; a bad bearer token is
     # refused everywhere it is read, never ignored.
+    # The OpenAI-compatible API: any identity speaks for itself (no user id in the path).
+    "POST /v1/chat/completions": [200, 200, 200, 401, 401, 401, 401, 403],
+    "GET /v1/models": [200, 200, 200, 401, 401, 401, 401, 200],
     "GET /api/me": [200, 200, 200, 200, 401, 401, 200, 200],
     "GET /": [200, 200, 200, 200, 401, 401, 200, 200],
     # Public: no identity is read.
@@ -138,7 +141,11 @@ def test_authorisation_matrix(world: World, endpoint: str, caller: str, expected
     path = template.format(
         owner=world.owner, stream=world.stream_id, session=session, fresh_session=session
     )
-    body = {"message": "hi"} if method == "POST" and "conversation" in path else None
+    body: dict[str, object] | None = None
+    if method == "POST" and "conversation" in path:
+        body = {"message": "hi"}
+    elif path == "/v1/chat/completions":
+        body = {"model": "sluice", "messages": [{"role": "user", "content": "hi"}]}
     response = request(world.server.url, method, path, body=body, headers=world.headers(caller))
     raw = response.body()
     assert response.status == expected, raw[:300]

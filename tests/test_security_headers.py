@@ -95,7 +95,7 @@ def test_cors_for_listed_origins_only(start_server: StartServer) -> None:
     allowed = {
         h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")
     }
-    assert allowed == {"authorization", "content-type", "last-event-id"}
+    assert allowed == {"authorization", "content-type", "last-event-id", "x-session-id"}
     preflight = request(server.url, "OPTIONS", "/api/sessions/alice/s1", headers={"Origin": LISTED})
     preflight.body()
     assert preflight.headers["Access-Control-Allow-Methods"] == "GET, DELETE"

@@ -121,7 +121,10 @@ class OpenAIProvider:
         return self._client
 
     def _body(
-        self, messages: list[Message], max_output_tokens: int, params: GenerationParams | None
+        self,
+        messages: list[Message],
+        max_output_tokens: int,
+        params: GenerationParams | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
