@@ -7,6 +7,11 @@ multi-line ``data``, comments (heartbeats), ``id`` gaps. Token marks `` ⟨seq:n
 ``fake_upstream``) are pulled out of the concatenated chunk contents, so servers that re-chunk
 the text are measured correctly.
 
+With ``--openai-model`` the request is an OpenAI Chat Completions body (``stream: true``) and
+the response is read as OpenAI's wire format: ``chat.completion.chunk`` frames (the first one,
+the role delta, counts as the "first status"), ``data: [DONE]`` as the terminal event, and a
+``data: {"error": ...}`` frame as a failed end.
+
 Run: ``python -m bench.load_client --url http://127.0.0.1:8000/chat --concurrency 50 --total 100
 --tokens 500`` prints a JSON summary (see ``summarize``).
 """
@@ -43,13 +48,20 @@ class Target:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "Tell me a story."
+    openai_model: str | None = None  # speak OpenAI's Chat Completions, asking for this model
 
     def request_bytes(self, index: int) -> bytes:
         parts = urlsplit(self.url)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        body = json.dumps({"message": f"{self.message} #{index}"}).encode()
+        text = f"{self.message} #{index}"
+        if self.openai_model is not None:
+            message = {"role": "user", "content": text}
+            request = {"model": self.openai_model, "messages": [message], "stream": True}
+            body = json.dumps(request).encode()
+        else:
+            body = json.dumps({"message": text}).encode()
         head = [
             f"POST {path} HTTP/1.1",
             f"Host: {parts.netloc}",
@@ -91,9 +103,12 @@ class Totals:
 class SSEStream(asyncio.Protocol):
     """One request and its event stream; ``done`` resolves when it has ended, however."""
 
-    def __init__(self, totals: Totals, request: bytes, timeout_s: float) -> None:
+    def __init__(
+        self, totals: Totals, request: bytes, timeout_s: float, openai: bool = False
+    ) -> None:
         self.totals = totals
         self.request = request
+        self.openai = openai
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.t0 = time.time_ns()
@@ -245,6 +260,9 @@ class SSEStream(asyncio.Protocol):
         kind = self.ev_type
         totals = self.totals
         totals.events += 1
+        if self.openai and not kind:
+            self._openai(data, now)
+            return
         payload: Any = None
         if not kind or kind == "message" or kind in TERMINAL or kind == "chunk":
             try:
@@ -272,6 +290,40 @@ class SSEStream(asyncio.Protocol):
             if kind == "error":
                 code = payload.get("code", "?") if isinstance(payload, dict) else "?"
                 self.error = f"error event {code}"
+
+    def _openai(self, data: str, now: int) -> None:
+        """One ``data:`` frame of OpenAI's streaming format."""
+        totals = self.totals
+        if data == "[DONE]":
+            if self.terminal:
+                totals.errors["second terminal event"] += 1
+            self.terminal = "complete"
+            return
+        try:
+            payload = _loads(data)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            totals.errors["frame is not a JSON object"] += 1
+            return
+        if "error" in payload:
+            self.terminal = "error"
+            error = payload["error"] if isinstance(payload["error"], dict) else {}
+            self.error = f"error frame {error.get('code') or error.get('type') or '?'}"
+            return
+        if not self.first_status:
+            self.first_status = True
+            totals.ttfs_ms.append((now - self.t0) / 1e6)
+        choices = payload.get("choices")
+        if not choices:
+            return
+        content = (choices[0].get("delta") or {}).get("content")
+        if content:
+            totals.chunk_events += 1
+            if not self.first_chunk:
+                self.first_chunk = True
+                totals.ttfc_ms.append((now - self.t0) / 1e6)
+            self._marks(content, now)
 
     def _marks(self, content: str, now: int) -> None:
         text = self.carry + content if self.carry else content
@@ -326,10 +378,10 @@ class SSEStream(asyncio.Protocol):
 
 
 async def one_stream(
-    totals: Totals, host: str, port: int, request: bytes, timeout_s: float
+    totals: Totals, host: str, port: int, request: bytes, timeout_s: float, openai: bool = False
 ) -> None:
     loop = asyncio.get_running_loop()
-    proto = SSEStream(totals, request, timeout_s)
+    proto = SSEStream(totals, request, timeout_s, openai)
     try:
         await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), timeout_s)
     except (OSError, TimeoutError) as exc:
@@ -367,7 +419,9 @@ async def run_load(
         if ramp_s > 0:
             await asyncio.sleep(max(0.0, start + ramp_s * slot / concurrency - loop.time()))
         for index in counter:
-            await one_stream(totals, host, port, target.request_bytes(index), timeout_s)
+            request = target.request_bytes(index)
+            openai = target.openai_model is not None
+            await one_stream(totals, host, port, request, timeout_s, openai)
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -438,9 +492,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ramp-s", type=float, default=0.0)
     parser.add_argument("--timeout-s", type=float, default=120.0)
     parser.add_argument("--message", default=Target.message, help="text of each user message")
+    parser.add_argument(
+        "--openai-model", help="send OpenAI Chat Completions requests for this model"
+    )
     args = parser.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
-    target = Target(args.url, {k.strip(): v.strip() for k, v in headers.items()}, args.message)
+    target = Target(
+        args.url,
+        {k.strip(): v.strip() for k, v in headers.items()},
+        args.message,
+        args.openai_model,
+    )
     result = asyncio.run(
         run_load(
             target,

@@ -254,8 +254,11 @@ def run_client(
     ramp_s: float = 0.0,
     timeout_s: float = 120.0,
     message: str | None = None,
+    openai_model: str | None = None,
 ) -> dict[str, Any]:
     argv = [PY, "-m", "bench.load_client", "--url", url, "--tokens", str(tokens)]
+    if openai_model is not None:
+        argv += ["--openai-model", openai_model]
     argv += ["--concurrency", str(concurrency), "--total", str(total)]
     argv += ["--ramp-s", str(ramp_s), "--timeout-s", str(timeout_s)]
     for k, v in headers.items():
@@ -344,7 +347,7 @@ class Session:
                 cwd=self.system.cwd(),
             )
             self.procs.append(server)
-            wait_ready(server, self.port, self.system.health)
+            wait_ready(server, self.port, self.system.health, self.system.start_timeout_s)
             self.sampler = Sampler(server.popen.pid)
         if w.warmup:
             # First requests pay for lazy imports and pool set-up; keep them out of the figures.
@@ -356,6 +359,7 @@ class Session:
                 5,
                 timeout_s=30,
                 message="warm-up bench:tokens=5,interval_ms=0",
+                openai_model=self.system.openai_model,
             )
         return self
 
@@ -379,6 +383,7 @@ class Session:
                 w.tokens,
                 ramp_s=ramp_s,
                 timeout_s=max(120.0, 3 * stream_s + ramp_s + 60),
+                openai_model=self.system.openai_model,
             )
         cpu_s = server["server_cpu_s"]
         # Robust to a noisy machine: what a token costs the server, whatever CPU it was given.

@@ -8,6 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.litellm_proxy import (
+    LITELLM_MASTER_KEY,
+    LITELLM_VERSION,
+    ensure_litellm,
+    litellm_bin,
+    litellm_config,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -36,16 +44,21 @@ class System:
     cwd: Callable[[], Path | None] = lambda: None
     # Needs a PostgreSQL database (bench.postgres gives each run a new one).
     database: bool = False
+    # Speak OpenAI's Chat Completions to it (request and response), asking for this model.
+    openai_model: str | None = None
+    start_timeout_s: float = 60.0
+    # Prepares what the system needs before it can run (LiteLLM's venv); returns why not.
+    prepare: Callable[[], str | None] = lambda: None
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
-        if self.name == "sluice" and not (ROOT / "server" / "__main__.py").exists():
+        if self.name.startswith("sluice") and not (ROOT / "server" / "__main__.py").exists():
             return "server/__main__.py does not exist yet"
         if self.name == "sluice-baseline":
             folder = self.cwd()
             if folder is None or not (folder / "server" / "__main__.py").exists():
                 return f"set {BASELINE_ENV} to a checkout of the commit to compare with"
-        return None
+        return self.prepare()
 
     def env(self, launch: Launch) -> dict[str, str]:
         return {
@@ -82,6 +95,32 @@ def _sluice_env(launch: Launch) -> dict[str, str]:
     return env
 
 
+def _litellm_argv(launch: Launch) -> list[str]:
+    config = Path(launch.data_dir) / "litellm.yaml"
+    config.write_text(litellm_config(launch.upstream_url))
+    return [
+        str(litellm_bin()),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(launch.port),
+        "--num_workers",
+        "1",
+    ]
+
+
+def _litellm_env(launch: Launch) -> dict[str, str]:
+    return {
+        # Use the cost map shipped in the package: no fetch from GitHub at start-up.
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_SCHEMA_UPDATE": "True",
+    }
+
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in [
@@ -116,6 +155,34 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_env,
             cwd=_baseline_dir,
+        ),
+        System(
+            name="direct-openai",
+            describe="no relay: the client reads the fake upstream's /v1/chat/completions",
+            argv=None,
+            path="/v1/chat/completions",
+            openai_model="bench-model",
+        ),
+        System(
+            name="sluice-v1",
+            describe="sluice's OpenAI-compatible /v1/chat/completions, full pipeline",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/v1/chat/completions",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_env,
+            openai_model="sluice",
+        ),
+        System(
+            name="litellm",
+            describe=f"LiteLLM proxy {LITELLM_VERSION} (1 uvicorn worker), its own venv",
+            argv=_litellm_argv,
+            path="/v1/chat/completions",
+            headers={"Authorization": f"Bearer {LITELLM_MASTER_KEY}"},
+            extra_env=_litellm_env,
+            health="/health/liveliness",
+            openai_model="bench",
+            start_timeout_s=180.0,
+            prepare=ensure_litellm,
         ),
         System(
             name="tornado",
