@@ -36,6 +36,7 @@ from server.contract import (
     AnyStage,
     Completion,
     Event,
+    GenerationParams,
     Message,
     ProviderContext,
     ProviderError,
@@ -93,20 +94,34 @@ class ScriptedProvider:
         self.fail = fail
         self.fail_after = fail_after
         self.prompts: list[list[Message]] = []
+        # The sampling parameters each call was given (None: the client set none).
+        self.params: list[GenerationParams | None] = []
 
     def missing_configuration(self) -> str | None:
         return None
 
     def stream(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> _ScriptedStream:
         self.prompts.append(list(messages))
+        self.params.append(params)
         return _ScriptedStream(self)
 
     async def complete(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> Completion:
         self.prompts.append(list(messages))
+        self.params.append(params)
         if self.fail is not None:
             raise self.fail
         return Completion("".join(self.deltas), Usage(1, len(self.deltas), None), "stop")

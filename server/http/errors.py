@@ -32,6 +32,9 @@ class ApiCode(enum.StrEnum):
     HEADERS_TOO_LARGE = "headers_too_large"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    # The OpenAI-compatible API's own (its errors follow OpenAI's shape, see openai_api.py).
+    MODEL_NOT_FOUND = "model_not_found"
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
 
 
 # The code and message of an error raised without one (Tornado's own 404, 405…).

@@ -25,11 +25,12 @@ from typing import Any
 
 import structlog
 
-from server.contract import Turn
+from server.contract import ErrorCode, Turn
 from server.core import openai_format as wire
 from server.core.runner import TurnInProgress, new_stream_id
 from server.core.streamlog import MemoryStreamLog
-from server.http.base import DEFAULT_CODES, SESSION_ID, ApiError, BaseHandler, JsonBodyHandler
+from server.http.base import SESSION_ID, BaseHandler, JsonBodyHandler
+from server.http.errors import DEFAULT_CODES, EVENT_STATUS, ApiCode, ApiError
 from server.http.openai_request import ChatRequest, parse_chat_request
 from server.http.streams import EventStreamMixin
 
@@ -40,16 +41,8 @@ log = structlog.get_logger("sluice.openai")
 CHAIN_MODEL = "sluice"
 _SESSION_HEADER = "X-Session-Id"
 
-# sluice's error codes, ended before any text, as HTTP statuses (DESIGN.md section 3's map).
-_STATUS = {
-    "rate_limited": 429,
-    "too_many_streams": 429,
-    "upstream_unavailable": 502,
-    "upstream_interrupted": 502,
-    "timeout": 504,
-    "cancelled": 503,
-    "internal": 500,
-}
+# A turn's terminal error as an HTTP status: the JSON endpoint's map; anything else is 500.
+_STATUS = {**EVENT_STATUS, ErrorCode.INTERNAL: 500}
 
 
 class OpenAIErrorsMixin(BaseHandler):
@@ -59,15 +52,14 @@ class OpenAIErrorsMixin(BaseHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         extra: dict[str, Any] = {}
         retry_after: float | None = None
+        code: str
         if isinstance(exc, ApiError):
             code, message, retry_after = exc.code, exc.message, exc.retry_after
             extra = dict(exc.extra)
         else:
             code, message = DEFAULT_CODES.get(
-                status_code, ("internal", "Something went wrong on our side.")
+                status_code, (ApiCode.INTERNAL, "Something went wrong on our side.")
             )
-        if code == "unauthorized":
-            code = "invalid_api_key"
         param = extra.pop("param", None)
         if "stream_id" in extra:  # the answer in progress (409), which the client may follow
             self.set_header("X-Stream-Id", str(extra["stream_id"]))
@@ -76,7 +68,7 @@ class OpenAIErrorsMixin(BaseHandler):
             extra["retry_after"] = seconds
             self.set_header("Retry-After", str(seconds))
         body = wire.error_object(
-            message, type=wire.error_type(status_code), code=code, param=param, **extra
+            message, type=wire.error_type(status_code), code=str(code), param=param, **extra
         )
         self.write_json(body, status_code)
 
@@ -95,7 +87,7 @@ def _provider_for(handler: BaseHandler, model: str) -> str | None:
             return provider.name
     raise ApiError(
         404,
-        "model_not_found",
+        ApiCode.MODEL_NOT_FOUND,
         f"The model '{model}' does not exist here: GET /v1/models lists the ones that do.",
         extra={"param": "model"},
     )
@@ -120,7 +112,7 @@ class ModelsHandler(OpenAIErrorsMixin):
 
     def get(self) -> None:
         if self.identity() is None:
-            raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+            raise ApiError(401, ApiCode.UNAUTHORIZED, "Send 'Authorization: Bearer <token>'.")
         self.write_json({"object": "list", "data": _model_list(self)})
 
 
@@ -129,12 +121,12 @@ class ModelHandler(OpenAIErrorsMixin):
 
     def get(self, model: str) -> None:
         if self.identity() is None:
-            raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+            raise ApiError(401, ApiCode.UNAUTHORIZED, "Send 'Authorization: Bearer <token>'.")
         for item in _model_list(self):
             if item["id"] == model:
                 self.write_json(item)
                 return
-        raise ApiError(404, "model_not_found", f"The model '{model}' does not exist here.")
+        raise ApiError(404, ApiCode.MODEL_NOT_FOUND, f"The model '{model}' does not exist here.")
 
 
 class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixin):
@@ -154,7 +146,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
     async def post(self) -> None:
         identity = self.identity()
         if identity is None:
-            raise ApiError(401, "unauthorized", "Send 'Authorization: Bearer <token>'.")
+            raise ApiError(401, ApiCode.UNAUTHORIZED, "Send 'Authorization: Bearer <token>'.")
         self.check_cookie_origin(identity)
         request = parse_chat_request(
             self.json_body(), max_message_chars=self.state.settings.limits.max_message_chars
@@ -164,7 +156,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         if session_id is not None and not SESSION_ID.fullmatch(session_id):
             raise ApiError(
                 400,
-                "invalid_session_id",
+                ApiCode.BAD_REQUEST,
                 f"{_SESSION_HEADER} must be 1-64 letters, digits, '_' or '-'.",
             )
         turn = Turn(
@@ -184,7 +176,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         except TurnInProgress as busy:
             raise ApiError(
                 409,
-                "turn_in_progress",
+                ApiCode.TURN_IN_PROGRESS,
                 "An answer is being written in this session. Wait for it to finish before"
                 " sending the next message.",
                 extra={"stream_id": busy.active.stream_id},
@@ -228,7 +220,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
             return None
         if any(wire.chunk_content(frame) for frame in stream_log.frames_after(0)):
             return None
-        code = str(terminal["code"])
+        code = ErrorCode(terminal["code"])
         status = _STATUS.get(code, 503 if terminal["retryable"] else 500)
         return ApiError(status, code, terminal["message"], retry_after=terminal.get("retry_after"))
 
@@ -300,7 +292,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         terminal = stream_log.terminal_event()
         assert terminal is not None
         if terminal.type == "error":  # failed after text: no whole answer to give
-            code = str(terminal["code"])
+            code = ErrorCode(terminal["code"])
             raise ApiError(
                 _STATUS.get(code, 500),
                 code,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.contract import GenerationParams, Message
-from server.http.base import ApiError
+from server.http.errors import ApiCode, ApiError
 
 __all__ = ["ChatRequest", "parse_chat_request"]
 
@@ -66,12 +66,12 @@ class ChatRequest:
     params: GenerationParams = field(default_factory=GenerationParams)
 
 
-def _bad(message: str, param: str | None, code: str = "invalid_request_error") -> ApiError:
+def _bad(message: str, param: str | None, code: ApiCode = ApiCode.BAD_REQUEST) -> ApiError:
     return ApiError(400, code, message, extra={"param": param})
 
 
 def _unsupported(param: str, why: str = "") -> ApiError:
-    return _bad(f"sluice does not support '{param}'{why}.", param, "unsupported_parameter")
+    return _bad(f"sluice does not support '{param}'{why}.", param, ApiCode.UNSUPPORTED_PARAMETER)
 
 
 def _text_of(content: Any, where: str) -> str:
@@ -197,7 +197,7 @@ def parse_chat_request(data: dict[str, Any], *, max_message_chars: int) -> ChatR
     if len(message) > max_message_chars:
         raise ApiError(
             413,
-            "too_large",
+            ApiCode.TOO_LARGE,
             f"The message is over {max_message_chars} characters.",
             extra={"param": "messages"},
         )

@@ -1,0 +1,140 @@
+"""Generation parameters through the answer service (server/llm/chain.py): the client's
+token limit lowers the configured one, parameters reach the provider that answers, and a
+provider written before parameters existed still answers turns without them, and is skipped
+(never silently used) for turns with them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import pytest
+
+from server.contract import (
+    AnswerError,
+    Completion,
+    GenerationParams,
+    Message,
+    ProviderOptions,
+    Usage,
+)
+from server.llm.chain import LLMChain
+from server.testing import ScriptedProvider
+
+PROMPT = [Message("user", "hi")]
+PARAMS = GenerationParams(temperature=0.1, top_p=0.2, stop=("x",), max_output_tokens=5)
+
+
+class _LegacyStream:
+    usage: Usage | None = None
+    finish_reason: str | None = "stop"
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._words()
+
+    async def _words(self) -> AsyncIterator[str]:
+        yield "old "
+        yield "style"
+
+    async def aclose(self) -> None:
+        return None
+
+
+class LegacyProvider:
+    """A provider whose methods know nothing of ``params``."""
+
+    name = "legacy"
+    model = "legacy-1"
+    Options: ClassVar[type[ProviderOptions]] = ProviderOptions
+
+    def missing_configuration(self) -> str | None:
+        return None
+
+    def stream(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> _LegacyStream:
+        return _LegacyStream()
+
+    async def complete(
+        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+    ) -> Completion:
+        return Completion("old style")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def chain(*providers: Any) -> LLMChain:
+    return LLMChain(
+        providers,
+        max_output_tokens=64,
+        first_token_timeout=5,
+        idle_timeout=5,
+        circuit_failures=3,
+        circuit_cooldown=30,
+    )
+
+
+async def text(chain: LLMChain, **kwargs: Any) -> str:
+    answer = chain.answer(PROMPT, deadline=time.monotonic() + 10, **kwargs)
+    return "".join([delta async for delta in answer])
+
+
+@pytest.mark.anyio
+async def test_parameters_reach_the_provider() -> None:
+    scripted = ScriptedProvider(["a", "b"])
+    assert await text(chain(scripted), params=PARAMS) == "ab"
+    assert await text(chain(scripted), params=GenerationParams()) == "ab"
+    assert scripted.params == [PARAMS, None]  # default parameters are no parameters
+
+
+@pytest.mark.anyio
+async def test_the_clients_limit_lowers_the_configured_one_only() -> None:
+    seen: list[int] = []
+
+    class Recording(ScriptedProvider):
+        def stream(self, messages: list[Message], **kwargs: Any) -> Any:
+            seen.append(kwargs["max_output_tokens"])
+            return super().stream(messages, **kwargs)
+
+    provider = Recording(["a"])
+    for limit in (5, 500, None):
+        await text(chain(provider), params=GenerationParams(max_output_tokens=limit))
+    assert seen == [5, 64, 64]
+
+
+@pytest.mark.anyio
+async def test_a_provider_without_params_answers_plain_turns_and_is_skipped_otherwise() -> None:
+    legacy = LegacyProvider()
+    assert await text(chain(legacy)) == "old style"
+    scripted = ScriptedProvider(["new"])
+    assert await text(chain(legacy, scripted), params=PARAMS) == "new"
+    with pytest.raises(AnswerError) as failed:
+        await text(chain(legacy), params=PARAMS)
+    assert "legacy does not take temperature" in failed.value.message
+
+
+@pytest.mark.anyio
+async def test_one_named_provider_answers_alone() -> None:
+    first, second = ScriptedProvider(["one"]), ScriptedProvider(["two"])
+    first.name, second.name = "first", "second"
+    assert await text(chain(first, second), provider="second") == "two"
+    assert first.prompts == []
+    with pytest.raises(KeyError):
+        chain(first).answer(PROMPT, deadline=time.monotonic() + 1, provider="nobody")
+
+
+@pytest.mark.anyio
+async def test_the_demo_provider_honours_stop_and_the_limit() -> None:
+    from plugins.providers.demo import DemoOptions, DemoProvider
+    from server.contract import ProviderContext
+
+    demo = DemoProvider(DemoOptions(words_per_second=0), ProviderContext())
+    stream = demo.stream(PROMPT, max_output_tokens=3, timeout=1)
+    words = [w async for w in stream]
+    assert len(words) == 3 and stream.finish_reason == "length"
+    stopped = await demo.complete(
+        PROMPT, max_output_tokens=100, timeout=1, params=GenerationParams(stop=(" model key",))
+    )
+    assert stopped.text == "*Demo mode: no" and stopped.finish_reason == "stop"
