@@ -408,3 +408,23 @@ def test_heartbeats_and_an_error_after_the_headers(
     last = json.loads(blocks[-1].removeprefix("data: "))
     assert last["error"]["code"] in ("upstream_unavailable", "timeout")
     assert "data: [DONE]" not in blocks
+
+
+def test_too_many_streams_is_429(upstreams: ThreadedFakes, start_server: Any) -> None:
+    """The per-user cap of answers in progress: RateLimitError, code too_many_streams. No
+    Retry-After: when a running answer ends is not known."""
+    for fake in (upstreams.openai, upstreams.gemini):
+        fake.replies.clear()
+        fake.requests.clear()
+    upstreams.openai.script(Reply(text=["a", "b"], hang_at=1))
+    capped = start_server(_env(upstreams, SLUICE_LIMITS__MAX_STREAMS_PER_USER="1"))
+    sdk = client(capped)
+    running = sdk.chat.completions.create(model="openai", messages=USER, stream=True)
+    try:
+        next(c for c in running if c.choices and c.choices[0].delta.content)
+        with pytest.raises(openai.RateLimitError) as capped_out:
+            sdk.chat.completions.create(model="openai", messages=USER)
+        assert capped_out.value.code == "too_many_streams"
+        assert "retry-after" not in capped_out.value.response.headers
+    finally:
+        running.close()
