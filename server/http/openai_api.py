@@ -25,12 +25,12 @@ from typing import Any
 
 import structlog
 
-from server.contract import ErrorCode, Turn
+from server.contract import ErrorCode, StoreUnavailable, Turn
 from server.core import openai_format as wire
 from server.core.runner import TurnInProgress, new_stream_id
 from server.core.streamlog import MemoryStreamLog
 from server.http.base import SESSION_ID, BaseHandler, JsonBodyHandler
-from server.http.errors import DEFAULT_CODES, EVENT_STATUS, ApiCode, ApiError
+from server.http.errors import DEFAULT_CODES, EVENT_STATUS, ApiCode, ApiError, unavailable
 from server.http.openai_request import ChatRequest, parse_chat_request
 from server.http.streams import EventStreamMixin
 
@@ -53,16 +53,20 @@ class OpenAIErrorsMixin(BaseHandler):
         extra: dict[str, Any] = {}
         retry_after: float | None = None
         code: str
+        if isinstance(exc, StoreUnavailable):  # history unreachable: 503, try again later
+            exc = unavailable(exc)
+            self.set_status(exc.status_code)
+            status_code = exc.status_code
         if isinstance(exc, ApiError):
             code, message, retry_after = exc.code, exc.message, exc.retry_after
             extra = dict(exc.extra)
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         else:
             code, message = DEFAULT_CODES.get(
                 status_code, (ApiCode.INTERNAL, "Something went wrong on our side.")
             )
         param = extra.pop("param", None)
-        if "stream_id" in extra:  # the answer in progress (409), which the client may follow
-            self.set_header("X-Stream-Id", str(extra["stream_id"]))
         if retry_after is not None:
             seconds = max(1, round(retry_after + 0.499))
             extra["retry_after"] = seconds
@@ -159,6 +163,11 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
                 ApiCode.BAD_REQUEST,
                 f"{_SESSION_HEADER} must be 1-64 letters, digits, '_' or '-'.",
             )
+        if session_id is not None:
+            # A stored session needs history reachable before the stream starts (503 with
+            # Retry-After otherwise, as for sluice's own endpoints). A conversation the
+            # client holds needs no store, and is answered while history is down.
+            await self.state.sessions.ping()
         turn = Turn(
             stream_id=new_stream_id(),
             user_id=identity.user_id,
@@ -180,6 +189,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
                 "An answer is being written in this session. Wait for it to finish before"
                 " sending the next message.",
                 extra={"stream_id": busy.active.stream_id},
+                headers={"X-Stream-Id": busy.active.stream_id},
             ) from None
         self._stream_id = turn.stream_id
         self._turn = turn
