@@ -45,4 +45,5 @@ class LLMStage(Stage):
             mode=result.mode,
             fallback=result.fallback,
             usage=result.usage.as_dict() if result.usage else None,
+            finish_reason=result.finish_reason,
         )

@@ -73,6 +73,7 @@ def build_state(
     chain = LLMChain(
         providers,
         max_output_tokens=llm.max_output_tokens,
+        max_answer_chars=llm.max_answer_chars,
         first_token_timeout=llm.first_token_timeout_seconds,
         idle_timeout=llm.idle_timeout_seconds,
         circuit_failures=llm.circuit_failures,

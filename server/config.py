@@ -91,6 +91,7 @@ class LLMSettings(BaseModel):
     first_token_timeout_seconds: float = Field(20.0, gt=0)
     idle_timeout_seconds: float = Field(30.0, gt=0)
     max_output_tokens: int = Field(1024, ge=1)
+    max_answer_chars: int = Field(100_000, ge=1)
     circuit_failures: int = Field(3, ge=1)
     circuit_cooldown_seconds: float = Field(30.0, ge=0)
     allow_demo: bool = False

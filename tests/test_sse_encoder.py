@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,6 +35,7 @@ def test_comment_cannot_smuggle_a_line() -> None:
         "emoji 👩🏽‍💻🚀 and flags 🇯🇵",
         "line one\nline two\r\nthree\rfour",
         "separators \u2028 and \u2029",
+        "next line \x85 here",
         "data: injected\n\nid: 99\n\n",
         "",
     ],
@@ -62,3 +65,13 @@ def test_retry_and_padding() -> None:
     assert len(pad) == 2048 and pad.startswith(b":") and pad.endswith(b"\n\n")
     frames = parse_frames(retry_field(5) + pad)
     assert frames[0].retry == 5 and frames[1].data is None
+
+
+def test_no_character_a_line_splitter_ends_lines_at_goes_out_raw() -> None:
+    """``str.splitlines`` ends lines at U+0085, U+2028 and U+2029 as well as CR and LF: a
+    client built on it (``sseclient``) cut frames at a raw U+0085."""
+    text = "a\x85b\u2028c\u2029d\x1ce\x1df\x1eg\x0bh\x0ci"
+    raw = encode_event(1, "chunk", {"type": "chunk", "content": text})
+    decoded = raw.decode()
+    assert len(decoded.splitlines()) == 4  # id, event, data, blank: none inside data
+    assert json.loads(decoded.splitlines()[2].removeprefix("data: "))["content"] == text

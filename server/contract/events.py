@@ -152,6 +152,9 @@ class Complete(EventBase):
     mode: str
     fallback: bool
     usage: Mapping[str, Any] | None
+    # Why the answer ended, as the provider said ("stop", "length", ...), or "length" when
+    # the local cap (llm.max_answer_chars) ended it; None when nobody said.
+    finish_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +167,7 @@ class Complete(EventBase):
             "mode": self.mode,
             "fallback": self.fallback,
             "usage": None if self.usage is None else dict(self.usage),
+            "finish_reason": self.finish_reason,
         }
 
 
@@ -222,9 +226,12 @@ def complete(
     mode: str,
     fallback: bool,
     usage: Mapping[str, Any] | None,
+    finish_reason: str | None = None,
 ) -> Complete:
     """The ``complete`` event that ends a turn with its answer."""
-    return Complete(message, session_id, tuple(suggestions), provider, model, mode, fallback, usage)
+    return Complete(
+        message, session_id, tuple(suggestions), provider, model, mode, fallback, usage, finish_reason
+    )
 
 
 def error(
@@ -254,6 +261,7 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
             data.get("mode", ""),
             bool(data.get("fallback")),
             data.get("usage"),
+            data.get("finish_reason"),
         )
     if kind == "error":
         return Error(

@@ -9,6 +9,7 @@ again by the time its line is complete, and ``jiter`` parses the UTF-8 bytes dir
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import re
 import time
@@ -30,6 +31,9 @@ __all__ = [
     "retry_after_from_headers",
     "transport_error",
 ]
+
+# After an end marker, how long to wait for the body's own end before closing it.
+DRAIN_SECONDS = 0.5
 
 BODY = "sluice.body"
 """The key of the response extension where the server's transport puts the body reader."""
@@ -222,11 +226,27 @@ class JSONFrameStream:
                 if self._marker(data):
                     self._done = True
                     continue
-                text = self._text(self._decode(data))
+                frame = self._decode(data)
+                try:
+                    text = self._text(frame)
+                except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+                    # A frame of the right syntax but the wrong shape (``choices`` a string,
+                    # a number where an object belongs) is as malformed as one that is not
+                    # JSON: the chain's fallback rules apply, not an internal error.
+                    raise ProviderError(
+                        FailureKind.MALFORMED,
+                        f"{self._name} sent a frame of an unexpected shape.",
+                        status=200,
+                        detail=redact(repr(data[:120]), [self._key]),
+                    ) from None
                 if text:
                     return text
                 continue
             if self._ended:
+                raise StopAsyncIteration
+            if self._done:
+                # The end marker came: the answer is whole, whatever the body does next.
+                await self._drain()
                 raise StopAsyncIteration
             try:
                 chunk = await self._body.read()
@@ -244,12 +264,23 @@ class JSONFrameStream:
                         detail="the body ended before the answer did",
                     )
                 continue
-            if self._done:
-                # Read on to the end of the body after the end marker, so that the
-                # connection goes back to the pool instead of being closed.
-                continue
             self._pending = self._frames.feed(chunk)
             self._index = 0
+
+    async def _drain(self) -> None:
+        """Read on briefly to the end of the body after the end marker, so that the
+        connection goes back to the pool instead of being closed. An upstream that keeps the
+        body open after its marker gets ``DRAIN_SECONDS``, not the idle timeout: the answer
+        is complete, and the connection is closed instead (``aclose``)."""
+        body = self._body
+        assert body is not None
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while await body.read():
+                    pass
+        except (TimeoutError, httpx2.TransportError):
+            pass
+        self._ended = True
 
     def _decode(self, data: bytes) -> dict[str, Any]:
         try:

@@ -2,7 +2,8 @@
 
 Every frame is ``id:``, ``event:`` and one ``data:`` line of compact JSON, then a blank line.
 JSON keeps the data on one line: ``json.dumps`` escapes ``\\n`` and ``\\r`` inside strings,
-and we escape U+2028/U+2029 too, which some line splitters treat as line ends. ``id`` and
+and we escape U+0085 (NEL), U+2028 and U+2029 too, which line splitters built on Python's
+``str.splitlines`` (the ``sseclient`` package among them) treat as line ends. ``id`` and
 ``event`` values are checked, not trusted: a newline there would let a value smuggle in a
 field of its own (sse-starlette strips them for the same reason).
 """
@@ -25,11 +26,15 @@ _LINE_BREAKS = ("\r", "\n")
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
+# Characters some line splitters end a line at, and their JSON escapes.
+_SPLITTERS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def encode_data(data: dict[str, Any]) -> str:
     """Compact one-line JSON; non-ASCII text kept as UTF-8, line separators escaped."""
     text = _encoder.encode(data)
-    if "\u2028" in text or "\u2029" in text:
-        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    if "\x85" in text or "\u2028" in text or "\u2029" in text:
+        text = text.translate(_SPLITTERS)
     return text
 
 

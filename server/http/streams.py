@@ -37,6 +37,9 @@ log = structlog.get_logger("sluice.stream")
 
 _PING = comment("ping")
 
+# Seconds a 429 without a known wait tells the client to wait (too_many_streams).
+_BUSY_RETRY_AFTER = 5
+
 
 class _Reader:
     """What an event-stream response keeps while it follows a log: the wait it is in, its
@@ -293,10 +296,23 @@ class StreamCancelHandler(BaseHandler):
 
 
 class ConversationHandler(_TurnStarter):
-    """``POST /api/conversation/{user_id}``: the same turn, answered as JSON at its end."""
+    """``POST /api/conversation/{user_id}``: the same turn, answered as JSON at its end.
+
+    A client that leaves while it waits is a reader gone like any other: with
+    ``stream.on_disconnect = "cancel"`` its turn is stopped (and the upstream request closed).
+    """
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._stream_id: str | None = None
+
+    def on_connection_close(self) -> None:
+        if self._stream_id is not None and self.state.settings.stream.on_disconnect == "cancel":
+            self.state.runner.cancel(self._stream_id, "disconnect")
 
     async def post(self, user_id: str) -> None:
         turn, stream_log = await self.start_turn(user_id)
+        self._stream_id = turn.stream_id
         self.set_header("X-Stream-Id", turn.stream_id)
         terminal = await _wait_for_terminal(stream_log)
         if terminal["type"] == "complete":
@@ -310,9 +326,12 @@ class ConversationHandler(_TurnStarter):
             return
         code = ErrorCode(terminal.get("code", ErrorCode.INTERNAL))
         status = EVENT_STATUS.get(code, 503 if terminal.get("retryable") else 500)
-        raise ApiError(
-            status, code, terminal.get("message", ""), retry_after=terminal.get("retry_after")
-        )
+        retry_after = terminal.get("retry_after")
+        if status == 429 and retry_after is None:
+            # A 429 always says when to come back (a slot frees when an answer ends, which
+            # nobody can know: a guess beats clients retrying in a tight loop).
+            retry_after = _BUSY_RETRY_AFTER
+        raise ApiError(status, code, terminal.get("message", ""), retry_after=retry_after)
 
 
 async def _wait_for_terminal(stream_log: MemoryStreamLog) -> Event:

@@ -152,7 +152,13 @@ class _Watchdog:
         self.limit = limit
         self.deadline = self._loop.time() + limit
         self.waiting = True
-        if self._handle is None:
+        handle = self._handle
+        if handle is not None and handle.when() > self.deadline:
+            # A shorter limit than the one the timer was set for (the idle timeout after a
+            # longer first-token one): the timer must fire at the new deadline, not the old.
+            handle.cancel()
+            handle = None
+        if handle is None:
             self._handle = self._loop.call_at(self.deadline, self._check)
 
     def _check(self) -> None:
@@ -199,6 +205,8 @@ class AnswerStream:
         )
         self.result: AnswerResult | None = None
         self.text_sent = False
+        self.capped = False  # llm.max_answer_chars ended the answer
+        self._chars = 0
         self._gen: AsyncGenerator[str, None] = self._run()
 
     def __aiter__(self) -> AsyncIterator[str]:
@@ -354,7 +362,11 @@ class AnswerStream:
                 if delta:
                     got_text = True
                     self.text_sent = True
-                    yield delta
+                    delta, capped = self._within_cap(delta)
+                    if delta:
+                        yield delta
+                    if capped:
+                        break  # the finally closes the upstream request
         finally:
             watchdog.stop()
             await stream.aclose()
@@ -365,8 +377,19 @@ class AnswerStream:
                 mode=STREAM,
                 fallback=fallback,
                 usage=stream.usage,
-                finish_reason=stream.finish_reason,
+                finish_reason="length" if self.capped else stream.finish_reason,
             )
+
+    def _within_cap(self, delta: str) -> tuple[str, bool]:
+        """``delta`` cut to what ``llm.max_answer_chars`` still allows, and whether the cap
+        is reached: an upstream that ignores ``max_tokens`` cannot grow an answer (and the
+        memory and history it takes) without bound."""
+        room = self._chain.max_answer_chars - self._chars
+        if len(delta) >= room:
+            delta = delta[: max(room, 0)]
+            self.capped = True
+        self._chars += len(delta)
+        return delta, self.capped
 
     async def _plain(self, provider: Provider, fallback: bool) -> AsyncGenerator[str, None]:
         remaining = self._remaining()
@@ -390,15 +413,16 @@ class AnswerStream:
             raise
         if not completion.text:
             return
+        text, capped = self._within_cap(completion.text)
         self.result = AnswerResult(
             provider=provider.name,
             model=completion.model or provider.model,
             mode=NON_STREAM,
             fallback=fallback,
             usage=completion.usage,
-            finish_reason=completion.finish_reason,
+            finish_reason="length" if capped else completion.finish_reason,
         )
-        for piece in _pieces(completion.text):
+        for piece in _pieces(text):
             self.text_sent = True
             yield piece
 
@@ -461,6 +485,7 @@ class LLMChain:
         providers: Sequence[Provider],
         *,
         max_output_tokens: int,
+        max_answer_chars: int = 100_000,
         first_token_timeout: float,
         idle_timeout: float,
         circuit_failures: int,
@@ -470,6 +495,7 @@ class LLMChain:
     ) -> None:
         self.providers = list(providers)
         self.max_output_tokens = max_output_tokens
+        self.max_answer_chars = max_answer_chars
         self.first_token_timeout = first_token_timeout
         self.idle_timeout = idle_timeout
         self.circuit_failures = circuit_failures

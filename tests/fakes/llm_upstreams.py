@@ -48,6 +48,8 @@ class Reply:
     hang_at: int | None = None  # after headers (and role frame), hang before text frame i
     cut_at: int | None = None  # close the TCP connection before text frame i
     malformed_at: int | None = None  # text frame i is replaced by a frame that is not JSON
+    raw_at: dict[int, bytes] = field(default_factory=dict)  # text frame i replaced by these bytes
+    hold_after_done: bool = False  # after "data: [DONE]", keep the body open (no last chunk)
     split_utf8: bool = False  # write every frame in pieces cut inside UTF-8 characters
     refuse_stream: bool = False  # 400 to a streaming request; plain requests answer
     usage: bool = True
@@ -237,11 +239,12 @@ class _OpenAIHandler(_Handler):
             if reply.cut_at == i:
                 self.cut()
                 return
-            frame = (
-                b"data: {not json\n\n"
-                if reply.malformed_at == i
-                else self._chunk(model, {"content": piece}, None)
-            )
+            if i in reply.raw_at:
+                frame = reply.raw_at[i]
+            elif reply.malformed_at == i:
+                frame = b"data: {not json\n\n"
+            else:
+                frame = self._chunk(model, {"content": piece}, None)
             if not await self.send(frame, reply):
                 return
         tail = self._chunk(model, {}, reply.finish_reason)
@@ -262,6 +265,9 @@ class _OpenAIHandler(_Handler):
                 }
             )
         if await self.send(tail + b"data: [DONE]\n\n", reply):
+            if reply.hold_after_done:
+                await self.hang()
+                return
             if self._gzip is not None:
                 self.write(self._gzip.flush())
             self.finish()
