@@ -1,11 +1,19 @@
 """``session``: creates or resumes the conversation, and keeps what was said.
 
 A wrapper: before the rest of the pipeline it loads the session's history and memory and
-saves the user's message (so it survives whatever the model does next); after, it saves the
-answer the client saw with its status — ``complete``, ``incomplete`` (interrupted, stopped,
-timed out with text) or ``error`` — its facts (provider, model, mode, fallback, tokens, time
-to first token, duration, the user message it replies to) and what the session now
-remembers.
+saves the user's message (so it survives whatever the model does next). While the answer
+streams it is saved as it grows — added at its first chunk, then brought up to date at most
+every ``save_every_seconds`` or whenever ``save_every_chars`` more arrived — with the status
+``incomplete``, so that a process killed mid-answer leaves what the user had seen in
+history, marked incomplete, short of at most one save interval. At the end the answer gets
+its final text and status — ``complete``, ``incomplete`` (interrupted, stopped, timed out
+with text) or ``error`` — its facts (provider, model, mode, fallback, tokens, time to first
+token, duration, the user message it replies to), and what this turn changed in the
+session's memory is merged into it (another turn of the session keeps its own changes).
+
+What is saved is what was handed on towards the client: a chunk counts once the consumer
+asks for the next event, so an event the stream log could not take (an overflowing log) is
+not in history either.
 
 History that cannot be reached (a shared database down) ends the turn before any model is
 asked, with a retryable error: an answer the server could not keep would be lost history.
@@ -18,12 +26,15 @@ request; storing each request would make one new session per call, each repeatin
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import secrets
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
+from pydantic import Field
 
 from server import (
     AnswerFacts,
@@ -34,6 +45,7 @@ from server import (
     Event,
     Message,
     Rest,
+    SessionStore,
     StageOptions,
     StoreUnavailable,
     Turn,
@@ -54,6 +66,103 @@ class SessionOptions(StageOptions):
     # How many earlier messages to load for the prompt (the context stage trims further).
     history_messages: int = 40
     title_chars: int = 60
+    # The answer in progress is saved at most this often, and whenever this many characters
+    # arrived since the last save: what a crash can lose, against one small UPDATE each
+    # (which rewrites the whole answer so far).
+    save_every_seconds: float = Field(1.0, gt=0)
+    save_every_chars: int = Field(16384, ge=1)
+
+
+class _Draft:
+    """The answer as it streams, and its row in history once it has text.
+
+    The per-chunk path is two attribute updates and one comparison, inline in ``wrap``: at
+    tens of thousands of chunks a second even a clock read per chunk shows. The time-based
+    save is a timer that makes the next chunk's comparison true.
+    """
+
+    __slots__ = (
+        "_timer",
+        "asked",
+        "chars",
+        "due_chars",
+        "every_chars",
+        "every_seconds",
+        "first_text",
+        "message_id",
+        "parts",
+        "session_id",
+        "store",
+        "user_id",
+    )
+
+    def __init__(
+        self, store: SessionStore, turn: Turn, session_id: str, asked: int, o: SessionOptions
+    ) -> None:
+        self.store = store
+        self.user_id = turn.user_id
+        self.session_id = session_id
+        self.asked = asked  # the user message this answers
+        self.parts: list[str] = []
+        self.chars = 0
+        self.first_text: float | None = None
+        self.message_id: int | None = None
+        self.every_seconds = o.save_every_seconds
+        self.every_chars = o.save_every_chars
+        self.due_chars = 0  # the first chunk is saved at once: from then on it is in history
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _due(self) -> None:
+        self._timer = None
+        self.due_chars = 0
+
+    async def save(self) -> None:
+        """Save the answer so far (``incomplete``), and set when the next save is due."""
+        self.due_chars = self.chars + self.every_chars
+        if self.first_text is None:
+            self.first_text = time.time()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.every_seconds, self._due)
+        content = "".join(self.parts)
+        try:
+            if self.message_id is None:
+                self.message_id = await self.store.add_message(
+                    self.user_id,
+                    self.session_id,
+                    "assistant",
+                    content,
+                    "incomplete",
+                    reply_to=self.asked,
+                )
+            else:
+                await self.store.update_message(
+                    self.user_id, self.session_id, self.message_id, content, "incomplete"
+                )
+        except StoreUnavailable as failure:
+            # The stream goes on; the final save tries again.
+            log.warning("answer_draft_not_saved", reason=failure.reason)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def finish(self, content: str, status: str, facts: AnswerFacts) -> None:
+        self.close()
+        if self.message_id is None:
+            await self.store.add_message(
+                self.user_id,
+                self.session_id,
+                "assistant",
+                content,
+                status,
+                reply_to=self.asked,
+                facts=facts,
+            )
+        else:
+            await self.store.update_message(
+                self.user_id, self.session_id, self.message_id, content, status, facts=facts
+            )
 
 
 class SessionStage(WrapperStage):
@@ -67,7 +176,7 @@ class SessionStage(WrapperStage):
                 yield event
             return
         try:
-            session_id, asked = await self._open(turn)
+            session_id, asked, remembered = await self._open(turn)
         except StoreUnavailable as failure:
             log.warning("history_unavailable", reason=failure.reason)
             yield error(
@@ -77,32 +186,37 @@ class SessionStage(WrapperStage):
                 retry_after=failure.retry_after,
             )
             return
-        parts: list[str] = []
+        draft = _Draft(self.services.sessions, turn, session_id, asked, self.options)
         terminal: Event | None = None
-        first_text: float | None = None
         try:
             async for event in rest(turn):
-                if isinstance(event, Chunk):
-                    if first_text is None:
-                        first_text = time.time()
-                    parts.append(event.content)
-                elif isinstance(event, Complete):
+                if type(event) is Chunk:  # first: nearly every event is one
+                    yield event
+                    # Asked for the next event: this one was handed on towards the client.
+                    content = event.content
+                    draft.parts.append(content)
+                    draft.chars += len(content)
+                    if draft.chars >= draft.due_chars:
+                        await draft.save()
+                    continue
+                if isinstance(event, Complete):
                     event = dataclasses.replace(event, session_id=session_id)
                     terminal = event
                 elif isinstance(event, Error):
                     terminal = event
                 if terminal is not None:
-                    await self._save(turn, session_id, asked, parts, terminal, first_text)
+                    await self._save(turn, session_id, draft, terminal, remembered)
                 yield event
         finally:
+            draft.close()
             if terminal is None:  # the turn was torn down around us: keep what was sent
-                await self._save(turn, session_id, asked, parts, None, first_text)
+                await self._save(turn, session_id, draft, None, remembered)
 
-    async def _open(self, turn: Turn) -> tuple[str, int]:
+    async def _open(self, turn: Turn) -> tuple[str, int, dict[str, Any]]:
         """Open (or create) the session, load its memory and recent history into ``turn``,
-        and save the user's message; the session id and the message's id. A method of its
-        own so that the session's stored messages are not kept, in ``wrap``'s frame, for as
-        long as the answer streams."""
+        and save the user's message; the session id, the message's id and the memory as
+        loaded. A method of its own so that the session's stored messages are not kept, in
+        ``wrap``'s frame, for as long as the answer streams."""
         store = self.services.sessions
         session_id = turn.session_id or "s_" + secrets.token_urlsafe(9)
         title = " ".join(turn.message.split())[: self.options.title_chars]
@@ -117,34 +231,39 @@ class SessionStage(WrapperStage):
         ]
         # Saved before any model is called: whatever happens next, the user's words are kept.
         asked = await store.add_message(turn.user_id, session_id, "user", turn.message, "complete")
-        return session_id, asked
+        return session_id, asked, dict(record.memory)
 
     async def _save(
         self,
         turn: Turn,
         session_id: str,
-        asked: int,
-        parts: list[str],
+        draft: _Draft,
         terminal: Event | None,
-        first_text: float | None,
+        remembered: dict[str, Any],
     ) -> None:
         store = self.services.sessions
-        answer = "".join(parts)
+        answer = "".join(draft.parts)
         if isinstance(terminal, Complete):
             answer, status = terminal.message, "complete"
         elif isinstance(terminal, Error) and terminal.code in _NO_ANSWER:
             return  # no model was asked: there is no answer to record
         else:
             status = "incomplete" if answer else "error"
-        facts = _facts(turn, terminal, first_text)
+        facts = _facts(turn, terminal, draft.first_text)
+        # Only what this turn changed: a turn of the same session in another tab that
+        # learnt something else meanwhile keeps it.
+        changed = {k: v for k, v in turn.memory.items() if remembered.get(k, _ABSENT) != v}
+        removed = [k for k in remembered if k not in turn.memory]
         try:
-            await store.add_message(
-                turn.user_id, session_id, "assistant", answer, status, reply_to=asked, facts=facts
-            )
-            await store.save_memory(turn.user_id, session_id, turn.memory)
+            await draft.finish(answer, status, facts)
+            if changed or removed:
+                await store.merge_memory(turn.user_id, session_id, changed, removed)
         except StoreUnavailable as failure:
             # The client has the answer already; the history lacks it. Say so in the log.
             log.warning("answer_not_saved", reason=failure.reason, status=status)
+
+
+_ABSENT = object()
 
 
 def _facts(turn: Turn, terminal: Event | None, first_text: float | None) -> AnswerFacts:

@@ -105,6 +105,38 @@ async def test_memory_round_trips(store: SessionStore) -> None:
     assert reopened.memory == memory
 
 
+async def test_an_answer_is_updated_as_it_streams_then_finished(store: SessionStore) -> None:
+    await store.open_session("alice", "s1", "t")
+    asked = await store.add_message("alice", "s1", "user", "Hi", "complete")
+    answer = await store.add_message(
+        "alice", "s1", "assistant", "Hel", "incomplete", reply_to=asked
+    )
+    await store.update_message("alice", "s1", answer, "Hello", "incomplete")
+    [_, draft] = await store.messages("alice", "s1")
+    assert (draft.content, draft.status, draft.facts) == ("Hello", "incomplete", AnswerFacts())
+    await store.update_message("alice", "s1", answer, "Hello there", "complete", facts=FACTS)
+    [_, final] = await store.messages("alice", "s1")
+    assert (final.id, final.content, final.status) == (answer, "Hello there", "complete")
+    assert final.reply_to == asked and final.facts == FACTS
+    # Another user's session or a deleted one: nothing happens.
+    await store.update_message("bob", "s1", answer, "hijacked", "complete")
+    assert (await store.messages("alice", "s1"))[1].content == "Hello there"
+    await store.delete_session("alice", "s1")
+    await store.update_message("alice", "s1", answer, "late", "complete")
+    assert await store.messages("alice", "s1") == []
+
+
+async def test_memory_merges_changed_and_removed_keys(store: SessionStore) -> None:
+    await store.open_session("alice", "s1", "t")
+    await store.save_memory("alice", "s1", {"location": "Tokyo", "mood": "hungry", "x": 1})
+    merged = await store.merge_memory("alice", "s1", {"location": "Paris"}, ["x"])
+    assert merged == {"location": "Paris", "mood": "hungry"}
+    merged = await store.merge_memory("alice", "s1", {"cuisine": "sushi"})
+    assert merged == {"location": "Paris", "mood": "hungry", "cuisine": "sushi"}
+    record = await store.get_session("alice", "s1")
+    assert record is not None and record.memory == merged
+
+
 async def test_sessions_list_newest_first_per_user(store: SessionStore) -> None:
     for name in ("one", "two", "three"):
         await store.open_session("alice", name, f"title {name}")

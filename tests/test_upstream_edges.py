@@ -85,9 +85,7 @@ def test_choices_as_a_string_is_a_malformed_frame(
     ``internal``. Before any text it is a malformed frame (the plain call answers); after
     text, the answer was interrupted."""
     bad = b'data: {"choices": "oops"}\n\n'
-    fakes.openai.script(
-        Reply(text=["x"], raw_at={0: bad}), Reply(text=["A plain ", "answer."])
-    )
+    fakes.openai.script(Reply(text=["x"], raw_at={0: bad}), Reply(text=["A plain ", "answer."]))
     server = start_server(openai_env(fakes))
     end = ask(server)[-1]
     assert end["type"] == "complete" and end["message"] == "A plain answer."

@@ -230,7 +230,15 @@ def complete(
 ) -> Complete:
     """The ``complete`` event that ends a turn with its answer."""
     return Complete(
-        message, session_id, tuple(suggestions), provider, model, mode, fallback, usage, finish_reason
+        message,
+        session_id,
+        tuple(suggestions),
+        provider,
+        model,
+        mode,
+        fallback,
+        usage,
+        finish_reason,
     )
 
 

@@ -8,7 +8,7 @@ test suite.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -151,7 +151,36 @@ class SessionStore(Protocol):
         """Append a message; its id, which rises with every message of the store."""
         ...
 
-    async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None: ...
+    async def update_message(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: int,
+        content: str,
+        status: str,
+        *,
+        facts: AnswerFacts | None = None,
+    ) -> None:
+        """Replace the content and status (and, when given, the facts) of message
+        ``message_id`` of that session: an answer saved as it streams, then finished.
+        Nothing happens when it is gone (the session was deleted)."""
+        ...
+
+    async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None:
+        """Replace the session's memory as a whole."""
+        ...
+
+    async def merge_memory(
+        self,
+        user_id: str,
+        session_id: str,
+        changed: Mapping[str, Any],
+        removed: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        """Set the ``changed`` keys and drop the ``removed`` ones in one atomic step, leaving
+        every other key as it is now in the store (two turns of one session, say in two tabs,
+        each keep what they learnt); returns the memory after the merge."""
+        ...
 
     async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]: ...
 

@@ -151,6 +151,20 @@ class TurnRunner:
         running = self._by_session.get((user_id, session_id))
         return running is not None and self.cancel(running.turn.stream_id, reason)
 
+    async def stop_session(
+        self, user_id: str, session_id: str, reason: str, *, within: float = 10.0
+    ) -> None:
+        """Cancel the turn writing ``session_id``'s answer, if any, and wait until it has
+        ended: after this returns, that turn writes nothing more to the session's history.
+        """
+        running = self._by_session.get((user_id, session_id))
+        if running is None:
+            return
+        self.cancel(running.turn.stream_id, reason)
+        _, pending = await asyncio.wait({running.task}, timeout=within)
+        if pending:
+            log.warning("turn_did_not_stop", stream_id=running.turn.stream_id, reason=reason)
+
     async def _produce(
         self, turn: Turn, stream_log: MemoryStreamLog, cancellation: Cancellation
     ) -> None:

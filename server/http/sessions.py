@@ -35,6 +35,11 @@ class SessionHandler(BaseHandler):
             raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
         messages = await store.messages(user_id, session_id)
         active = self.state.runner.active_turn(user_id, session_id)
+        last = messages[-1] if messages else None
+        if active is not None and last and (last.role, last.status) == ("assistant", "incomplete"):
+            # The answer being written is saved as it streams; a client follows it through
+            # active_turn (the stream log, from its start), so it is not listed twice.
+            messages = messages[:-1]
         self.write_json(
             {
                 "session_id": session_id,
@@ -47,6 +52,9 @@ class SessionHandler(BaseHandler):
 
     async def delete(self, user_id: str, session_id: str) -> None:
         self._check(user_id, session_id)
+        # An answer still being written would save itself into the deleted session (and
+        # bring it back): stop it, and delete once it has ended.
+        await self.state.runner.stop_session(user_id, session_id, "deleted")
         if not await self.state.sessions.delete_session(user_id, session_id):
             raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
         self.set_status(204)

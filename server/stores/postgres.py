@@ -22,7 +22,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,6 +69,12 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
     + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+)
+
+_UPDATE_WITH_FACTS = (
+    "UPDATE messages SET content = $4, status = $5, "
+    + ", ".join(f"{column} = ${6 + i}" for i, column in enumerate(FACT_COLUMNS))
+    + " WHERE id = $3 AND user_id = $1 AND session_id = $2"
 )
 
 
@@ -236,6 +242,59 @@ class PostgresSessionStore:
                 *fact_values(facts),
             )
         return int(message_id)
+
+    async def update_message(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: int,
+        content: str,
+        status: str,
+        *,
+        facts: AnswerFacts | None = None,
+    ) -> None:
+        # The session's updated_at is left alone: the message is not new.
+        async with self._connection() as db:
+            if facts is None:
+                await db.execute(
+                    "UPDATE messages SET content = $4, status = $5"
+                    " WHERE id = $3 AND user_id = $1 AND session_id = $2",
+                    user_id,
+                    session_id,
+                    message_id,
+                    content,
+                    status,
+                )
+                return
+            await db.execute(
+                _UPDATE_WITH_FACTS,
+                user_id,
+                session_id,
+                message_id,
+                content,
+                status,
+                *fact_values(facts),
+            )
+
+    async def merge_memory(
+        self,
+        user_id: str,
+        session_id: str,
+        changed: Mapping[str, Any],
+        removed: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        # One statement: the row is locked while the new memory is computed from the stored
+        # one, so a concurrent merge waits and then merges into this one's result.
+        async with self._connection() as db:
+            row = await db.fetchval(
+                "UPDATE sessions SET memory = (memory || $3::jsonb) - $4::text[]"
+                " WHERE user_id = $1 AND session_id = $2 RETURNING memory::text",
+                user_id,
+                session_id,
+                json.dumps(dict(changed), ensure_ascii=False),
+                list(removed),
+            )
+        return {} if row is None else dict(json.loads(row))
 
     async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None:
         async with self._connection() as db:

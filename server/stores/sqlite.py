@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,12 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
     + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_UPDATE_WITH_FACTS = (
+    "UPDATE messages SET content = ?, status = ?, "
+    + ", ".join(f"{column} = ?" for column in FACT_COLUMNS)
+    + " WHERE id = ? AND user_id = ? AND session_id = ?"
 )
 
 
@@ -90,11 +96,65 @@ class SQLiteSessionStore:
             )
         return int(cursor.lastrowid or 0)
 
+    async def update_message(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: int,
+        content: str,
+        status: str,
+        *,
+        facts: AnswerFacts | None = None,
+    ) -> None:
+        # One indexed statement; the session's updated_at is left alone (the message is
+        # not new), so a conversation does not jump up the list at every save.
+        if facts is None:
+            self._db.execute(
+                "UPDATE messages SET content = ?, status = ?"
+                " WHERE id = ? AND user_id = ? AND session_id = ?",
+                (content, status, message_id, user_id, session_id),
+            )
+            return
+        self._db.execute(
+            _UPDATE_WITH_FACTS,
+            (content, status, *fact_values(facts), message_id, user_id, session_id),
+        )
+
     async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None:
         self._db.execute(
             "UPDATE sessions SET memory = ? WHERE user_id = ? AND session_id = ?",
             (json.dumps(memory, ensure_ascii=False), user_id, session_id),
         )
+
+    async def merge_memory(
+        self,
+        user_id: str,
+        session_id: str,
+        changed: Mapping[str, Any],
+        removed: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        # BEGIN IMMEDIATE takes the write lock before reading: another process's merge
+        # waits for this one instead of both reading the same memory and one losing.
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT memory FROM sessions WHERE user_id = ? AND session_id = ?",
+                (user_id, session_id),
+            ).fetchone()
+            memory: dict[str, Any] = json.loads(row[0]) if row is not None else {}
+            memory.update(changed)
+            for key in removed:
+                memory.pop(key, None)
+            db.execute(
+                "UPDATE sessions SET memory = ? WHERE user_id = ? AND session_id = ?",
+                (json.dumps(memory, ensure_ascii=False), user_id, session_id),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return memory
 
     async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
         rows = self._db.execute(
