@@ -19,7 +19,7 @@ __all__ = ["main"]
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import build_state
-    from server.commands.serve import serve
+    from server.commands.serve import StartupError, serve
     from server.observability.logging import configure_logging
 
     if args.host:
@@ -28,7 +28,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         settings.server.port = args.port
     configure_logging(settings.log)
     state = build_state(settings)
-    asyncio.run(serve(state))
+    try:
+        asyncio.run(serve(state))
+    except StartupError as error:  # a port in use: one line, not a traceback
+        print(f"sluice: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = ["ConfigError", "Settings", "format_validation_error", "load_settings"]
 
 
+# The values SLUICE_ENV may take.
+KNOWN_ENVS = ("development", "production")
+
+
 class ConfigError(Exception):
     """A configuration problem, already phrased as one line for a person."""
 
@@ -41,6 +45,10 @@ class ServerSettings(_Section):
     trust_proxy: bool = False
     cors_origins: list[str] = []
     shutdown_grace_seconds: float = Field(25.0, ge=0)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_timeout_seconds: float = Field(10.0, gt=0)
+    max_connections: int = Field(0, ge=0)
+    max_connections_per_address: int = Field(256, ge=0)
 
     _split = field_validator("cors_origins", mode="before")(_split_list)
 
@@ -58,6 +66,7 @@ class StreamSettings(_Section):
 
 class LimitSettings(_Section):
     max_body_bytes: int = Field(65536, ge=64)
+    max_header_bytes: int = Field(32768, ge=1024)
     max_message_chars: int = Field(8000, ge=1)
     max_streams_per_user: int = Field(3, ge=1)
 
@@ -192,6 +201,14 @@ class Settings(BaseModel):
     # SLUICE_ENV: "production" turns on the demo guard.
     env: str = "development"
 
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, value: str) -> str:
+        # A typo ("prod", "Production") silently meant "not production": the guard off.
+        if value not in KNOWN_ENVS:
+            raise ValueError(f"must be one of {', '.join(map(repr, KNOWN_ENVS))} (lower case)")
+        return value
+
     @property
     def data_dir(self) -> Path:
         return Path(self.server.data_dir)
@@ -266,6 +283,8 @@ def format_validation_error(prefix: str, error: ValidationError) -> str:
     first = error.errors()[0]
     loc = tuple(first["loc"])
     key = ".".join(str(part) for part in (prefix, *loc) if part != "")
+    if key == "env":
+        key = "SLUICE_ENV"  # set from the environment only
     if first["type"] == "extra_forbidden":
         return f"config error: {key}: unknown setting (check the spelling against config.toml)"
     if first["type"] == "missing":

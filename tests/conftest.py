@@ -33,9 +33,10 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServ
         data_dir: Path | None = None,
         args: list[str] | None = None,
         cwd: Path | None = None,
+        open_files: int | None = None,
     ) -> RunningServer:
         directory = data_dir or tmp_path_factory.mktemp("data")
-        server = launch(directory, env, args=args, cwd=cwd)
+        server = launch(directory, env, args=args, cwd=cwd, open_files=open_files)
         started.append(server)
         return server
 

@@ -73,7 +73,12 @@ def test_a_slow_reader_is_dropped_while_a_fast_one_keeps_pace(
 ) -> None:
     # About 6 MB of answer: far more than the socket buffers of a reader that reads nothing.
     fakes.openai.default = Reply(text=["x" * 4000 + " "] * 1500, usage=False)
-    server = openai_server(start_server, fakes, SLUICE_STREAM__SEND_TIMEOUT_SECONDS="2")
+    server = openai_server(
+        start_server,
+        fakes,
+        SLUICE_STREAM__SEND_TIMEOUT_SECONDS="2",
+        SLUICE_LLM__MAX_ANSWER_CHARS="10000000",
+    )
     slow = socket.create_connection(("127.0.0.1", server.port))
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     body = b'{"message": "big", "session_id": "big"}'

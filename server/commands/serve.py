@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import os
 import resource
 import signal
+import socket
+from collections.abc import Mapping
 
 import structlog
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from server.app import make_app
+from server.config import Settings
+from server.http.connections import ConnectionLimits, GuardedHTTPServer
 from server.state import ServerState
 
-__all__ = ["serve"]
+__all__ = ["StartupError", "bind", "connection_limits", "proxied_platform", "serve"]
 
 log = structlog.get_logger("sluice")
 
@@ -54,22 +59,74 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+# Environment variables that tell which platform runs us, behind its own router.
+_PLATFORMS = (
+    ("DYNO", "Heroku"),
+    ("RENDER", "Render"),
+    ("FLY_APP_NAME", "Fly.io"),
+    ("RAILWAY_ENVIRONMENT", "Railway"),
+    ("K_SERVICE", "Cloud Run"),
+)
+
+
+def proxied_platform(environ: Mapping[str, str]) -> str | None:
+    """The PaaS we run on, when its environment says so."""
+    return next((name for key, name in _PLATFORMS if environ.get(key)), None)
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message is one line for a person."""
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """The listening sockets, or :class:`StartupError` naming the port and what to do."""
+    try:
+        return bind_sockets(port, host)
+    except OSError as error:
+        where = f"{host}:{port}"
+        if error.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} is already in use ({where}): stop what is listening there,"
+                " or choose another port with PORT or --port"
+            ) from None
+        if error.errno == errno.EACCES:
+            raise StartupError(
+                f"not allowed to listen on port {port} ({where}): ports below 1024 need"
+                " privileges; choose another with PORT or --port"
+            ) from None
+        raise StartupError(f"cannot listen on {where}: {error.strerror or error}") from None
+
+
+def connection_limits(settings: Settings, open_files: int) -> ConnectionLimits:
+    server = settings.server
+    return ConnectionLimits(
+        header_timeout=server.header_timeout_seconds,
+        body_timeout=server.body_timeout_seconds,
+        max_header_bytes=settings.limits.max_header_bytes,
+        max_body_bytes=settings.limits.max_body_bytes,
+        # Refuse cleanly well before the descriptors run out: streams need an upstream
+        # socket each too, and the store its files.
+        max_connections=server.max_connections or max(16, open_files * 3 // 4),
+        # Behind a trusted proxy every connection comes from the proxy's address.
+        max_per_address=0 if server.trust_proxy else server.max_connections_per_address,
+    )
+
+
 async def serve(state: ServerState) -> None:
     settings = state.settings
+    sockets = bind(settings.server.host, settings.server.port)
+    open_files = raise_open_file_limit()
     # Creates or upgrades the history schema, waiting while another instance does; a
     # shared database that is down is left for later (the server reports 503 till then).
     await state.sessions.open()
     for stage in state.stages:
         await stage.startup()
     app = make_app(state)
-    server = HTTPServer(
+    server = GuardedHTTPServer(
         app,
+        limits=connection_limits(settings, open_files),
         xheaders=settings.server.trust_proxy,
-        # Bodies are limited per handler (413 with a JSON error); this only stops abuse.
-        max_body_size=64 * 1024 * 1024,
-        idle_connection_timeout=75,
     )
-    sockets = bind_sockets(settings.server.port, settings.server.host)
     server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,7 +134,6 @@ async def serve(state: ServerState) -> None:
         loop.add_signal_handler(signum, stop.set)
     port = sockets[0].getsockname()[1]
     names = [provider.name for provider in state.chain.providers]
-    open_files = raise_open_file_limit()
     log.info(
         "listening",
         open_files=open_files,
@@ -85,6 +141,15 @@ async def serve(state: ServerState) -> None:
         providers=names,
         stages=settings.pipeline.stages,
     )
+    platform = proxied_platform(os.environ)
+    if platform is not None and not settings.server.trust_proxy:
+        log.warning(
+            "proxy_not_trusted",
+            platform=platform,
+            hint="this looks like a platform whose router sets X-Forwarded-For; with"
+            " server.trust_proxy off every user shares the router's address (one rate-limit"
+            " bucket for all). Set SLUICE_SERVER__TRUST_PROXY=true.",
+        )
     for problem in state.provider_problems:
         log.info("provider_skipped", reason=problem)
     if names == ["demo"]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import structlog
 from tornado import web
-from tornado.web import GZipContentEncoding
 
 from server.http.check import CheckStreamHandler
 from server.http.openai_api import ChatCompletionsHandler, ModelHandler, ModelsHandler
@@ -29,6 +28,7 @@ from server.http.streams import (
     StreamCancelHandler,
     StreamResumeHandler,
 )
+from server.http.tornado_internals import GZipExceptEventStream
 from server.state import ServerState
 
 __all__ = ["ROUTES", "make_app"]
@@ -64,14 +64,6 @@ def _pattern(template: str) -> str:
     return re.sub(r"\{\w+\}", "([^/]+)", template)
 
 
-class _GZipExceptEventStream(GZipContentEncoding):
-    """Compress what is worth it, never an event stream: gzip buffers, and a buffered event
-    arrives late (docs/api.md)."""
-
-    def _compressible_type(self, ctype: str) -> bool:
-        return not ctype.startswith("text/event-stream") and super()._compressible_type(ctype)
-
-
 def _log_request(handler: web.RequestHandler) -> None:
     status = handler.get_status()
     request = handler.request
@@ -102,5 +94,5 @@ def make_app(state: ServerState, **extra: Any) -> web.Application:
         xsrf_cookies=False,  # cookie writes are checked by Origin instead (identity.py)
         **extra,
     )
-    app.add_transform(_GZipExceptEventStream)
+    app.add_transform(GZipExceptEventStream)
     return app

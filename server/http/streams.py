@@ -15,8 +15,7 @@ import socket
 import struct
 
 import structlog
-from tornado import httputil
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import StreamClosedError
 
 from server.contract import ErrorCode, Event, Turn
 from server.core.runner import TurnInProgress, new_stream_id
@@ -25,6 +24,11 @@ from server.core.streamlog import MemoryStreamLog
 from server.http.base import ApiCode, ApiError, BaseHandler, JsonBodyHandler
 from server.http.errors import EVENT_STATUS
 from server.http.identity import Identity
+from server.http.tornado_internals import (
+    connection_socket,
+    drop_request_headers,
+    drop_template_namespace,
+)
 
 __all__ = [
     "ConversationHandler",
@@ -102,7 +106,7 @@ class EventStreamMixin(BaseHandler):
         self._reader = _Reader(asyncio.get_running_loop())
         # No templates are rendered here: drop Tornado's template namespace (and the
         # reference cycle it makes with the handler) now rather than when the stream ends.
-        self.ui = None  # type: ignore[assignment]
+        drop_template_namespace(self)
 
     def on_connection_close(self) -> None:
         self._reader.client_gone = True
@@ -130,7 +134,7 @@ class EventStreamMixin(BaseHandler):
             await self._flush()  # headers and retry: leave at once
             # The headers are on the wire and Tornado reads them no more: let their table go
             # rather than keep ~2 KiB of it for the life of the stream.
-            self._headers = httputil.HTTPHeaders()
+            drop_request_headers(self)
             while not reader.client_gone:
                 frames = stream_log.frames_after(position)
                 if frames:
@@ -190,17 +194,22 @@ class EventStreamMixin(BaseHandler):
         """Reset, not close: a graceful close would still hand the kernel's buffered
         megabytes to a reader that is not reading; a reset frees them at once."""
         connection = self.request.connection
-        stream: IOStream | None = getattr(connection, "stream", None)
-        if stream is not None and stream.socket is not None:
+        sock = connection_socket(self.request)
+        if sock is not None:
             with contextlib.suppress(OSError):
-                stream.socket.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if connection is not None:
             connection.close()  # type: ignore[attr-defined]
 
 
 class _TurnStarter(JsonBodyHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        # Who is calling is known from the headers: a caller without identity (or someone
+        # else's) is refused before a byte of the body is read.
+        if self.request.method == "POST":
+            self.require_user(self.path_args[0])
+
     async def start_turn(self, user_id: str) -> tuple[Turn, MemoryStreamLog]:
         identity: Identity = self.require_user(user_id)
         message, session_id = self.chat_request()

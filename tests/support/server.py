@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import queue
+import resource
 import signal
 import socket
 import subprocess
@@ -156,11 +157,19 @@ def launch(
     *,
     args: list[str] | None = None,
     cwd: Path | None = None,
+    open_files: int | None = None,
 ) -> RunningServer:
+    """Start the server; ``open_files`` caps its descriptors (soft and hard limit)."""
     full_env = base_env(data_dir)
     full_env.update(env or {})
+
+    def limit_open_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     process = subprocess.Popen(
         [sys.executable, "-m", "server", *(args or [])],
+        preexec_fn=limit_open_files if open_files is not None else None,
         cwd=cwd or ROOT,
         env=full_env,
         stdin=subprocess.DEVNULL,
