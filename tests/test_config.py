@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import tomllib
@@ -11,6 +12,7 @@ import pytest
 
 from server.config import ConfigError, LLMSettings, Settings, load_settings
 from tests.support.server import ROOT, base_env
+from tests.support.sse import json_request
 
 CONFIG = str(ROOT / "config.toml")
 
@@ -122,6 +124,13 @@ def run_server(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProce
             "sluice: config error: SLUICE_ENV = 'production' with only the demo provider",
         ),
         ({"SLUICE_SERVER__WORKERS": "4"}, "sluice: config error: server.workers = 4:"),
+        # Unknown environments were ignored: the production guard silently off.
+        (
+            {"SLUICE_ENV": "prod"},
+            "sluice: config error: SLUICE_ENV = 'prod': must be one of 'development',"
+            " 'production' (lower case)",
+        ),
+        ({"SLUICE_ENV": "Production"}, "sluice: config error: SLUICE_ENV = 'Production': must"),
         (
             {"SLUICE_PROVIDERS": "openai"},
             "sluice: config error: llm.providers includes 'openai': OPENAI_API_KEY is not set",
@@ -139,3 +148,38 @@ def test_start_up_refuses_with_one_line(env: dict[str, str], expected: str, tmp_
 def test_production_may_serve_the_demo_when_allowed(start_server) -> None:  # type: ignore[no-untyped-def]
     server = start_server({"SLUICE_ENV": "production", "SLUICE_LLM__ALLOW_DEMO": "true"})
     assert server.port > 0
+
+
+def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A port already in use printed a 22-line traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_server({"PORT": str(port)}, tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"sluice: port {port} is already in use"), lines[0]
+
+
+def test_forwarded_headers_without_trust_proxy_are_said_once(start_server) -> None:  # type: ignore[no-untyped-def]
+    """Behind a router with trust_proxy off, every user shared the router's address (one
+    rate-limit bucket for all), and nothing said so."""
+    server = start_server({"DYNO": "web.1"})
+    assert server.wait_for_log("proxy_not_trusted")["platform"] == "Heroku"
+    for _ in range(3):
+        json_request(server.url, "GET", "/api/me", headers={"X-Forwarded-For": "203.0.113.9"})
+    line = server.wait_for_log("forwarded_headers_ignored")
+    assert line["header"] == "X-Forwarded-For" and "TRUST_PROXY=true" in line["hint"]
+    json_request(server.url, "GET", "/healthz")
+    server.stop()  # every line read
+    assert sum(1 for x in server.lines if x.get("event") == "forwarded_headers_ignored") == 1
+
+
+def test_no_warning_when_the_proxy_is_trusted(start_server) -> None:  # type: ignore[no-untyped-def]
+    server = start_server({"DYNO": "web.1", "SLUICE_SERVER__TRUST_PROXY": "true"})
+    json_request(server.url, "GET", "/api/me", headers={"X-Forwarded-For": "203.0.113.9"})
+    server.stop()
+    events = {line.get("event") for line in server.lines}
+    assert "proxy_not_trusted" not in events and "forwarded_headers_ignored" not in events

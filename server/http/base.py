@@ -38,6 +38,33 @@ CORS_EXPOSE_HEADERS = "X-Stream-Id, X-Request-Id, Retry-After, X-Heartbeat-Secon
 CORS_MAX_AGE = "600"
 
 
+class _ForwardedWarning:
+    """Requests that came through a proxy while ``server.trust_proxy`` is off: every client
+    then has the proxy's address, and shares one per-address rate-limit bucket and one
+    per-address connection cap. Said once per process, at the first such request."""
+
+    HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+    def __init__(self) -> None:
+        self.given = False
+
+    def check(self, headers: Any) -> None:
+        found = next((name for name in self.HEADERS if name in headers), None)
+        if found is None:
+            return
+        self.given = True
+        log.warning(
+            "forwarded_headers_ignored",
+            header=found,
+            hint="requests come through a proxy, but server.trust_proxy is off: every client"
+            " shares the proxy's address (one rate-limit bucket and connection cap for all)."
+            " Behind your own proxy or a PaaS router, set SLUICE_SERVER__TRUST_PROXY=true.",
+        )
+
+
+_forwarded_warning = _ForwardedWarning()
+
+
 class BaseHandler(web.RequestHandler):
     def initialize(self) -> None:
         # Every attribute a handler will ever set is set here first, always in one order:
@@ -61,6 +88,8 @@ class BaseHandler(web.RequestHandler):
         self._set_cors_headers()
 
     def prepare(self) -> None:
+        if not _forwarded_warning.given and not self.state.settings.server.trust_proxy:
+            _forwarded_warning.check(self.request.headers)
         # Bound in this request's own task (Tornado runs each request as one): every line
         # logged while handling it, and by a turn it starts, carries the id.
         rid = self.request.headers.get("X-Request-ID", "")
