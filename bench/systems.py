@@ -88,6 +88,8 @@ def _sluice_env(launch: Launch) -> dict[str, str]:
         "SLUICE_LIMITS__MAX_STREAMS_PER_USER": "100000",
         "SLUICE_DATA_DIR": launch.data_dir,
         "SLUICE_LOG__LEVEL": "warning",
+        # Every load-generator connection comes from one loopback address.
+        "SLUICE_SERVER__MAX_CONNECTIONS_PER_ADDRESS": "0",
     }
     if launch.workload == "idle":
         # Tokens come every 10 s in the idle workload: a 4 s heartbeat shows up in between.

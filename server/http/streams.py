@@ -330,7 +330,10 @@ class ConversationHandler(_TurnStarter):
                     key: terminal.get(key)
                     for key in ("message", "suggestions", "session_id", "provider", "model")
                 }
-                | {"fallback": bool(terminal.get("fallback"))}
+                | {
+                    "fallback": bool(terminal.get("fallback")),
+                    "finish_reason": terminal.get("finish_reason"),
+                }
             )
             return
         code = ErrorCode(terminal.get("code", ErrorCode.INTERNAL))

@@ -362,11 +362,14 @@ class AnswerStream:
                 if delta:
                     got_text = True
                     self.text_sent = True
-                    delta, capped = self._within_cap(delta)
+                    self._chars += len(delta)
+                    if self._chars < chain.max_answer_chars:
+                        yield delta
+                        continue
+                    delta = self._cut_at_cap(delta)
                     if delta:
                         yield delta
-                    if capped:
-                        break  # the finally closes the upstream request
+                    break  # capped: the finally closes the upstream request
         finally:
             watchdog.stop()
             await stream.aclose()
@@ -380,16 +383,14 @@ class AnswerStream:
                 finish_reason="length" if self.capped else stream.finish_reason,
             )
 
-    def _within_cap(self, delta: str) -> tuple[str, bool]:
-        """``delta`` cut to what ``llm.max_answer_chars`` still allows, and whether the cap
-        is reached: an upstream that ignores ``max_tokens`` cannot grow an answer (and the
-        memory and history it takes) without bound."""
-        room = self._chain.max_answer_chars - self._chars
-        if len(delta) >= room:
-            delta = delta[: max(room, 0)]
-            self.capped = True
-        self._chars += len(delta)
-        return delta, self.capped
+    def _cut_at_cap(self, delta: str) -> str:
+        """``delta`` (already counted) cut to what ``llm.max_answer_chars`` allows: an
+        upstream that ignores ``max_tokens`` cannot grow an answer (and the memory and
+        history it takes) without bound."""
+        self.capped = True
+        over = self._chars - self._chain.max_answer_chars
+        self._chars -= over
+        return delta[: len(delta) - over]
 
     async def _plain(self, provider: Provider, fallback: bool) -> AsyncGenerator[str, None]:
         remaining = self._remaining()
@@ -413,14 +414,17 @@ class AnswerStream:
             raise
         if not completion.text:
             return
-        text, capped = self._within_cap(completion.text)
+        text = completion.text
+        self._chars += len(text)
+        if self._chars >= chain.max_answer_chars:
+            text = self._cut_at_cap(text)
         self.result = AnswerResult(
             provider=provider.name,
             model=completion.model or provider.model,
             mode=NON_STREAM,
             fallback=fallback,
             usage=completion.usage,
-            finish_reason="length" if capped else completion.finish_reason,
+            finish_reason="length" if self.capped else completion.finish_reason,
         )
         for piece in _pieces(text):
             self.text_sent = True
