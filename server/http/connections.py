@@ -10,8 +10,8 @@ server, a subclass, adds:
   ``408`` with the JSON error, and the connection closes. A kept-alive connection that sends
   nothing is closed quietly after ``KEEPALIVE_SECONDS``.
 * **Sizes with an answer.** Headers (request line included) over ``limits.max_header_bytes``
-  and a body declared or grown over :func:`body_ceiling` get ``413`` with the JSON error, at
-  once: the body is not read.
+  get ``431``, and a body declared or grown over :func:`body_ceiling` ``413``, with the JSON
+  error, at once: the body is not read.
 * **Connection caps.** ``server.max_connections`` in total and
   ``server.max_connections_per_address`` per client address (not applied behind a trusted
   proxy, whose address every client shares); the excess is answered ``503`` / ``429`` with
@@ -44,6 +44,7 @@ from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.iostream import UnsatisfiableReadError
 
+from server.http.errors import ApiCode
 from server.http.tornado_internals import CountingStream, request_stream
 
 __all__ = ["ConnectionLimits", "GuardedHTTPServer", "body_ceiling", "error_response"]
@@ -94,20 +95,24 @@ def error_response(
 
 
 _HEADERS_LATE = error_response(
-    408, "request_timeout", "The request's headers did not arrive in time."
+    408, ApiCode.REQUEST_TIMEOUT, "The request's headers did not arrive in time."
 )
-_BODY_LATE = error_response(408, "request_timeout", "The request's body did not arrive in time.")
-_HEADERS_TOO_LARGE = error_response(413, "too_large", "The request line or headers are too large.")
-_BODY_TOO_LARGE = error_response(413, "too_large", "The body is too large.")
+_BODY_LATE = error_response(
+    408, ApiCode.REQUEST_TIMEOUT, "The request's body did not arrive in time."
+)
+_HEADERS_TOO_LARGE = error_response(
+    431, ApiCode.HEADERS_TOO_LARGE, "The request line or headers are too large."
+)
+_BODY_TOO_LARGE = error_response(413, ApiCode.TOO_LARGE, "The body is too large.")
 _SERVER_FULL = error_response(
     503,
-    "unavailable",
+    ApiCode.UNAVAILABLE,
     "The server has too many connections open. Try again shortly.",
     retry_after=_RETRY_AFTER,
 )
 _ADDRESS_FULL = error_response(
     429,
-    "too_many_connections",
+    ApiCode.TOO_MANY_CONNECTIONS,
     "Too many connections from your address. Close some and try again.",
     retry_after=_RETRY_AFTER,
 )

@@ -30,6 +30,7 @@ class ApiCode(enum.StrEnum):
     TOO_LARGE = "too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     HEADERS_TOO_LARGE = "headers_too_large"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
     # The OpenAI-compatible API's own (its errors follow OpenAI's shape, see openai_api.py).
