@@ -123,6 +123,13 @@ def _litellm_env(launch: Launch) -> dict[str, str]:
     }
 
 
+def _baseline_env(launch: Launch) -> dict[str, str]:
+    # The baseline may predate the setting, and an unknown setting stops sluice at start-up.
+    env = _sluice_env(launch)
+    env.pop("SLUICE_SERVER__MAX_CONNECTIONS_PER_ADDRESS")
+    return env
+
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in [
@@ -155,7 +162,7 @@ SYSTEMS: dict[str, System] = {
             argv=lambda launch: [PY, "-m", "server"],
             path="/api/conversation-stream/bench-user",
             headers={"Authorization": "Bearer bench"},
-            extra_env=_sluice_env,
+            extra_env=_baseline_env,
             cwd=_baseline_dir,
         ),
         System(

@@ -90,7 +90,15 @@ def test_json_endpoint_runs_the_same_pipeline(demo_server: RunningServer) -> Non
         headers=ALICE,
     )
     assert status == 200 and data is not None
-    assert set(data) == {"message", "suggestions", "session_id", "provider", "model", "fallback"}
+    assert set(data) == {
+        "message",
+        "suggestions",
+        "session_id",
+        "provider",
+        "model",
+        "fallback",
+        "finish_reason",  # why it ended: "length" when a cap cut it
+    }
     assert "Tokyo" in data["message"] and data["provider"] == "demo"
     assert data["fallback"] is False and data["suggestions"]
     assert headers["X-Stream-Id"]
