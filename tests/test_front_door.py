@@ -67,6 +67,10 @@ def test_identity_is_checked_before_the_body_is_read(start_server: StartServer) 
         sock.sendall(post_head(1000, token="tok-bob") + b"{")
         status, _, body = read_response(sock)
     assert status == 403 and body["error"]["code"] == "forbidden"
+    with connect(server, timeout=5) as sock:  # the OpenAI-compatible endpoint too
+        sock.sendall(post_head(1000, token=None, path=b"/v1/chat/completions") + b"{")
+        status, _, body = read_response(sock)
+    assert status == 401 and body["error"]["message"]
 
 
 def test_a_body_that_does_not_arrive_gets_408(start_server: StartServer) -> None:

@@ -147,6 +147,15 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         if self._stream_id is not None:
             self.state.runner.cancel(self._stream_id, "disconnect")
 
+    def prepare(self) -> None:
+        super().prepare()
+        # Who is calling is known from the headers: refused before a byte of body is read.
+        if self.request.method == "POST":
+            identity = self.identity()
+            if identity is None:
+                raise ApiError(401, ApiCode.UNAUTHORIZED, "Send 'Authorization: Bearer <token>'.")
+            self.check_cookie_origin(identity)
+
     async def post(self) -> None:
         identity = self.identity()
         if identity is None:

@@ -416,7 +416,7 @@ class AnswerStream:
             return
         text = completion.text
         self._chars += len(text)
-        if self._chars >= chain.max_answer_chars:
+        if self._chars >= self._chain.max_answer_chars:
             text = self._cut_at_cap(text)
         self.result = AnswerResult(
             provider=provider.name,
