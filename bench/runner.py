@@ -274,6 +274,59 @@ def run_client(
     return result
 
 
+class RedisProbe:
+    """A redis-server for one run, and what it costs: CPU seconds and memory (INFO)."""
+
+    def __init__(self, proc: Proc, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+
+    @classmethod
+    def start(cls, log_dir: Path, data_dir: str) -> RedisProbe:
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        port = free_port()
+        argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", data_dir]
+        argv += ["--save", "", "--appendonly", "no", "--maxclients", "20000"]
+        proc = Proc(f"redis-{port}", argv, {}, log_dir)
+        wait_ready(proc, port, None)
+        return cls(proc, port)
+
+    def used_memory(self) -> int:
+        import redis  # only the Redis-backed systems need it
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        try:
+            return int(client.info("memory")["used_memory"])
+        finally:
+            client.close()
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[dict[str, Any]]:
+        out: dict[str, Any] = {}
+        sampler = Sampler(self.proc.popen.pid)
+        cpu0 = sampler.cpu_seconds()
+        out["redis_used_before"] = peak = self.used_memory()
+        stop = threading.Event()
+
+        def watch() -> None:
+            nonlocal peak
+            while not stop.wait(0.2):
+                with contextlib.suppress(Exception):
+                    peak = max(peak, self.used_memory())
+
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        try:
+            yield out
+        finally:
+            stop.set()
+            thread.join()
+            out["redis_used_after"] = self.used_memory()
+            out["redis_used_peak"] = max(peak, out["redis_used_after"])
+            out["redis_cpu_s"] = round(sampler.cpu_seconds() - cpu0, 3)
+
+
 @dataclass
 class Session:
     """One system up with its upstream, for one repetition (or one idle size)."""
@@ -286,6 +339,7 @@ class Session:
     procs: list[Proc] = field(default_factory=list)
     sampler: Sampler | None = None
     data_dir: str = ""
+    redis: RedisProbe | None = None
 
     @property
     def url(self) -> str:
@@ -329,12 +383,19 @@ class Session:
                 from bench.postgres import new_database
 
                 database_url = new_database()
+            redis_url = ""
+            if self.system.redis:
+                # On the runner's cores (this process left core 0): never the server's.
+                self.redis = RedisProbe.start(self.log_dir, self.data_dir)
+                self.procs.append(self.redis.proc)
+                redis_url = self.redis.url
             launch = Launch(
                 self.port,
                 f"http://127.0.0.1:{self.upstream_port}/v1",
                 self.data_dir,
                 w.name,
                 database_url,
+                redis_url,
             )
             argv = self.system.argv(launch)
             if SERVER_CPU not in os.sched_getaffinity(0):  # the runner left the server's core
@@ -374,7 +435,10 @@ class Session:
         w = self.workload
         stream_s = w.tokens * w.interval_ms / 1000
         waited = wait_quiet(QUIET_WAIT_S)
-        with self.sampler.running() as server:
+        redis = self.redis
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(self.sampler.running())
+            shared = stack.enter_context(redis.watching()) if redis is not None else {}
             client = run_client(
                 self.url,
                 self.system.headers,
@@ -389,7 +453,20 @@ class Session:
         # Robust to a noisy machine: what a token costs the server, whatever CPU it was given.
         server["tokens_per_cpu_s"] = round(client["tokens"] / cpu_s) if cpu_s > 0 else None
         server["quiet_wait_s"] = waited
-        return {**client, **server}
+        if redis is not None:
+            # Redis's CPU counted too: what a token costs the deployment, not just sluice.
+            both = cpu_s + shared["redis_cpu_s"]
+            shared["tokens_per_cpu_s_with_redis"] = round(client["tokens"] / both) if both else None
+            opened = max(1, client.get("max_open") or concurrency)
+            shared["redis_kib_per_open_stream"] = round(
+                (shared["redis_used_peak"] - shared["redis_used_before"]) / 1024 / opened, 1
+            )
+            # Every stream's log stays for stream.log_ttl_seconds (300 s) after its end.
+            shared["redis_kib_per_finished_log"] = round(
+                (shared["redis_used_after"] - shared["redis_used_before"]) / 1024 / max(1, total),
+                1,
+            )
+        return {**client, **server, **shared}
 
 
 # -- workloads ---------------------------------------------------------------------------
@@ -462,6 +539,13 @@ def run_one(system: System, w: Workload, log_dir: Path, say: Callable[[str], Non
 
 Column = tuple[str, str, int]  # header, key, decimals
 
+# Filled for the systems with a redis-server (System.redis), n/a for the others.
+_REDIS_COLUMNS: list[Column] = [
+    ("redis CPU s", "redis_cpu_s", 2),
+    ("tokens/CPU-s incl. Redis", "tokens_per_cpu_s_with_redis", 0),
+    ("Redis KiB/finished log", "redis_kib_per_finished_log", 1),
+]
+
 COLUMNS: dict[str, list[Column]] = {
     "latency": [
         ("1st status p50 ms", "ttfs_p50_ms", 2),
@@ -474,6 +558,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("srv CPU %", "server_cpu_pct", 0),
         # One short answer at a time: what a turn's own work (history included) costs.
         ("tokens/CPU-s", "tokens_per_cpu_s", 0),
+        *_REDIS_COLUMNS,
         ("peak RSS MiB", "rss_peak_mib", 0),
         ("foreign CPU % core 0", "foreign_cpu_pct", 0),
     ],
@@ -481,6 +566,8 @@ COLUMNS: dict[str, list[Column]] = {
         ("events/s", "events_per_s", 0),
         ("tokens/s", "tokens_per_s", 0),
         ("tokens/CPU-s", "tokens_per_cpu_s", 0),
+        ("1st status p50 ms", "ttfs_p50_ms", 1),
+        ("1st status p99 ms", "ttfs_p99_ms", 1),
         ("1st chunk p50 ms", "ttfc_p50_ms", 0),
         ("1st chunk p99 ms", "ttfc_p99_ms", 0),
         ("lag p50 ms", "lag_p50_ms", 0),
@@ -489,6 +576,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("lag max ms", "lag_max_ms", 0),
         ("lost/dup/ooo/err", "_integrity", 0),
         ("srv CPU %", "server_cpu_pct", 0),
+        *_REDIS_COLUMNS,
         ("peak RSS MiB", "rss_peak_mib", 0),
         ("client CPU %", "client_cpu_pct", 0),
         ("foreign CPU % core 0", "foreign_cpu_pct", 0),
@@ -500,8 +588,11 @@ COLUMNS: dict[str, list[Column]] = {
         ("lag max ms @N", "lag_max_ms", 0),
         ("held lag p99 ms @N", "held_lag_p99_ms", 1),
         ("1st chunk p99 ms @N", "ttfc_p99_ms", 0),
+        ("1st status p50 ms @N", "ttfs_p50_ms", 1),
+        ("lost/dup/ooo/err @N", "_integrity", 0),
         ("srv CPU % @N", "server_cpu_pct", 0),
         ("tokens/CPU-s @N", "tokens_per_cpu_s", 0),
+        *_REDIS_COLUMNS,
         ("peak RSS MiB @N", "rss_peak_mib", 0),
         ("foreign CPU % core 0", "foreign_cpu_pct", 0),
     ],
@@ -513,6 +604,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("held lag max ms", "held_lag_max_ms", 0),
         ("silence max s", "silence_max_s", 1),
         ("lost/dup/ooo/err", "_integrity", 0),
+        ("Redis KiB/open stream", "redis_kib_per_open_stream", 1),
         ("peak RSS MiB", "rss_peak_mib", 0),
         ("foreign CPU % core 0", "foreign_cpu_pct", 0),
     ],

@@ -29,6 +29,7 @@ class Launch:
     data_dir: str
     workload: str
     database_url: str = ""  # a new, empty PostgreSQL database, for systems that need one
+    redis_url: str = ""  # a redis-server the runner started for this run (System.redis)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class System:
     start_timeout_s: float = 60.0
     # Prepares what the system needs before it can run (LiteLLM's venv); returns why not.
     prepare: Callable[[], str | None] = lambda: None
+    redis: bool = False  # the runner starts a redis-server (off the server's core) for it
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -130,6 +132,17 @@ def _baseline_env(launch: Launch) -> dict[str, str]:
     return env
 
 
+def _sluice_redis_env(workers: int) -> Callable[[Launch], dict[str, str]]:
+    def env(launch: Launch) -> dict[str, str]:
+        return {
+            **_sluice_env(launch),
+            "REDIS_URL": launch.redis_url,
+            "SLUICE_SERVER__WORKERS": str(workers),
+        }
+
+    return env
+
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in [
@@ -192,6 +205,24 @@ SYSTEMS: dict[str, System] = {
             openai_model="bench",
             start_timeout_s=180.0,
             prepare=ensure_litellm,
+        ),
+        System(
+            name="sluice-redis",
+            describe="sluice with REDIS_URL: stream logs, limits, caps and leases in Redis",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_redis_env(1),
+            redis=True,
+        ),
+        System(
+            name="sluice-redis-2w",
+            describe="sluice with REDIS_URL and server.workers = 2 (two processes, one port)",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_redis_env(2),
+            redis=True,
         ),
         System(
             name="tornado",

@@ -12,10 +12,12 @@ from collections.abc import Mapping
 import structlog
 
 from server.config import ConfigError, Settings
-from server.contract import ProviderContext, Services
+from server.contract import ProviderContext, RateLimitStore, Services
+from server.core.coordination import MemoryTurnRegistry, TurnRegistry
+from server.core.lost_turns import LostTurn, save_lost_turn
 from server.core.pipeline import Pipeline
 from server.core.runner import TurnRunner
-from server.core.streamlog import MemoryStreamLogStore
+from server.core.streamlog import MemoryStreamLogStore, StreamLogStore
 from server.http.app import make_app
 from server.http.identity import TokenAuthenticator, load_or_create_secret
 from server.llm.chain import LLMChain
@@ -27,19 +29,14 @@ from server.state import ServerState
 from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
+from server.stores.redis.client import RedisContext
+from server.stores.redis.rate_limits import RedisRateLimitStore
+from server.stores.redis.registry import RedisTurnRegistry
+from server.stores.redis.streamlog import RedisStreamLogStore
 
-__all__ = ["build_state", "check_deployment", "make_app"]
+__all__ = ["build_state", "make_app"]
 
 log = structlog.get_logger("sluice.app")
-
-
-def check_deployment(settings: Settings) -> None:
-    if settings.server.workers > 1:
-        raise ConfigError(
-            f"config error: server.workers = {settings.server.workers}: more than one worker"
-            " needs shared stores, and this build keeps stream logs and rate limits in memory"
-            " (history alone can be shared, in PostgreSQL); run one worker per process"
-        )
 
 
 def build_state(
@@ -50,7 +47,6 @@ def build_state(
     environ = os.environ if environ is None else environ
     if telemetry is None:
         telemetry = PrometheusTelemetry(settings)
-    check_deployment(settings)
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     # Every admitted stream may hold one upstream connection.
@@ -81,7 +77,35 @@ def build_state(
         observer=telemetry,
     )
     sessions = session_store(settings)
-    rate_limit_store = MemoryRateLimitStore()
+    stream = settings.stream
+    rate_limit_store: RateLimitStore
+    logs: StreamLogStore
+    registry: TurnRegistry
+    if settings.store.redis_url:
+        redis = RedisContext(
+            settings.store.redis_url,
+            log_ttl_seconds=stream.log_ttl_seconds,
+            max_duration_seconds=stream.max_duration_seconds,
+        )
+        rate_limit_store = RedisRateLimitStore(redis)
+        logs = RedisStreamLogStore(
+            redis, ttl_seconds=stream.log_ttl_seconds, max_events=stream.max_log_events
+        )
+        redis_registry = RedisTurnRegistry(redis)
+        if "session" in settings.pipeline.stages:
+            title_chars = int(settings.stage_options("session").get("title_chars", 60))
+
+            async def save(lost: LostTurn) -> None:
+                await save_lost_turn(sessions, lost, title_chars=title_chars)
+
+            redis_registry.on_lost(save)
+        registry = redis_registry
+    else:
+        rate_limit_store = MemoryRateLimitStore()
+        logs = MemoryStreamLogStore(
+            ttl_seconds=stream.log_ttl_seconds, max_events=stream.max_log_events
+        )
+        registry = MemoryTurnRegistry()
     services = Services(
         sessions=sessions,
         rate_limits=ConfiguredRateLimiter(
@@ -92,10 +116,13 @@ def build_state(
         llm=chain,
     )
     stages = load_stages(settings, services)
-    logs = MemoryStreamLogStore(
-        ttl_seconds=settings.stream.log_ttl_seconds, max_events=settings.stream.max_log_events
+    runner = TurnRunner(
+        Pipeline(stages, telemetry=telemetry),
+        logs,
+        settings,
+        telemetry=telemetry,
+        registry=registry,
     )
-    runner = TurnRunner(Pipeline(stages, telemetry=telemetry), logs, settings, telemetry=telemetry)
     settings.auth.secret_key = load_or_create_secret(settings.auth.secret_key, data_dir)
     return ServerState(
         settings=settings,

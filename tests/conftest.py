@@ -12,6 +12,7 @@ from tornado.ioloop import IOLoop
 from tests.fakes.llm_upstreams import FakeOpenAI
 from tests.fakes.threaded import ThreadedFakes, threaded_fakes
 from tests.support.postgres import PostgresServer, running_postgres
+from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, launch
 from tests.support.sse import OPEN_STREAMS
 
@@ -112,3 +113,13 @@ def postgres() -> Iterator[PostgresServer]:
 def database_url(postgres: PostgresServer) -> str:
     """The URL of a new, empty database on the shared PostgreSQL."""
     return postgres.new_database()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on loopback, stopped at the end of the test."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

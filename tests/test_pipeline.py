@@ -21,8 +21,9 @@ from server import (
     error,
 )
 from server.config import Settings
+from server.core.coordination import TurnInProgress
 from server.core.pipeline import Pipeline
-from server.core.runner import TurnInProgress, TurnRunner
+from server.core.runner import TurnRunner
 from server.core.streamlog import MemoryStreamLogStore
 
 
@@ -152,21 +153,17 @@ async def test_cancel_ends_with_cancelled_and_wrappers_keep_the_partial() -> Non
     turn = make_turn()
     log = await runner.start(turn)
     while not any(e.type == "chunk" and e.data["content"] == "TWO " for e in await log.read(0)):
-        waiter = asyncio.get_running_loop().create_future()
-        log.subscribe(waiter)
-        await waiter
-    assert runner.cancel(turn.stream_id, "cancelled") is True
+        await log.wait()
+    assert await runner.cancel(turn.stream_id, "cancelled") is True
     while not log.finished:
-        waiter = asyncio.get_running_loop().create_future()
-        log.subscribe(waiter)
-        await waiter
+        await log.wait()
     entries = await log.read(0)
     assert [e.id for e in entries] == list(range(1, len(entries) + 1))
     assert entries[-1].data["code"] == "cancelled"
     assert "".join(e.data["content"] for e in entries if e.type == "chunk") == "ONE TWO "
     assert wrapper.seen[-1] == "error"
     assert runner.running_count == 0
-    assert runner.cancel(turn.stream_id, "cancelled") is False  # already over
+    assert await runner.cancel(turn.stream_id, "cancelled") is False  # already over
 
 
 @pytest.mark.gen_test
@@ -184,7 +181,7 @@ async def test_too_many_streams_per_user() -> None:
     log = await runner.start(second)
     [entry] = await log.read(0)
     assert entry.data["code"] == "too_many_streams" and entry.data["retryable"] is True
-    runner.cancel(first.stream_id, "cancelled")
+    await runner.cancel(first.stream_id, "cancelled")
     await runner.shutdown(1)
 
 
@@ -200,11 +197,9 @@ async def test_cancel_before_the_producer_took_a_step() -> None:
     )
     turn = make_turn()
     log = await runner.start(turn)
-    assert runner.cancel(turn.stream_id, "cancelled") is True
+    assert await runner.cancel(turn.stream_id, "cancelled") is True
     while not log.finished:
-        waiter = asyncio.get_running_loop().create_future()
-        log.subscribe(waiter)
-        await waiter
+        await log.wait()
     [entry] = await log.read(0)
     assert entry.data["code"] == "cancelled"
     assert runner.running_count == 0
@@ -294,7 +289,7 @@ async def test_one_turn_at_a_time_per_session() -> None:
     first = make_turn()
     first.session_id = "s_one"
     await runner.start(first)
-    active = runner.active_turn("alice", "s_one")
+    active = await runner.active_turn("alice", "s_one")
     assert active is not None and active.stream_id == first.stream_id
     second = make_turn()
     second.stream_id = "st_second"
@@ -306,6 +301,6 @@ async def test_one_turn_at_a_time_per_session() -> None:
     other.stream_id = "st_other"
     other.session_id = "s_two"  # another session of the same user is not blocked
     await runner.start(other)
-    assert runner.cancel_session("alice", "s_one", "cancelled") is True
+    assert await runner.cancel_session("alice", "s_one", "cancelled") is True
     await runner.shutdown(1)
-    assert runner.active_turn("alice", "s_one") is None
+    assert await runner.active_turn("alice", "s_one") is None

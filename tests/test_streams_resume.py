@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -172,3 +173,59 @@ def test_continue_on_disconnect_keeps_the_upstream(
     saved = wait_for_saved_answer(server, "stay")
     assert saved["content"] == "Once upon a time" and saved["status"] == "complete"
     assert fakes.openai.closed == 0
+
+
+def test_resume_past_the_end_of_a_live_answer_ends_with_its_terminal(
+    start_server: StartServer,
+) -> None:
+    """Regression: a resume of a live stream with a Last-Event-ID beyond where the answer
+    would end waited for ids that never came, and the response hung for ever. It now ends
+    with the terminal event like any reader, and once the answer is over gets 204."""
+    # No heartbeat within the read timeout: the old reader's silence shows as a timeout.
+    server = start_server(
+        {"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "20", "SLUICE_STREAM__HEARTBEAT_SECONDS": "60"}
+    )
+    first = start_stream(server.url, "Tell me a story")
+    stream_id = first.headers["X-Stream-Id"]
+    first.until(lambda f: f.event == "chunk")  # the answer is being written
+    ahead = request(
+        server.url,
+        "GET",
+        f"/api/streams/{stream_id}",
+        headers={**ALICE, "Last-Event-ID": "100000"},
+        timeout=15,  # the old reader never ended: reading it timed out
+    )
+    assert ahead.status == 200
+    frames = data_frames(ahead.read_all())
+    assert [f.event for f in frames] == ["complete"]
+    whole = data_frames(first.read_all())
+    assert frames[0].id == whole[-1].id  # the terminal, with its own id
+    after = resume(server, stream_id, 100000)
+    assert after.status == 204
+
+
+@pytest.mark.parametrize("raw", ["²", "１２", "1" * 4301, "9" * 19, "-1", "1.5"])
+def test_a_last_event_id_that_is_not_ascii_digits_is_400(
+    demo_server: RunningServer, raw: str
+) -> None:
+    """Regression: "²" and fullwidth digits pass ``str.isdigit`` but not ``int``, and int()
+    refuses more than 4,300 digits: both were a 500 with a traceback."""
+    stream = start_stream(demo_server.url, "hi")
+    stream_id = stream.headers["X-Stream-Id"]
+    stream.read_all()
+    status, body, _ = json_request(
+        demo_server.url,
+        "GET",
+        f"/api/streams/{stream_id}?last_event_id={quote(raw)}",
+        headers=ALICE,
+    )
+    assert status == 400
+    assert body is not None and body["error"]["code"] == "bad_request"
+    if raw.isascii():  # the header says the same (non-ASCII cannot be sent as a header)
+        status, body, _ = json_request(
+            demo_server.url,
+            "GET",
+            f"/api/streams/{stream_id}",
+            headers={**ALICE, "Last-Event-ID": raw},
+        )
+        assert status == 400

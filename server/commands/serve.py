@@ -112,9 +112,21 @@ def connection_limits(settings: Settings, open_files: int) -> ConnectionLimits:
     )
 
 
-async def serve(state: ServerState) -> None:
+async def serve(
+    state: ServerState,
+    sockets: list[socket.socket] | None = None,
+    *,
+    worker: int | None = None,
+    supervisor: int | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain. A worker of several (server/workers.py)
+    gets its ``sockets`` bound already, and stops as well if its ``supervisor`` goes away
+    (killed): no worker is left serving on its own."""
     settings = state.settings
-    sockets = bind(settings.server.host, settings.server.port)
+    if sockets is None:
+        sockets = bind(settings.server.host, settings.server.port)
+    registry = state.runner.registry
+    await registry.start()
     open_files = raise_open_file_limit()
     # Creates or upgrades the history schema, waiting while another instance does; a
     # shared database that is down is left for later (the server reports 503 till then).
@@ -132,11 +144,15 @@ async def serve(state: ServerState) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if supervisor is not None:
+        _watch_supervisor(loop, supervisor, stop)
     port = sockets[0].getsockname()[1]
     names = [provider.name for provider in state.chain.providers]
     log.info(
         "listening",
         open_files=open_files,
+        stores=registry.kind,
+        **({} if worker is None else {"worker": worker, "pid": os.getpid()}),
         url=f"http://{settings.server.host}:{port}",
         providers=names,
         stages=settings.pipeline.stages,
@@ -166,5 +182,18 @@ async def serve(state: ServerState) -> None:
     for stage in state.stages:
         await stage.shutdown()
     await state.chain.aclose()
+    await state.logs.close()  # sends what is left of the drained turns' logs
+    await registry.close()
     await state.sessions.close()
     log.info("stopped")
+
+
+def _watch_supervisor(
+    loop: asyncio.AbstractEventLoop, supervisor: int, stop: asyncio.Event
+) -> None:
+    """Drain and stop once the supervising process is gone (this one was re-parented)."""
+    if os.getppid() != supervisor:
+        log.warning("supervisor_gone", supervisor=supervisor)
+        stop.set()
+        return
+    loop.call_later(1.0, _watch_supervisor, loop, supervisor, stop)

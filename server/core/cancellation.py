@@ -22,6 +22,9 @@ CANCEL_REASONS: dict[str, tuple[ErrorCode, str, bool]] = {
     "deleted": (ErrorCode.CANCELLED, "The conversation was deleted.", False),
     "timeout": (ErrorCode.TIMEOUT, "The answer took too long and was stopped.", True),
     "shutdown": (ErrorCode.INTERNAL, "The server is restarting. Please try again.", True),
+    # The turn's shared log is no longer this instance's to write (Redis lost it, or the
+    # instance stalled past its lease and another one ended the turn).
+    "lost": (ErrorCode.INTERNAL, "The answer was interrupted. Please try again.", True),
 }
 
 

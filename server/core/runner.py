@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import secrets
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 import structlog
@@ -19,8 +18,15 @@ import structlog
 from server.config import Settings
 from server.contract import TERMINAL_TYPES, ErrorCode, Event, Status, Turn, error
 from server.core.cancellation import Cancellation, cancellation_event
+from server.core.coordination import (
+    ActiveTurn,
+    Admission,
+    MemoryTurnRegistry,
+    TurnInProgress,
+    TurnRegistry,
+)
 from server.core.pipeline import Pipeline
-from server.core.streamlog import LogFull, MemoryStreamLog, StreamLogStore
+from server.core.streamlog import LogFull, StreamLog, StreamLogStore
 from server.observability.telemetry import Telemetry
 
 __all__ = ["ActiveTurn", "TurnInProgress", "TurnRunner", "new_session_id", "new_stream_id"]
@@ -39,36 +45,19 @@ def new_session_id() -> str:
     return "s_" + secrets.token_urlsafe(9)
 
 
-@dataclass(frozen=True, slots=True)
-class ActiveTurn:
-    """The answer being written in a session now."""
-
-    stream_id: str
-    started_at: float  # epoch seconds
-
-    def as_json(self) -> dict[str, object]:
-        return {"stream_id": self.stream_id, "started_at": self.started_at}
-
-
-class TurnInProgress(Exception):
-    """The session already has an answer being written: one turn at a time per session
-    keeps its history in order (each question before its answer)."""
-
-    def __init__(self, active: ActiveTurn) -> None:
-        super().__init__(active.stream_id)
-        self.active = active
-
-
 @dataclass(eq=False, slots=True)
 class _Running:
     turn: Turn
     task: asyncio.Task[None]
-    log: MemoryStreamLog
+    log: StreamLog
     cancellation: Cancellation
     started: bool = False  # the task has taken its first step
 
 
 class TurnRunner:
+    """Runs this process's turns. What instances share (a session's active turn, a user's
+    slots, cancel signals) goes through ``registry``; the embedded one keeps it here."""
+
     def __init__(
         self,
         pipeline: Pipeline,
@@ -76,14 +65,14 @@ class TurnRunner:
         settings: Settings,
         *,
         telemetry: Telemetry | None = None,
+        registry: TurnRegistry | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.logs = logs
         self.settings = settings
+        self.registry: TurnRegistry = registry or MemoryTurnRegistry()
+        self.registry.on_cancel(self.cancel_local)
         self._running: dict[str, _Running] = {}
-        # (user id, session id) -> the turn writing that session's next answer.
-        self._by_session: dict[tuple[str, str], _Running] = {}
-        self._per_user: Counter[str] = Counter()
         self.telemetry = telemetry or Telemetry()
         self.accepting = True
 
@@ -91,51 +80,44 @@ class TurnRunner:
     def running_count(self) -> int:
         return len(self._running)
 
-    def active_turn(self, user_id: str, session_id: str) -> ActiveTurn | None:
-        running = self._by_session.get((user_id, session_id))
-        if running is None:
-            return None
-        return ActiveTurn(running.turn.stream_id, running.turn.started_at)
+    async def active_turn(self, user_id: str, session_id: str) -> ActiveTurn | None:
+        return await self.registry.active_turn(user_id, session_id)
 
-    async def start(self, turn: Turn) -> MemoryStreamLog:
+    async def start(self, turn: Turn) -> StreamLog:
         """Create the turn's log and start its producer; the log is returned at once.
 
         A turn without a session gets a new session id here, so that the session is known
         (and shows its ``active_turn``) from the first event. Raises :class:`TurnInProgress`
-        when the session already has an answer being written."""
+        when the session already has an answer being written, and
+        :class:`~server.core.coordination.StoreUnavailable` when a shared store is down."""
         if turn.session_id is None:
             turn.session_id = new_session_id()
-        active = self.active_turn(turn.user_id, turn.session_id)
-        if active is not None:
-            raise TurnInProgress(active)
-        stream_log = await self.logs.create(turn.stream_id, turn.user_id)
         limit = self.settings.limits.max_streams_per_user
-        if not self.accepting:
-            await self._refuse(turn, stream_log, cancellation_event("shutdown"))
+        admission = await self.registry.admit(turn, limit=limit, take_slot=self.accepting)
+        stream_log = self.logs.create(turn)
+        if admission is Admission.REFUSED:
+            await self._refuse(stream_log, turn, cancellation_event("shutdown"))
             return stream_log
-        if self._per_user[turn.user_id] >= limit:
+        if admission is Admission.TOO_MANY:
             message = f"You already have {limit} answers in progress. Wait for one to finish."
             refusal = error(ErrorCode.TOO_MANY_STREAMS, message, retryable=True)
-            await self._refuse(turn, stream_log, refusal)
+            await self._refuse(stream_log, turn, refusal)
             return stream_log
         turn.deadline = time.monotonic() + self.settings.stream.max_duration_seconds
-        self._per_user[turn.user_id] += 1
         cancellation = Cancellation()
         task = asyncio.create_task(
             self._produce(turn, stream_log, cancellation), name=turn.stream_id
         )
-        running = _Running(turn, task, stream_log, cancellation)
-        self._running[turn.stream_id] = running
-        self._by_session[(turn.user_id, turn.session_id)] = running
+        self._running[turn.stream_id] = _Running(turn, task, stream_log, cancellation)
         return stream_log
 
-    async def _refuse(self, turn: Turn, stream_log: MemoryStreamLog, event: Event) -> None:
+    async def _refuse(self, stream_log: StreamLog, turn: Turn, event: Event) -> None:
         await stream_log.append(event)
-        self.logs.finished(turn.stream_id)
+        self.logs.finished(stream_log)
         self.telemetry.turn_ended(turn, event, 0.0, None)
 
-    def cancel(self, stream_id: str, reason: str) -> bool:
-        """Cancel a running turn; False when it is not running (already ended)."""
+    def cancel_local(self, stream_id: str, reason: str) -> bool:
+        """Cancel a turn running in this process; False when it is not running here."""
         running = self._running.get(stream_id)
         if running is None or running.task.done():
             return False
@@ -146,28 +128,46 @@ class TurnRunner:
         # end the stream or free the user's slot: it sees the reason as it starts instead.
         return True
 
-    def cancel_session(self, user_id: str, session_id: str, reason: str) -> bool:
-        """Cancel the turn writing ``session_id``'s answer, if any."""
-        running = self._by_session.get((user_id, session_id))
-        return running is not None and self.cancel(running.turn.stream_id, reason)
+    async def cancel(self, stream_id: str, reason: str) -> bool:
+        """Cancel a running turn, here or on the instance running it; False when it is not
+        running (already ended)."""
+        if self.cancel_local(stream_id, reason):
+            return True
+        return await self.registry.signal_cancel(stream_id, reason)
+
+    async def cancel_session(self, user_id: str, session_id: str, reason: str) -> bool:
+        """Cancel the turn writing ``session_id``'s answer, if any, without waiting."""
+        active = await self.registry.active_turn(user_id, session_id)
+        return active is not None and await self.cancel(active.stream_id, reason)
 
     async def stop_session(
         self, user_id: str, session_id: str, reason: str, *, within: float = 10.0
     ) -> None:
-        """Cancel the turn writing ``session_id``'s answer, if any, and wait until it has
-        ended: after this returns, that turn writes nothing more to the session's history.
-        """
-        running = self._by_session.get((user_id, session_id))
-        if running is None:
+        """Cancel the turn writing ``session_id``'s answer, if any, here or on another
+        instance, and wait until it has ended: after this returns, that turn writes nothing
+        more to the session's history."""
+        active = await self.registry.active_turn(user_id, session_id)
+        if active is None:
             return
-        self.cancel(running.turn.stream_id, reason)
-        _, pending = await asyncio.wait({running.task}, timeout=within)
-        if pending:
-            log.warning("turn_did_not_stop", stream_id=running.turn.stream_id, reason=reason)
+        running = self._running.get(active.stream_id)
+        if running is not None:
+            self.cancel_local(active.stream_id, reason)
+            _, pending = await asyncio.wait({running.task}, timeout=within)
+            if pending:
+                log.warning("turn_did_not_stop", stream_id=active.stream_id, reason=reason)
+            return
+        if not await self.registry.signal_cancel(active.stream_id, reason):
+            return
+        # The producing instance saves the answer, then its terminal event frees the
+        # session: wait for that.
+        for _ in range(int(within / 0.05)):
+            current = await self.registry.active_turn(user_id, session_id)
+            if current is None or current.stream_id != active.stream_id:
+                return
+            await asyncio.sleep(0.05)
+        log.warning("turn_did_not_stop", stream_id=active.stream_id, reason=reason)
 
-    async def _produce(
-        self, turn: Turn, stream_log: MemoryStreamLog, cancellation: Cancellation
-    ) -> None:
+    async def _produce(self, turn: Turn, stream_log: StreamLog, cancellation: Cancellation) -> None:
         # First, in the turn's own task: context variables bound by the hook (the stream id
         # and hashed user on every log line) stay with the turn and nothing else.
         self._running[turn.stream_id].started = True
@@ -175,7 +175,7 @@ class TurnRunner:
         self.telemetry.turn_started(turn)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(
-            self.settings.stream.max_duration_seconds, self.cancel, turn.stream_id, "timeout"
+            self.settings.stream.max_duration_seconds, self.cancel_local, turn.stream_id, "timeout"
         )
         terminal: Event | None = None
         events = self.pipeline.run(turn)
@@ -230,14 +230,12 @@ class TurnRunner:
                     ErrorCode.INTERNAL, "The answer ended unexpectedly.", retryable=True
                 )
                 await stream_log.append(terminal)
-            running = self._running.pop(turn.stream_id, None)
-            key = (turn.user_id, turn.session_id or "")
-            if running is not None and self._by_session.get(key) is running:
-                del self._by_session[key]
-            self._per_user[turn.user_id] -= 1
-            if self._per_user[turn.user_id] <= 0:
-                del self._per_user[turn.user_id]
-            self.logs.finished(turn.stream_id)
+            self._running.pop(turn.stream_id, None)
+            self.logs.finished(stream_log)
+            try:
+                await self.registry.finish(turn)
+            except Exception:  # a shared store down: its leases lapse on their own
+                log.warning("turn_release_failed", stream_id=turn.stream_id, exc_info=True)
             self.telemetry.turn_ended(turn, terminal, time.monotonic() - started, first_chunk)
 
     async def shutdown(self, grace_seconds: float) -> None:
@@ -250,7 +248,7 @@ class TurnRunner:
             await asyncio.wait(tasks, timeout=grace_seconds)
         left = list(self._running)
         for stream_id in left:
-            self.cancel(stream_id, "shutdown")
+            self.cancel_local(stream_id, "shutdown")
         remaining = [running.task for running in self._running.values()]
         if remaining:
             await asyncio.wait(remaining, timeout=5)

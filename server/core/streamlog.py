@@ -5,38 +5,33 @@ event is encoded to its SSE frame once, at append, so a reader only joins bytes.
 bounded (one answer: ``stream.max_log_events``) and dropped ``stream.log_ttl_seconds`` after
 its terminal event, after which a resume gets 404.
 
-:class:`StreamLogStore` is the seam for a shared backend: a Redis implementation would keep
-the same ``append`` / ``read`` / subscribe shape on a Redis stream.
+A :class:`StreamLog` is always this process's copy. Embedded (no ``REDIS_URL``) it is the
+log itself; with Redis it is either the producer's copy (whose appends are also sent to the
+turn's Redis Stream) or a mirror that this process fills from Redis once, for all of its
+readers (``server/stores/redis/streamlog.py``). Readers see the same shape either way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
-from server.contract import TERMINAL_TYPES, Event
+from server.contract import TERMINAL_TYPES, Event, Turn
+from server.contract.events import event_from_dict
+from server.core.lean_condition import LeanCondition
+from server.core.shared_frames import shared_frame
 from server.core.sse import encode_event
 
-__all__ = ["LogEntry", "LogFull", "MemoryStreamLog", "MemoryStreamLogStore", "StreamLogStore"]
-
-
-# The runner's status frames are the same bytes in every turn of a pipeline (same id, stage,
-# state and progress): each distinct one is kept once and shared by every log, rather than
-# ~1.2 KiB of copies in every open stream.
-_SHARED_STATUS_FRAMES: dict[bytes, bytes] = {}
-_SHARED_STATUS_FRAMES_MAX = 4096
-
-
-def _status_frame(frame: bytes) -> bytes:
-    shared = _SHARED_STATUS_FRAMES.get(frame)
-    if shared is not None:
-        return shared
-    if len(_SHARED_STATUS_FRAMES) < _SHARED_STATUS_FRAMES_MAX:
-        _SHARED_STATUS_FRAMES[frame] = frame
-    return frame
+__all__ = [
+    "LogEntry",
+    "LogFull",
+    "MemoryStreamLogStore",
+    "StreamLog",
+    "StreamLogStore",
+    "decode_frame",
+]
 
 
 class LogEntry(NamedTuple):
@@ -57,44 +52,64 @@ class LogFull(Exception):
     """The turn produced more events than ``stream.max_log_events`` allows."""
 
 
-class MemoryStreamLog:
+def decode_frame(frame: bytes) -> dict[str, Any]:
+    """The JSON object a frame carries (its ``data:`` line)."""
+    data: dict[str, Any] = json.loads(frame[frame.index(b"\ndata: ") + 7 :])
+    return data
+
+
+# Called with the log and the new frame after every append (the Redis writer's queue).
+Sink = Callable[["StreamLog", bytes, bool], None]
+
+
+class StreamLog:
     """One turn's log in this process.
 
-    It keeps each event's frame (bytes) and nothing else but the terminal event's dict:
+    It keeps each event's frame (bytes) and nothing else but the terminal event:
     :class:`LogEntry` objects are decoded from the frames only when asked (:meth:`read`,
     not on any hot path). The reader's hot path takes frames only (:meth:`frames_after`).
     Frames are objects the garbage collector does not track; a tuple-subclass entry per event
     is, and thousands of them kept for ``log_ttl_seconds`` made every full collection walk
-    them all (78 ms pauses at 250 streams). Each event's dict, kept as well, was ~2 KiB of
-    every open stream (docs/performance.md).
+    them all (78 ms pauses at 250 streams).
+
+    Readers wait on one condition (tornado's, see :mod:`server.core.lean_condition`), made
+    when the first reader waits:
+    every append wakes them all, and so does :meth:`wake` (a reader's heartbeat or its client
+    leaving; the others find nothing new and wait again).
     """
 
     __slots__ = (
+        "_condition",
         "_frames",
         "_max_events",
+        "_sink",
         "_terminal",
-        "_waiters",
-        "created_at",
         "finished",
+        "readers",
         "stream_id",
         "user_id",
     )
 
-    def __init__(self, stream_id: str, user_id: str, max_events: int) -> None:
+    def __init__(
+        self, stream_id: str, user_id: str, max_events: int, sink: Sink | None = None
+    ) -> None:
         self.stream_id = stream_id
         self.user_id = user_id
-        self.created_at = time.time()
         self.finished = False  # the terminal event is in
+        self.readers = 0  # readers of a mirror in this process (the Redis store counts them)
         self._frames: list[bytes] = []
         self._terminal: Event | None = None
         self._max_events = max_events
-        self._waiters: list[asyncio.Future[bool]] = []
+        self._condition: LeanCondition | None = None
+        self._sink = sink
 
     @property
     def last_id(self) -> int:
         return len(self._frames)
 
     def terminal_event(self) -> Event | None:
+        if self._terminal is None and self.finished:
+            self._terminal = event_from_dict(decode_frame(self._frames[-1]))
         return self._terminal
 
     async def append(self, event: Event) -> int:
@@ -108,16 +123,37 @@ class MemoryStreamLog:
             raise LogFull(self.stream_id)
         event_id = len(self._frames) + 1
         frame = encode_event(event_id, kind, event.as_dict())
-        self._frames.append(_status_frame(frame) if kind == "status" else frame)
+        if kind == "status":
+            frame = shared_frame(frame)
+        self._frames.append(frame)
         if terminal:
             self._terminal = event
             self.finished = True
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(True)
+        if self._sink is not None:
+            self._sink(self, frame, terminal)
+        if self._condition is not None:
+            self._condition.notify_all()
+            if terminal:  # nobody waits on an ended log: not kept for log_ttl_seconds
+                self._condition = None
         return event_id
+
+    def add_frames(self, frames: list[bytes], terminal: bool) -> None:
+        """Add frames read from elsewhere (a mirror's tail): numbered already, in order."""
+        if self.finished or not frames:
+            return
+        self._frames.extend(frames)
+        self.finished = terminal
+        if self._condition is not None:
+            self._condition.notify_all()
+            if terminal:
+                self._condition = None
+
+    def end_here(self, event: Event) -> None:
+        """End a mirror whose source is gone with ``event``, in this process only."""
+        if self.finished:
+            return
+        self.add_frames([encode_event(len(self._frames) + 1, event.type, event.as_dict())], True)
+        self._terminal = event
 
     def frames_after(self, after_id: int) -> list[bytes]:
         """The frames of the events with ids greater than ``after_id`` (ids start at 1)."""
@@ -130,49 +166,86 @@ class MemoryStreamLog:
         entries = []
         for index in range(start, last):
             frame = self._frames[index]
-            data: dict[str, Any] = json.loads(frame[frame.index(b"\ndata: ") + 7 :])
+            data = decode_frame(frame)
             entries.append(
                 LogEntry(index + 1, data["type"], data, frame, self.finished and index + 1 == last)
             )
         return entries
 
-    def subscribe(self, waiter: asyncio.Future[bool]) -> None:
-        """Resolve ``waiter`` with True at the next append (the reader owns the timeout)."""
-        self._waiters.append(waiter)
+    def wait(self) -> Awaitable[bool]:
+        """Resolves at the next append or :meth:`wake` (the reader owns any timeout)."""
+        condition = self._condition
+        if condition is None:
+            condition = self._condition = LeanCondition()
+        return condition.wait()
 
-    def unsubscribe(self, waiter: asyncio.Future[bool]) -> None:
-        with contextlib.suppress(ValueError):
-            self._waiters.remove(waiter)
+    def wake(self) -> None:
+        if self._condition is not None:
+            self._condition.notify_all()
 
 
 class StreamLogStore(Protocol):
-    async def create(self, stream_id: str, user_id: str) -> MemoryStreamLog: ...
+    """Where logs live. Readers :meth:`open` a log and :meth:`release` it when done."""
 
-    async def get(self, stream_id: str) -> MemoryStreamLog | None: ...
-
-    def finished(self, stream_id: str) -> None:
-        """The turn ended: start the expiry clock."""
+    def create(self, turn: Turn) -> StreamLog:
+        """A new log for ``turn``, written by this process's producer."""
         ...
+
+    async def open(self, stream_id: str) -> StreamLog | None:
+        """The log to read, or None when it is unknown or expired."""
+        ...
+
+    def release(self, log: StreamLog) -> None:
+        """A reader of ``log`` is done with it."""
+        ...
+
+    def finished(self, log: StreamLog) -> None:
+        """The turn ended (its terminal is appended): start the expiry clock."""
+        ...
+
+    async def ping(self) -> None: ...
 
     def stats(self) -> dict[str, Any]: ...
 
+    async def close(self) -> None: ...
+
 
 class MemoryStreamLogStore:
+    """The embedded store: every log lives in this process."""
+
+    kind = "memory"
+
     def __init__(self, *, ttl_seconds: float, max_events: int) -> None:
-        self._logs: dict[str, MemoryStreamLog] = {}
+        self._logs: dict[str, StreamLog] = {}
         self._ttl = ttl_seconds
         self._max_events = max_events
 
-    async def create(self, stream_id: str, user_id: str) -> MemoryStreamLog:
-        log = MemoryStreamLog(stream_id, user_id, self._max_events)
-        self._logs[stream_id] = log
+    def create(self, turn: Turn) -> StreamLog:
+        log = StreamLog(turn.stream_id, turn.user_id, self._max_events)
+        self._logs[turn.stream_id] = log
         return log
 
-    async def get(self, stream_id: str) -> MemoryStreamLog | None:
+    async def open(self, stream_id: str) -> StreamLog | None:
         return self._logs.get(stream_id)
 
-    def finished(self, stream_id: str) -> None:
-        asyncio.get_running_loop().call_later(self._ttl, self._logs.pop, stream_id, None)
+    def release(self, log: StreamLog) -> None:
+        return None
+
+    def finished(self, log: StreamLog) -> None:
+        asyncio.get_running_loop().call_later(self._ttl, self._logs.pop, log.stream_id, None)
+
+    async def ping(self) -> None:
+        return None
 
     def stats(self) -> dict[str, Any]:
         return {"logs": len(self._logs)}
+
+    async def close(self) -> None:
+        return None
+
+
+async def wait_for_terminal(log: StreamLog) -> Event:
+    """The terminal event of ``log``, once it is in."""
+    while (terminal := log.terminal_event()) is None:
+        await log.wait()
+    return terminal

@@ -245,7 +245,7 @@ class BaseHandler(web.RequestHandler):
         elif isinstance(value, StoreUnavailable):
             # An outage, not a bug: one line naming it, no traceback.
             log.warning("store_unavailable", status=503, reason=value.reason)
-            self.state.telemetry.store_unavailable("sessions")
+            self.state.telemetry.store_unavailable(getattr(value, "store", "sessions"))
         else:
             log.error("request_failed", exc_info=(typ, value, tb))
 

@@ -20,15 +20,15 @@ Differences from sluice's own stream endpoint, each because an OpenAI client exp
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import structlog
 
 from server.contract import ErrorCode, StoreUnavailable, Turn
 from server.core import openai_format as wire
-from server.core.runner import TurnInProgress, new_stream_id
-from server.core.streamlog import MemoryStreamLog
+from server.core.coordination import TurnInProgress
+from server.core.runner import new_stream_id
+from server.core.streamlog import StreamLog
 from server.http.base import SESSION_ID, BaseHandler, JsonBodyHandler
 from server.http.errors import DEFAULT_CODES, EVENT_STATUS, ApiCode, ApiError, unavailable
 from server.http.openai_request import ChatRequest, parse_chat_request
@@ -145,7 +145,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
     def on_connection_close(self) -> None:
         super().on_connection_close()
         if self._stream_id is not None:
-            self.state.runner.cancel(self._stream_id, "disconnect")
+            self.state.runner.cancel_local(self._stream_id, "disconnect")
 
     def prepare(self) -> None:
         super().prepare()
@@ -202,8 +202,8 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
             ) from None
         self._stream_id = turn.stream_id
         self._turn = turn
-        if self._reader.client_gone:  # left while the turn was being admitted
-            self.state.runner.cancel(turn.stream_id, "disconnect")
+        if self._events.client_gone:  # left while the turn was being admitted
+            self.state.runner.cancel_local(turn.stream_id, "disconnect")
             return
         self.set_header("X-Stream-Id", turn.stream_id)
         if request.stream:
@@ -213,26 +213,11 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
 
     # -- waiting on the log ---------------------------------------------------------------
 
-    async def _wait(self, stream_log: MemoryStreamLog, until: float | None) -> bool:
-        """Wait for the next append; False when the client left or ``until`` passed."""
-        reader = self._reader
-        if reader.client_gone:
-            return False
-        waiter: asyncio.Future[bool] = reader.loop.create_future()
-        reader.waiter = waiter
-        stream_log.subscribe(waiter)
-        timer = None if until is None else reader.loop.call_at(until, reader.wake)
-        try:
-            woken_by_log = await waiter
-        finally:
-            reader.waiter = None
-            if timer is not None:
-                timer.cancel()
-        if not woken_by_log:
-            stream_log.unsubscribe(waiter)
-        return woken_by_log and not reader.client_gone
+    async def _wait(self, stream_log: StreamLog, until: float | None) -> bool:
+        """Wait for the next append; False when the client left."""
+        return await self._events.wait(stream_log, until)
 
-    def _refusal(self, stream_log: MemoryStreamLog) -> ApiError | None:
+    def _refusal(self, stream_log: StreamLog) -> ApiError | None:
         """The HTTP error for a turn that ended in ``error`` before any text, else None."""
         terminal = stream_log.terminal_event()
         if terminal is None or terminal.type != "error":
@@ -245,14 +230,14 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
 
     # -- streaming ------------------------------------------------------------------------
 
-    async def _stream(self, turn: Turn, stream_log: MemoryStreamLog, request: ChatRequest) -> None:
-        loop = self._reader.loop
+    async def _stream(self, turn: Turn, stream_log: StreamLog, request: ChatRequest) -> None:
+        loop = self._events.loop
         until = loop.time() + self.state.settings.stream.heartbeat_seconds
         while not stream_log.finished and loop.time() < until:
             frames = stream_log.frames_after(0)
             if frames and wire.chunk_content(frames[-1]) is not None:
                 break  # text: the answer has started
-            if not await self._wait(stream_log, until) and self._reader.client_gone:
+            if not await self._wait(stream_log, until):
                 return
         refusal = self._refusal(stream_log)
         if refusal is not None:
@@ -265,9 +250,18 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         )
         self._encoder = encoder
         self.write(encoder.role())
-        await self.relay(stream_log, 0, "openai")
+        state = self.state
+        await self._events.send(
+            self,
+            stream_log,
+            0,
+            "openai",
+            state.settings.stream,
+            state.telemetry,
+            transform=self._openai_frames,
+        )
 
-    def _write_frames(self, frames: list[bytes]) -> None:
+    def _openai_frames(self, frames: list[bytes]) -> bytes:
         # sluice's frames, as OpenAI's: see server.core.openai_format.
         encoder = self._encoder
         assert encoder is not None and self._turn is not None
@@ -292,18 +286,13 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
                     **extra,
                 )
                 out.append(wire.error_frame(body))
-        payload = b"".join(out)
-        self.write(payload)
-        self._reader.last_write = self._reader.loop.time()
-        self.state.telemetry.events_sent(len(frames), len(payload))
+        return b"".join(out)
 
     # -- not streaming --------------------------------------------------------------------
 
-    async def _complete(
-        self, turn: Turn, stream_log: MemoryStreamLog, request: ChatRequest
-    ) -> None:
+    async def _complete(self, turn: Turn, stream_log: StreamLog, request: ChatRequest) -> None:
         while stream_log.terminal_event() is None:
-            if not await self._wait(stream_log, None) and self._reader.client_gone:
+            if not await self._wait(stream_log, None):
                 return
         refusal = self._refusal(stream_log)
         if refusal is not None:

@@ -86,10 +86,20 @@ class ReadyHandler(BaseHandler):
         except Exception as error:  # any failure means "not ready", with its reason
             backend = state.sessions.backend
             reasons.append(f"sessions store ({backend}) unreachable: {type(error).__name__}")
+        registry = state.runner.registry
+        # Embedded: the rate-limit buckets. Shared: the one store (Redis) that holds stream
+        # logs, limits, caps and leases, named as such.
+        name, store = (
+            ("rate_limits", state.rate_limit_store)
+            if registry.kind == "memory"
+            else (registry.kind, registry)
+        )
         try:
-            await state.rate_limit_store.ping()
+            await store.ping()
+        except StoreUnavailable as failure:
+            reasons.append(f"{name} store unreachable: {failure.reason}")
         except Exception as error:
-            reasons.append(f"rate_limits store unreachable: {type(error).__name__}")
+            reasons.append(f"{name} store unreachable: {type(error).__name__}")
         providers = state.chain.providers
         if not providers:
             reasons.append("no LLM provider is configured")

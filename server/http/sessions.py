@@ -34,7 +34,7 @@ class SessionHandler(BaseHandler):
         if record is None:
             raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
         messages = await store.messages(user_id, session_id)
-        active = self.state.runner.active_turn(user_id, session_id)
+        active = await self.state.runner.active_turn(user_id, session_id)
         last = messages[-1] if messages else None
         if active is not None and last and (last.role, last.status) == ("assistant", "incomplete"):
             # The answer being written is saved as it streams; a client follows it through

@@ -87,7 +87,8 @@ class PrometheusTelemetry(TurnLog):
         self.unavailable = Counter(
             "sluice_store_unavailable",
             "Requests answered 503 unavailable because a store (sessions: SQLite or"
-            " PostgreSQL) could not be reached or did not answer in time.",
+            " PostgreSQL; redis: stream logs, limits and caps) could not be reached or did not"
+            " answer in time.",
             ["store"],
             registry=registry,
         )
@@ -233,7 +234,7 @@ class PrometheusTelemetry(TurnLog):
         self._inc_bytes(size)
 
     def store_unavailable(self, store: str) -> None:
-        self.unavailable.labels(_bounded(store, ("sessions",))).inc()
+        self.unavailable.labels(_bounded(store, ("sessions", "redis"))).inc()
 
     # -- the fallback chain ------------------------------------------------------------------
 

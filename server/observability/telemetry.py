@@ -45,4 +45,5 @@ class Telemetry(ChainObserver):
     # -- stores (server/http/base.py) ------------------------------------------------------
 
     def store_unavailable(self, store: str) -> None:
-        """A request was answered 503 because ``store`` ("sessions") could not be reached."""
+        """A request was answered 503 because ``store`` ("sessions", "redis") could not be
+        reached."""

@@ -59,6 +59,8 @@ def wait_until_answering(
 def base_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
     env.pop("PORT", None)
+    env.pop("WEB_CONCURRENCY", None)  # a platform's setting, not the tests'
+
     env.update(
         {
             "SLUICE_CONFIG": str(ROOT / "config.toml"),

@@ -8,6 +8,7 @@ server's framing drifts from the contract.
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import http.client
 import json
@@ -104,18 +105,23 @@ class EventStream:
         self.status = response.status
         self.headers = response.headers
         self.frames: list[Frame] = []
+        self._pending: collections.deque[Frame] = collections.deque()
         self._parser = FrameParser()
 
     def __iter__(self) -> Iterator[Frame]:
+        # Frames parsed but not yet handed out wait in _pending, so that a loop left early
+        # (``until``) and a later one (``read_all``) together see every frame once.
         while True:
+            while self._pending:
+                yield self._pending.popleft()
             raw = self.response.read1(65536)
             if not raw:
                 self.close()
                 assert self._parser.leftover == "", f"cut frame: {self._parser.leftover!r}"
                 return
-            for frame in self._parser.feed(raw):
-                self.frames.append(frame)
-                yield frame
+            parsed = self._parser.feed(raw)
+            self.frames.extend(parsed)
+            self._pending.extend(parsed)
 
     def read_all(self) -> list[Frame]:
         for _ in self:
