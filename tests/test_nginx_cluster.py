@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartServer
+from tests.support.nginx import NGINX, sandboxed_config
 from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, free_port, wait_until_answering
 from tests.support.sse import EventStream, Frame, bearer, json_request, request, start_stream
-from tests.test_nginx import NGINX, sandboxed_config
 
 pytestmark = pytest.mark.nginx
 
