@@ -41,20 +41,28 @@ class RedisUnavailable(StoreUnavailable):
 
 # Seconds a client is told to wait (Retry-After) when Redis is down.
 RETRY_AFTER = 5.0
+# Connections one process keeps to Redis for commands (the log tail has its own).
+_POOL_SIZE = 64
 
 
 def connect(url: str, *, name: str, block_seconds: float = 0.0) -> aioredis.Redis:
     """A client for ``url``. ``block_seconds``: the longest blocking command it sends
     (the tail's XREAD), so its socket timeout is longer than that."""
-    return aioredis.Redis.from_url(
+    # A bounded pool that makes callers wait for a free connection (up to 5 s) rather than
+    # open one per concurrent command: a burst of a thousand new turns would otherwise open
+    # a thousand connections, each a handshake on the event loop.
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=_POOL_SIZE,
+        timeout=5.0,
         socket_connect_timeout=2.0,
-        socket_timeout=3.0 + block_seconds,
+        socket_timeout=5.0 + block_seconds,
         socket_keepalive=True,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
         client_name=name,
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def guarded(call: Callable[[], Awaitable[T]]) -> T:
