@@ -4,7 +4,7 @@ How many: an explicit ``server.workers`` wins; otherwise ``WEB_CONCURRENCY`` (wh
 Python buildpack sets on its own) when the stores are shared, else one. Several processes on
 embedded stores would each have their own stream logs and limits, so an explicit
 ``server.workers`` above 1 without Redis is refused, while ``WEB_CONCURRENCY`` is ignored
-with a warning so that a default deploy still starts (DESIGN.md section 10).
+with a warning so that a default deploy still starts.
 
 The parent binds the socket, forks the workers, and forwards SIGTERM and SIGINT to them:
 each drains as a single process does, and the parent exits 0 when they all did. Platforms

@@ -1,6 +1,6 @@
 """Several real ``python -m server`` processes on one real ``redis-server``.
 
-What DESIGN.md section 10 promises across instances: stop anywhere (also when the pub/sub
+What the server promises across instances: stop anywhere (also when the pub/sub
 message is lost), a dead producer's readers end cleanly with its partial answer saved, and
 Redis trouble is survivable (down at start, restarted empty mid-stream). History is SQLite
 in a data directory all instances share here; nothing in the server assumes that.

@@ -3,7 +3,7 @@
 Headers, the opening ``retry:`` and padding, the heartbeat, the slow-reader timeout, a client
 that leaves, and following the log to its terminal event — as sse-starlette's
 ``EventSourceResponse`` owns them for Starlette. Handlers only start turns and hand
-:meth:`EventStream.send` a log to read (DESIGN.md sections 2 and 4).
+:meth:`EventStream.send` a log to read (the wire format: docs/api.md).
 
 :meth:`EventStream.send` writes everything the log holds in one write, flushes, and waits
 for more. It needs no ``sleep(0)`` of its own: nothing can be appended while it runs without

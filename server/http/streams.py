@@ -1,6 +1,6 @@
 """Stream endpoints: start a turn, resume it, stop it, or wait for it as JSON.
 
-Every response here is a *reader* of a turn's log (DESIGN.md section 2): the handlers find
+Every response here is a *reader* of a turn's log: the handlers find
 or start the turn and hand its log to :class:`~server.http.event_stream.EventStream`, which
 owns everything about sending it.
 """

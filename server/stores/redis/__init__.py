@@ -1,3 +1,3 @@
 """The shared backend on Redis (``REDIS_URL``): stream logs, cancel signals, rate limits,
 stream slots and each session's active turn, so that any number of instances act as one
-server (DESIGN.md section 10). docs/operations.md lists every key and when it expires."""
+server. docs/operations.md lists every key and when it expires."""

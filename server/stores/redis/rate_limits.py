@@ -1,7 +1,7 @@
 """Token buckets in Redis: every instance takes from the same bucket on every admission.
 
 Reading a local copy instead is how a limit ends up multiplied by the number of replicas
-(LiteLLM #13202, #18518). The bucket is refilled and taken from in one Lua step, by
+(LiteLLM's users saw exactly that). The bucket is refilled and taken from in one Lua step, by
 Redis's clock.
 """
 

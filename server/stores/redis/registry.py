@@ -8,7 +8,7 @@ for leases that ran out: the first to find one ends that turn's log with ``error
 
 A cancel is kept as a key *and* published: the producing instance hears the message at
 once, and polls the keys of its own turns a few times a second in case the message was lost
-(pub/sub alone lost stops across pods: Open WebUI #14340, #19840).
+(pub/sub alone loses stops across pods, as Open WebUI's users found).
 """
 
 from __future__ import annotations
