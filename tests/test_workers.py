@@ -1,0 +1,64 @@
+"""How many processes (server/workers.py), and what happens to them if their supervisor dies."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import psutil
+import pytest
+
+from server.config import ConfigError, Settings
+from server.workers import worker_count
+from tests.conftest import StartServer
+from tests.support.redis_server import RedisServer
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+SHARED = {"store": {"redis_url": "redis://127.0.0.1:6379/0"}}
+
+
+def test_web_concurrency_is_honoured_with_shared_stores() -> None:
+    assert worker_count(Settings.model_validate(SHARED), {"WEB_CONCURRENCY": "3"}) == (3, None)
+    assert worker_count(Settings.model_validate(SHARED), {}) == (1, None)
+
+
+def test_an_explicit_server_workers_wins_over_web_concurrency() -> None:
+    settings = Settings.model_validate({**SHARED, "server": {"workers": 2}})
+    assert worker_count(settings, {"WEB_CONCURRENCY": "5"}) == (2, None)
+    one = Settings.model_validate({**SHARED, "server": {"workers": 1}})
+    assert worker_count(one, {"WEB_CONCURRENCY": "5"}) == (1, None)
+
+
+def test_embedded_stores_ignore_web_concurrency_with_a_warning() -> None:
+    count, warning = worker_count(Settings(), {"WEB_CONCURRENCY": "4"})
+    assert count == 1 and warning is not None and "REDIS_URL" in warning
+
+
+def test_embedded_stores_refuse_an_explicit_server_workers_above_one() -> None:
+    with pytest.raises(ConfigError, match=r"server\.workers = 2: .*REDIS_URL"):
+        worker_count(Settings.model_validate({"server": {"workers": 2}}), {})
+
+
+@pytest.mark.parametrize("raw", ["two", "0", "-1", "²"])
+def test_a_bad_web_concurrency_is_one_line(raw: str) -> None:
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
+        worker_count(Settings.model_validate(SHARED), {"WEB_CONCURRENCY": raw})
+
+
+def test_workers_stop_when_their_supervisor_is_killed(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    server = start_server({"REDIS_URL": redis_server.url, "SLUICE_SERVER__WORKERS": "2"})
+    pids = [server.wait_for_log("listening", worker=n)["pid"] for n in (0, 1)]
+    server.process.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor"
+        time.sleep(0.1)
