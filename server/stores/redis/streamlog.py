@@ -288,6 +288,7 @@ class _Tail:
 
     async def _run(self) -> None:
         down_since: float | None = None
+        checked = time.monotonic()
         while True:
             if not self._mirrors:
                 self._changed.clear()
@@ -299,7 +300,10 @@ class _Tail:
                 streams[keys.log_key(stream_id)] = f"0-{followed.last_id}"
             try:
                 reply: Any = await self._client.xread(streams, count=1000, block=_BLOCK_MS)
-                if not reply:
+                # Now and then (not only when everything is quiet): a log whose keys are
+                # gone would otherwise be waited on for ever while others keep the tail busy.
+                if not reply or time.monotonic() - checked > _BLOCK_MS / 1000:
+                    checked = time.monotonic()
                     await self._end_vanished()
                 down_since = None
             except DOWN:
