@@ -226,3 +226,28 @@ def test_web_concurrency_without_shared_stores_is_ignored_with_a_warning(
     line = server.wait_for_log("web_concurrency_ignored")
     assert "REDIS_URL" in line["reason"]
     assert "worker" not in server.wait_for_log("listening")  # one process
+
+
+def test_rediss_with_a_password(
+    start_server: StartServer, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``rediss://`` (TLS) with a password, as Heroku Redis and Upstash hand it out."""
+    redis = RedisServer(tmp_path_factory.mktemp("redis-tls"), tls_password="s3cret").start()
+    try:
+        producer, other = instances(start_server, redis, tmp_path)
+        assert json_request(other.url, "GET", "/readyz")[0] == 200
+        stream = start_stream(producer.url, "hi")
+        stream_id = stream.headers["X-Stream-Id"]
+        frames = data_frames(stream.read_all())
+        assert frames[-1].event == "complete"
+        replay = data_frames(resume(other, stream_id, 0).read_all())
+        assert [(f.id, f.data) for f in replay] == [(f.id, f.data) for f in frames]
+        assert redis.client().exists(f"sluice:log:{stream_id}")
+        wrong = start_server(
+            {"REDIS_URL": redis.url.replace("s3cret", "wrong")}, data_dir=tmp_path / "wrong"
+        )
+        status, body, _ = json_request(wrong.url, "GET", "/readyz")
+        assert status == 503 and body is not None
+        assert any(reason.startswith("redis store unreachable") for reason in body["reasons"])
+    finally:
+        redis.stop()
