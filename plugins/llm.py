@@ -27,9 +27,13 @@ class LLMStage(Stage):
                 parts.append(delta)
                 yield chunk(delta)
         except AnswerError as failure:
+            # Before the error leaves: the stage that records the answer acts on it at once.
+            turn.answered_by = answer.writer
             yield failure.event()
             return
         finally:
+            # Kept for whoever records the answer, stopped ones included.
+            turn.answered_by = answer.writer
             # Closed at a yield (turn ended by a wrapper, generator closed): release the
             # upstream request now, not when the garbage collector gets to it.
             await answer.aclose()

@@ -267,16 +267,18 @@ _ABSENT = object()
 
 
 def _facts(turn: Turn, terminal: Event | None, first_text: float | None) -> AnswerFacts:
-    """What the ``complete`` event tells (an error tells no provider), and the times as the
-    user saw them: from the request to the first text, and to the end."""
+    """What the ``complete`` event tells, or for an answer cut short who was writing it,
+    and the times as the user saw them: from the request to the first text, and to the
+    end."""
     now = time.time()
     ended = terminal if isinstance(terminal, Complete) else None
     usage = (ended.usage if ended is not None else None) or {}
+    writer = ended if ended is not None else turn.answered_by
     return AnswerFacts(
-        provider=ended.provider if ended is not None else None,
-        model=ended.model if ended is not None else None,
-        mode=ended.mode if ended is not None else None,
-        fallback=ended.fallback if ended is not None else None,
+        provider=writer.provider if writer is not None else None,
+        model=writer.model if writer is not None else None,
+        mode=writer.mode if writer is not None else None,
+        fallback=writer.fallback if writer is not None else None,
         input_tokens=usage.get("input_tokens"),
         output_tokens=usage.get("output_tokens"),
         time_to_first_token_ms=(

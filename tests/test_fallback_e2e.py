@@ -153,6 +153,14 @@ def test_cut_after_text_is_interrupted_and_saved_incomplete(
         {"role": "user", "content": "Tell me", "status": "complete"},
         {"role": "assistant", "content": "Partial answer ", "status": "incomplete"},
     ]
+    # An answer cut short is kept with who was writing it.
+    status, data, _ = json_request(
+        server.url, "GET", f"/api/sessions/alice/{session_of(evs)}", headers=AUTH
+    )
+    assert status == 200 and data is not None
+    answer = data["messages"][-1]
+    assert (answer["provider"], answer["mode"], answer["fallback"]) == ("openai", "stream", False)
+    assert answer["model"] and answer["time_to_first_token_ms"] is not None
 
 
 def test_malformed_frame_before_text_recovers(

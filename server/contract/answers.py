@@ -58,9 +58,15 @@ class AnswerError(Exception):
 
 
 class Answer(Protocol):
-    """Text deltas of one answer; ``result`` is set when iteration ends normally."""
+    """Text deltas of one answer; ``result`` is set when iteration ends normally.
+
+    ``writer`` says who is writing it from the first text on (provider, model, mode and
+    fallback; usage and finish reason only once it ends), and still does when the answer
+    fails or is stopped half-way: an interrupted answer is kept with who wrote it.
+    """
 
     result: AnswerResult | None
+    writer: AnswerResult | None
 
     def __aiter__(self) -> AsyncIterator[str]: ...
 

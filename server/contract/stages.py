@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from server.contract.answers import AnswerService
+from server.contract.answers import AnswerResult, AnswerService
 from server.contract.events import Event
 from server.contract.providers import GenerationParams, Message
 from server.contract.stores import RateLimiter, SessionStore
@@ -69,6 +69,9 @@ class Turn:
     provider: str | None = None
     # Filled by the llm stage: why the model stopped ("stop", "length", ...), when it said.
     finish_reason: str | None = None
+    # Filled by the llm stage: who wrote the answer, also when it was interrupted or
+    # stopped half-way (None when no provider sent any text).
+    answered_by: AnswerResult | None = None
 
 
 Rest = Callable[[Turn], AsyncIterator[Event]]

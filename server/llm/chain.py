@@ -204,6 +204,7 @@ class AnswerStream:
             chain.max_output_tokens if limit is None else min(limit, chain.max_output_tokens)
         )
         self.result: AnswerResult | None = None
+        self.writer: AnswerResult | None = None
         self.text_sent = False
         self.capped = False  # llm.max_answer_chars ended the answer
         self._chars = 0
@@ -360,6 +361,10 @@ class AnswerStream:
                     ) from None
                 watchdog.waiting = False
                 if delta:
+                    if not got_text:
+                        self.writer = AnswerResult(
+                            provider.name, provider.model, STREAM, fallback, None
+                        )
                     got_text = True
                     self.text_sent = True
                     self._chars += len(delta)
@@ -374,7 +379,7 @@ class AnswerStream:
             watchdog.stop()
             await stream.aclose()
         if got_text:
-            self.result = AnswerResult(
+            self.result = self.writer = AnswerResult(
                 provider=provider.name,
                 model=provider.model,
                 mode=STREAM,
@@ -418,7 +423,7 @@ class AnswerStream:
         self._chars += len(text)
         if self._chars >= self._chain.max_answer_chars:
             text = self._cut_at_cap(text)
-        self.result = AnswerResult(
+        self.result = self.writer = AnswerResult(
             provider=provider.name,
             model=completion.model or provider.model,
             mode=NON_STREAM,
