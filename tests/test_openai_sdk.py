@@ -411,8 +411,8 @@ def test_heartbeats_and_an_error_after_the_headers(
 
 
 def test_too_many_streams_is_429(upstreams: ThreadedFakes, start_server: Any) -> None:
-    """The per-user cap of answers in progress: RateLimitError, code too_many_streams. No
-    Retry-After: when a running answer ends is not known."""
+    """The per-user cap of answers in progress: RateLimitError, code too_many_streams, with
+    the same Retry-After as sluice's own JSON endpoint gives."""
     for fake in (upstreams.openai, upstreams.gemini):
         fake.replies.clear()
         fake.requests.clear()
@@ -425,6 +425,6 @@ def test_too_many_streams_is_429(upstreams: ThreadedFakes, start_server: Any) ->
         with pytest.raises(openai.RateLimitError) as capped_out:
             sdk.chat.completions.create(model="openai", messages=USER)
         assert capped_out.value.code == "too_many_streams"
-        assert "retry-after" not in capped_out.value.response.headers
+        assert capped_out.value.response.headers["retry-after"] == "5"
     finally:
         running.close()

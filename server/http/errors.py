@@ -64,6 +64,19 @@ EVENT_STATUS: dict[str, int] = {
 }
 
 
+# Seconds a 429 whose wait is not known (too_many_streams: a slot frees when an answer in
+# progress ends, which nobody can know) tells the client to wait: a guess beats clients
+# retrying in a tight loop, and every 429 then says when to come back.
+BUSY_RETRY_AFTER_SECONDS = 5
+
+
+def retry_after_for(status: int, retry_after: float | None) -> float | None:
+    """``retry_after``, or for a 429 without one the busy guess."""
+    if status == 429 and retry_after is None:
+        return BUSY_RETRY_AFTER_SECONDS
+    return retry_after
+
+
 class ApiError(web.HTTPError):
     """An error with a contract code, written as ``{"error": {...}}``."""
 

@@ -30,7 +30,14 @@ from server.core.coordination import TurnInProgress
 from server.core.runner import new_stream_id
 from server.core.streamlog import StreamLog
 from server.http.base import SESSION_ID, BaseHandler, JsonBodyHandler
-from server.http.errors import DEFAULT_CODES, EVENT_STATUS, ApiCode, ApiError, unavailable
+from server.http.errors import (
+    DEFAULT_CODES,
+    EVENT_STATUS,
+    ApiCode,
+    ApiError,
+    retry_after_for,
+    unavailable,
+)
 from server.http.openai_request import ChatRequest, parse_chat_request
 from server.http.streams import EventStreamMixin
 
@@ -226,7 +233,8 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
             return None
         code = ErrorCode(terminal["code"])
         status = _STATUS.get(code, 503 if terminal["retryable"] else 500)
-        return ApiError(status, code, terminal["message"], retry_after=terminal.get("retry_after"))
+        retry_after = retry_after_for(status, terminal.get("retry_after"))
+        return ApiError(status, code, terminal["message"], retry_after=retry_after)
 
     # -- streaming ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from server.core.coordination import TurnInProgress
 from server.core.runner import new_stream_id
 from server.core.streamlog import StreamLog, wait_for_terminal
 from server.http.base import ApiCode, ApiError, BaseHandler, JsonBodyHandler
-from server.http.errors import EVENT_STATUS
+from server.http.errors import EVENT_STATUS, retry_after_for
 from server.http.event_stream import EventStream
 from server.http.identity import Identity
 from server.http.tornado_internals import drop_template_namespace
@@ -27,9 +27,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("sluice.stream")
-
-# Seconds a 429 without a known wait tells the client to wait (too_many_streams).
-_BUSY_RETRY_AFTER = 5
 
 # A Last-Event-ID longer than this is not one sluice gave out (ids are at most
 # stream.max_log_events); int() would also refuse past 4,300 digits with a ValueError.
@@ -213,9 +210,5 @@ class ConversationHandler(_TurnStarter):
             return
         code = ErrorCode(terminal.get("code", ErrorCode.INTERNAL))
         status = EVENT_STATUS.get(code, 503 if terminal.get("retryable") else 500)
-        retry_after = terminal.get("retry_after")
-        if status == 429 and retry_after is None:
-            # A 429 always says when to come back (a slot frees when an answer ends, which
-            # nobody can know: a guess beats clients retrying in a tight loop).
-            retry_after = _BUSY_RETRY_AFTER
+        retry_after = retry_after_for(status, terminal.get("retry_after"))
         raise ApiError(status, code, terminal.get("message", ""), retry_after=retry_after)
