@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks in this file")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(__file__).parents[1] / ".venv/bin/py-spy")
     raise_nofile()
@@ -107,7 +108,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.system} / {w.name}: {result.get('tokens_per_s')} tokens/s, server CPU "
         f"{result.get('server_cpu_pct')}%, lag p99 {result.get('lag_p99_ms')} ms\n"
     )
-    print(summarize(out.read_text() if out.exists() else "", args.top))
+    raw = out.read_text() if out.exists() else ""
+    if args.raw:
+        args.raw.write_text(raw)
+    print(summarize(raw, args.top))
     shutil.rmtree(log_dir, ignore_errors=True)
 
 

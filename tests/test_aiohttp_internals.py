@@ -8,9 +8,10 @@ import sys
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from server.contract import body_reader
-from server.llm.aiohttp_internals import CompactResponse
+from server.llm.aiohttp_internals import CompactResponse, env_proxy
 from server.llm.transport import UpstreamBody, pooled_http_client
 from tests.fakes.llm_upstreams import FakeOpenAI, Reply
 
@@ -93,3 +94,18 @@ async def test_kept_request_headers_are_the_shared_strings(fake_openai: FakeOpen
         for body in bodies:
             await body.aclose()
         await client.aclose()
+
+
+def test_env_proxy_is_aiohttps_lookup_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``aiohttp.helpers.get_env_proxy_for_url`` is what ``trust_env`` uses on every request;
+    sluice calls it once per upstream (server/llm/transport.py)."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:secret@proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.svc.local")
+    proxy, auth = env_proxy(URL("https://api.openai.com/v1/chat/completions"))
+    assert proxy == URL("http://proxy.internal:3128")
+    assert auth is not None and (auth.login, auth.password) == ("user", "secret")
+    assert env_proxy(URL("https://ollama.svc.local/v1")) == (None, None)
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert env_proxy(URL("https://api.openai.com/v1")) == (None, None)

@@ -10,11 +10,13 @@ field of its own (sse-starlette strips them for the same reason).
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from server.core.json_internals import dumps, string_literal
 
 __all__ = [
     "comment",
+    "encode_chunk",
     "encode_data",
     "encode_event",
     "padding",
@@ -23,18 +25,18 @@ __all__ = [
 
 _LINE_BREAKS = ("\r", "\n")
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-
-
 # Characters some line splitters end a line at, and their JSON escapes.
 _SPLITTERS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def encode_data(data: dict[str, Any]) -> str:
     """Compact one-line JSON; non-ASCII text kept as UTF-8, line separators escaped."""
-    text = _encoder.encode(data)
+    return _escape_splitters(dumps(data))
+
+
+def _escape_splitters(text: str) -> str:
     if "\x85" in text or "\u2028" in text or "\u2029" in text:
-        text = text.translate(_SPLITTERS)
+        return text.translate(_SPLITTERS)
     return text
 
 
@@ -53,6 +55,17 @@ def encode_event(event_id: int, event: str, data: dict[str, Any]) -> bytes:
         _field_value("event", event)
         _checked_event_names.add(event)
     return f"id: {event_id}\nevent: {event}\ndata: {encode_data(data)}\n\n".encode()
+
+
+_CHUNK_HEAD = 'event: chunk\ndata: {"type":"chunk","content":'
+
+
+def encode_chunk(event_id: int, content: str) -> bytes:
+    """``encode_event(event_id, "chunk", {"type": "chunk", "content": content})``, made
+    without building and encoding an object: nearly every frame is a chunk, and only its
+    content varies."""
+    literal = _escape_splitters(string_literal(content))
+    return f"id: {event_id}\n{_CHUNK_HEAD}{literal}}}\n\n".encode()
 
 
 def retry_field(milliseconds: int) -> bytes:

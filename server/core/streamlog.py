@@ -18,11 +18,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
-from server.contract import TERMINAL_TYPES, Event, Turn
+from server.contract import TERMINAL_TYPES, Chunk, Event, Turn
 from server.contract.events import event_from_dict
 from server.core.lean_condition import LeanCondition
 from server.core.shared_frames import shared_frame
-from server.core.sse import encode_event
+from server.core.sse import encode_chunk, encode_event
 
 __all__ = [
     "LogEntry",
@@ -122,9 +122,12 @@ class StreamLog:
             # Keep the last slot for the terminal event, so every stream can still end.
             raise LogFull(self.stream_id)
         event_id = len(self._frames) + 1
-        frame = encode_event(event_id, kind, event.as_dict())
-        if kind == "status":
-            frame = shared_frame(frame)
+        if type(event) is Chunk:  # nearly every event: no object built and encoded
+            frame = encode_chunk(event_id, event.content)
+        else:
+            frame = encode_event(event_id, kind, event.as_dict())
+            if kind == "status":
+                frame = shared_frame(frame)
         self._frames.append(frame)
         if terminal:
             self._terminal = event

@@ -21,10 +21,11 @@ from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 import httpx2
+from yarl import URL
 
 from server.contract import ProviderContext
 from server.contract.provider_support import BODY
-from server.llm.aiohttp_internals import CompactResponse, aiohttp_headers
+from server.llm.aiohttp_internals import CompactResponse, aiohttp_headers, env_proxy
 
 __all__ = [
     "AiohttpTransport",
@@ -61,6 +62,10 @@ def _mapped(error: aiohttp.ClientError) -> type[httpx2.TransportError]:
     if isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
         return httpx2.ReadError
     return httpx2.NetworkError
+
+
+# A proxy's URL and credentials, or (None, None) for a direct connection.
+_Proxy = tuple[URL | None, aiohttp.BasicAuth | None]
 
 
 class UpstreamBody(httpx2.AsyncByteStream):
@@ -100,12 +105,25 @@ class UpstreamBody(httpx2.AsyncByteStream):
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
     """One aiohttp session (created on first use, in the running loop) with its connection
-    pool sized by ``limits``. Proxies come from the usual environment variables
-    (``HTTPS_PROXY``, ``NO_PROXY``); certificates are verified with httpx2's defaults."""
+    pool sized by ``limits``. Certificates are verified with httpx2's defaults.
+
+    Proxies come from the usual environment variables (``HTTPS_PROXY``, ``NO_PROXY``), read
+    once for each upstream origin, the first time it is asked (the environment of a running
+    server does not change). ``~/.netrc`` is read for a proxy's credentials only: both SDKs
+    send their own key, and aiohttp refuses a request that has both an ``Authorization``
+    header and netrc credentials for its host."""
 
     def __init__(self, limits: httpx2.Limits) -> None:
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str | None, int | None], _Proxy] = {}
+
+    async def _proxy_for(self, url: URL) -> _Proxy:
+        origin = (url.scheme, url.host, url.port)
+        proxy = self._proxies.get(origin)
+        if proxy is None:
+            proxy = self._proxies[origin] = await asyncio.to_thread(env_proxy, url)
+        return proxy
 
     def _open_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -114,9 +132,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             keepalive_timeout=self._limits.keepalive_expiry or 30.0,
             ssl=httpx2.create_ssl_context(),
         )
-        return aiohttp.ClientSession(
-            connector=connector, trust_env=True, response_class=CompactResponse
-        )
+        # trust_env stays off: it looks the proxy up again on every request (_proxy_for).
+        return aiohttp.ClientSession(connector=connector, response_class=CompactResponse)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if self._session is None:
@@ -128,10 +145,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         except httpx2.RequestNotRead:
             data = request.stream  # type: ignore[assignment]
             request.headers.pop("transfer-encoding", None)  # aiohttp frames the body itself
+        url = URL(str(request.url))
+        proxy, proxy_auth = await self._proxy_for(url)
         try:
             response = await self._session.request(
                 request.method,
-                str(request.url),
+                url,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 headers=aiohttp_headers(request),
                 data=data,
                 allow_redirects=False,
