@@ -2,10 +2,12 @@
 
 A wrapper: before the rest of the pipeline it loads the session's history and memory and
 saves the user's message (so it survives whatever the model does next). While the answer
-streams it is saved as it grows — added at its first chunk, then brought up to date at most
-every ``save_every_seconds`` or whenever ``save_every_chars`` more arrived — with the status
-``incomplete``, so that a process killed mid-answer leaves what the user had seen in
-history, marked incomplete, short of at most one save interval. At the end the answer gets
+streams it is saved as it grows — every ``save_every_seconds`` from its first chunk, or
+sooner whenever ``save_every_chars`` more arrived — with the status ``incomplete``, so that
+a process killed mid-answer leaves what the user had seen in history, marked incomplete,
+short of at most one save interval. (The first save waits for the interval too, rather than
+coming with the first chunk: most answers end within a second, and then the final save is
+their only write, at no moment when the user is waiting for text.) At the end the answer gets
 its final text and status — ``complete``, ``incomplete`` (interrupted, stopped, timed out
 with text) or ``error`` — its facts (provider, model, mode, fallback, tokens, time to first
 token, duration, the user message it replies to), and what this turn changed in the
@@ -109,7 +111,7 @@ class _Draft:
         self.message_id: int | None = None
         self.every_seconds = o.save_every_seconds
         self.every_chars = o.save_every_chars
-        self.due_chars = 0  # the first chunk is saved at once: from then on it is in history
+        self.due_chars = 0  # the first chunk starts the clocks
         self._timer: asyncio.TimerHandle | None = None
 
     def _due(self) -> None:
@@ -117,12 +119,16 @@ class _Draft:
         self.due_chars = 0
 
     async def save(self) -> None:
-        """Save the answer so far (``incomplete``), and set when the next save is due."""
-        self.due_chars = self.chars + self.every_chars
-        if self.first_text is None:
-            self.first_text = time.time()
+        """Save the answer so far (``incomplete``), and set when the next save is due. At
+        the first chunk only the clocks start: the first save is one interval later."""
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.every_seconds, self._due)
+        if self.first_text is None:
+            self.first_text = time.time()
+            if self.chars < self.every_chars:
+                self.due_chars = self.every_chars
+                return
+        self.due_chars = self.chars + self.every_chars
         content = "".join(self.parts)
         try:
             if self.message_id is None:
