@@ -190,15 +190,11 @@ class TurnRunner:
             else:
                 async for event in events:
                     kind = event.type
-                    hand_over = False
                     if first_status and isinstance(event, Status):
                         event = dataclasses.replace(event, stream_id=turn.stream_id)
                         first_status = False
                     elif first_chunk is None and kind == "chunk":
                         first_chunk = time.monotonic() - started
-                        # The first text is what the user waits for: let the readers send
-                        # it before the stages go on (the session stage saves it at once).
-                        hand_over = True
                     if kind in TERMINAL_TYPES:
                         terminal = event
                     try:
@@ -212,7 +208,7 @@ class TurnRunner:
                     if terminal is not None:
                         break
                     produced += 1
-                    if hand_over or not produced % _YIELD_EVERY:
+                    if not produced % _YIELD_EVERY:
                         # A burst already buffered upstream is read without suspending:
                         # give other streams' readers the loop.
                         await asyncio.sleep(0)
