@@ -258,13 +258,15 @@ class GuardedHTTPServer(HTTPServer):
         self._per_address[ip] += 1
         stream = CountingStream(
             connection,
-            lambda sock, stream: self._closed(sock, stream, ip),
+            self._closed,
+            address=ip,
             max_buffer_size=self.max_buffer_size,
             read_chunk_size=self.read_chunk_size,
         )
         self.handle_stream(stream, address)
 
-    def _closed(self, sock: socket.socket, stream: CountingStream, ip: str) -> None:
+    def _closed(self, sock: socket.socket, stream: CountingStream) -> None:
+        ip = stream.address
         refusal = stream.refusal
         if refusal is None and isinstance(stream.error, UnsatisfiableReadError):
             refusal = _HEADERS_TOO_LARGE  # Tornado's max_header_size: the headers never ended
