@@ -428,10 +428,15 @@ class _TimedRequest(httputil.HTTPMessageDelegate):
     ) -> Awaitable[None] | None:
         self._cancel_timer()
         length = headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self._server.ceiling:
+        declared = int(length) if length.isdigit() else None
+        if declared is not None and declared > self._server.ceiling:
             self._refuse(_BODY_TOO_LARGE)
             return None
-        if (length.isdigit() and int(length) > 0) or "Transfer-Encoding" in headers:
+        expects_body = bool(declared) or "Transfer-Encoding" in headers
+        # A body read with its headers (most JSON requests come in one packet) needs no
+        # clock: a cancelled timer would stay in the loop's queue for body_timeout.
+        arrived = declared is not None and self._stream.buffered() >= declared
+        if expects_body and not arrived:
             self._timer = self._server._loop.call_later(
                 self._server.limits.body_timeout, self._check_body
             )
