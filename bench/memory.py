@@ -115,6 +115,16 @@ def measure(streams: int, depth: int, top: int) -> None:
             f"{stat.size_diff / 1024 / streams:10.2f}  {stat.count_diff / streams:13.1f}  "
             f"{_where(frame.filename, package_only=False)}:{frame.lineno}"
         )
+    if depth > 1:  # who made them: the allocations grouped by their whole traceback
+        print("\nKiB/stream  blocks/stream  traceback (innermost first)")
+        for stat in after.compare_to(before, "traceback")[:top]:
+            where = " < ".join(
+                f"{_where(f.filename, package_only=False)}:{f.lineno}"
+                for f in reversed(stat.traceback)
+            )
+            print(
+                f"{stat.size_diff / 1024 / streams:10.2f}  {stat.count_diff / streams:13.1f}  {where}"
+            )
 
 
 def main() -> None:

@@ -4,12 +4,14 @@ Tornado release changes any of them under us."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import re
 import socket
 import sys
 from typing import Any
 
 import pytest
-from tornado import httputil, web
+from tornado import httputil, iostream, web
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.iostream import IOStream, UnsatisfiableReadError
 
@@ -109,3 +111,39 @@ async def test_a_counting_stream_keeps_the_compact_instance_dict_of_a_plain_iost
     finally:
         for sock in (plain_socket, counted_socket, *others):
             sock.close()
+
+
+def test_tornado_keeps_its_write_queues_in_deques_used_only_as_short_queues() -> None:
+    """CountingStream swaps two of IOStream's deques for lists with ``popleft``: tornado
+    must still create them where we replace them and use no deque method a list lacks."""
+    source = inspect.getsource(iostream)
+    for name in ("self._buffers", "self._write_futures"):
+        used = set(re.findall(re.escape(name) + r"\.(\w+)", source))
+        assert used <= {"append", "popleft", "clear"}, (name, used)
+    assert "self._buffers: collections.deque" in source
+    assert "self._write_futures: collections.deque" in source
+    assert "self._write_buffer = _StreamBuffer()" in source
+
+
+@pytest.mark.anyio
+async def test_a_counting_stream_writes_many_and_large_writes_in_order() -> None:
+    """Small writes are joined, large ones queued as views; a reader that drains slowly
+    gets every byte in order, and every flush resolves."""
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    stream = CountingStream(ours, lambda sock, s: sock.close())
+    assert sys.getsizeof(stream._write_futures) < 100  # not a 0.74 KiB deque
+    sent = bytearray()
+    flushes = []
+    for number in range(300):
+        piece = (b"%05d" % number) * (1 if number % 3 else 2000)  # 5 bytes or 10 KB
+        sent += piece
+        flushes.append(stream.write(piece))
+    loop = asyncio.get_running_loop()
+    received = bytearray()
+    while len(received) < len(sent):
+        received += await loop.sock_recv(theirs, 65536)
+    await asyncio.gather(*flushes)
+    assert received == sent
+    stream.close()
+    theirs.close()
