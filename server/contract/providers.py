@@ -75,10 +75,11 @@ class GenerationParams:
     max_output_tokens: int | None = None
 
     def is_default(self) -> bool:
-        return self == _DEFAULT_PARAMS
+        return self == DEFAULT_PARAMS
 
 
-_DEFAULT_PARAMS = GenerationParams()
+DEFAULT_PARAMS = GenerationParams()
+"""The parameters of a client that asked for nothing: every provider's defaults."""
 
 
 @dataclass(slots=True)

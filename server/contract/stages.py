@@ -25,15 +25,18 @@ from pydantic import BaseModel, ConfigDict
 
 from server.contract.answers import AnswerResult, AnswerService
 from server.contract.events import Event
-from server.contract.providers import GenerationParams, Message
+from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message
 from server.contract.stores import RateLimiter, SessionStore
 
 __all__ = ["AnyStage", "Rest", "Services", "Stage", "StageOptions", "Turn", "WrapperStage"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Turn:
-    """One user message on its way through the pipeline. Stages read and change it."""
+    """One user message on its way through the pipeline. Stages read and change it.
+
+    Its fields are all there is (slots: every open stream has one, and a slotted object is
+    half the size): a stage keeps its own data in ``state``."""
 
     stream_id: str
     user_id: str
@@ -64,7 +67,7 @@ class Turn:
     # stage places them after the server's system prompt, never in its place.
     instructions: list[str] = field(default_factory=list)
     # The client's sampling parameters, for the answer service.
-    params: GenerationParams = field(default_factory=GenerationParams)
+    params: GenerationParams = DEFAULT_PARAMS
     # One configured provider (by its name) to answer alone, or None for the fallback chain.
     provider: str | None = None
     # Filled by the llm stage: why the model stopped ("stop", "length", ...), when it said.
