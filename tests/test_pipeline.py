@@ -304,3 +304,38 @@ async def test_one_turn_at_a_time_per_session() -> None:
     assert await runner.cancel_session("alice", "s_one", "cancelled") is True
     await runner.shutdown(1)
     assert await runner.active_turn("alice", "s_one") is None
+
+
+class SeesWhatReadersSent(Stage):
+    """A first stage that notes, as it starts its work, which events a reader of the turn's
+    log had already taken: a stage's start-up work runs without suspending the loop."""
+
+    reader_had: list[str] | None = None
+    taken: list[str]
+
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        self.reader_had = list(self.taken)
+        yield answered("done")
+
+
+@pytest.mark.gen_test
+async def test_readers_send_the_first_status_before_the_first_stage_does_its_work() -> None:
+    first = stage(SeesWhatReadersSent, "first")
+    first.taken = []
+    runner = TurnRunner(
+        Pipeline([first]), MemoryStreamLogStore(ttl_seconds=60, max_events=100), Settings()
+    )
+    log = await runner.start(make_turn())
+
+    async def reader() -> None:
+        position = 0
+        while not log.finished or position < log.last_id:
+            for entry in await log.read(position):
+                first.taken.append(f"{entry.type}:{entry.data.get('state')}")
+                position = entry.id
+            if not log.finished:
+                await log.wait()
+
+    await asyncio.wait_for(reader(), 5)
+    assert first.reader_had == ["status:start"]
+    assert first.taken[0] == "status:start" and first.taken[-1] == "complete:None"

@@ -190,9 +190,14 @@ class TurnRunner:
             else:
                 async for event in events:
                     kind = event.type
+                    hand_over = False
                     if first_status and isinstance(event, Status):
                         event = dataclasses.replace(event, stream_id=turn.stream_id)
                         first_status = False
+                        # Let the readers send it before the stages' first work (opening the
+                        # session, building the upstream request), which runs without
+                        # suspending: the client learns at once that its turn has started.
+                        hand_over = True
                     elif first_chunk is None and kind == "chunk":
                         first_chunk = time.monotonic() - started
                     if kind in TERMINAL_TYPES:
@@ -208,9 +213,9 @@ class TurnRunner:
                     if terminal is not None:
                         break
                     produced += 1
-                    if not produced % _YIELD_EVERY:
-                        # A burst already buffered upstream is read without suspending:
-                        # give other streams' readers the loop.
+                    if hand_over or not produced % _YIELD_EVERY:
+                        # Besides, a burst already buffered upstream is read without
+                        # suspending: give other streams' readers the loop.
                         await asyncio.sleep(0)
         except asyncio.CancelledError:
             # Landed outside any stage (between events): still end the stream properly.
