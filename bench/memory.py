@@ -122,9 +122,8 @@ def measure(streams: int, depth: int, top: int) -> None:
                 f"{_where(f.filename, package_only=False)}:{f.lineno}"
                 for f in reversed(stat.traceback)
             )
-            print(
-                f"{stat.size_diff / 1024 / streams:10.2f}  {stat.count_diff / streams:13.1f}  {where}"
-            )
+            size, count = stat.size_diff / 1024 / streams, stat.count_diff / streams
+            print(f"{size:10.2f}  {count:13.1f}  {where}")
 
 
 def main() -> None:
