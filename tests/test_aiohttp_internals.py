@@ -4,15 +4,21 @@ these tests fail when aiohttp changes under them."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
+import re
 import sys
 
 import aiohttp
+import aiohttp.client_proto
+import aiohttp.streams
 import pytest
 from yarl import URL
 
 from server.contract import body_reader
 from server.llm.aiohttp_internals import CompactResponse, env_proxy
 from server.llm.transport import UpstreamBody, pooled_http_client
+from server.short_queue import ShortQueue
 from tests.fakes.llm_upstreams import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.anyio
@@ -109,3 +115,55 @@ def test_env_proxy_is_aiohttps_lookup_from_the_environment(
     assert env_proxy(URL("https://ollama.svc.local/v1")) == (None, None)
     monkeypatch.delenv("HTTPS_PROXY")
     assert env_proxy(URL("https://api.openai.com/v1")) == (None, None)
+
+
+def _deque_methods(source: str, attribute: str) -> set[str]:
+    return set(re.findall(re.escape(attribute) + r"\.(\w+)\(", source))
+
+
+def test_aiohttp_keeps_the_three_queues_in_deques_used_as_short_queues() -> None:
+    """``compact_queues`` swaps these deques for lists with ``popleft``/``appendleft``:
+    aiohttp must still create them as deques and use no deque method a list lacks."""
+    streams = inspect.getsource(aiohttp.streams)
+    assert "self._buffer: collections.deque[bytes] = collections.deque()" in streams
+    assert "self._http_chunk_splits = collections.deque()" in streams
+    assert "self._buffer: collections.deque[tuple[_T, int]] = collections.deque()" in streams
+    assert _deque_methods(streams, "self._buffer") <= {"append", "appendleft", "popleft"}
+    assert _deque_methods(streams, "self._http_chunk_splits") <= {"append", "popleft"}
+    assert _deque_methods(streams, "chunk_splits") <= {"append", "popleft"}
+    protocol = inspect.getsource(aiohttp.client_proto)
+    assert _deque_methods(protocol, "self._buffer") <= {"append", "popleft"}
+    assert issubclass(aiohttp.client_proto.ResponseHandler, aiohttp.streams.DataQueue)
+
+
+async def test_a_streamed_response_holds_short_queues_and_reads_whole(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """Chunked bodies of many pieces, read as they come: every byte, in order, with the
+    short queues in place of the deques (and no deque made later)."""
+    words = [f"w{n} " for n in range(400)]
+    fake_openai.script(Reply(text=words), Reply(text=words, interval=0.001))
+    client = pooled_http_client(2)
+    try:
+        url = fake_openai.base_url + "/chat/completions"
+        for _ in range(2):
+            request = client.build_request("POST", url, json=STREAM)
+            body = body_reader(await client.send(request, stream=True))
+            assert isinstance(body, UpstreamBody)
+            response = body._response
+            assert type(response._protocol._buffer) is ShortQueue  # type: ignore[union-attr]
+            received = bytearray()
+            while piece := await body.read():
+                received += piece
+                content = response.content
+                assert type(content._buffer) is ShortQueue
+                assert type(content._http_chunk_splits) is ShortQueue
+            text = "".join(
+                json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                for line in received.decode().splitlines()
+                if line.startswith("data: {")
+            )
+            assert text == "".join(words)
+            await body.aclose()
+    finally:
+        await client.aclose()

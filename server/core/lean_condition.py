@@ -10,22 +10,11 @@ taking them with ``append`` and ``popleft``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tornado.locks import Condition
 
-__all__ = ["LeanCondition", "ShortQueue"]
+from server.short_queue import ShortQueue
 
-
-class ShortQueue(list[Any]):
-    """A list with a deque's ``popleft``, for the queues tornado keeps as deques that
-    hold a handful of items: a deque allocates a 64-slot block (0.74 KiB) from the start, a
-    list a few dozen bytes. ``popleft`` is linear in the length: only for short queues."""
-
-    __slots__ = ()
-
-    def popleft(self) -> Any:
-        return self.pop(0)
+__all__ = ["LeanCondition"]
 
 
 class LeanCondition(Condition):

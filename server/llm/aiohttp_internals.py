@@ -1,8 +1,9 @@
 """Where sluice reaches into aiohttp (and multidict) for memory and CPU, and nowhere else.
 
-Two tricks save memory for every open upstream stream and depend on aiohttp's internals: the
-names of the attributes its response sets, and that it keeps a request's headers for the life
-of the response. Either going stale costs memory, never correctness.
+Three tricks save memory for every open upstream stream and depend on aiohttp's internals:
+the names of the attributes its response sets; that it keeps a request's headers for the life
+of the response; and the three deques a streamed response keeps (:func:`compact_queues`).
+The first two going stale costs memory, never correctness.
 
 One saves CPU on every upstream request: the proxy the environment names for a host is looked
 up once (:func:`env_proxy`, aiohttp's own lookup from its ``helpers`` module) instead of on
@@ -23,7 +24,9 @@ import httpx2
 from multidict import istr
 from yarl import URL
 
-__all__ = ["CompactResponse", "aiohttp_headers", "env_proxy"]
+from server.short_queue import ShortQueue
+
+__all__ = ["CompactResponse", "aiohttp_headers", "compact_queues", "env_proxy"]
 
 
 def env_proxy(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
@@ -119,3 +122,29 @@ class CompactResponse(aiohttp.ClientResponse):
         for name in self._ATTRIBUTE_ORDER:
             object.__setattr__(self, name, getattr(cls, name, None))
         super().__init__(*args, **kwargs)
+
+
+def compact_queues(response: aiohttp.ClientResponse) -> None:
+    """Put short lists in place of the three deques (0.74 KiB each) a response keeps while
+    its body streams: the body's buffer of received pieces and its chunk boundaries
+    (``response.content``), and the connection's queue of responses (its protocol).
+
+    Each stays short: the provider reads whatever has arrived (``readany``) as soon as it
+    needs more, so the body's pieces and boundaries are only those of one socket read or a
+    few; aiohttp itself stops reading past ``_high_water_chunks`` boundaries; and a
+    connection carries one response at a time. Called when the headers are in, before the
+    body is read; what the deques already hold is kept, in order.
+    """
+    content = response.content
+    content._buffer = ShortQueue(content._buffer)  # type: ignore[assignment]
+    # Made by aiohttp at the first chunk of a chunked body unless it is already there; a
+    # body without chunks never uses it.
+    splits = content._http_chunk_splits
+    content._http_chunk_splits = ShortQueue(splits or ())  # type: ignore[assignment]
+    # The response's own reference: its connection is released (None) as soon as a body
+    # that came whole with the headers is read.
+    protocol = response._protocol
+    if protocol is not None:  # kept by the pool: its queue may be a short one already
+        queue: Any = protocol._buffer
+        if not isinstance(queue, ShortQueue):
+            protocol._buffer = ShortQueue(queue)  # type: ignore[assignment]

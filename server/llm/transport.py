@@ -25,7 +25,12 @@ from yarl import URL
 
 from server.contract import ProviderContext
 from server.contract.provider_support import BODY
-from server.llm.aiohttp_internals import CompactResponse, aiohttp_headers, env_proxy
+from server.llm.aiohttp_internals import (
+    CompactResponse,
+    aiohttp_headers,
+    compact_queues,
+    env_proxy,
+)
 
 __all__ = [
     "AiohttpTransport",
@@ -165,6 +170,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             )
         except aiohttp.ClientError as error:
             raise _as_httpx_error(error) from error
+        compact_queues(response)
         body = UpstreamBody(response)
         extensions: dict[str, object] = {"http_version": b"HTTP/1.1", BODY: body}
         if response.reason:

@@ -1,0 +1,29 @@
+"""A list that stands in for a library's ``collections.deque`` where the queue stays short.
+
+Tornado and aiohttp keep several per-connection queues as deques, and a deque allocates a
+64-slot block (0.74 KiB) from the start; a list holds the one or two items these queues
+hold in a few dozen bytes. Every open stream has one connection each side, so the handful
+of deques were ~3.7 KiB of each open stream's memory. ``popleft`` and ``appendleft`` are
+linear in the length: only for queues that stay short. The modules that put one in a
+library's place (``server/core/lean_condition.py``, ``server/http/tornado_internals.py``,
+``server/llm/aiohttp_internals.py``) each say why theirs stays short, and their tests fail
+if the library starts using a deque method this lacks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ShortQueue"]
+
+
+class ShortQueue(list[Any]):
+    """A list with a deque's ``popleft`` and ``appendleft``."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
