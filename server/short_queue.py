@@ -2,8 +2,8 @@
 
 Tornado and aiohttp keep several per-connection queues as deques, and a deque allocates a
 64-slot block (0.74 KiB) from the start; a list holds the one or two items these queues
-hold in a few dozen bytes. Every open stream has one connection each side, so the handful
-of deques were ~3.7 KiB of each open stream's memory. ``popleft`` and ``appendleft`` are
+hold in a few dozen bytes. Every open stream has a connection on each side and a log its
+readers wait on: four such deques, ~3 KiB of each open stream's memory. ``popleft`` is
 linear in the length: only for queues that stay short. The modules that put one in a
 library's place (``server/core/lean_condition.py``, ``server/http/tornado_internals.py``,
 ``server/llm/aiohttp_internals.py``) each say why theirs stays short, and their tests fail
@@ -18,12 +18,9 @@ __all__ = ["ShortQueue"]
 
 
 class ShortQueue(list[Any]):
-    """A list with a deque's ``popleft`` and ``appendleft``."""
+    """A list with a deque's ``popleft``."""
 
     __slots__ = ()
 
     def popleft(self) -> Any:
         return self.pop(0)
-
-    def appendleft(self, item: Any) -> None:
-        self.insert(0, item)

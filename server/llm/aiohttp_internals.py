@@ -2,8 +2,8 @@
 
 Three tricks save memory for every open upstream stream and depend on aiohttp's internals:
 the names of the attributes its response sets; that it keeps a request's headers for the life
-of the response; and the three deques a streamed response keeps (:func:`compact_queues`).
-The first two going stale costs memory, never correctness.
+of the response; and the deque in which a connection queues its responses
+(:func:`compact_queues`). The first two going stale costs memory, never correctness.
 
 One saves CPU on every upstream request: the proxy the environment names for a host is looked
 up once (:func:`env_proxy`, aiohttp's own lookup from its ``helpers`` module) instead of on
@@ -125,22 +125,13 @@ class CompactResponse(aiohttp.ClientResponse):
 
 
 def compact_queues(response: aiohttp.ClientResponse) -> None:
-    """Put short lists in place of the three deques (0.74 KiB each) a response keeps while
-    its body streams: the body's buffer of received pieces and its chunk boundaries
-    (``response.content``), and the connection's queue of responses (its protocol).
+    """Put a short list in place of the deque (0.74 KiB) in which a connection queues its
+    responses (the protocol's ``_buffer``): a connection carries one response at a time.
 
-    Each stays short: the provider reads whatever has arrived (``readany``) as soon as it
-    needs more, so the body's pieces and boundaries are only those of one socket read or a
-    few; aiohttp itself stops reading past ``_high_water_chunks`` boundaries; and a
-    connection carries one response at a time. Called when the headers are in, before the
-    body is read; what the deques already hold is kept, in order.
+    The response's body keeps two more deques (its pieces and chunk boundaries) that are
+    left alone: under a burst they hold one entry per HTTP chunk of a socket read, hundreds,
+    and a list's ``popleft`` would make reading them quadratic.
     """
-    content = response.content
-    content._buffer = ShortQueue(content._buffer)  # type: ignore[assignment]
-    # Made by aiohttp at the first chunk of a chunked body unless it is already there; a
-    # body without chunks never uses it.
-    splits = content._http_chunk_splits
-    content._http_chunk_splits = ShortQueue(splits or ())  # type: ignore[assignment]
     # The response's own reference: its connection is released (None) as soon as a body
     # that came whole with the headers is read.
     protocol = response._protocol
