@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from server.stores.migrations import HEAD_REVISION
 from server.stores.schema import ADVISORY_LOCK_KEY, head_revision, sqlite_revision
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer
@@ -138,3 +139,37 @@ def test_two_processes_upgrading_one_sqlite_file_at_once(tmp_path: Path) -> None
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
     assert sqlite_revision(path) == head_revision()
+
+
+def test_the_head_revision_named_in_code_is_alembics() -> None:
+    """A new migration must move ``HEAD_REVISION`` too, or files at the old head would be
+    taken as current and never upgraded."""
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_current_sqlite_file_opens_without_loading_alembic(tmp_path: Path) -> None:
+    """Alembic and SQLAlchemy are ~30 MiB of a server's memory for its whole life once
+    imported: only a file that needs upgrading loads them; a file from before versions
+    existed is still upgraded."""
+    code = (
+        "import sys; from pathlib import Path;"
+        " from server.stores.sqlite import SQLiteSessionStore;"
+        " SQLiteSessionStore(Path(sys.argv[1]));"
+        " print('alembic' in sys.modules, 'sqlalchemy' in sys.modules)"
+    )
+
+    def open_store(path: Path) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, timeout=120
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.decode().strip()
+
+    new = tmp_path / "new.sqlite3"
+    assert open_store(new) == "True True"  # created: upgraded to the head
+    assert open_store(new) == "False False"  # current: opened with sqlite3 alone
+    old = tmp_path / "v0.sqlite3"
+    old.write_bytes((ROOT / "tests/data/history-v0.sqlite").read_bytes())
+    assert sqlite_revision(old) is None
+    assert open_store(old) == "True True"
+    assert sqlite_revision(old) == HEAD_REVISION

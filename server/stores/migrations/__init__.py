@@ -5,4 +5,9 @@ one's; it must run on SQLite and PostgreSQL alike (``server.stores.schema`` appl
 start-up, and the shared store tests run both). Generate the skeleton with::
 
     .venv/bin/alembic -c server/stores/migrations/alembic.ini revision -m "what changes"
+
+and set :data:`HEAD_REVISION` to its id (``tests/test_schema.py`` fails until you do).
 """
+
+HEAD_REVISION = "0002"
+"""The newest revision's id: a SQLite file already at it opens without loading Alembic."""
