@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from server.stores.schema import head_revision, sqlite_revision
+from server.stores.schema import head_revision
+from server.stores.sqlite import sqlite_revision
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer
 from tests.support.server import ROOT, base_env

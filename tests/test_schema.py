@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 
 from server.stores.migrations import HEAD_REVISION
-from server.stores.schema import ADVISORY_LOCK_KEY, head_revision, sqlite_revision
+from server.stores.schema import ADVISORY_LOCK_KEY, head_revision
+from server.stores.sqlite import sqlite_revision
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer
 from tests.support.server import ROOT, RunningServer, base_env

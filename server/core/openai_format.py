@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from server.core.sse import encode_data
+from server.core.sse import CHUNK_HEAD, CHUNK_TAIL, encode_data
 
 
 def _dumps(value: Any) -> str:
@@ -44,11 +44,9 @@ __all__ = [
 
 DONE = b"data: [DONE]\n\n"
 
-# What precedes a chunk event's content in sluice's frame: ``encode_event`` writes
-# ``id: <n>\nevent: chunk\ndata: `` and ``Chunk.as_dict`` puts ``type`` before ``content``,
-# with compact separators. tests/test_openai_format.py fails if either changes.
-_CHUNK_MARK = b'\nevent: chunk\ndata: {"type":"chunk","content":'
-_CHUNK_END = b"}\n\n"
+# What surrounds a chunk event's content in sluice's frame (written by ``encode_chunk``).
+_CHUNK_MARK = CHUNK_HEAD.encode()
+_CHUNK_END = CHUNK_TAIL.encode()
 # "id: " and up to 20 digits come before the mark.
 _CHUNK_SEARCH = 24 + len(_CHUNK_MARK)
 _EVENT = b"\nevent: "

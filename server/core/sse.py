@@ -15,6 +15,8 @@ from typing import Any
 from server.core.json_internals import dumps, string_literal
 
 __all__ = [
+    "CHUNK_HEAD",
+    "CHUNK_TAIL",
     "comment",
     "encode_chunk",
     "encode_data",
@@ -57,7 +59,10 @@ def encode_event(event_id: int, event: str, data: dict[str, Any]) -> bytes:
     return f"id: {event_id}\nevent: {event}\ndata: {encode_data(data)}\n\n".encode()
 
 
-_CHUNK_HEAD = 'event: chunk\ndata: {"type":"chunk","content":'
+CHUNK_HEAD = '\nevent: chunk\ndata: {"type":"chunk","content":'
+"""What comes between a chunk frame's id and its content's JSON string literal."""
+CHUNK_TAIL = "}\n\n"
+"""What follows the literal: a chunk frame is ``id: <n>`` + head + literal + tail."""
 
 
 def encode_chunk(event_id: int, content: str) -> bytes:
@@ -65,7 +70,7 @@ def encode_chunk(event_id: int, content: str) -> bytes:
     without building and encoding an object: nearly every frame is a chunk, and only its
     content varies."""
     literal = _escape_splitters(string_literal(content))
-    return f"id: {event_id}\n{_CHUNK_HEAD}{literal}}}\n\n".encode()
+    return f"id: {event_id}{CHUNK_HEAD}{literal}{CHUNK_TAIL}".encode()
 
 
 def retry_field(milliseconds: int) -> bytes:

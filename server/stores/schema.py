@@ -18,7 +18,6 @@ from typing import Any
 import asyncpg
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection
@@ -28,7 +27,6 @@ from sqlalchemy.pool import NullPool
 __all__ = [
     "ADVISORY_LOCK_KEY",
     "head_revision",
-    "sqlite_revision",
     "upgrade_postgres",
     "upgrade_sqlite",
 ]
@@ -48,10 +46,6 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
-
-
-def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
 
 
 def _upgrade(connection: Connection) -> None:
@@ -110,13 +104,3 @@ async def upgrade_postgres(dsn: str, *, timeout: float) -> None:
             await connection.run_sync(_upgrade)
     finally:
         await engine.dispose()
-
-
-def sqlite_revision(path: Path) -> str | None:
-    """The revision a SQLite file is at (None: none yet, e.g. written before versions)."""
-    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
-    try:
-        with engine.connect() as connection:
-            return current_revision(connection)
-    finally:
-        engine.dispose()

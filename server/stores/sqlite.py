@@ -31,7 +31,7 @@ from server.contract.stores import (
 from server.stores.migrations import HEAD_REVISION
 from server.stores.rows import FACT_COLUMNS, MESSAGE_COLUMNS, fact_values, message_from_row
 
-__all__ = ["SQLiteSessionStore"]
+__all__ = ["SQLiteSessionStore", "sqlite_revision"]
 
 _SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
 _INSERT_MESSAGE = (
@@ -47,7 +47,7 @@ _UPDATE_WITH_FACTS = (
 )
 
 
-def _revision(path: Path) -> str | None:
+def sqlite_revision(path: Path) -> str | None:
     """The schema revision of the file at ``path``, read with ``sqlite3`` alone; None when
     there is no file, or no revision in it (new, or written before versions existed)."""
     if not path.exists():
@@ -68,7 +68,7 @@ class SQLiteSessionStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        if _revision(path) != HEAD_REVISION:
+        if sqlite_revision(path) != HEAD_REVISION:
             from server.stores.schema import upgrade_sqlite  # Alembic: only when needed
 
             upgrade_sqlite(path)
