@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,29 @@ def test_every_contract_name_has_a_docstring() -> None:
             if not doc or doc.startswith(f"{name}("):
                 undocumented.append(name)
     assert undocumented == []
+
+
+def test_a_stage_whose_shutdown_never_returns_does_not_keep_the_server_running(
+    tmp_path: Path, start_server: StartServer
+) -> None:
+    """SIGTERM drains and exits 0 even when a plugin's ``shutdown`` hangs: the step is
+    given up after a bound and named in the log."""
+    source = (
+        "import asyncio\n"
+        "from server import Stage\n"
+        "class Stuck(Stage):\n"
+        "    async def run(self, turn):\n"
+        "        return\n"
+        "        yield\n"
+        "    async def shutdown(self):\n"
+        "        await asyncio.Event().wait()\n"
+    )
+    site = make_plugin_package(tmp_path, "stuck_stage", source, {"stuck": "stuck_stage:Stuck"})
+    server = start_server(
+        {"PYTHONPATH": str(site), "SLUICE_PIPELINE__STAGES": "stuck,rate_limit,session,llm"}
+    )
+    status, _, _ = json_request(server.url, "GET", "/readyz")
+    assert status == 200
+    assert server.stop(signal.SIGTERM, timeout=30) == 0
+    output = server.output()
+    assert '"step": "stage stuck"' in output and '"event": "stopped"' in output

@@ -9,7 +9,7 @@ import os
 import resource
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 import structlog
 from tornado.netutil import bind_sockets
@@ -179,13 +179,25 @@ async def serve(
         await asyncio.wait_for(server.close_all_connections(), timeout=5)
     except TimeoutError:
         log.warning("connections_left_open")
+    # Each release is bounded: a platform kills a process that outlives its grace period,
+    # and one that hangs here would never exit on its own. A step that overruns is named.
     for stage in state.stages:
-        await stage.shutdown()
-    await state.chain.aclose()
-    await state.logs.close()  # sends what is left of the drained turns' logs
-    await registry.close()
-    await state.sessions.close()
+        await _released(f"stage {stage.name}", stage.shutdown())
+    await _released("llm chain", state.chain.aclose())
+    await _released("stream logs", state.logs.close())  # what is left of drained turns' logs
+    await _released("shared stores", registry.close())
+    await _released("history", state.sessions.close())
     log.info("stopped")
+
+
+_RELEASE_SECONDS = 5.0
+
+
+async def _released(what: str, closing: Awaitable[None]) -> None:
+    try:
+        await asyncio.wait_for(closing, timeout=_RELEASE_SECONDS)
+    except TimeoutError:
+        log.warning("shutdown_step_timed_out", step=what, seconds=_RELEASE_SECONDS)
 
 
 def _watch_supervisor(
