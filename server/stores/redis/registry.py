@@ -196,7 +196,7 @@ class RedisTurnRegistry:
                 await asyncio.sleep(1.0)  # the keys are polled meanwhile
             finally:
                 with contextlib.suppress(*DOWN):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
