@@ -180,10 +180,12 @@ def test_a_slow_tool_times_out_and_is_stopped() -> None:
 
 def test_the_turns_cancellation_ends_a_running_call() -> None:
     stopped = []
+    started = asyncio.Event()
 
     @tool
     async def slow(ctx: ToolContext) -> str:
         """Sleeps."""
+        started.set()
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
@@ -198,7 +200,7 @@ def test_the_turns_cancellation_ends_a_running_call() -> None:
                 slow, ToolCall("c", "slow", {}), context, timeout=30, max_result_chars=100
             )
         )
-        await asyncio.sleep(0)  # let the tool start
+        await started.wait()
         context.cancelled.set()
         return await asyncio.wait_for(running, 1.0)
 
@@ -208,10 +210,12 @@ def test_the_turns_cancellation_ends_a_running_call() -> None:
 
 def test_the_callers_own_cancellation_stops_the_tool_and_propagates() -> None:
     stopped = []
+    started = asyncio.Event()
 
     @tool
     async def slow() -> str:
         """Sleeps."""
+        started.set()
         try:
             await asyncio.sleep(60)
         finally:
@@ -228,7 +232,7 @@ def test_the_callers_own_cancellation_stops_the_tool_and_propagates() -> None:
                 max_result_chars=100,
             )
         )
-        await asyncio.sleep(0.01)
+        await started.wait()
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
