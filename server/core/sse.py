@@ -36,9 +36,10 @@ def encode_data(data: dict[str, Any]) -> str:
 def _escape_splitters(text: str) -> str:
     """Escape the characters some line splitters end a line at (U+0085, U+2028, U+2029).
 
-    Three ``str.replace`` calls, not ``str.translate``: translate looks every character up
-    in a dict, 31 µs on a 440-character answer where the replaces took 1.5 µs
-    (``python -m bench.json_frames``, the "complete" row)."""
+    Three ``str.replace`` calls, not ``str.translate``, which looks every character up in a
+    dict: on a 440-character answer holding eight U+2028 (the ``complete`` frame of
+    ``bench/json_frames.py``), ``python -m timeit`` gave 119 µs for ``t.translate(m)`` and
+    5.1 µs for the three replaces (best of 5, while other jobs ran)."""
     if "\x85" in text or "\u2028" in text or "\u2029" in text:
         return (
             text.replace("\x85", "\\u0085")
