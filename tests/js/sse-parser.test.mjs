@@ -224,3 +224,16 @@ test("comments carry no event and count as heartbeats", () => {
   assert.deepEqual(p.push(": ping\n\n: ping\n"), []);
   assert.equal(p.comments, 2);
 });
+
+test("U+2028, U+2029 and U+0085 inside data are data, not line ends", () => {
+  // The server escapes them inside its JSON; a raw one (another server, a
+  // proxy that decodes) must still not cut the frame in two.
+  const events = parseAllSplits("id: 1\ndata: a\u2028b\u2029c\u0085d\n\n");
+  assert.deepEqual(events, [{ type: "message", data: "a\u2028b\u2029c\u0085d", lastEventId: "1" }]);
+});
+
+test("\": ping\" comments are counted as heartbeats, padding comments are not", () => {
+  const p = new EventStreamParser();
+  assert.deepEqual(p.push(`: ping\n\n:${" ".repeat(64)}\n\n:ping\n\n`), []);
+  assert.deepEqual([p.comments, p.pings], [3, 2]);
+});
