@@ -15,9 +15,9 @@ import aiohttp.streams
 import pytest
 from yarl import URL
 
-from server.contract import body_reader
 from server.llm.aiohttp_internals import CompactResponse, env_proxy
 from server.llm.transport import UpstreamBody, pooled_http_client
+from server.provider_kit import body_reader
 from server.short_queue import ShortQueue
 from tests.fakes.llm_upstreams import FakeOpenAI, Reply
 

@@ -14,10 +14,10 @@ machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) 
   :class:`AnswerResult`, :class:`AnswerError`).
 * Providers: :class:`Provider`, :class:`ProviderOptions`, :class:`ProviderContext`,
   :class:`ProviderStream`, :class:`GenerationParams`, :class:`Completion`, :class:`Usage`,
-  :class:`Message`,
-  :class:`ProviderError`, :class:`FailureKind`, and the HTTP helpers :func:`body_reader`,
-  :class:`BodyReader`, :class:`JSONFrameStream`, :class:`SSEFrames`,
-  :func:`retry_after_from_headers`, :func:`transport_error`, :func:`redact`.
+  :class:`Message`, :class:`ProviderError`, :class:`FailureKind`.
+
+Types and protocols only: the helpers for providers that read an HTTP upstream are the
+provider kit, :mod:`server.provider_kit` (also re-exported by ``server``).
 """
 
 from server.contract.answers import Answer, AnswerError, AnswerResult, AnswerService
@@ -37,15 +37,6 @@ from server.contract.events import (
     error,
     event_from_dict,
     status,
-)
-from server.contract.provider_support import (
-    BodyReader,
-    JSONFrameStream,
-    SSEFrames,
-    body_reader,
-    redact,
-    retry_after_from_headers,
-    transport_error,
 )
 from server.contract.providers import (
     Completion,
@@ -82,7 +73,6 @@ __all__ = [
     "AnswerService",
     "AnyStage",
     "ArchivedSession",
-    "BodyReader",
     "Chunk",
     "Complete",
     "Completion",
@@ -93,7 +83,6 @@ __all__ = [
     "EventBase",
     "FailureKind",
     "GenerationParams",
-    "JSONFrameStream",
     "Message",
     "Provider",
     "ProviderContext",
@@ -103,7 +92,6 @@ __all__ = [
     "RateLimitStore",
     "RateLimiter",
     "Rest",
-    "SSEFrames",
     "Services",
     "SessionExists",
     "SessionRecord",
@@ -117,14 +105,10 @@ __all__ = [
     "Turn",
     "Usage",
     "WrapperStage",
-    "body_reader",
     "chunk",
     "complete",
     "context",
     "error",
     "event_from_dict",
-    "redact",
-    "retry_after_from_headers",
     "status",
-    "transport_error",
 ]
