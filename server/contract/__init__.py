@@ -5,7 +5,7 @@ import ...`` is the short form). It depends on no part of the server's machinery
 machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) depends on it.
 
 * Stages: :class:`Stage`, :class:`WrapperStage`, :class:`TextFilter`, :data:`Rest`,
-  :class:`StageOptions`, :class:`Turn`.
+  :class:`StageOptions`, :class:`Turn`, :class:`LostTurn`.
 * Events, as immutable values: :class:`Status`, :class:`Context`, :class:`Chunk`,
   :class:`Complete`, :class:`Error`, their constructors :func:`status`, :func:`context`,
   :func:`chunk`, :func:`complete`, :func:`error`, and the codes :class:`ErrorCode`.
@@ -50,7 +50,16 @@ from server.contract.providers import (
     ProviderStream,
     Usage,
 )
-from server.contract.stages import AnyStage, Rest, Services, Stage, StageOptions, Turn, WrapperStage
+from server.contract.stages import (
+    AnyStage,
+    LostTurn,
+    Rest,
+    Services,
+    Stage,
+    StageOptions,
+    Turn,
+    WrapperStage,
+)
 from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
@@ -83,6 +92,7 @@ __all__ = [
     "EventBase",
     "FailureKind",
     "GenerationParams",
+    "LostTurn",
     "Message",
     "Provider",
     "ProviderContext",

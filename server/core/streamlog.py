@@ -14,7 +14,6 @@ readers (``server/stores/redis/streamlog.py``). Readers see the same shape eithe
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -22,7 +21,7 @@ from server.contract import TERMINAL_TYPES, Chunk, Event, Turn
 from server.contract.events import event_from_dict
 from server.core.lean_condition import LeanCondition
 from server.core.shared_frames import shared_frame
-from server.core.sse import encode_chunk, encode_event
+from server.core.sse import decode_frame, encode_chunk, encode_event
 
 __all__ = [
     "LogEntry",
@@ -30,7 +29,6 @@ __all__ = [
     "MemoryStreamLogStore",
     "StreamLog",
     "StreamLogStore",
-    "decode_frame",
 ]
 
 
@@ -50,12 +48,6 @@ class LogEntry(NamedTuple):
 
 class LogFull(Exception):
     """The turn produced more events than ``stream.max_log_events`` allows."""
-
-
-def decode_frame(frame: bytes) -> dict[str, Any]:
-    """The JSON object a frame carries (its ``data:`` line)."""
-    data: dict[str, Any] = json.loads(frame[frame.index(b"\ndata: ") + 7 :])
-    return data
 
 
 # Called with the log and the new frame after every append (the Redis writer's queue).
