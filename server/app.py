@@ -19,12 +19,12 @@ from server.core.runner import TurnRunner
 from server.core.streamlog import MemoryStreamLogStore, StreamLogStore
 from server.http.app import make_app
 from server.http.identity import TokenAuthenticator, load_or_create_secret
+from server.http.state import ServerState
 from server.llm.chain import LLMChain
 from server.llm.transport import provider_context
 from server.observability.metrics import PrometheusTelemetry
 from server.observability.telemetry import Telemetry
 from server.registry import load_providers, load_stages
-from server.state import ServerState
 from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter

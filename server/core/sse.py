@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from server.core.json_internals import dumps, string_literal
+from server.internals.json_internals import dumps, string_literal
 
 __all__ = [
     "CHUNK_HEAD",

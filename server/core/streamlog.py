@@ -19,9 +19,9 @@ from typing import Any, NamedTuple, Protocol
 
 from server.contract import TERMINAL_TYPES, Chunk, Event, Turn
 from server.contract.events import event_from_dict
-from server.core.lean_condition import LeanCondition
 from server.core.shared_frames import shared_frame
 from server.core.sse import decode_frame, encode_chunk, encode_event
+from server.internals.lean_condition import LeanCondition
 
 __all__ = [
     "LogEntry",
@@ -64,7 +64,7 @@ class StreamLog:
     is, and thousands of them kept for ``log_ttl_seconds`` made every full collection walk
     them all (78 ms pauses at 250 streams).
 
-    Readers wait on one condition (tornado's, see :mod:`server.core.lean_condition`), made
+    Readers wait on one condition (tornado's, see :mod:`server.internals.lean_condition`), made
     when the first reader waits:
     every append wakes them all, and so does :meth:`wake` (a reader's heartbeat or its client
     leaving; the others find nothing new and wait again).

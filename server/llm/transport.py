@@ -24,7 +24,7 @@ import httpx2
 from yarl import URL
 
 from server.contract import ProviderContext
-from server.llm.aiohttp_internals import (
+from server.internals.aiohttp_internals import (
     CompactResponse,
     aiohttp_headers,
     compact_queues,
