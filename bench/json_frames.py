@@ -6,7 +6,7 @@ Each round encodes the same frames both ways and reports nanoseconds per frame; 
 the median of the rounds and orjson's time as a ratio of ours (below 1: orjson is faster).
 
 * ours: ``server.core.sse.encode_chunk`` and ``encode_event``, which run on
-  ``server/core/json_internals.py`` (one C encoder made once, ``encode_basestring`` for a
+  ``server/internals/json_internals.py`` (one C encoder made once, ``encode_basestring`` for a
   chunk's text) and then escape U+0085, U+2028 and U+2029, which the contract requires;
 * orjson: the same frame built around ``orjson.dumps`` (bytes), with the same escapes as a
   post-pass on the UTF-8 bytes, since orjson writes those three characters raw.

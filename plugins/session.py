@@ -17,6 +17,9 @@ What is saved is what was handed on towards the client: a chunk counts once the 
 asks for the next event, so an event the stream log could not take (an overflowing log) is
 not in history either.
 
+A turn whose process died mid-answer is kept by the instance that finds it (shared stores):
+the same rules (``turn_lost``), with what the stream log says its client was sent.
+
 History that cannot be reached (a shared database down) ends the turn before any model is
 asked, with a retryable error: an answer the server could not keep would be lost history.
 
@@ -45,6 +48,7 @@ from server import (
     Error,
     ErrorCode,
     Event,
+    LostTurn,
     Message,
     Rest,
     SessionStore,
@@ -225,8 +229,7 @@ class SessionStage(WrapperStage):
         ``wrap``'s frame, for as long as the answer streams."""
         store = self.services.sessions
         session_id = turn.session_id or "s_" + secrets.token_urlsafe(9)
-        title = " ".join(turn.message.split())[: self.options.title_chars]
-        record = await store.open_session(turn.user_id, session_id, title)
+        record = await store.open_session(turn.user_id, session_id, self._title(turn.message))
         turn.session_id = record.session_id
         turn.memory = dict(record.memory)
         earlier = await store.messages(turn.user_id, session_id)
@@ -254,7 +257,7 @@ class SessionStage(WrapperStage):
         elif isinstance(terminal, Error) and terminal.code in _NO_ANSWER:
             return  # no model was asked: there is no answer to record
         else:
-            status = "incomplete" if answer else "error"
+            status = _cut_short(answer)
         facts = _facts(turn, terminal, draft.first_text)
         # Only what this turn changed: a turn of the same session in another tab that
         # learnt something else meanwhile keeps it.
@@ -268,8 +271,43 @@ class SessionStage(WrapperStage):
             # The client has the answer already; the history lacks it. Say so in the log.
             log.warning("answer_not_saved", reason=failure.reason, status=status)
 
+    def _title(self, message: str) -> str:
+        return " ".join(message.split())[: self.options.title_chars]
+
+    async def turn_lost(self, lost: LostTurn) -> None:
+        """The turn's process died: keep the user's message, if it had not been saved yet,
+        and the answer as far as its client was sent it, marked as cut short. The answer was
+        being saved as it streamed, up to one save interval behind: that draft is brought up
+        to what was sent rather than a second answer added."""
+        store = self.services.sessions
+        user_id, session_id = lost.user_id, lost.session_id
+        await store.open_session(user_id, session_id, self._title(lost.message))
+        stored = await store.messages(user_id, session_id)
+        question = next(
+            (m for m in reversed(stored) if m.role == "user" and m.content == lost.message), None
+        )
+        if question is None:
+            asked = await store.add_message(user_id, session_id, "user", lost.message, "complete")
+        else:
+            asked = question.id
+        status = _cut_short(lost.partial)
+        draft = next(
+            (m for m in reversed(stored) if m.role == "assistant" and m.reply_to == asked), None
+        )
+        if draft is None:
+            await store.add_message(
+                user_id, session_id, "assistant", lost.partial, status, reply_to=asked
+            )
+        elif draft.status == "incomplete" and len(lost.partial) >= len(draft.content):
+            await store.update_message(user_id, session_id, draft.id, lost.partial, status)
+
 
 _ABSENT = object()
+
+
+def _cut_short(answer: str) -> str:
+    """The status of an answer that did not complete: ``error`` when it has no text."""
+    return "incomplete" if answer else "error"
 
 
 def _facts(turn: Turn, terminal: Event | None, first_text: float | None) -> AnswerFacts:

@@ -12,20 +12,19 @@ from collections.abc import Mapping
 import structlog
 
 from server.config import ConfigError, Settings
-from server.contract import ProviderContext, RateLimitStore, Services
+from server.contract import AnyStage, LostTurn, ProviderContext, RateLimitStore, Services
 from server.core.coordination import MemoryTurnRegistry, TurnRegistry
-from server.core.lost_turns import LostTurn, save_lost_turn
 from server.core.pipeline import Pipeline
 from server.core.runner import TurnRunner
 from server.core.streamlog import MemoryStreamLogStore, StreamLogStore
 from server.http.app import make_app
 from server.http.identity import TokenAuthenticator, load_or_create_secret
+from server.http.state import ServerState
 from server.llm.chain import LLMChain
 from server.llm.transport import provider_context
 from server.observability.metrics import PrometheusTelemetry
 from server.observability.telemetry import Telemetry
 from server.registry import load_providers, load_stages
-from server.state import ServerState
 from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
@@ -91,15 +90,7 @@ def build_state(
         logs = RedisStreamLogStore(
             redis, ttl_seconds=stream.log_ttl_seconds, max_events=stream.max_log_events
         )
-        redis_registry = RedisTurnRegistry(redis)
-        if "session" in settings.pipeline.stages:
-            title_chars = int(settings.stage_options("session").get("title_chars", 60))
-
-            async def save(lost: LostTurn) -> None:
-                await save_lost_turn(sessions, lost, title_chars=title_chars)
-
-            redis_registry.on_lost(save)
-        registry = redis_registry
+        registry = RedisTurnRegistry(redis)
     else:
         rate_limit_store = MemoryRateLimitStore()
         logs = MemoryStreamLogStore(
@@ -116,6 +107,10 @@ def build_state(
         llm=chain,
     )
     stages = load_stages(settings, services)
+    if isinstance(registry, RedisTurnRegistry):
+        # What a turn whose producer died keeps is its stages' to say (the session stage's
+        # history rules), in whichever process finds it.
+        registry.on_lost(lambda lost: _turn_lost(stages, lost))
     runner = TurnRunner(
         Pipeline(stages, telemetry=telemetry),
         logs,
@@ -137,3 +132,8 @@ def build_state(
         stages=stages,
         telemetry=telemetry,
     )
+
+
+async def _turn_lost(stages: list[AnyStage], lost: LostTurn) -> None:
+    for stage in stages:
+        await stage.turn_lost(lost)

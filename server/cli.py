@@ -9,8 +9,6 @@ SQLite file in the data directory).
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
 
 from server.config import ConfigError, Settings, load_settings
@@ -19,48 +17,13 @@ __all__ = ["main"]
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import structlog
-
-    from server.app import build_state
-    from server.commands.serve import StartupError, bind, serve
-    from server.observability.logging import configure_logging
-    from server.workers import run_workers, worker_count
+    from server.commands.serve import run
 
     if args.host:
         settings.server.host = args.host
     if args.port is not None:
         settings.server.port = args.port
-    configure_logging(settings.log)
-    workers, warning = worker_count(settings, os.environ)
-    if warning is not None:
-        structlog.get_logger("sluice").warning("web_concurrency_ignored", reason=warning)
-    if workers == 1:
-        state = build_state(settings)
-        try:
-            asyncio.run(serve(state))
-        except StartupError as error:  # a port in use: one line, not a traceback
-            print(f"sluice: {error}", file=sys.stderr)
-            return 2
-        return 0
-    # Bound once here, before the fork: every worker accepts from the same socket (and a
-    # port of 0 means the same free port for all of them).
-    try:
-        sockets = bind(settings.server.host, settings.server.port)
-    except StartupError as error:
-        print(f"sluice: {error}", file=sys.stderr)
-        return 2
-    supervisor = os.getpid()
-
-    def worker(index: int) -> int:
-        try:
-            state = build_state(settings)
-        except ConfigError as error:
-            print(f"sluice: {error}", file=sys.stderr)
-            return 2
-        asyncio.run(serve(state, sockets, worker=index, supervisor=supervisor))
-        return 0
-
-    return run_workers(workers, worker)
+    return run(settings)
 
 
 def _plugins(settings: Settings, args: argparse.Namespace) -> int:

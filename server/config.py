@@ -74,7 +74,7 @@ def _split_list(value: Any) -> Any:
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    # 0: $WEB_CONCURRENCY with shared stores, else 1 (server/workers.py).
+    # 0: $WEB_CONCURRENCY with shared stores, else 1 (server/commands/serve.py).
     workers: int = Field(0, ge=0)
     data_dir: str = "./data"
     trust_proxy: bool = False

@@ -225,6 +225,7 @@ def _build(
             f"plugin error: provider {instance.type!r} from {_package(point)} ({point.value})"
             " must be a class with an Options model and the methods of server.Provider"
         )
+    _check_provider_methods(instance.type, point, cls)
     try:
         options = options_class.model_validate(instance.options)
     except ValidationError as error:
@@ -232,6 +233,24 @@ def _build(
     provider: Provider = cls(options, make_context(instance.name))
     provider.name = instance.name
     return provider
+
+
+def _check_provider_methods(kind: str, point: EntryPoint, cls: Any) -> None:
+    """Refuse at start-up a provider whose ``stream`` or ``complete`` cannot be given the
+    client's sampling parameters, rather than fail the first turn that sets one."""
+    for method in ("stream", "complete"):
+        try:
+            parameters = inspect.signature(getattr(cls, method)).parameters.values()
+        except (AttributeError, TypeError, ValueError):
+            parameters = None
+        if parameters is None or not any(
+            p.name == "params" or p.kind is p.VAR_KEYWORD for p in parameters
+        ):
+            raise ConfigError(
+                f"plugin error: provider {kind!r} from {_package(point)} ({point.value}):"
+                f" {method} must take (self, messages, *, max_output_tokens, timeout,"
+                " params=None), as server.Provider says"
+            )
 
 
 def _tools_of(name: str, point: EntryPoint) -> list[Tool]:

@@ -1,4 +1,4 @@
-"""aiohttp's internals that sluice relies on for memory (server/llm/aiohttp_internals.py):
+"""aiohttp's internals that sluice relies on for memory (server/internals/aiohttp_internals.py):
 these tests fail when aiohttp changes under them."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import aiohttp.streams
 import pytest
 from yarl import URL
 
-from server.contract import body_reader
-from server.llm.aiohttp_internals import CompactResponse, env_proxy
+from server.internals.aiohttp_internals import CompactResponse, env_proxy
+from server.internals.short_queue import ShortQueue
 from server.llm.transport import UpstreamBody, pooled_http_client
-from server.short_queue import ShortQueue
+from server.provider_kit import body_reader
 from tests.fakes.llm_upstreams import FakeOpenAI, Reply
 
 pytestmark = pytest.mark.anyio

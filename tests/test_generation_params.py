@@ -1,68 +1,19 @@
 """Generation parameters through the answer service (server/llm/chain.py): the client's
-token limit lowers the configured one, parameters reach the provider that answers, and a
-provider written before parameters existed still answers turns without them, and is skipped
-(never silently used) for turns with them."""
+token limit lowers the configured one, and parameters reach the provider that answers."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
-from server.contract import (
-    AnswerError,
-    Completion,
-    GenerationParams,
-    Message,
-    ProviderOptions,
-    Usage,
-)
+from server.contract import GenerationParams, Message
 from server.llm.chain import LLMChain
 from server.testing import ScriptedProvider
 
 PROMPT = [Message("user", "hi")]
 PARAMS = GenerationParams(temperature=0.1, top_p=0.2, stop=("x",), max_output_tokens=5)
-
-
-class _LegacyStream:
-    usage: Usage | None = None
-    finish_reason: str | None = "stop"
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._words()
-
-    async def _words(self) -> AsyncIterator[str]:
-        yield "old "
-        yield "style"
-
-    async def aclose(self) -> None:
-        return None
-
-
-class LegacyProvider:
-    """A provider whose methods know nothing of ``params``."""
-
-    name = "legacy"
-    model = "legacy-1"
-    Options: ClassVar[type[ProviderOptions]] = ProviderOptions
-
-    def missing_configuration(self) -> str | None:
-        return None
-
-    def stream(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
-    ) -> _LegacyStream:
-        return _LegacyStream()
-
-    async def complete(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
-    ) -> Completion:
-        return Completion("old style")
-
-    async def aclose(self) -> None:
-        return None
 
 
 def chain(*providers: Any) -> LLMChain:
@@ -102,17 +53,6 @@ async def test_the_clients_limit_lowers_the_configured_one_only() -> None:
     for limit in (5, 500, None):
         await text(chain(provider), params=GenerationParams(max_output_tokens=limit))
     assert seen == [5, 64, 64]
-
-
-@pytest.mark.anyio
-async def test_a_provider_without_params_answers_plain_turns_and_is_skipped_otherwise() -> None:
-    legacy = LegacyProvider()
-    assert await text(chain(legacy)) == "old style"
-    scripted = ScriptedProvider(["new"])
-    assert await text(chain(legacy, scripted), params=PARAMS) == "new"
-    with pytest.raises(AnswerError) as failed:
-        await text(chain(legacy), params=PARAMS)
-    assert "legacy does not take temperature" in failed.value.message
 
 
 @pytest.mark.anyio

@@ -1,5 +1,5 @@
 """The standard library's undocumented JSON names sluice encodes every frame with
-(server/core/json_internals.py): these tests fail when ``json`` changes under them, and when
+(server/internals/json_internals.py): these tests fail when ``json`` changes under them, and when
 the fast paths stop writing exactly what the documented encoder writes."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.core import json_internals
-from server.core.json_internals import dumps, string_literal
 from server.core.sse import encode_chunk, encode_event
+from server.internals import json_internals
+from server.internals.json_internals import dumps, string_literal
 
 
 def documented(value: object) -> str:

@@ -1,4 +1,4 @@
-"""server/core/lean_condition.py relies on how tornado's Condition keeps its waiters."""
+"""server/internals/lean_condition.py relies on how tornado's Condition keeps its waiters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 from tornado.locks import Condition
 
-from server.core.lean_condition import LeanCondition
+from server.internals.lean_condition import LeanCondition
 
 
 def test_tornado_keeps_waiters_in_a_deque_it_appends_to_and_pops_from_the_left() -> None:

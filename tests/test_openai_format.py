@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from server.contract import chunk, complete, error
 from server.core import openai_format as wire
+from server.core import sse
 from server.core.sse import encode_event
 
 TRICKY = [
@@ -42,7 +43,7 @@ def data_of(frame: bytes) -> dict[str, object]:
 @pytest.mark.parametrize("text", TRICKY)
 @pytest.mark.parametrize("event_id", [1, 99, 10**12])
 def test_chunk_content_is_the_json_string_of_the_content(text: str, event_id: int) -> None:
-    literal = wire.chunk_content(frame_of(chunk(text), event_id))
+    literal = sse.chunk_content(frame_of(chunk(text), event_id))
     assert literal is not None
     assert json.loads(literal) == text
 
@@ -50,7 +51,7 @@ def test_chunk_content_is_the_json_string_of_the_content(text: str, event_id: in
 @given(st.text())
 def test_any_text_survives_the_splice(text: str) -> None:
     encoder = wire.ChunkEncoder("chatcmpl-st_x", 1, "sluice", include_usage=False)
-    literal = wire.chunk_content(frame_of(chunk(text)))
+    literal = sse.chunk_content(frame_of(chunk(text)))
     assert literal is not None
     data = data_of(encoder.content(literal))
     assert data["choices"] == [
@@ -71,9 +72,9 @@ def test_other_events_are_not_chunks() -> None:
     )
     for event in (done, error("internal", "event: chunk", retryable=True)):
         frame = frame_of(event)
-        assert wire.chunk_content(frame) is None
-        assert wire.frame_kind(frame) == event.type.encode()
-        assert wire.frame_data(frame) == event.as_dict()
+        assert sse.chunk_content(frame) is None
+        assert sse.frame_kind(frame) == event.type.encode()
+        assert sse.decode_frame(frame) == event.as_dict()
 
 
 def test_a_stream_reads_as_openai_sends_it() -> None:

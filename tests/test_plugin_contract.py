@@ -1,8 +1,8 @@
 """The plugin contract: one door, the same for the built-ins as for everyone else.
 
-The built-in stages and providers import nothing of sluice but the contract, the contract
-imports nothing of the machinery, and start-up refuses a broken or misplaced plugin in one
-line that names it.
+The built-in stages and providers import nothing of sluice but the contract and the provider
+kit, neither imports anything of the machinery, and start-up refuses a broken or misplaced
+plugin in one line that names it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+import server
 import server.contract
+import server.provider_kit
 from tests.conftest import StartServer
 from tests.support.server import ROOT, base_env
 from tests.support.sse import json_request
 
-PUBLIC = {"server", "server.contract"}
+PUBLIC = {"server", "server.contract", "server.provider_kit"}
 
 
 def sluice_imports(path: Path) -> set[str]:
@@ -54,9 +56,28 @@ def test_the_contract_depends_on_no_machinery(path: Path) -> None:
     assert all(name.startswith("server.contract") for name in sluice_imports(path))
 
 
+def test_the_provider_kit_depends_on_the_contract_alone() -> None:
+    assert sluice_imports(ROOT / "server" / "provider_kit.py") == {"server.contract"}
+
+
+def test_the_contract_holds_no_provider_machinery() -> None:
+    assert not set(server.provider_kit.__all__) & set(server.contract.__all__)
+
+
+def test_server_exports_the_contract_and_the_kit() -> None:
+    assert set(server.__all__) == {*server.contract.__all__, *server.provider_kit.__all__}
+    assert all(hasattr(server, name) for name in server.__all__)
+
+
 def test_every_contract_name_is_documented() -> None:
     guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
     missing = [name for name in server.contract.__all__ if f"`{name}" not in guide]
+    assert missing == []
+
+
+def test_every_provider_kit_name_is_documented() -> None:
+    guide = (ROOT / "docs" / "providers.md").read_text(encoding="utf-8")
+    missing = [name for name in server.provider_kit.__all__ if f"`{name}" not in guide]
     assert missing == []
 
 
@@ -83,9 +104,15 @@ def run_server(tmp_path: Path, config: str, extra_path: Path | None = None) -> s
     return lines[0]
 
 
-def make_plugin_package(root: Path, name: str, source: str, entry_points: dict[str, str]) -> Path:
-    """A package with a ``sluice.stages`` entry point, as an installed distribution would
-    leave it on ``sys.path`` (a module and its ``.dist-info``)."""
+def make_plugin_package(
+    root: Path,
+    name: str,
+    source: str,
+    entry_points: dict[str, str],
+    group: str = "sluice.stages",
+) -> Path:
+    """A package with entry points in ``group``, as an installed distribution would leave
+    it on ``sys.path`` (a module and its ``.dist-info``)."""
     site = root / "site"
     site.mkdir(exist_ok=True)
     (site / f"{name}.py").write_text(source, encoding="utf-8")
@@ -93,7 +120,7 @@ def make_plugin_package(root: Path, name: str, source: str, entry_points: dict[s
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
     lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[sluice.stages]\n{lines}\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n", encoding="utf-8")
     return site
 
 
@@ -138,6 +165,40 @@ def test_a_wrapper_without_rest_is_refused_at_start_up(tmp_path: Path) -> None:
     line = run_server(tmp_path, config_with(["around", "llm"]), site)
     assert "stage 'around' from around_stage 1.0" in line
     assert "wrap must take (self, turn, rest), not (self, turn)" in line
+
+
+def test_a_provider_that_cannot_take_sampling_parameters_is_refused_at_start_up(
+    tmp_path: Path,
+) -> None:
+    """Every provider is called with ``params``: one whose ``stream`` lacks it is named at
+    start-up, not found out by the first client that sets a temperature."""
+    source = (
+        "from server import Completion, ProviderOptions\n"
+        "class Old:\n"
+        "    Options = ProviderOptions\n"
+        "    def __init__(self, options, context):\n"
+        "        self.model = 'old-1'\n"
+        "    def missing_configuration(self):\n"
+        "        return None\n"
+        "    def stream(self, messages, *, max_output_tokens, timeout):\n"
+        "        raise NotImplementedError\n"
+        "    async def complete(self, messages, **options):\n"
+        "        return Completion('old')\n"
+        "    async def aclose(self):\n"
+        "        pass\n"
+    )
+    site = make_plugin_package(
+        tmp_path, "old_provider", source, {"old": "old_provider:Old"}, group="sluice.providers"
+    )
+    config = config_with(["rate_limit", "session", "llm"]).replace(
+        "providers = []", 'providers = ["old"]', 1
+    )
+    line = run_server(tmp_path, config, site)
+    assert line == (
+        "sluice: plugin error: provider 'old' from old_provider 1.0 (old_provider:Old): stream"
+        " must take (self, messages, *, max_output_tokens, timeout, params=None), as"
+        " server.Provider says"
+    )
 
 
 def test_a_broken_package_that_is_not_enabled_cannot_stop_the_server(

@@ -1,4 +1,5 @@
-"""The event-stream encoder (server/core/sse.py): framing, and text surviving a round trip."""
+"""The event-stream encoder (server/core/sse.py): framing, text surviving a round trip, and
+the decoder beside it reading the encoder's own frames back."""
 
 from __future__ import annotations
 
@@ -15,14 +16,26 @@ from server.contract import (
     ToolCall,
     ToolErrorKind,
     ToolResult,
+    chunk,
+    complete,
     event_from_dict,
     part_from_dict,
     part_to_dict,
     reasoning,
+    status,
     tool_call,
     tool_result,
 )
-from server.core.sse import comment, encode_data, encode_event, padding, retry_field
+from server.core.sse import (
+    answer_text,
+    comment,
+    decode_frame,
+    encode_chunk,
+    encode_data,
+    encode_event,
+    padding,
+    retry_field,
+)
 from tests.support.sse import parse_frames
 
 
@@ -89,6 +102,31 @@ def test_no_character_a_line_splitter_ends_lines_at_goes_out_raw() -> None:
     decoded = raw.decode()
     assert len(decoded.splitlines()) == 4  # id, event, data, blank: none inside data
     assert json.loads(decoded.splitlines()[2].removeprefix("data: "))["content"] == text
+
+
+@given(st.lists(st.text(), max_size=5))
+def test_the_answer_text_of_a_log_is_its_chunks_joined(parts: list[str]) -> None:
+    """The text a dead producer's clients were sent, read back from its frames (what the
+    session stage keeps of a lost turn): chunks only, whatever their text, in order."""
+    frames = [encode_event(1, "status", status("llm", "start", 80).as_dict())]
+    frames += [encode_chunk(index + 2, part) for index, part in enumerate(parts)]
+    done = complete(
+        'event: chunk\ndata: {"content":"x"}',
+        session_id="s",
+        suggestions=[],
+        provider="demo",
+        model="demo",
+        mode="stream",
+        fallback=False,
+        usage=None,
+    )
+    frames.append(encode_event(len(frames) + 1, "complete", done.as_dict()))
+    assert answer_text(frames) == "".join(parts)
+
+
+def test_a_chunk_frame_decodes_as_the_event_it_was() -> None:
+    text = 'quote " \u2028 مرحبا'
+    assert decode_frame(encode_chunk(12, text)) == chunk(text).as_dict()
 
 
 def test_tool_and_reasoning_events_encode_as_the_contract_says() -> None:

@@ -1,4 +1,4 @@
-"""Tornado's internals that server/http/tornado_internals.py relies on: these fail when a
+"""Tornado's internals that server/internals/tornado_internals.py relies on: these fail when a
 Tornado release changes any of them under us."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tornado import httputil, iostream, web
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.iostream import IOStream, UnsatisfiableReadError
 
-from server.http.tornado_internals import (
+from server.internals.tornado_internals import (
     CountingStream,
     GZipExceptEventStream,
     connection_socket,

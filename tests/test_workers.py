@@ -1,4 +1,5 @@
-"""How many processes (server/workers.py), and what happens to them if their supervisor dies."""
+"""How many processes (server/commands/serve.py), and what happens to them if their
+supervisor dies."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import time
 import psutil
 import pytest
 
+from server.commands.serve import worker_count
 from server.config import ConfigError, Settings
-from server.workers import worker_count
 from tests.conftest import StartServer
 from tests.support.redis_server import RedisServer
 

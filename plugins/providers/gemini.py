@@ -29,7 +29,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from server.contract import (
+from server import (
     BodyReader,
     Completion,
     FailureKind,

@@ -19,7 +19,7 @@ import httpx2
 import openai
 from pydantic import Field
 
-from server.contract import (
+from server import (
     BodyReader,
     Completion,
     FailureKind,

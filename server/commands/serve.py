@@ -1,27 +1,198 @@
-"""``python -m server`` (``serve``): bind, serve, drain on SIGTERM, exit 0."""
+"""``python -m server`` (``serve``): the server's life, from the command to the exit status.
+
+:func:`run` is the whole of it: bind, fork the workers if there are several, serve, and on
+SIGTERM or SIGINT drain and exit 0.
+
+How many processes: an explicit ``server.workers`` wins; otherwise ``WEB_CONCURRENCY``
+(which Heroku's Python buildpack sets on its own) when the stores are shared, else one.
+Several processes on embedded stores would each have their own stream logs and limits, so an
+explicit ``server.workers`` above 1 without Redis is refused, while ``WEB_CONCURRENCY`` is
+ignored with a warning so that a default deploy still starts.
+
+With several, this process binds the socket, forks the workers, and forwards SIGTERM and
+SIGINT to them: each drains as a single process does, and the parent exits 0 when they all
+did. Platforms that signal only their first process (Docker, Fly.io) drain every worker too.
+A worker that dies on its own (killed, out of memory) is started again; one that fails to
+start (a configuration error, exit status 2) stops them all.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import os
 import resource
 import signal
 import socket
-from collections.abc import Awaitable, Mapping
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from types import FrameType
 
 import structlog
 from tornado.netutil import bind_sockets
 
-from server.app import make_app
-from server.config import Settings
+from server.app import build_state, make_app
+from server.config import ConfigError, Settings
 from server.http.connections import ConnectionLimits, GuardedHTTPServer
-from server.state import ServerState
+from server.http.state import ServerState
+from server.observability.logging import configure_logging
 
-__all__ = ["StartupError", "bind", "connection_limits", "proxied_platform", "serve"]
+__all__ = [
+    "StartupError",
+    "bind",
+    "connection_limits",
+    "proxied_platform",
+    "run",
+    "run_workers",
+    "serve",
+    "worker_count",
+]
 
 log = structlog.get_logger("sluice")
+
+
+def run(settings: Settings) -> int:
+    """Serve with ``settings`` until stopped; the process's exit status (2: could not start,
+    with one line on stderr saying why)."""
+    configure_logging(settings.log)
+    workers, warning = worker_count(settings, os.environ)
+    if warning is not None:
+        log.warning("web_concurrency_ignored", reason=warning)
+    if workers == 1:
+        state = build_state(settings)
+        try:
+            asyncio.run(serve(state))
+        except StartupError as error:  # a port in use: one line, not a traceback
+            print(f"sluice: {error}", file=sys.stderr)
+            return 2
+        return 0
+    # Bound once here, before the fork: every worker accepts from the same socket (and a
+    # port of 0 means the same free port for all of them).
+    try:
+        sockets = bind(settings.server.host, settings.server.port)
+    except StartupError as error:
+        print(f"sluice: {error}", file=sys.stderr)
+        return 2
+    supervisor = os.getpid()
+
+    def worker(index: int) -> int:
+        try:
+            state = build_state(settings)
+        except ConfigError as error:
+            print(f"sluice: {error}", file=sys.stderr)
+            return 2
+        asyncio.run(serve(state, sockets, worker=index, supervisor=supervisor))
+        return 0
+
+    return run_workers(workers, worker)
+
+
+# More restarts than this within a minute means something is wrong at start-up: stop.
+_MAX_RESTARTS_PER_MINUTE = 10
+
+
+def worker_count(settings: Settings, environ: Mapping[str, str]) -> tuple[int, str | None]:
+    """How many processes to run, and a warning to log (or None)."""
+    shared = bool(settings.store.redis_url)
+    explicit = settings.server.workers
+    if explicit:
+        if explicit > 1 and not shared:
+            raise ConfigError(
+                f"config error: server.workers = {explicit}: more than one worker needs shared"
+                " stores; set REDIS_URL (stream logs, cancel, limits and caps in Redis), or run"
+                " one worker per process"
+            )
+        return explicit, None
+    raw = environ.get("WEB_CONCURRENCY", "").strip()
+    if not raw:
+        return 1, None
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1 or len(raw) > 4:
+        raise ConfigError(
+            f"config error: WEB_CONCURRENCY = {raw!r}: must be a whole number of processes,"
+            " 1 or more"
+        )
+    count = int(raw)
+    if count > 1 and not shared:
+        return 1, (
+            f"WEB_CONCURRENCY={count} ignored: several processes need shared stores"
+            " (REDIS_URL); running one"
+        )
+    return count, None
+
+
+def run_workers(count: int, worker: Callable[[int], int]) -> int:
+    """Fork ``count`` processes running ``worker(index)`` and supervise them; the exit status.
+
+    Call before any event loop or thread exists in this process: a fork copies only the
+    calling thread."""
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+    exit_code = 0
+    restarts: list[float] = []
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = worker(index)
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def stop_all(signum: int = signal.SIGTERM) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        stop_all(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for index in range(count):
+        spawn(index)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, -1)
+        if index < 0:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            if code != 0 and exit_code == 0:
+                exit_code = code if code > 0 else 1
+            continue
+        if code == 2:  # it could not start (configuration): none of them will
+            exit_code = 2
+            stop_all()
+            continue
+        now = time.monotonic()
+        restarts = [at for at in restarts if now - at < 60] + [now]
+        if len(restarts) > _MAX_RESTARTS_PER_MINUTE:
+            log.error("workers_keep_dying", restarts=len(restarts))
+            exit_code = 1
+            stop_all()
+            continue
+        log.warning("worker_died", worker=index, pid=pid, exit_code=code)
+        spawn(index)
+    return exit_code
 
 
 def raise_open_file_limit() -> int:
@@ -119,7 +290,7 @@ async def serve(
     worker: int | None = None,
     supervisor: int | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then drain. A worker of several (server/workers.py)
+    """Serve until SIGTERM or SIGINT, then drain. A worker of several (:func:`run_workers`)
     gets its ``sockets`` bound already, and stops as well if its ``supervisor`` goes away
     (killed): no worker is left serving on its own."""
     settings = state.settings

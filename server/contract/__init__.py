@@ -5,7 +5,7 @@ import ...`` is the short form). It depends on no part of the server's machinery
 machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) depends on it.
 
 * Stages: :class:`Stage`, :class:`WrapperStage`, :class:`TextFilter`, :data:`Rest`,
-  :class:`StageOptions`, :class:`Turn`.
+  :class:`StageOptions`, :class:`Turn`, :class:`LostTurn`.
 * Events, as immutable values: :class:`Status`, :class:`Context`, :class:`Chunk`,
   :class:`Complete`, :class:`Error`, their constructors :func:`status`, :func:`context`,
   :func:`chunk`, :func:`complete`, :func:`error`, and the codes :class:`ErrorCode`.
@@ -20,10 +20,10 @@ machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) 
   :class:`AnswerResult`, :class:`AnswerError`).
 * Providers: :class:`Provider`, :class:`ProviderOptions`, :class:`ProviderContext`,
   :class:`ProviderStream`, :class:`GenerationParams`, :class:`Completion`, :class:`Usage`,
-  :class:`Message`,
-  :class:`ProviderError`, :class:`FailureKind`, and the HTTP helpers :func:`body_reader`,
-  :class:`BodyReader`, :class:`JSONFrameStream`, :class:`SSEFrames`,
-  :func:`retry_after_from_headers`, :func:`transport_error`, :func:`redact`.
+  :class:`Message`, :class:`ProviderError`, :class:`FailureKind`.
+
+Types and protocols only: the helpers for providers that read an HTTP upstream are the
+provider kit, :mod:`server.provider_kit` (also re-exported by ``server``).
 """
 
 from server.contract.answers import Answer, AnswerError, AnswerResult, AnswerService
@@ -60,15 +60,6 @@ from server.contract.parts import (
     part_from_dict,
     part_to_dict,
 )
-from server.contract.provider_support import (
-    BodyReader,
-    JSONFrameStream,
-    SSEFrames,
-    body_reader,
-    redact,
-    retry_after_from_headers,
-    transport_error,
-)
 from server.contract.providers import (
     Completion,
     FailureKind,
@@ -81,7 +72,16 @@ from server.contract.providers import (
     ProviderStream,
     Usage,
 )
-from server.contract.stages import AnyStage, Rest, Services, Stage, StageOptions, Turn, WrapperStage
+from server.contract.stages import (
+    AnyStage,
+    LostTurn,
+    Rest,
+    Services,
+    Stage,
+    StageOptions,
+    Turn,
+    WrapperStage,
+)
 from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
@@ -105,7 +105,6 @@ __all__ = [
     "AnswerService",
     "AnyStage",
     "ArchivedSession",
-    "BodyReader",
     "Chunk",
     "Complete",
     "Completion",
@@ -117,7 +116,7 @@ __all__ = [
     "FailureKind",
     "GenerationParams",
     "ImagePart",
-    "JSONFrameStream",
+    "LostTurn",
     "Message",
     "Part",
     "Provider",
@@ -129,7 +128,6 @@ __all__ = [
     "RateLimiter",
     "Reasoning",
     "Rest",
-    "SSEFrames",
     "Services",
     "SessionExists",
     "SessionRecord",
@@ -153,7 +151,6 @@ __all__ = [
     "Turn",
     "Usage",
     "WrapperStage",
-    "body_reader",
     "chunk",
     "complete",
     "context",
@@ -162,11 +159,8 @@ __all__ = [
     "part_from_dict",
     "part_to_dict",
     "reasoning",
-    "redact",
-    "retry_after_from_headers",
     "status",
     "tool",
     "tool_call",
     "tool_result",
-    "transport_error",
 ]

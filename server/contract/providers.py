@@ -223,7 +223,7 @@ class ProviderContext:
 
     ``http_client()`` makes the pooled upstream HTTP client the server tunes for streaming
     (hand it to your SDK, or use it directly): an ``httpx2.AsyncClient`` whose streamed
-    responses can be read with :func:`server.contract.body_reader`.
+    responses can be read with :func:`server.provider_kit.body_reader`.
     """
 
     environ: Mapping[str, str] = field(default_factory=dict)

@@ -28,7 +28,16 @@ from server.contract.events import Event
 from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message
 from server.contract.stores import RateLimiter, SessionStore
 
-__all__ = ["AnyStage", "Rest", "Services", "Stage", "StageOptions", "Turn", "WrapperStage"]
+__all__ = [
+    "AnyStage",
+    "LostTurn",
+    "Rest",
+    "Services",
+    "Stage",
+    "StageOptions",
+    "Turn",
+    "WrapperStage",
+]
 
 
 @dataclass(eq=False, slots=True)
@@ -77,6 +86,19 @@ class Turn:
     answered_by: AnswerResult | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LostTurn:
+    """A turn whose producer died mid-answer (its process killed), as another instance
+    found it (shared stores only): the user's ``message`` and the ``partial`` answer its
+    clients were sent (``""`` when none), for :meth:`Stage.turn_lost`."""
+
+    stream_id: str
+    user_id: str
+    session_id: str
+    message: str
+    partial: str
+
+
 Rest = Callable[[Turn], AsyncIterator[Event]]
 """``rest(turn)``: the events of every stage after a wrapper, already status-announced."""
 
@@ -117,6 +139,11 @@ class _BaseStage:
 
     async def shutdown(self) -> None:
         """Called once when the server stops."""
+
+    async def turn_lost(self, lost: LostTurn) -> None:
+        """Called, in the instance that found it, for a turn whose producer died before the
+        turn ended (its ``wrap`` never resumed): a stage that keeps something at the end of
+        a turn (the session stage: the answer) keeps what it can of this one here."""
 
 
 class Stage(_BaseStage):

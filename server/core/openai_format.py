@@ -11,17 +11,17 @@ endpoint reads the same log and sends each event as OpenAI would:
   that failed (its SDKs raise ``APIError`` on it).
 
 Chunk frames are made by splicing bytes, not by building and encoding an object per chunk: the
-answer's text is taken from sluice's frame already JSON-encoded (see :func:`chunk_content`),
-and placed between a prefix and a suffix made once per response. Nothing is decoded per chunk.
+answer's text is taken from sluice's frame already JSON-encoded
+(:func:`server.core.sse.chunk_content`), and placed between a prefix and a suffix made once
+per response. Nothing is decoded per chunk.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from server.core.sse import CHUNK_HEAD, CHUNK_TAIL, encode_data
+from server.core.sse import encode_data
 
 
 def _dumps(value: Any) -> str:
@@ -32,46 +32,14 @@ def _dumps(value: Any) -> str:
 __all__ = [
     "DONE",
     "ChunkEncoder",
-    "chunk_content",
     "completion_object",
     "error_frame",
     "error_object",
     "error_type",
-    "frame_data",
-    "frame_kind",
     "openai_usage",
 ]
 
 DONE = b"data: [DONE]\n\n"
-
-# What surrounds a chunk event's content in sluice's frame (written by ``encode_chunk``).
-_CHUNK_MARK = CHUNK_HEAD.encode()
-_CHUNK_END = CHUNK_TAIL.encode()
-# "id: " and up to 20 digits come before the mark.
-_CHUNK_SEARCH = 24 + len(_CHUNK_MARK)
-_EVENT = b"\nevent: "
-_DATA = b"\ndata: "
-
-
-def chunk_content(frame: bytes) -> bytes | None:
-    """The JSON string literal (quotes included) of a ``chunk`` frame's content, or None when
-    ``frame`` is another event. JSON is JSON: the literal goes into OpenAI's frame as it is."""
-    at = frame.find(_CHUNK_MARK, 0, _CHUNK_SEARCH)
-    if at < 0:
-        return None
-    return frame[at + len(_CHUNK_MARK) : -len(_CHUNK_END)]
-
-
-def frame_kind(frame: bytes) -> bytes:
-    """The event type (``b"status"``, ``b"complete"``...) of one of sluice's frames."""
-    start = frame.index(_EVENT) + len(_EVENT)
-    return frame[start : frame.index(b"\n", start)]
-
-
-def frame_data(frame: bytes) -> dict[str, Any]:
-    """The decoded ``data`` of one of sluice's frames (for the rare, terminal ones)."""
-    data: dict[str, Any] = json.loads(frame[frame.index(_DATA) + len(_DATA) :])
-    return data
 
 
 def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -136,7 +104,8 @@ class ChunkEncoder:
         return self._head + b'{"role":"assistant","content":""}' + self._tail
 
     def content(self, literal: bytes) -> bytes:
-        """A frame with ``literal`` (a JSON string, from :func:`chunk_content`) as content."""
+        """A frame with ``literal`` (a JSON string, from :func:`server.core.sse.chunk_content`)
+        as content."""
         return self._content_prefix + literal + b"}" + self._tail
 
     def text(self, text: str) -> bytes:

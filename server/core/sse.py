@@ -1,4 +1,5 @@
-"""Encoding of the event stream (docs/api.md). Pure: nothing here touches a socket.
+"""Encoding of the event stream (docs/api.md), and decoding of sluice's own frames read
+back. Pure: nothing here touches a socket.
 
 Every frame is ``id:``, ``event:`` and one ``data:`` line of compact JSON, then a blank line.
 JSON keeps the data on one line: ``json.dumps`` escapes ``\\n`` and ``\\r`` inside strings,
@@ -6,21 +7,32 @@ and we escape U+0085 (NEL), U+2028 and U+2029 too, which line splitters built on
 ``str.splitlines`` (the ``sseclient`` package among them) treat as line ends. ``id`` and
 ``event`` values are checked, not trusted: a newline there would let a value smuggle in a
 field of its own (sse-starlette strips them for the same reason).
+
+The decoders read only frames made here (a log's frames, whichever process or Redis Stream
+they come from), so they rely on this layout rather than parse SSE in general: a chunk's
+content is found by its head (:data:`CHUNK_HEAD`), and a frame's data is everything after
+its ``data:`` field name.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
-from server.core.json_internals import dumps, string_literal
+from server.internals.json_internals import dumps, string_literal
 
 __all__ = [
     "CHUNK_HEAD",
     "CHUNK_TAIL",
+    "answer_text",
+    "chunk_content",
     "comment",
+    "decode_frame",
     "encode_chunk",
     "encode_data",
     "encode_event",
+    "frame_kind",
     "padding",
     "retry_field",
 ]
@@ -97,3 +109,45 @@ def padding(size: int) -> bytes:
     # ": " + filler + "\n\n" adds up to exactly ``size`` bytes when size >= 4.
     filler = max(size - 4, 0)
     return b": " + b" " * filler + b"\n\n"
+
+
+# Decoding: the frames above, read back.
+
+_CHUNK_MARK = CHUNK_HEAD.encode()
+_CHUNK_END = len(CHUNK_TAIL)
+# "id: " and up to 20 digits come before the mark.
+_CHUNK_SEARCH = 24 + len(_CHUNK_MARK)
+_EVENT = b"\nevent: "
+_DATA = b"\ndata: "
+
+
+def chunk_content(frame: bytes) -> bytes | None:
+    """The JSON string literal (quotes included) of a ``chunk`` frame's content, or None when
+    ``frame`` is another event. Nothing is decoded: the OpenAI reader splices the literal
+    into its own frame as it is, once per chunk."""
+    at = frame.find(_CHUNK_MARK, 0, _CHUNK_SEARCH)
+    if at < 0:
+        return None
+    return frame[at + len(_CHUNK_MARK) : -_CHUNK_END]
+
+
+def frame_kind(frame: bytes) -> bytes:
+    """The event type (``b"status"``, ``b"complete"``...) of a frame."""
+    start = frame.index(_EVENT) + len(_EVENT)
+    return frame[start : frame.index(b"\n", start)]
+
+
+def decode_frame(frame: bytes) -> dict[str, Any]:
+    """The JSON object a frame carries (its ``data:`` line)."""
+    data: dict[str, Any] = json.loads(frame[frame.index(_DATA) + len(_DATA) :])
+    return data
+
+
+def answer_text(frames: Iterable[bytes]) -> str:
+    """The text a client of these frames was sent: every ``chunk`` frame's content, joined."""
+    parts: list[str] = []
+    for frame in frames:
+        literal = chunk_content(frame)
+        if literal is not None:
+            parts.append(json.loads(literal))
+    return "".join(parts)

@@ -14,15 +14,14 @@ readers (``server/stores/redis/streamlog.py``). Readers see the same shape eithe
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
 from server.contract import TERMINAL_TYPES, Chunk, Event, Turn
 from server.contract.events import event_from_dict
-from server.core.lean_condition import LeanCondition
 from server.core.shared_frames import shared_frame
-from server.core.sse import encode_chunk, encode_event
+from server.core.sse import decode_frame, encode_chunk, encode_event
+from server.internals.lean_condition import LeanCondition
 
 __all__ = [
     "LogEntry",
@@ -30,7 +29,6 @@ __all__ = [
     "MemoryStreamLogStore",
     "StreamLog",
     "StreamLogStore",
-    "decode_frame",
 ]
 
 
@@ -52,12 +50,6 @@ class LogFull(Exception):
     """The turn produced more events than ``stream.max_log_events`` allows."""
 
 
-def decode_frame(frame: bytes) -> dict[str, Any]:
-    """The JSON object a frame carries (its ``data:`` line)."""
-    data: dict[str, Any] = json.loads(frame[frame.index(b"\ndata: ") + 7 :])
-    return data
-
-
 # Called with the log and the new frame after every append (the Redis writer's queue).
 Sink = Callable[["StreamLog", bytes, bool], None]
 
@@ -72,7 +64,7 @@ class StreamLog:
     is, and thousands of them kept for ``log_ttl_seconds`` made every full collection walk
     them all (78 ms pauses at 250 streams).
 
-    Readers wait on one condition (tornado's, see :mod:`server.core.lean_condition`), made
+    Readers wait on one condition (tornado's, see :mod:`server.internals.lean_condition`), made
     when the first reader waits:
     every append wakes them all, and so does :meth:`wake` (a reader's heartbeat or its client
     leaving; the others find nothing new and wait again).

@@ -22,14 +22,14 @@ from server.http.pages import (
     StaticHandler,
 )
 from server.http.sessions import SessionHandler, SessionListHandler
+from server.http.state import ServerState
 from server.http.streams import (
     ConversationHandler,
     ConversationStreamHandler,
     StreamCancelHandler,
     StreamResumeHandler,
 )
-from server.http.tornado_internals import GZipExceptEventStream
-from server.state import ServerState
+from server.internals.tornado_internals import GZipExceptEventStream
 
 __all__ = ["ROUTES", "make_app"]
 

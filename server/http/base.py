@@ -19,7 +19,7 @@ from server.http.identity import (
     same_origin,
     valid_user_id,
 )
-from server.state import ServerState
+from server.http.state import ServerState
 
 __all__ = ["DEFAULT_CODES", "ApiCode", "ApiError", "BaseHandler", "JsonBodyHandler"]
 

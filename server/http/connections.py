@@ -45,7 +45,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import UnsatisfiableReadError
 
 from server.http.errors import ApiCode
-from server.http.tornado_internals import CountingStream, request_stream
+from server.internals.tornado_internals import CountingStream, request_stream
 
 __all__ = ["ConnectionLimits", "GuardedHTTPServer", "body_ceiling", "error_response"]
 

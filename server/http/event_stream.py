@@ -27,7 +27,7 @@ from tornado.iostream import StreamClosedError
 from server.config import StreamSettings
 from server.core.sse import comment, padding, retry_field
 from server.core.streamlog import StreamLog
-from server.http.tornado_internals import connection_socket, drop_request_headers
+from server.internals.tornado_internals import connection_socket, drop_request_headers
 from server.observability.telemetry import Telemetry
 
 __all__ = ["EventStream", "Transform"]

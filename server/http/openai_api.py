@@ -26,6 +26,7 @@ import structlog
 
 from server.contract import ErrorCode, StoreUnavailable, Turn
 from server.core import openai_format as wire
+from server.core import sse
 from server.core.coordination import TurnInProgress
 from server.core.runner import new_stream_id
 from server.core.streamlog import StreamLog
@@ -229,7 +230,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         terminal = stream_log.terminal_event()
         if terminal is None or terminal.type != "error":
             return None
-        if any(wire.chunk_content(frame) for frame in stream_log.frames_after(0)):
+        if any(sse.chunk_content(frame) for frame in stream_log.frames_after(0)):
             return None
         code = ErrorCode(terminal["code"])
         status = _STATUS.get(code, 503 if terminal["retryable"] else 500)
@@ -243,7 +244,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         until = loop.time() + self.state.settings.stream.heartbeat_seconds
         while not stream_log.finished and loop.time() < until:
             frames = stream_log.frames_after(0)
-            if frames and wire.chunk_content(frames[-1]) is not None:
+            if frames and sse.chunk_content(frames[-1]) is not None:
                 break  # text: the answer has started
             if not await self._wait(stream_log, until):
                 return
@@ -275,15 +276,15 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         assert encoder is not None and self._turn is not None
         out: list[bytes] = []
         for frame in frames:
-            literal = wire.chunk_content(frame)
+            literal = sse.chunk_content(frame)
             if literal is not None:
                 out.append(encoder.content(literal))
                 continue
-            kind = wire.frame_kind(frame)
+            kind = sse.frame_kind(frame)
             if kind == b"complete":
-                out.append(encoder.end(wire.frame_data(frame), self._turn.finish_reason))
+                out.append(encoder.end(sse.decode_frame(frame), self._turn.finish_reason))
             elif kind == b"error":
-                data = wire.frame_data(frame)
+                data = sse.decode_frame(frame)
                 code = str(data.get("code", "internal"))
                 status = _STATUS.get(code, 500)
                 extra = {"retry_after": data["retry_after"]} if "retry_after" in data else {}

@@ -17,7 +17,7 @@ from server.http.base import ApiCode, ApiError, BaseHandler, JsonBodyHandler
 from server.http.errors import EVENT_STATUS, retry_after_for
 from server.http.event_stream import EventStream
 from server.http.identity import Identity
-from server.http.tornado_internals import drop_template_namespace
+from server.internals.tornado_internals import drop_template_namespace
 
 __all__ = [
     "ConversationHandler",

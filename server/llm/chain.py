@@ -25,7 +25,6 @@ would cancel the wrong thing.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -93,20 +92,6 @@ class _Entry:
     circuit: Circuit
     # Until this instant streaming is known to be refused: go straight to a plain call.
     stream_refused_until: float = 0.0
-    # Its stream() and complete() take ``params`` (providers written before they existed
-    # do not, and are still called without).
-    takes_params: bool = True
-
-
-def _takes_params(provider: Provider) -> bool:
-    for method in (provider.stream, provider.complete):
-        try:
-            parameters = inspect.signature(method).parameters.values()
-        except (TypeError, ValueError):
-            return False
-        if not any(p.name == "params" or p.kind is p.VAR_KEYWORD for p in parameters):
-            return False
-    return True
 
 
 def _pieces(text: str, size: int = PLAIN_PIECE_CHARS) -> list[str]:
@@ -229,15 +214,6 @@ class AnswerStream:
         failures: list[tuple[str, ProviderError]] = []
         for index, entry in enumerate(self._entries):
             provider = entry.provider
-            if self._params is not None and not entry.takes_params:
-                # Answering without the parameters the client asked for would be a silent lie.
-                skipped = ProviderError(
-                    FailureKind.BAD_REQUEST,
-                    f"{provider.name} does not take temperature, top_p or stop.",
-                )
-                failures.append((provider.name, skipped))
-                chain.observer.on_fallback(provider.name, skipped.kind.value)
-                continue
             if not entry.circuit.acquire():
                 chain.observer.on_fallback(provider.name, "circuit_open")
                 continue
@@ -319,17 +295,11 @@ class AnswerStream:
         chain = self._chain
         remaining = self._remaining()
         timeout = max(0.001, min(remaining, chain.first_token_timeout))
-        stream = (
-            provider.stream(
-                self._messages, max_output_tokens=self._max_output_tokens, timeout=timeout
-            )
-            if self._params is None
-            else provider.stream(
-                self._messages,
-                max_output_tokens=self._max_output_tokens,
-                timeout=timeout,
-                params=self._params,
-            )
+        stream = provider.stream(
+            self._messages,
+            max_output_tokens=self._max_output_tokens,
+            timeout=timeout,
+            params=self._params,
         )
         iterator = stream.__aiter__()
         got_text = False
@@ -401,18 +371,12 @@ class AnswerStream:
         remaining = self._remaining()
         try:
             async with asyncio.timeout(remaining) as timer:
-                if self._params is None:
-                    call = provider.complete(
-                        self._messages, max_output_tokens=self._max_output_tokens, timeout=remaining
-                    )
-                else:
-                    call = provider.complete(
-                        self._messages,
-                        max_output_tokens=self._max_output_tokens,
-                        timeout=remaining,
-                        params=self._params,
-                    )
-                completion = await call
+                completion = await provider.complete(
+                    self._messages,
+                    max_output_tokens=self._max_output_tokens,
+                    timeout=remaining,
+                    params=self._params,
+                )
         except TimeoutError:
             if timer.expired():
                 raise _DeadlineExceeded from None
@@ -522,7 +486,6 @@ class LLMChain:
                     clock=clock,
                     on_change=on_change,
                 ),
-                takes_params=_takes_params(provider),
             )
             for provider in self.providers
         ]

@@ -24,13 +24,13 @@ import httpx2
 from yarl import URL
 
 from server.contract import ProviderContext
-from server.contract.provider_support import BODY
-from server.llm.aiohttp_internals import (
+from server.internals.aiohttp_internals import (
     CompactResponse,
     aiohttp_headers,
     compact_queues,
     env_proxy,
 )
+from server.provider_kit import BODY
 
 __all__ = [
     "AiohttpTransport",

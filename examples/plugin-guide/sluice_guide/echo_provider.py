@@ -1,7 +1,14 @@
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from server import Completion, Message, ProviderContext, ProviderOptions, Usage
+from server import (
+    Completion,
+    GenerationParams,
+    Message,
+    ProviderContext,
+    ProviderOptions,
+    Usage,
+)
 
 
 class EchoOptions(ProviderOptions):
@@ -26,7 +33,7 @@ class EchoStream:
 
 
 class EchoProvider:
-    """Answers with the user's last message: a provider in thirty lines."""
+    """Answers with the user's last message: a provider in forty lines."""
 
     name = "echo"
     Options: ClassVar[type[ProviderOptions]] = EchoOptions
@@ -42,12 +49,22 @@ class EchoProvider:
         return self.options.prefix + messages[-1].content
 
     def stream(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,  # an echo has nothing to sample
     ) -> EchoStream:
         return EchoStream(self._answer(messages))
 
     async def complete(
-        self, messages: list[Message], *, max_output_tokens: int, timeout: float
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
     ) -> Completion:
         return Completion(self._answer(messages), finish_reason="stop")
 

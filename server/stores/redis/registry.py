@@ -4,7 +4,7 @@ Each running turn holds a lease (its score in ``sluice:live``) that its instance
 every few seconds; a user's stream slots and a session's active turn are leases of the same
 length, not counters, so a dead instance's turns free themselves. Every instance also looks
 for leases that ran out: the first to find one ends that turn's log with ``error``
-``internal`` (retryable) and saves the partial answer (:mod:`server.core.lost_turns`).
+``internal`` (retryable) and hands the partial answer to the stages (``Stage.turn_lost``).
 
 A cancel is kept as a key *and* published: the producing instance hears the message at
 once, and polls the keys of its own turns a few times a second in case the message was lost
@@ -22,15 +22,14 @@ from typing import Any
 import structlog
 from redis.commands.core import AsyncScript
 
-from server.contract import ErrorCode, Turn, error
+from server.contract import ErrorCode, LostTurn, Turn, error
 from server.core.coordination import (
     ActiveTurn,
     Admission,
     CancelHandler,
     TurnInProgress,
 )
-from server.core.lost_turns import LostTurn, partial_answer
-from server.core.sse import encode_event
+from server.core.sse import answer_text, encode_event
 from server.stores.redis import keys, scripts
 from server.stores.redis.client import DOWN, RedisContext, guarded, run_scripts
 
@@ -296,7 +295,7 @@ class RedisTurnRegistry:
             user_id=user_id,
             session_id=session_id,
             message=(message or b"").decode(),
-            partial=partial_answer(fields[b"f"] for _, fields in entries),
+            partial=answer_text(fields[b"f"] for _, fields in entries),
         )
         try:
             await self._on_lost(lost)

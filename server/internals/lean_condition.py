@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tornado.locks import Condition
 
-from server.short_queue import ShortQueue
+from server.internals.short_queue import ShortQueue
 
 __all__ = ["LeanCondition"]
 

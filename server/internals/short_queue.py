@@ -5,8 +5,8 @@ Tornado and aiohttp keep several per-connection queues as deques, and a deque al
 hold in a few dozen bytes. Every open stream has a connection on each side and a log its
 readers wait on: four such deques, ~3 KiB of each open stream's memory. ``popleft`` is
 linear in the length: only for queues that stay short. The modules that put one in a
-library's place (``server/core/lean_condition.py``, ``server/http/tornado_internals.py``,
-``server/llm/aiohttp_internals.py``) each say why theirs stays short, and their tests fail
+library's place (``server/internals/lean_condition.py``, ``server/internals/tornado_internals.py``,
+``server/internals/aiohttp_internals.py``) each say why theirs stays short, and their tests fail
 if the library starts using a deque method this lacks.
 """
 

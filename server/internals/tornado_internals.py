@@ -30,7 +30,7 @@ from tornado import httputil, web
 from tornado.iostream import IOStream
 from tornado.web import GZipContentEncoding
 
-from server.short_queue import ShortQueue
+from server.internals.short_queue import ShortQueue
 
 __all__ = [
     "CountingStream",

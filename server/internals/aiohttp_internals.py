@@ -24,7 +24,7 @@ import httpx2
 from multidict import istr
 from yarl import URL
 
-from server.short_queue import ShortQueue
+from server.internals.short_queue import ShortQueue
 
 __all__ = ["CompactResponse", "aiohttp_headers", "compact_queues", "env_proxy"]
 

@@ -1,6 +1,10 @@
-"""Helpers for providers that read an upstream over HTTP: SSE framing, a JSON-frame stream
-loop, Retry-After, mapping transport failures, and keeping keys out of messages. The
-built-in OpenAI and Gemini providers are written with these and nothing private.
+"""The provider kit: helpers for a provider that reads an upstream over HTTP — SSE framing,
+a JSON-frame stream loop, Retry-After, mapping transport failures, and keeping keys out of
+messages (``docs/providers.md``). The built-in OpenAI and Gemini providers are written with
+these and nothing private; ``server`` re-exports them (``from server import SSEFrames``).
+
+This is machinery offered to providers, not part of the contract (:mod:`server.contract`
+holds types and protocols only): it depends on the contract and nothing else of sluice.
 
 Frames are read as bytes and split on newlines without decoding: a newline byte never occurs
 inside a multi-byte UTF-8 character, so a character split across two network reads is whole
@@ -19,10 +23,9 @@ from typing import Any, Protocol
 import httpx2
 import jiter
 
-from server.contract.providers import FailureKind, ProviderError, Usage
+from server.contract import FailureKind, ProviderError, Usage
 
 __all__ = [
-    "BODY",
     "BodyReader",
     "JSONFrameStream",
     "SSEFrames",
@@ -36,7 +39,8 @@ __all__ = [
 DRAIN_SECONDS = 0.5
 
 BODY = "sluice.body"
-"""The key of the response extension where the server's transport puts the body reader."""
+"""The key of the response extension where the server's transport (``server/llm/transport.py``)
+puts the body reader: its side of :func:`body_reader`, so not among the names for providers."""
 
 _KEY_PATTERNS = re.compile(
     r"(sk-[A-Za-z0-9_\-*]{6,}|AIza[0-9A-Za-z_\-]{20,}|Bearer\s+\S+)", re.IGNORECASE
@@ -176,7 +180,7 @@ class SSEFrames:
 
 class JSONFrameStream:
     """Text deltas from a streamed response of JSON ``data:`` frames: the loop both built-in
-    providers share (a :class:`server.contract.ProviderStream`).
+    providers share (a :class:`server.ProviderStream`).
 
     A provider's stream says how to open the response (``_open``, returning what is kept of
     it while it streams: a :data:`BodyReader`), what text a frame carries (``_text``) and, if
