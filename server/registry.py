@@ -12,6 +12,7 @@ with status 2).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -38,6 +39,7 @@ __all__ = [
     "TOOL_GROUP",
     "PluginInfo",
     "describe_plugins",
+    "import_plugins",
     "installed",
     "load_providers",
     "load_stages",
@@ -304,6 +306,28 @@ class PluginInfo:
     value: str  # the entry point's target (a provider instance: its type)
     enabled: bool
     options: dict[str, Any]
+
+
+def import_plugins(settings: Settings) -> None:
+    """Import the modules of every configured stage, provider and tool, and nothing more.
+
+    The supervisor calls this before forking its workers: the providers' SDKs take seconds
+    to import (``openai`` and ``google.genai`` about four each under load), and imported once
+    they are shared by every worker instead of imported again in each, so workers start in
+    the time one takes and share those pages. A plugin that fails to import is left for
+    each worker's start-up to report, as it would be without this.
+    """
+    wanted = [(STAGE_GROUP, name) for name in settings.pipeline.stages]
+    wanted += [(TOOL_GROUP, name) for name in settings.tools.enabled]
+    providers = installed(PROVIDER_GROUP)
+    with contextlib.suppress(ConfigError):
+        instances, _ = _instances(settings, providers)
+        wanted += [(PROVIDER_GROUP, instance.type) for instance in instances]
+    for group, name in wanted:
+        point = installed(group).get(name)
+        if point is not None:
+            with contextlib.suppress(Exception):
+                point.load()
 
 
 def describe_plugins(

@@ -4,6 +4,8 @@ supervisor dies."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
@@ -63,3 +65,23 @@ def test_workers_stop_when_their_supervisor_is_killed(
     while any(alive(pid) for pid in pids):
         assert time.monotonic() < deadline, "a worker outlived its supervisor"
         time.sleep(0.1)
+
+
+def test_the_supervisor_imports_the_configured_plugins_before_forking() -> None:
+    """Workers used to import the providers' SDKs each after the fork (seconds apiece under
+    load, and a two-worker start took long enough to miss a test's deadline). The supervisor
+    now imports them once, and only them, without starting a thread (a fork copies one)."""
+    probe = (
+        "import sys, threading\n"
+        "from server.config import load_settings\n"
+        "from server.registry import import_plugins\n"
+        "before = set(sys.modules)\n"
+        "import_plugins(load_settings({'SLUICE_LLM__PROVIDERS': 'gemini'}))\n"
+        "new = set(sys.modules) - before\n"
+        "print('plugins.providers.gemini' in new, 'plugins.session' in new,"
+        " 'plugins.providers.openai' in new, threading.active_count())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["True", "True", "False", "1"]

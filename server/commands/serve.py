@@ -40,6 +40,7 @@ from server.config import ConfigError, Settings
 from server.http.connections import ConnectionLimits, GuardedHTTPServer
 from server.http.state import ServerState
 from server.observability.logging import configure_logging
+from server.registry import import_plugins
 
 __all__ = [
     "StartupError",
@@ -78,6 +79,7 @@ def run(settings: Settings) -> int:
         print(f"sluice: {error}", file=sys.stderr)
         return 2
     supervisor = os.getpid()
+    import_plugins(settings)
 
     def worker(index: int) -> int:
         try:
