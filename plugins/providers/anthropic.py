@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 import httpx2
 from pydantic import Field
 
-from plugins.providers.anthropic_prompt import mark_cache_breakpoints, to_anthropic
 from server.contract import (
     BodyReader,
     Completion,
@@ -44,6 +43,8 @@ from server.contract import (
     redact,
     retry_after_from_headers,
 )
+
+from .anthropic_prompt import mark_cache_breakpoints, to_anthropic
 
 if TYPE_CHECKING:
     import anthropic
