@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,8 +16,10 @@ import pytest
 
 from plugins.providers.anthropic import AnthropicOptions, AnthropicProvider
 from plugins.providers.anthropic_prompt import MAX_BREAKPOINTS, cache_breakpoints, to_anthropic
+from server.config import load_settings
 from server.contract import FailureKind, GenerationParams, Message, ProviderError
 from server.llm.transport import provider_context
+from server.registry import load_providers
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, FakeAnthropic, Reply, refused_url
 from tests.support.server import ROOT
 
@@ -51,14 +54,14 @@ EXPECTED_MESSAGES = [
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeAnthropic]:
     async with FakeAnthropic() as server:
-        yield server
+        yield server  # type: ignore[misc]
 
 
 def make(
     base_url: str, environ: dict[str, str] | None = None, **options: object
 ) -> AnthropicProvider:
     return AnthropicProvider(
-        AnthropicOptions(base_url=base_url, **options),  # type: ignore[arg-type]
+        AnthropicOptions(base_url=base_url, **options),
         provider_context({"ANTHROPIC_API_KEY": KEY} if environ is None else environ),
     )
 
@@ -512,3 +515,32 @@ def test_an_instance_without_a_key_does_not_import_the_sdk() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_well_known_names_and_the_shipped_table_configure_the_instance() -> None:
+    """``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_MODEL`` override ``[llm.anthropic]``, whose
+    shipped values are the provider's defaults; the key comes from ``ANTHROPIC_API_KEY``."""
+    shipped = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
+    assert AnthropicOptions.model_validate(shipped["llm"]["anthropic"]) == AnthropicOptions()
+    environ = {
+        "SLUICE_CONFIG": str(ROOT / "config.toml"),
+        "SLUICE_PROVIDERS": "anthropic,openai",
+        "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9/",
+        "ANTHROPIC_MODEL": "claude-sonnet-4-6",
+        "OPENAI_API_KEY": "sk-openai-only",
+    }
+    settings = load_settings(environ)
+    providers, problems = load_providers(
+        settings, lambda name: provider_context(environ, name=name)
+    )
+    try:
+        assert problems == []
+        assert [p.name for p in providers] == ["anthropic", "openai"]
+        claude = providers[0]
+        assert isinstance(claude, AnthropicProvider)
+        assert (claude.base_url, claude.model) == ("http://127.0.0.1:9", "claude-sonnet-4-6")
+        assert claude.options.prompt_caching is True
+    finally:
+        for provider in providers:
+            asyncio.run(provider.aclose())
