@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
+
+from server.http.ops import openapi_spec
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
 from tests.fakes.threaded import ThreadedFakes
@@ -16,6 +19,7 @@ from tests.support.sse import bearer, events, json_request, start_stream
 ANTHROPIC_KEY = "sk-ant-api03-E2ESECRET0123456789abcdef"
 OPENAI_KEY = "sk-e2e-secret-0123456789abcdef"
 AUTH = bearer("tok-alice")
+SPEC = openapi_spec()
 
 
 def start(start_server: StartServer, fakes: ThreadedFakes, **env: str) -> RunningServer:
@@ -181,6 +185,8 @@ def test_models_lists_anthropic(start_server: StartServer, fakes: ThreadedFakes)
         headers=AUTH,
     )
     assert status == 200 and completion is not None
+    schema = SPEC["components"]["schemas"]["ChatCompletion"]
+    jsonschema.validate(completion, {**schema, "components": SPEC["components"]})
     assert completion["choices"][0]["message"]["content"] == "Hello, world!"
     # The cached part of the prompt where OpenAI's clients look for it.
     assert completion["usage"]["prompt_tokens"] == 2004
