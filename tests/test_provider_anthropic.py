@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import re
 import subprocess
 import sys
 import time
 import tomllib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from server.contract import FailureKind, GenerationParams, Message, ProviderErro
 from server.llm.transport import provider_context
 from server.registry import load_providers
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, FakeAnthropic, Reply, refused_url
-from tests.support.server import ROOT
+from tests.support.server import ROOT, base_env
 
 pytestmark = pytest.mark.anyio
 
@@ -544,3 +546,24 @@ def test_well_known_names_and_the_shipped_table_configure_the_instance() -> None
     finally:
         for provider in providers:
             asyncio.run(provider.aclose())
+
+
+def test_plugins_command_lists_the_anthropic_instance(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    env.update(SLUICE_PROVIDERS="anthropic,demo", ANTHROPIC_API_KEY=KEY)
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "plugins"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=True,
+    )
+    listing = {(item["group"], item["name"]): item for item in json.loads(done.stdout)}
+    assert listing[("provider", "anthropic")]["enabled"] is True
+    instance = listing[("provider instance", "anthropic")]
+    assert instance["value"] == "anthropic"
+    assert instance["options"]["model"] == "claude-haiku-4-5"
+    assert instance["options"]["prompt_caching"] is True
+    assert KEY not in done.stdout + done.stderr

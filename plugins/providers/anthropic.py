@@ -84,13 +84,13 @@ class AnthropicOptions(ProviderOptions):
     api_key_env: str | None = None
 
 
-def finish_reason(raw: str | None) -> str | None:
+def _finish_reason(raw: str | None) -> str | None:
     if not raw:
         return None
     return _FINISH_REASONS.get(raw, raw)
 
 
-def usage_of(raw: dict[str, Any]) -> Usage:
+def _usage_of(raw: dict[str, Any]) -> Usage:
     """sluice's usage from Anthropic's: its ``input_tokens`` leave out the tokens read from
     and written to the cache, sluice's count every prompt token."""
     fresh = raw.get("input_tokens")
@@ -223,8 +223,8 @@ class AnthropicProvider:
         text = "".join(block.text for block in response.content if block.type == "text")
         return Completion(
             text=text,
-            usage=usage_of(response.usage.model_dump()),
-            finish_reason=finish_reason(response.stop_reason),
+            usage=_usage_of(response.usage.model_dump()),
+            finish_reason=_finish_reason(response.stop_reason),
             model=response.model or self.model,
         )
 
@@ -379,7 +379,7 @@ class _AnthropicStream(JSONFrameStream):
         elif kind == "message_delta":
             reason = frame["delta"].get("stop_reason")
             if reason:
-                self.finish_reason = finish_reason(reason)
+                self.finish_reason = _finish_reason(reason)
             self._count(frame.get("usage"))
         elif kind == "message_stop":
             self._done = True  # whole: read on to the body's end only briefly
@@ -394,4 +394,4 @@ class _AnthropicStream(JSONFrameStream):
         far (and, from newer API versions, the input again): the latest of each wins."""
         if isinstance(raw, dict):
             self._usage.update((k, v) for k, v in raw.items() if isinstance(v, int))
-            self.usage = usage_of(self._usage)
+            self.usage = _usage_of(self._usage)
