@@ -251,6 +251,18 @@ async def test_500_is_unavailable_and_not_retried_by_the_sdk(fake: FakeAnthropic
     assert len(fake.requests) == 2  # one each: max_retries=0, the chain is the only retry loop
 
 
+async def test_a_proxy_refusing_streams_lets_a_plain_call_try(fake: FakeAnthropic) -> None:
+    fake.script(Reply(status=405, message="Method not allowed"), Reply(text=["plain"]))
+    provider = make(fake.url)
+    try:
+        _, error = await failure(provider)
+        completion = await provider.complete(PROMPT, max_output_tokens=8, timeout=5)
+    finally:
+        await provider.aclose()
+    assert error.kind is FailureKind.STREAM_UNSUPPORTED
+    assert completion.text == "plain"
+
+
 async def test_529_overloaded_is_unavailable_with_its_retry_after(fake: FakeAnthropic) -> None:
     fake.script(Reply(status=529, message="Overloaded", headers={"Retry-After": "9"}))
     provider = make(fake.url)

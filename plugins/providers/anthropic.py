@@ -23,7 +23,6 @@ installed provider to see which are configured should not pay for it.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 import httpx2
 from pydantic import Field
@@ -119,7 +118,6 @@ class AnthropicProvider:
         )
         self.model = self.options.model or AnthropicOptions.model_fields["model"].default
         self.base_url = (self.options.base_url or ANTHROPIC_BASE_URL).rstrip("/")
-        self.host = urlsplit(self.base_url).netloc or self.base_url
         self.name = context.name or type(self).name
         self._key_env = self.options.api_key_env or (
             "ANTHROPIC_API_KEY" if self.name == "anthropic" else None
@@ -219,7 +217,7 @@ class AnthropicProvider:
         try:
             response = await client.messages.create(**body, timeout=httpx2.Timeout(timeout))
         except anthropic.APIError as error:
-            raise self.error_from_sdk(error, streaming=False) from None
+            raise self.error_from_sdk(error) from None
         text = "".join(block.text for block in response.content if block.type == "text")
         return Completion(
             text=text,
@@ -232,7 +230,7 @@ class AnthropicProvider:
         if self._client is not None:
             await self._client.close()
 
-    def error_from_sdk(self, error: anthropic.APIError, *, streaming: bool) -> ProviderError:
+    def error_from_sdk(self, error: anthropic.APIError) -> ProviderError:
         """One line a person can act on, from an SDK error; no key, no upstream body."""
         import anthropic
 
@@ -293,7 +291,8 @@ class AnthropicProvider:
                 status=status,
                 detail=detail,
             )
-        if status in (405, 501) or (streaming and status in (400, 422) and "stream" in upstream):
+        if status in (405, 501):
+            # A proxy in front that does not pass streamed requests on: a plain call may work.
             return ProviderError(
                 FailureKind.STREAM_UNSUPPORTED,
                 f"{name} refused to stream.",
@@ -362,7 +361,7 @@ class _AnthropicStream(JSONFrameStream):
         try:
             response = await context.__aenter__()
         except anthropic.APIError as error:
-            raise provider.error_from_sdk(error, streaming=True) from None
+            raise provider.error_from_sdk(error) from None
         # Only the body reader is kept: the SDK's response, and httpx2's request (headers
         # and the whole prompt) and response, are let go of while the answer streams.
         return body_reader(response.http_response)
