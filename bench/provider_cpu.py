@@ -2,10 +2,11 @@
 
     .venv/bin/python -m bench.provider_cpu [--chunks 2000] [--rounds 5]
 
-A child process serves OpenAI ``chat.completion.chunk`` SSE and Gemini
-``streamGenerateContent?alt=sse`` frames on loopback, one write per frame, as fast as it can;
-this process reads them four ways and reports its own CPU time (``time.process_time``, so the
-server's work is not counted) divided by the number of text chunks, median of the rounds:
+A child process serves OpenAI ``chat.completion.chunk`` SSE, Gemini
+``streamGenerateContent?alt=sse`` and Anthropic Messages events on loopback, one write per
+frame, as fast as it can; this process reads them in pairs and reports its own CPU time
+(``time.process_time``, so the server's work is not counted) divided by the number of text
+chunks, median of the rounds:
 
 * openai typed: ``client.chat.completions.create(stream=True)`` (a ``ChatCompletionChunk``
   per frame), reading ``choices[0].delta.content``;
@@ -13,6 +14,9 @@ server's work is not counted) divided by the number of text chunks, median of th
 * gemini typed: ``client.aio.models.generate_content_stream`` (a ``GenerateContentResponse``
   per frame), reading ``.text``;
 * gemini ours: ``GeminiProvider.stream`` (the SDK's pooled httpx2 client + ``jiter``);
+* anthropic typed: ``client.messages.create(stream=True)`` (a ``RawMessageStreamEvent`` per
+  event), reading text deltas;
+* anthropic ours: ``AnthropicProvider.stream`` (``with_streaming_response`` bytes + ``jiter``);
 * the floor: ``httpx2`` reading the same OpenAI body with no decoding at all.
 
 Two runs: "burst" (the upstream writes as fast as it can, so one read often holds several
@@ -36,14 +40,17 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
+import anthropic
 import httpx2
 import openai
 from google import genai
 from google.genai import types as genai_types
 
+from plugins.providers.anthropic import AnthropicOptions, AnthropicProvider
 from plugins.providers.gemini import GeminiOptions, GeminiProvider
 from plugins.providers.openai import OpenAIOptions, OpenAIProvider
-from server.contract import Message, ProviderContext
+from server.contract import Message
+from server.llm.transport import provider_context
 
 PROMPT = [Message("system", "Be brief."), Message("user", "Tell me a long story.")]
 WORDS = ["Once", " upon", " a", " time", ",", " in", " a", " land", " far", " away"]
@@ -89,6 +96,45 @@ def _gemini_frames(chunks: int) -> list[bytes]:
     return frames
 
 
+def _anthropic_frames(chunks: int) -> list[bytes]:
+    def event(kind: str, **data: object) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+    usage = {"input_tokens": 9, "cache_read_input_tokens": 0, "output_tokens": 1}
+    message: dict[str, object] = {
+        "id": "msg_bench",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-haiku-4-5",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    frames = [
+        event("message_start", message=message),
+        event("content_block_start", index=0, content_block={"type": "text", "text": ""}),
+        event("ping"),
+    ]
+    frames += [
+        event(
+            "content_block_delta",
+            index=0,
+            delta={"type": "text_delta", "text": WORDS[i % len(WORDS)]},
+        )
+        for i in range(chunks)
+    ]
+    frames.append(event("content_block_stop", index=0))
+    frames.append(
+        event(
+            "message_delta",
+            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            usage={"output_tokens": chunks},
+        )
+    )
+    return [*frames, event("message_stop")]
+
+
 def serve(chunks: int, pace: float) -> None:
     from tornado.httpserver import HTTPServer
     from tornado.iostream import StreamClosedError
@@ -97,6 +143,7 @@ def serve(chunks: int, pace: float) -> None:
 
     openai_frames = _openai_frames(chunks)
     gemini_frames = _gemini_frames(chunks)
+    anthropic_frames = _anthropic_frames(chunks)
 
     class Frames(RequestHandler):
         def initialize(self, frames: list[bytes]) -> None:
@@ -124,6 +171,7 @@ def serve(chunks: int, pace: float) -> None:
                     Frames,
                     {"frames": gemini_frames},
                 ),
+                (r"/v1/messages", Frames, {"frames": anthropic_frames}),
             ]
         )
         HTTPServer(app).add_sockets(sockets)
@@ -148,10 +196,17 @@ async def measure(read: Callable[[], Awaitable[int]], rounds: int) -> float:
 
 async def bench(port: int, chunks: int, rounds: int) -> list[tuple[str, float]]:
     base = f"http://127.0.0.1:{port}"
-    env = {"OPENAI_API_KEY": "sk-bench", "GEMINI_API_KEY": "bench-key"}
-    context = ProviderContext(environ=env, max_connections=8)
+    env = {
+        "OPENAI_API_KEY": "sk-bench",
+        "GEMINI_API_KEY": "bench-key",
+        "ANTHROPIC_API_KEY": "bench-key",
+    }
+    # The server's own pooled client (the aiohttp transport), as the providers get it.
+    context = provider_context(env, max_connections=8)
     ours_openai = OpenAIProvider(OpenAIOptions(base_url=base + "/v1"), context)
     ours_gemini = GeminiProvider(GeminiOptions(base_url=base), context)
+    ours_anthropic = AnthropicProvider(AnthropicOptions(base_url=base), context)
+    typed_anthropic = anthropic.AsyncAnthropic(api_key="bench-key", base_url=base, max_retries=0)
     typed_openai = openai.AsyncOpenAI(api_key="sk-bench", base_url=base + "/v1", max_retries=0)
     typed_http = httpx2.AsyncClient()
     typed_gemini = genai.Client(
@@ -188,6 +243,20 @@ async def bench(port: int, chunks: int, rounds: int) -> list[tuple[str, float]]:
                 count += 1
         return count
 
+    async def anthropic_typed() -> int:
+        count = 0
+        stream = await typed_anthropic.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=4096,
+            system="Be brief.",
+            messages=[{"role": "user", "content": "Tell me a long story."}],
+            stream=True,
+        )
+        async for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                count += 1
+        return count
+
     async def httpx2_alone() -> int:
         # The floor: the same HTTP client reading the same body, no decoding at all.
         async with typed_http.stream("POST", base + "/v1/chat/completions", json={}) as response:
@@ -195,7 +264,9 @@ async def bench(port: int, chunks: int, rounds: int) -> list[tuple[str, float]]:
                 pass
         return chunks  # per text chunk, like the others
 
-    def ours(provider: OpenAIProvider | GeminiProvider) -> Callable[[], Awaitable[int]]:
+    def ours(
+        provider: OpenAIProvider | GeminiProvider | AnthropicProvider,
+    ) -> Callable[[], Awaitable[int]]:
         async def read() -> int:
             count = 0
             stream = provider.stream(PROMPT, max_output_tokens=4096, timeout=10)
@@ -223,12 +294,22 @@ async def bench(port: int, chunks: int, rounds: int) -> list[tuple[str, float]]:
             await measure(ours(ours_gemini), rounds),
         ),
         (
+            "anthropic typed RawMessageStreamEvent (SDK AsyncStream)",
+            await measure(anthropic_typed, rounds),
+        ),
+        (
+            "anthropic ours (aiohttp transport, streamed bytes + jiter)",
+            await measure(ours(ours_anthropic), rounds),
+        ),
+        (
             "floor: default httpx2 transport reads the body, no decoding",
             await measure(httpx2_alone, rounds),
         ),
     ]
     await ours_openai.aclose()
     await ours_gemini.aclose()
+    await ours_anthropic.aclose()
+    await typed_anthropic.close()
     await typed_openai.close()
     await typed_gemini.aio.aclose()
     typed_gemini.close()
@@ -280,8 +361,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{title}")
         for label, micros in results:
             print(f"  {label:<56} {micros:8.1f} µs")
-        pairs = [(results[0][1], results[1][1]), (results[2][1], results[3][1])]
-        print("  typed / ours: openai {:.1f}x, gemini {:.1f}x".format(*(t / o for t, o in pairs)))
+        pairs = [(results[i][1], results[i + 1][1]) for i in (0, 2, 4)]
+        ratios = (t / o for t, o in pairs)
+        print("  typed / ours: openai {:.1f}x, gemini {:.1f}x, anthropic {:.1f}x".format(*ratios))
 
 
 if __name__ == "__main__":

@@ -127,8 +127,8 @@ class PipelineSettings(_Section):
 
 
 class LLMSettings(BaseModel):
-    # Sub-tables ([llm.openai], [llm.gemini], [llm.demo], third-party names) are validated by
-    # each provider's own Options model once the providers are loaded.
+    # Sub-tables ([llm.openai], [llm.gemini], [llm.anthropic], [llm.demo], third-party names)
+    # are validated by each provider's own Options model once the providers are loaded.
     model_config = ConfigDict(extra="allow", validate_default=True)
 
     providers: list[str] = []
@@ -299,6 +299,8 @@ _WELL_KNOWN: dict[str, tuple[str, ...]] = {
     "OPENAI_MODEL": ("llm", "openai", "model"),
     "GEMINI_BASE_URL": ("llm", "gemini", "base_url"),
     "GEMINI_MODEL": ("llm", "gemini", "model"),
+    "ANTHROPIC_BASE_URL": ("llm", "anthropic", "base_url"),
+    "ANTHROPIC_MODEL": ("llm", "anthropic", "model"),
     "REDIS_URL": ("store", "redis_url"),
     "DATABASE_URL": ("store", "database_url"),
     "SLUICE_PROVIDERS": ("llm", "providers"),

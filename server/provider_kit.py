@@ -215,6 +215,12 @@ class JSONFrameStream:
     def _finished(self) -> bool:
         return self._done or self.finish_reason is not None
 
+    def _mark_whole(self) -> None:
+        """For ``_text``: the frame just read says the answer is whole (Anthropic's
+        ``message_stop``), as an end marker would; the rest of the body is drained briefly
+        rather than waited for."""
+        self._done = True
+
     def __aiter__(self) -> JSONFrameStream:
         return self
 

@@ -52,7 +52,7 @@ TOOL_GROUP = "sluice.tools"
 
 # Provider types tried, in this order, when llm.providers is empty; then other installed
 # types, then instances with an explicit type.
-_DEFAULT_ORDER = ("openai", "gemini")
+_DEFAULT_ORDER = ("openai", "gemini", "anthropic")
 
 
 def installed(group: str) -> dict[str, EntryPoint]:

@@ -41,7 +41,7 @@ def test_shipped_file_holds_every_setting_with_its_default() -> None:
             assert value == expected, f"{section}.{key}"
     llm_fields = set(LLMSettings.model_fields)
     assert {k for k in raw["llm"] if not isinstance(raw["llm"][k], dict)} == llm_fields
-    assert set(raw["llm"]) - llm_fields == {"openai", "gemini", "demo"}
+    assert set(raw["llm"]) - llm_fields == {"openai", "gemini", "anthropic", "demo"}
 
 
 def test_environment_overrides() -> None:

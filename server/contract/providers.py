@@ -84,18 +84,32 @@ DEFAULT_PARAMS = GenerationParams()
 
 @dataclass(slots=True)
 class Usage:
-    """Tokens an answer took, as the provider counted them (None when it did not say)."""
+    """Tokens an answer took, as the provider counted them (None when it did not say).
+
+    ``input_tokens`` counts every prompt token, those read from or written to a prompt cache
+    included; ``cached_tokens`` is the part of them read from the cache, and
+    ``cache_creation_tokens`` the part written to it (Anthropic bills both apart from the
+    rest of the input). A provider without a prompt cache leaves both None.
+    """
 
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
+    cached_tokens: int | None = None
+    cache_creation_tokens: int | None = None
 
     def as_dict(self) -> dict[str, int | None]:
-        return {
+        """The figures for ``complete.usage``; the cache's only when the provider gave them."""
+        figures = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cached_tokens is not None:
+            figures["cached_tokens"] = self.cached_tokens
+        if self.cache_creation_tokens is not None:
+            figures["cache_creation_tokens"] = self.cache_creation_tokens
+        return figures
 
 
 @dataclass(slots=True)

@@ -46,11 +46,16 @@ def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """sluice's usage (the upstream's own figures) in OpenAI's names; None when unknown."""
     if not usage:
         return None
-    return {
+    figures: dict[str, Any] = {
         "prompt_tokens": usage.get("input_tokens"),
         "completion_tokens": usage.get("output_tokens"),
         "total_tokens": usage.get("total_tokens"),
     }
+    cached = usage.get("cached_tokens")
+    if cached is not None:
+        # OpenAI's own place for the prompt tokens read from its cache.
+        figures["prompt_tokens_details"] = {"cached_tokens": cached}
+    return figures
 
 
 # OpenAI's error ``type`` for each status its API answers with.

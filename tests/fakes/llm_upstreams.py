@@ -1,9 +1,11 @@
-"""Fake OpenAI and Gemini servers on loopback, speaking the real wire formats, with faults.
+"""Fake OpenAI, Gemini and Anthropic servers on loopback, speaking the real wire formats,
+with faults.
 
 The real SDKs talk to them: OpenAI's ``POST /v1/chat/completions`` (``chat.completion.chunk``
 SSE frames ending in ``data: [DONE]`` when ``stream`` is true, a ``chat.completion`` object
-otherwise) and Gemini's ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` and
-``:generateContent``.
+otherwise), Gemini's ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` and
+``:generateContent``, and Anthropic's ``POST /v1/messages`` (named SSE events from
+``message_start`` to ``message_stop`` when ``stream`` is true, a ``message`` otherwise).
 
 Each request takes the next :class:`Reply` from ``fake.replies`` (or ``fake.default``), so a
 test scripts a sequence: "500, then a good answer". Every request is recorded, and so is a
@@ -28,7 +30,15 @@ from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-__all__ = ["ARABIC_EMOJI", "FakeGemini", "FakeOpenAI", "Recorded", "Reply", "refused_url"]
+__all__ = [
+    "ARABIC_EMOJI",
+    "FakeAnthropic",
+    "FakeGemini",
+    "FakeOpenAI",
+    "Recorded",
+    "Reply",
+    "refused_url",
+]
 
 # Two-byte Arabic letters, four-byte emoji and a skin-tone modifier: every split is a trap.
 ARABIC_EMOJI = ["مرحبا ", "بالعالم ", "👋🏽", " 🌍 ", "سلام"]
@@ -56,6 +66,7 @@ class Reply:
     finish_reason: str = "stop"
     interval: float = 0.0  # pause between text frames
     gzip: bool = False  # gzip the stream, although the client asked for identity
+    error_event_at: int | None = None  # Anthropic: an ``error`` event instead of text frame i
 
 
 @dataclass
@@ -428,3 +439,127 @@ class FakeGemini(_FakeBase):
                 {"fake": self},
             )
         ]
+
+
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
+
+
+class _AnthropicHandler(_Handler):
+    fake: FakeAnthropic
+
+    async def post(self) -> None:
+        body = json.loads(self.request.body or b"{}")
+        stream = bool(body.get("stream"))
+        self.fake.record(Recorded(self.request.path, body, dict(self.request.headers), stream))
+        reply = self.fake.next_reply()
+        if reply.hang_before_headers:
+            await self.hang()
+            return
+        if reply.status != 200:
+            self.fail(reply, self._error(reply.status, reply.message))
+            return
+        model = body.get("model", "fake")
+        stop = _ANTHROPIC_STOP.get(reply.finish_reason, reply.finish_reason)
+        if not stream:
+            message = self._message(model, [{"type": "text", "text": "".join(reply.text)}])
+            message.update(stop_reason=stop, usage=self._usage(len(reply.text)))
+            self.finish(message)
+            return
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        head = self._event("message_start", {"message": self._message(model, [])})
+        head += self._event(
+            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+        )
+        head += self._event("ping", {})
+        if not await self.send(head, reply):
+            return
+        for i, piece in enumerate(reply.text):
+            if reply.interval and i:
+                await asyncio.sleep(reply.interval)
+            if reply.hang_at == i:
+                await self.hang()
+                return
+            if reply.cut_at == i:
+                self.cut()
+                return
+            if reply.error_event_at == i:
+                error = self._error(529, "Overloaded")
+                await self.send(self._event("error", error), reply)
+                self.finish()
+                return
+            if i in reply.raw_at:
+                frame = reply.raw_at[i]
+            elif reply.malformed_at == i:
+                frame = b"event: content_block_delta\ndata: {not json\n\n"
+            else:
+                delta = {"type": "text_delta", "text": piece}
+                frame = self._event("content_block_delta", {"index": 0, "delta": delta})
+            if not await self.send(frame, reply):
+                return
+        tail = self._event("content_block_stop", {"index": 0})
+        usage = {"output_tokens": len(reply.text)} if reply.usage else None
+        tail += self._event(
+            "message_delta",
+            {"delta": {"stop_reason": stop, "stop_sequence": None}, "usage": usage},
+        )
+        tail += self._event("message_stop", {})
+        if await self.send(tail, reply):
+            if reply.hold_after_done:
+                await self.hang()
+                return
+            self.finish()
+
+    @staticmethod
+    def _event(kind: str, data: dict[str, Any]) -> bytes:
+        payload = json.dumps({"type": kind, **data}, ensure_ascii=False)
+        return f"event: {kind}\ndata: {payload}\n\n".encode()
+
+    def _message(self, model: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": self._usage(1),
+        }
+
+    def _usage(self, output_tokens: int) -> dict[str, Any]:
+        return {**self.fake.usage, "output_tokens": output_tokens}
+
+    @staticmethod
+    def _error(status: int, message: str) -> dict[str, Any]:
+        kind = _ANTHROPIC_ERRORS.get(
+            status, "api_error" if status >= 500 else "invalid_request_error"
+        )
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+class FakeAnthropic(_FakeBase):
+    """``base_url`` for the SDK is ``fake.url`` (the host root: the SDK adds ``/v1``).
+
+    ``usage`` is what every answer reports for its prompt (Anthropic's names: the input
+    tokens outside the cache, and those written to and read from it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.usage: dict[str, int] = {
+            "input_tokens": 21,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+
+    def routes(self) -> list[Any]:
+        return [(r"/v1/messages", _AnthropicHandler, {"fake": self})]

@@ -9,7 +9,7 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from tests.fakes.llm_upstreams import FakeGemini, FakeOpenAI
+from tests.fakes.llm_upstreams import FakeAnthropic, FakeGemini, FakeOpenAI
 
 __all__ = ["ThreadedFakes", "openai_env", "threaded_fakes"]
 
@@ -21,6 +21,7 @@ class ThreadedFakes:
         self.loop = loop
         self.openai = FakeOpenAI()
         self.gemini = FakeGemini()
+        self.anthropic = FakeAnthropic()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run ``coro`` on the fakes' loop and wait for its result."""
@@ -47,10 +48,12 @@ def threaded_fakes() -> Iterator[ThreadedFakes]:
     try:
         fakes.run(fakes.openai.start())
         fakes.run(fakes.gemini.start())
+        fakes.run(fakes.anthropic.start())
         yield fakes
     finally:
         fakes.run(fakes.openai.stop())
         fakes.run(fakes.gemini.stop())
+        fakes.run(fakes.anthropic.stop())
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()

@@ -27,7 +27,15 @@ from tests.support.sse import json_request
 ROOT = Path(__file__).resolve().parents[2]
 
 # Provider keys and settings of the machine running the tests must not leak in.
-_SCRUB_PREFIXES = ("SLUICE_", "OPENAI_", "GEMINI_", "GOOGLE_", "REDIS_", "DATABASE_")
+_SCRUB_PREFIXES = (
+    "SLUICE_",
+    "OPENAI_",
+    "GEMINI_",
+    "GOOGLE_",
+    "ANTHROPIC_",
+    "REDIS_",
+    "DATABASE_",
+)
 
 TEST_TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 

@@ -1,0 +1,396 @@
+"""Anthropic's Claude, through the official ``anthropic`` SDK and its Messages API.
+
+As for OpenAI: the SDK makes the request (the key, ``anthropic-version``, base URL, error
+classes) on the server's pooled HTTP client; the streamed events are read as bytes
+from ``with_streaming_response`` and parsed with ``jiter``, without the SDK's typed event
+per frame (per-chunk SDK objects are the main cost of a relay: ``docs/performance.md``).
+Plain calls use the typed SDK result: one object per answer is cheap.
+
+The stream is a sequence of events: ``message_start`` (the input usage),
+``content_block_start`` / ``content_block_delta`` / ``content_block_stop`` per block,
+``message_delta`` (stop reason, output usage), ``message_stop``; ``ping`` at any time, and an
+``error`` event (``overloaded_error``…) that can come after text. Only text deltas are answer
+text; thinking and tool-input deltas are other block types, left for the events that will
+carry them.
+
+SDK retries are off (``max_retries=0``): the fallback chain is the only retry loop.
+
+The SDK is imported only by an instance that has a key: it takes several times as long to
+import as the openai SDK (its many typed models), and a server start that builds every
+installed provider to see which are configured should not pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx2
+from pydantic import Field
+
+from server import (
+    BodyReader,
+    Completion,
+    FailureKind,
+    GenerationParams,
+    JSONFrameStream,
+    Message,
+    ProviderContext,
+    ProviderError,
+    ProviderOptions,
+    Usage,
+    body_reader,
+    redact,
+    retry_after_from_headers,
+)
+
+from .anthropic_prompt import mark_cache_breakpoints, to_anthropic
+
+if TYPE_CHECKING:
+    import anthropic
+
+__all__ = ["AnthropicOptions", "AnthropicProvider"]
+
+# The host root: the SDK adds /v1/messages, as it does to ANTHROPIC_BASE_URL.
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+# Anthropic's stop reasons in the vocabulary the rest of sluice uses (OpenAI's).
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class AnthropicOptions(ProviderOptions):
+    """``[llm.anthropic]``; ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_MODEL`` override the first
+    two."""
+
+    model: str = "claude-haiku-4-5"
+    base_url: str | None = None
+    # cache_control marks on the tools, the system prompt and the conversation so far, so
+    # that each turn reads the previous ones from Anthropic's prompt cache.
+    prompt_caching: bool = True
+    # Anthropic caches no prefix shorter than its model's minimum: 1,024 tokens on most
+    # models, more on some. No mark is set before the prompt is estimated to reach this.
+    cache_min_tokens: int = Field(1024, ge=1)
+    # Extra request headers, e.g. an anthropic-beta flag.
+    headers: dict[str, str] = Field(default_factory=dict)
+    # The environment variable holding the key. Default: ANTHROPIC_API_KEY for the instance
+    # named "anthropic"; none for other instances, so Anthropic's key is never sent elsewhere.
+    api_key_env: str | None = None
+
+
+def _finish_reason(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    return _FINISH_REASONS.get(raw, raw)
+
+
+def _usage_of(raw: dict[str, Any]) -> Usage:
+    """sluice's usage from Anthropic's: its ``input_tokens`` leave out the tokens read from
+    and written to the cache, sluice's count every prompt token."""
+    fresh = raw.get("input_tokens")
+    written = raw.get("cache_creation_input_tokens")
+    read = raw.get("cache_read_input_tokens")
+    output = raw.get("output_tokens")
+    prompt = None if fresh is None else fresh + (written or 0) + (read or 0)
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=output,
+        total_tokens=None if prompt is None or output is None else prompt + output,
+        cached_tokens=read,
+        cache_creation_tokens=written,
+    )
+
+
+class AnthropicProvider:
+    name: str = "anthropic"
+    Options: ClassVar[type[ProviderOptions]] = AnthropicOptions
+
+    def __init__(self, options: ProviderOptions, context: ProviderContext) -> None:
+        self.options = (
+            options
+            if isinstance(options, AnthropicOptions)
+            else AnthropicOptions.model_validate(options.model_dump())
+        )
+        self.model = self.options.model or AnthropicOptions.model_fields["model"].default
+        self.base_url = (self.options.base_url or ANTHROPIC_BASE_URL).rstrip("/")
+        self.name = context.name or type(self).name
+        self._key_env = self.options.api_key_env or (
+            "ANTHROPIC_API_KEY" if self.name == "anthropic" else None
+        )
+        self._key_label = self._key_env or f"llm.{self.name}.api_key_env"
+        key = context.environ.get(self._key_env, "").strip() if self._key_env else ""
+        self._key = key or None
+        self._client: anthropic.AsyncAnthropic | None = None
+        if self._key is not None:
+            import anthropic  # here, not at the top: see the module docstring
+
+            # No network I/O here: the pool connects on the first request. The key and the
+            # base URL are always given, so that the SDK reads neither from the process
+            # environment nor from a credentials profile on disk.
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self._key,
+                base_url=self.base_url,
+                max_retries=0,
+                default_headers=self.options.headers or None,
+                http_client=context.http_client(),
+            )
+
+    def missing_configuration(self) -> str | None:
+        if self._key is None:
+            return (
+                f"{self._key_label} is not set: export it, or remove {self.name} from llm.providers"
+            )
+        return None
+
+    def _require_client(self) -> anthropic.AsyncAnthropic:
+        if self._client is None:
+            raise ProviderError(FailureKind.AUTH, self.missing_configuration() or "not configured")
+        return self._client
+
+    def _body(
+        self,
+        messages: list[Message],
+        max_output_tokens: int,
+        params: GenerationParams | None,
+    ) -> dict[str, Any]:
+        system, turns = to_anthropic(messages)
+        if self.options.prompt_caching:
+            mark_cache_breakpoints(system, turns, min_tokens=self.options.cache_min_tokens)
+        # The Messages API wants max_tokens on every request.
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": turns,
+            "max_tokens": max_output_tokens,
+        }
+        if system:
+            body["system"] = system
+        if params is not None:
+            sampling: dict[str, float] = {}
+            if params.temperature is not None:
+                if params.temperature > 1:
+                    # OpenAI's scale reaches 2, Anthropic's 1: refuse rather than change the
+                    # meaning, so that the chain asks a provider that can honour it.
+                    raise ProviderError(
+                        FailureKind.BAD_REQUEST,
+                        f"{self.name} takes a temperature between 0 and 1.",
+                    )
+                sampling["temperature"] = params.temperature
+            if params.top_p is not None:
+                sampling["top_p"] = params.top_p
+            if sampling:
+                # The SDK's typed parameters no longer list temperature and top_p (recent
+                # models fix their own sampling), so they go as the API's own fields: a
+                # model that cannot honour them refuses the request (400), and the chain
+                # asks another provider rather than answer without them.
+                body["extra_body"] = sampling
+            if params.stop:
+                body["stop_sequences"] = list(params.stop)
+        return body
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
+    ) -> _AnthropicStream:
+        return _AnthropicStream(self, messages, max_output_tokens, params, timeout)
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        max_output_tokens: int,
+        timeout: float,
+        params: GenerationParams | None = None,
+    ) -> Completion:
+        import anthropic
+
+        client = self._require_client()
+        body = self._body(messages, max_output_tokens, params)
+        try:
+            response = await client.messages.create(**body, timeout=httpx2.Timeout(timeout))
+        except anthropic.APIError as error:
+            raise self.error_from_sdk(error) from None
+        text = "".join(block.text for block in response.content if block.type == "text")
+        return Completion(
+            text=text,
+            usage=_usage_of(response.usage.model_dump()),
+            finish_reason=_finish_reason(response.stop_reason),
+            model=response.model or self.model,
+        )
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def error_from_sdk(self, error: anthropic.APIError) -> ProviderError:
+        """One line a person can act on, from an SDK error; no key, no upstream body."""
+        import anthropic
+
+        name = self.name
+        if isinstance(error, anthropic.APITimeoutError):
+            return ProviderError(
+                FailureKind.TIMEOUT, f"{name} did not answer in time.", detail="APITimeoutError"
+            )
+        if isinstance(error, anthropic.APIConnectionError):
+            cause = error.__cause__
+            return ProviderError(
+                FailureKind.UNAVAILABLE,
+                f"{name} could not be reached.",
+                detail=f"{self.base_url}: "
+                + (type(cause).__name__ if cause else "APIConnectionError"),
+            )
+        if not isinstance(error, anthropic.APIStatusError):
+            return ProviderError(
+                FailureKind.MALFORMED,
+                f"{name} answered something unexpected.",
+                detail=redact(str(error), [self._key]),
+            )
+        status = error.status_code
+        kind = str(error.type or "")
+        upstream = str(error.api_message or "")
+        detail = redact(f"{kind} {upstream}".strip(), [self._key])
+        headers = error.response.headers
+        if status == 401:
+            return ProviderError(
+                FailureKind.AUTH,
+                f"{name} refused the API key (401): the server's operator must set a valid "
+                f"{self._key_label}.",
+                status=status,
+                detail=detail,
+            )
+        if status == 403:
+            return ProviderError(
+                FailureKind.AUTH,
+                f"{name} denied access to model {self.model!r} (403): the server's operator "
+                f"must check {self._key_label} and the model's access.",
+                status=status,
+                detail=detail,
+            )
+        if status == 404:
+            return ProviderError(
+                FailureKind.BAD_REQUEST,
+                f"{name}: model {self.model!r} was not found (404): the server's operator must "
+                "set ANTHROPIC_MODEL (or [llm.anthropic] model) and check that "
+                "ANTHROPIC_BASE_URL is the host alone, without /v1.",
+                status=status,
+                detail=detail,
+            )
+        if status == 429:
+            return ProviderError(
+                FailureKind.RATE_LIMITED,
+                f"{name} is rate limiting requests.",
+                retry_after=retry_after_from_headers(headers),
+                status=status,
+                detail=detail,
+            )
+        if status in (405, 501):
+            # A proxy in front that does not pass streamed requests on: a plain call may work.
+            return ProviderError(
+                FailureKind.STREAM_UNSUPPORTED,
+                f"{name} refused to stream.",
+                status=status,
+                detail=detail,
+            )
+        if 400 <= status < 500:
+            return ProviderError(
+                FailureKind.BAD_REQUEST,
+                f"{name} refused the request ({status}).",
+                status=status,
+                detail=detail,
+            )
+        # 529 is Anthropic's overloaded_error: a 5xx like the others for the chain.
+        what = "overloaded" if status == 529 else "unavailable"
+        return ProviderError(
+            FailureKind.UNAVAILABLE,
+            f"{name} is {what} ({status}).",
+            retry_after=retry_after_from_headers(headers),
+            status=status,
+            detail=detail,
+        )
+
+
+class _AnthropicStream(JSONFrameStream):
+    """One streaming call to ``/v1/messages``: events read as bytes. The answer is whole at
+    ``message_stop`` (or once ``message_delta`` gave the stop reason); a body that ends
+    before either was cut short."""
+
+    def __init__(
+        self,
+        provider: AnthropicProvider,
+        messages: list[Message],
+        max_output_tokens: int,
+        params: GenerationParams | None,
+        timeout: float,
+    ) -> None:
+        super().__init__(provider.name, provider._key)
+        self._provider = provider
+        # The body is built when the stream opens: a parameter the upstream cannot take is
+        # a ProviderError from the first __anext__, as the contract says.
+        self._request: tuple[list[Message], int, GenerationParams | None] | None = (
+            messages,
+            max_output_tokens,
+            params,
+        )
+        self._timeout = timeout
+        self._usage: dict[str, Any] = {}
+
+    async def _open(self) -> BodyReader:
+        import anthropic
+
+        provider = self._provider
+        client = provider._require_client()
+        assert self._request is not None
+        body = provider._body(*self._request)
+        self._request = None  # not kept (the whole prompt) while the answer streams
+        # The wrapper creates the request coroutine at once: enter it right away so that it is
+        # always awaited. Reads are timed by the chain (first-token, idle), not by httpx.
+        context = client.messages.with_streaming_response.create(
+            **body,
+            stream=True,
+            timeout=httpx2.Timeout(self._timeout, read=None),
+            extra_headers={"Accept-Encoding": "identity"},
+        )
+        try:
+            response = await context.__aenter__()
+        except anthropic.APIError as error:
+            raise provider.error_from_sdk(error) from None
+        # Only the body reader is kept: the SDK's response, and httpx2's request (headers
+        # and the whole prompt) and response, are let go of while the answer streams.
+        return body_reader(response.http_response)
+
+    def _text(self, frame: dict[str, Any]) -> str | None:
+        kind = frame.get("type")
+        if kind == "content_block_delta":
+            delta = frame["delta"]
+            if delta.get("type") == "text_delta":
+                return str(delta["text"])
+            return None  # thinking, signature, tool input, citations: not answer text
+        if kind == "message_start":
+            self._count(frame["message"].get("usage"))
+        elif kind == "message_delta":
+            reason = frame["delta"].get("stop_reason")
+            if reason:
+                self.finish_reason = _finish_reason(reason)
+            self._count(frame.get("usage"))
+        elif kind == "message_stop":
+            self._mark_whole()
+        elif kind == "content_block_start":
+            block = frame["content_block"]
+            if block.get("type") == "text" and block.get("text"):
+                return str(block["text"])
+        return None  # ping, content_block_stop, and event types added later
+
+    def _count(self, raw: Any) -> None:
+        """``message_start`` carries the input figures, ``message_delta`` the output so
+        far (and, from newer API versions, the input again): the latest of each wins."""
+        if isinstance(raw, dict):
+            self._usage.update((k, v) for k, v in raw.items() if isinstance(v, int))
+            self.usage = _usage_of(self._usage)
