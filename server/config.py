@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["ConfigError", "Settings", "format_validation_error", "load_settings"]
 
@@ -118,6 +125,44 @@ class LLMSettings(BaseModel):
         return tables
 
 
+class ToolSettings(_Section):
+    # Entry point names in the "sluice.tools" group whose tools the model may call.
+    enabled: list[str] = ["current_time"]
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_result_chars: int = Field(16000, ge=100)
+    max_rounds: int = Field(8, ge=1)
+    approval_timeout_seconds: float = Field(300.0, gt=0)
+
+    _split = field_validator("enabled", mode="before")(_split_list)
+
+
+class MCPServerSettings(_Section):
+    """One ``[mcp.<name>]`` table: an MCP server whose tools become server tools."""
+
+    # The command that starts a stdio server (argv, no shell), or a Streamable HTTP URL.
+    command: list[str] = []
+    url: str = ""
+    # Given to the command's process (over a minimal inherited environment) / sent with
+    # every HTTP request. Secrets: never logged or shown in errors.
+    env: dict[str, str] = {}
+    headers: dict[str, str] = {}
+    cwd: str = ""
+    require_approval: bool = True
+    # First connection, and each reconnection, must finish within this.
+    connect_timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerSettings:
+        if bool(self.command) == bool(self.url):
+            raise ValueError(
+                'set exactly one of command = ["program", "arg", ...] (stdio) or'
+                ' url = "https://..." (Streamable HTTP)'
+            )
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return self
+
+
 class AuthSettings(_Section):
     secret_key: str = ""
     api_tokens: dict[str, str] = {}
@@ -196,6 +241,8 @@ class Settings(BaseModel):
     pipeline: PipelineSettings = PipelineSettings()
     stages: dict[str, dict[str, Any]] = {}
     llm: LLMSettings = LLMSettings()
+    tools: ToolSettings = ToolSettings()
+    mcp: dict[str, MCPServerSettings] = {}
     auth: AuthSettings = AuthSettings()
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
@@ -236,6 +283,8 @@ _WELL_KNOWN: dict[str, tuple[str, ...]] = {
 }
 
 _SECRET_KEYS = {"secret_key", "api_tokens", "jwt_secret", "api_key", "database_url"}
+# An MCP server's environment and HTTP headers carry its keys and tokens.
+_MCP_SECRET_KEYS = {"env", "headers"}
 
 
 def _parse_env_value(raw: str) -> Any:
@@ -273,8 +322,11 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], An
 
 
 def _shown(path: tuple[str | int, ...], value: Any) -> str:
-    if any(str(part) in _SECRET_KEYS for part in path):
+    secret = _SECRET_KEYS | (_MCP_SECRET_KEYS if path[:1] == ("mcp",) else set())
+    if any(str(part) in secret for part in path):
         return "'***'"
+    if path[:1] == ("mcp",) and isinstance(value, dict):  # a whole [mcp.<name>] table
+        value = {k: "***" if k in _MCP_SECRET_KEYS else v for k, v in value.items()}
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

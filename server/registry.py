@@ -1,7 +1,8 @@
-"""Finding stages and providers through their entry point groups, and checking them.
+"""Finding stages, providers and tools through their entry point groups, and checking them.
 
 Built-ins are registered in this project's own ``pyproject.toml`` under the same groups a
-third-party package uses (``sluice.stages``, ``sluice.providers``): there is no private door.
+third-party package uses (``sluice.stages``, ``sluice.providers``, ``sluice.tools``): there is
+no private door.
 
 Only the entry points that the configuration uses are imported, so an installed package that
 is broken but not enabled cannot stop the server. Each problem found is one line that names
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -26,21 +27,26 @@ from server.contract import (
     ProviderContext,
     Services,
     Stage,
+    Tool,
     WrapperStage,
 )
+from server.tools.toolset import ToolSet
 
 __all__ = [
     "PROVIDER_GROUP",
     "STAGE_GROUP",
+    "TOOL_GROUP",
     "PluginInfo",
     "describe_plugins",
     "installed",
     "load_providers",
     "load_stages",
+    "load_tools",
 ]
 
 STAGE_GROUP = "sluice.stages"
 PROVIDER_GROUP = "sluice.providers"
+TOOL_GROUP = "sluice.tools"
 
 # Provider types tried, in this order, when llm.providers is empty; then other installed
 # types, then instances with an explicit type.
@@ -247,6 +253,47 @@ def _check_provider_methods(kind: str, point: EntryPoint, cls: Any) -> None:
             )
 
 
+def _tools_of(name: str, point: EntryPoint) -> list[Tool]:
+    """The tools one ``sluice.tools`` entry point offers: it names a :class:`Tool`, a typed
+    function (made into one), or a list of either (a package's toolbox)."""
+    target = _load(TOOL_GROUP, name, point)
+    items = list(target) if isinstance(target, list | tuple) else [target]
+    tools: list[Tool] = []
+    for item in items:
+        try:
+            made = item if isinstance(item, Tool) else Tool.from_function(item)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(
+                f"plugin error: tool {name!r} from {_package(point)} ({point.value}): {error}"
+            ) from None
+        tools.append(made if made.source else _with_source(made, _package(point)))
+    return tools
+
+
+def _with_source(tool: Tool, source: str) -> Tool:
+    return replace(tool, source=source)
+
+
+def load_tools(settings: Settings) -> ToolSet:
+    """The tools of every entry point ``tools.enabled`` names, in that order."""
+    points = installed(TOOL_GROUP)
+    toolset = ToolSet()
+    for name in settings.tools.enabled:
+        point = points.get(name)
+        if point is None:
+            known = ", ".join(sorted(points)) or "none"
+            raise ConfigError(
+                f"config error: tools.enabled: unknown tool {name!r} (installed: {known});"
+                " install the package that provides it or remove it from the list"
+            )
+        for item in _tools_of(name, point):
+            try:
+                toolset.add(item)
+            except ValueError as error:
+                raise ConfigError(f"config error: tools.enabled: {error}") from None
+    return toolset
+
+
 @dataclass(frozen=True)
 class PluginInfo:
     """One installed plugin, as ``python -m server plugins`` lists it."""
@@ -262,7 +309,7 @@ class PluginInfo:
 def describe_plugins(
     settings: Settings, make_context: Callable[[str], ProviderContext]
 ) -> tuple[list[PluginInfo], list[Provider]]:
-    """Every installed stage and provider type, whether the configuration enables it, and
+    """Every installed stage, tool and provider type, whether the configuration enables it, and
     its options (defaults merged with the configuration), then one entry per provider
     instance in the fallback chain. The providers built on the way are returned too, for the
     caller to close."""
@@ -278,6 +325,19 @@ def describe_plugins(
                 raise ConfigError(format_validation_error(f"stages.{name}", error)) from None
         infos.append(
             PluginInfo("stage", name, _package(point), point.value, name in enabled_stages, options)
+        )
+    enabled_tools = set(settings.tools.enabled)
+    for name, point in sorted(installed(TOOL_GROUP).items()):
+        described: dict[str, Any] = {}
+        if name in enabled_tools:
+            described = {
+                "tools": [
+                    {**item.schema(), "requires_approval": item.requires_approval}
+                    for item in _tools_of(name, point)
+                ]
+            }
+        infos.append(
+            PluginInfo("tool", name, _package(point), point.value, name in enabled_tools, described)
         )
     providers, _ = load_providers(settings, make_context)
     points = installed(PROVIDER_GROUP)

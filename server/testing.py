@@ -17,7 +17,9 @@ file::
 
 Stages are named as in ``[pipeline] stages`` (installed entry points), or given as classes
 (``WordFilter`` is then named ``word_filter``) or ``(name, class)`` pairs.
-Each function has an ``async`` twin (``run_pipeline_async``, ``run_stage_async``) for tests
+A tool runs as the server runs it with :func:`run_tool`.
+Each function has an ``async`` twin (``run_pipeline_async``, ``run_stage_async``,
+``run_tool_async``) for tests
 that already run in an event loop.
 """
 
@@ -44,6 +46,10 @@ from server.contract import (
     Rest,
     Services,
     Stage,
+    Tool,
+    ToolCall,
+    ToolContext,
+    ToolResult,
     Turn,
     Usage,
     WrapperStage,
@@ -55,6 +61,7 @@ from server.registry import STAGE_GROUP, installed
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
 from server.stores.sqlite import SQLiteSessionStore
+from server.tools.runner import run_tool_call
 
 __all__ = [
     "ScriptedProvider",
@@ -66,6 +73,8 @@ __all__ = [
     "run_pipeline_async",
     "run_stage",
     "run_stage_async",
+    "run_tool",
+    "run_tool_async",
 ]
 
 StageSpec = str | type[Stage] | type[WrapperStage] | tuple[str, type[Stage] | type[WrapperStage]]
@@ -303,3 +312,31 @@ def provider_context(environ: Mapping[str, str] | None = None, name: str = "") -
     """A :class:`ProviderContext` for testing a provider plugin, with the server's pooled
     HTTP client behind ``http_client()``."""
     return server_provider_context(environ or {}, name=name)
+
+
+async def run_tool_async(
+    target: Tool,
+    arguments: Mapping[str, Any],
+    *,
+    user_id: str = "test-user",
+    session_id: str | None = None,
+    timeout: float = 30.0,
+    max_result_chars: int = 16000,
+) -> ToolResult:
+    """Call a tool as the server does (arguments validated first, a failure or timeout
+    turned into a result, the text cut to ``max_result_chars``) and return what the model
+    would be given."""
+    context = ToolContext(user_id=user_id, session_id=session_id, call_id="test-call")
+    run = await run_tool_call(
+        target,
+        ToolCall("test-call", target.name, dict(arguments)),
+        context,
+        timeout=timeout,
+        max_result_chars=max_result_chars,
+    )
+    return run.result
+
+
+def run_tool(target: Tool, arguments: Mapping[str, Any], **kwargs: Any) -> ToolResult:
+    """:func:`run_tool_async` in an event loop of its own."""
+    return asyncio.run(run_tool_async(target, arguments, **kwargs))

@@ -20,7 +20,18 @@ CONFIG = str(ROOT / "config.toml")
 def test_shipped_file_holds_every_setting_with_its_default() -> None:
     raw = tomllib.loads((ROOT / "config.toml").read_text(encoding="utf-8"))
     defaults = Settings()
-    for section in ("server", "stream", "limits", "rate_limit", "pipeline", "auth", "store", "log"):
+    sections = (
+        "server",
+        "stream",
+        "limits",
+        "rate_limit",
+        "pipeline",
+        "tools",
+        "auth",
+        "store",
+        "log",
+    )
+    for section in sections:
         model = getattr(defaults, section)
         assert set(raw[section]) == set(type(model).model_fields), section
         for key, value in raw[section].items():

@@ -9,6 +9,7 @@ package no declared dependency provides (or a declared one is never used).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -161,3 +162,45 @@ def test_scripts_lock_reproduces_the_committed_lock(tmp_path: Path) -> None:
     produced = [line for line in output.read_text().splitlines() if not line.startswith(header)]
     committed = [line for line in LOCK.read_text().splitlines() if not line.startswith(header)]
     assert produced == committed, "requirements/lock.txt is stale: run scripts/lock"
+
+
+def test_a_paas_build_from_requirements_txt_installs_the_locked_versions(tmp_path: Path) -> None:
+    """What a buildpack runs (``pip install -r requirements.txt``), resolved from scratch as on
+    a new machine: sluice and every dependency, each at its locked version."""
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            "-r",
+            "requirements.txt",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    chosen = {
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert "sluice" in chosen
+    pins = _locked()
+    unlocked = sorted(set(chosen) - set(pins) - {"sluice"})
+    assert not unlocked, f"installed without a pin: {unlocked}"
+    wrong = {
+        name: (v, pins[name]) for name, v in chosen.items() if name in pins and v != pins[name]
+    }
+    assert not wrong, f"(installed, locked) differ: {wrong}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert (ROOT / ".python-version").read_text().strip() == "3.11"

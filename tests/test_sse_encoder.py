@@ -9,7 +9,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.contract import chunk, complete, status
+from server.contract import (
+    ImagePart,
+    Part,
+    TextPart,
+    ToolCall,
+    ToolErrorKind,
+    ToolResult,
+    chunk,
+    complete,
+    event_from_dict,
+    part_from_dict,
+    part_to_dict,
+    reasoning,
+    status,
+    tool_call,
+    tool_result,
+)
 from server.core.sse import (
     answer_text,
     comment,
@@ -111,3 +127,66 @@ def test_the_answer_text_of_a_log_is_its_chunks_joined(parts: list[str]) -> None
 def test_a_chunk_frame_decodes_as_the_event_it_was() -> None:
     text = 'quote " \u2028 مرحبا'
     assert decode_frame(encode_chunk(12, text)) == chunk(text).as_dict()
+
+
+def test_tool_and_reasoning_events_encode_as_the_contract_says() -> None:
+    """``tool_call``, ``tool_result`` and ``reasoning`` frames carry exactly the fields of
+    the wire contract, and read back into equal events."""
+    events = [
+        tool_call("call_1", "current_time", {"timezone": "Asia/Tokyo"}, approval="none"),
+        tool_result(
+            "call_1", "current_time", ok=True, content="2026-01-01T09:00:00+09:00", duration_ms=3
+        ),
+        tool_result(
+            "call_2",
+            "search",
+            ok=False,
+            content="Invalid arguments: q",
+            error="invalid_arguments",
+            duration_ms=0,
+        ),
+        reasoning("The user wants the time \u2028 in Tokyo."),
+    ]
+    raw = b"".join(encode_event(i + 1, e.type, e.as_dict()) for i, e in enumerate(events))
+    frames = parse_frames(raw)
+    assert [f.event for f in frames] == ["tool_call", "tool_result", "tool_result", "reasoning"]
+    assert frames[0].data == {
+        "type": "tool_call",
+        "call_id": "call_1",
+        "name": "current_time",
+        "arguments": {"timezone": "Asia/Tokyo"},
+        "approval": "none",
+    }
+    assert frames[1].data == {
+        "type": "tool_result",
+        "call_id": "call_1",
+        "name": "current_time",
+        "ok": True,
+        "content": "2026-01-01T09:00:00+09:00",
+        "duration_ms": 3,
+    }
+    assert frames[2].data is not None and frames[2].data["error"] == "invalid_arguments"
+    assert frames[3].data == {
+        "type": "reasoning",
+        "content": "The user wants the time \u2028 in Tokyo.",
+    }
+    assert [event_from_dict(f.data or {}) for f in frames] == events
+    assert events[2].get("error") == "invalid_arguments" and events[1].get("error") is None
+    with pytest.raises(ValueError):
+        tool_result("c", "t", ok=True, content="", error="failed", duration_ms=0)
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        TextPart("héllo"),
+        ImagePart(b"\x89PNG\r\n\x1a\n\x00", "image/png"),
+        ToolCall("call_1", "search", {"q": "ramen", "limit": 3}),
+        ToolResult("call_1", "search", False, "timed out", ToolErrorKind.TIMEOUT),
+        ToolResult("call_2", "search", True, "[]"),
+    ],
+    ids=lambda part: type(part).__name__,
+)
+def test_message_parts_round_trip_through_json(part: Part) -> None:
+    data = json.loads(json.dumps(part_to_dict(part)))
+    assert part_from_dict(data) == part

@@ -9,6 +9,12 @@ machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) 
 * Events, as immutable values: :class:`Status`, :class:`Context`, :class:`Chunk`,
   :class:`Complete`, :class:`Error`, their constructors :func:`status`, :func:`context`,
   :func:`chunk`, :func:`complete`, :func:`error`, and the codes :class:`ErrorCode`.
+* Tool events, message parts and tools: :class:`ToolCallEvent`, :class:`ToolResultEvent`,
+  :class:`Reasoning` and :func:`tool_call`, :func:`tool_result`, :func:`reasoning`; the parts
+  :class:`Part` (:class:`TextPart`, :class:`ImagePart`, :class:`ToolCall`, :class:`ToolResult`),
+  :class:`ToolErrorKind`, :func:`part_to_dict`, :func:`part_from_dict`; the tool author's
+  :class:`Tool`, :func:`tool`, :class:`ToolContext`, :class:`ToolError`,
+  :class:`ToolArgumentsError`.
 * Services a stage may call: :class:`Services` with the stores (:class:`SessionStore`,
   :class:`RateLimiter`) and the answer service (:class:`AnswerService`, :class:`Answer`,
   :class:`AnswerResult`, :class:`AnswerError`).
@@ -30,13 +36,29 @@ from server.contract.events import (
     ErrorCode,
     Event,
     EventBase,
+    Reasoning,
     Status,
+    ToolCallEvent,
+    ToolResultEvent,
     chunk,
     complete,
     context,
     error,
     event_from_dict,
+    reasoning,
     status,
+    tool_call,
+    tool_result,
+)
+from server.contract.parts import (
+    ImagePart,
+    Part,
+    TextPart,
+    ToolCall,
+    ToolErrorKind,
+    ToolResult,
+    part_from_dict,
+    part_to_dict,
 )
 from server.contract.providers import (
     Completion,
@@ -72,6 +94,7 @@ from server.contract.stores import (
     StoreUnavailable,
 )
 from server.contract.text_filter import TextFilter
+from server.contract.tools import Tool, ToolArgumentsError, ToolContext, ToolError, tool
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -92,8 +115,10 @@ __all__ = [
     "EventBase",
     "FailureKind",
     "GenerationParams",
+    "ImagePart",
     "LostTurn",
     "Message",
+    "Part",
     "Provider",
     "ProviderContext",
     "ProviderError",
@@ -101,6 +126,7 @@ __all__ = [
     "ProviderStream",
     "RateLimitStore",
     "RateLimiter",
+    "Reasoning",
     "Rest",
     "Services",
     "SessionExists",
@@ -112,6 +138,16 @@ __all__ = [
     "StoreUnavailable",
     "StoredMessage",
     "TextFilter",
+    "TextPart",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolCallEvent",
+    "ToolContext",
+    "ToolError",
+    "ToolErrorKind",
+    "ToolResult",
+    "ToolResultEvent",
     "Turn",
     "Usage",
     "WrapperStage",
@@ -120,5 +156,11 @@ __all__ = [
     "context",
     "error",
     "event_from_dict",
+    "part_from_dict",
+    "part_to_dict",
+    "reasoning",
     "status",
+    "tool",
+    "tool_call",
+    "tool_result",
 ]

@@ -1,12 +1,13 @@
-"""The five events a stage can emit, as immutable values, and the error codes.
+"""The events a stage can emit, as immutable values, and the error codes.
 
 Every event is a frozen dataclass. Read it by attribute (``event.content``) or, like the JSON
 the client receives, by key (``event["content"]``, ``event.get("retry_after")``). To change
 one, make a new one: ``dataclasses.replace(event, content=event.content.upper())``. Nothing a
 stage holds can then change under another stage that already saw it.
 
-The constructors :func:`status`, :func:`context`, :func:`chunk`, :func:`complete` and
-:func:`error` are the short way to make them.
+The constructors :func:`status`, :func:`context`, :func:`chunk`, :func:`complete`,
+:func:`error`, :func:`tool_call`, :func:`tool_result` and :func:`reasoning` are the short way
+to make them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
+
+from server.contract.parts import ToolErrorKind
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -25,13 +28,19 @@ __all__ = [
     "ErrorCode",
     "Event",
     "EventBase",
+    "Reasoning",
     "Status",
+    "ToolCallEvent",
+    "ToolResultEvent",
     "chunk",
     "complete",
     "context",
     "error",
     "event_from_dict",
+    "reasoning",
     "status",
+    "tool_call",
+    "tool_result",
 ]
 
 
@@ -194,8 +203,69 @@ class Error(EventBase):
         return data
 
 
-Event = Status | Context | Chunk | Complete | Error
-"""Any of the five events."""
+@dataclass(frozen=True, slots=True)
+class ToolCallEvent(EventBase):
+    """The model called a tool. ``approval`` is ``"required"`` when the call waits for its
+    owner's decision, ``"none"`` when it runs at once. Exactly one :class:`ToolResultEvent`
+    with the same ``call_id`` follows before the turn ends."""
+
+    type: ClassVar[str] = "tool_call"
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any]
+    approval: Literal["required", "none"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": "tool_call",
+            "call_id": self.call_id,
+            "name": self.name,
+            "arguments": dict(self.arguments),
+            "approval": self.approval,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultEvent(EventBase):
+    """What a tool call came to. ``content`` is what the model was given (cut to
+    ``tools.max_result_chars``); ``error`` is absent when ``ok``."""
+
+    type: ClassVar[str] = "tool_result"
+    _optional: ClassVar[frozenset[str]] = frozenset({"error"})
+    call_id: str
+    name: str
+    ok: bool
+    content: str
+    error: ToolErrorKind | None
+    duration_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": "tool_result",
+            "call_id": self.call_id,
+            "name": self.name,
+            "ok": self.ok,
+            "content": self.content,
+        }
+        if self.error is not None:
+            data["error"] = str(self.error)
+        data["duration_ms"] = self.duration_ms
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning(EventBase):
+    """The next piece of the model's visible reasoning; never part of ``complete.message``."""
+
+    type: ClassVar[str] = "reasoning"
+    content: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": "reasoning", "content": self.content}
+
+
+Event = Status | Context | Chunk | Complete | Error | ToolCallEvent | ToolResultEvent | Reasoning
+"""Any of the events."""
 
 TERMINAL_TYPES = frozenset({"complete", "error"})
 """The ``type`` of the events that end a turn: exactly one of them ends every stream."""
@@ -250,6 +320,38 @@ def error(
     return Error(ErrorCode(code), message, retryable, seconds)
 
 
+def tool_call(
+    call_id: str,
+    name: str,
+    arguments: Mapping[str, Any],
+    *,
+    approval: Literal["required", "none"],
+) -> ToolCallEvent:
+    """A ``tool_call`` event: the model called ``name`` with ``arguments``."""
+    return ToolCallEvent(call_id, name, arguments, approval)
+
+
+def tool_result(
+    call_id: str,
+    name: str,
+    *,
+    ok: bool,
+    content: str,
+    error: ToolErrorKind | str | None = None,
+    duration_ms: int,
+) -> ToolResultEvent:
+    """A ``tool_result`` event: what the call ``call_id`` came to."""
+    if ok != (error is None):
+        raise ValueError("a tool result has an error exactly when it is not ok")
+    kind = None if error is None else ToolErrorKind(error)
+    return ToolResultEvent(call_id, name, ok, content, kind, duration_ms)
+
+
+def reasoning(content: str) -> Reasoning:
+    """A ``reasoning`` event: the next piece of the model's visible reasoning."""
+    return Reasoning(content)
+
+
 def event_from_dict(data: Mapping[str, Any]) -> Event:
     """The event whose JSON is ``data`` (as read back from a stream log)."""
     kind = data.get("type")
@@ -278,4 +380,18 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
             bool(data.get("retryable")),
             data.get("retry_after"),
         )
+    if kind == "tool_call":
+        return ToolCallEvent(data["call_id"], data["name"], data["arguments"], data["approval"])
+    if kind == "tool_result":
+        error = data.get("error")
+        return ToolResultEvent(
+            data["call_id"],
+            data["name"],
+            bool(data["ok"]),
+            data["content"],
+            None if error is None else ToolErrorKind(error),
+            int(data.get("duration_ms", 0)),
+        )
+    if kind == "reasoning":
+        return Reasoning(data["content"])
     raise ValueError(f"not an event type: {kind!r}")

@@ -1,8 +1,9 @@
+from sluice_guide.city_weather import city_weather
 from sluice_guide.echo_provider import EchoOptions, EchoProvider
 from sluice_guide.shout import Shout
 from sluice_guide.word_filter import WordFilter
 
-from server.testing import ScriptedProvider, provider_context, run_pipeline
+from server.testing import ScriptedProvider, provider_context, run_pipeline, run_tool
 
 
 def test_word_filter_masks_words_split_across_chunks():
@@ -31,3 +32,12 @@ def test_echo_provider_answers_through_the_chain():
     result = run_pipeline(["context", "llm"], message="ping", provider=echo)
     assert result.text == "You said: ping "
     assert result.complete["provider"] == "echo"
+
+
+def test_city_weather_tool():
+    assert city_weather.input_schema["required"] == ["city"]
+    assert run_tool(city_weather, {"city": "Tokyo"}).content == "Tokyo: sunny, 24 °C"
+    unknown = run_tool(city_weather, {"city": "Atlantis"})
+    assert not unknown.ok and unknown.error == "failed"
+    assert unknown.content == "no forecast for 'Atlantis'; try Tokyo or Oslo"
+    assert run_tool(city_weather, {"town": "Oslo"}).error == "invalid_arguments"

@@ -1,0 +1,143 @@
+"""The parts a chat message is made of: text, image, tool call, tool result.
+
+A message is a list of parts. Providers translate parts to their own wire format (OpenAI
+``tool_calls`` / ``role: "tool"``, Gemini ``functionCall`` / ``functionResponse``, Anthropic
+``tool_use`` / ``tool_result``), so a conversation can move from one provider to another
+between tool rounds. Parts are frozen values, like events: make a new one to change one.
+
+:func:`part_to_dict` and :func:`part_from_dict` give each part a JSON shape (an image's bytes
+as base64), for history and stream logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ImagePart",
+    "Part",
+    "TextPart",
+    "ToolCall",
+    "ToolErrorKind",
+    "ToolResult",
+    "part_from_dict",
+    "part_to_dict",
+]
+
+
+class ToolErrorKind(enum.StrEnum):
+    """Why a tool call has no good result: the ``error`` of a ``tool_result`` event."""
+
+    DENIED = "denied"
+    """Its owner refused the call, or did not decide within ``tools.approval_timeout_seconds``."""
+    TIMEOUT = "timeout"
+    """The call ran past ``tools.timeout_seconds``."""
+    INVALID_ARGUMENTS = "invalid_arguments"
+    """The arguments did not match the tool's JSON schema; the tool never ran."""
+    FAILED = "failed"
+    """The tool raised (or the MCP server answered with an error)."""
+    CANCELLED = "cancelled"
+    """The turn was stopped while the call waited or ran."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """Text: what the user wrote, or what the model answered."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image the user sent: its bytes and media type (``image/png``, ``image/jpeg``...)."""
+
+    data: bytes
+    media_type: str
+
+    def __repr__(self) -> str:  # the bytes would flood logs and test output
+        return f"ImagePart(<{len(self.data)} bytes>, media_type={self.media_type!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks to run the tool ``name`` with ``arguments`` (a JSON object).
+
+    ``call_id`` is unique in the turn: it pairs the call with its :class:`ToolResult`.
+    """
+
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool call came to, as the model is given it.
+
+    ``content`` is text the model reads: the tool's answer when ``ok``, else a short
+    explanation (never a traceback). ``error`` says why it is not ``ok``.
+    """
+
+    call_id: str
+    name: str
+    ok: bool
+    content: str
+    error: ToolErrorKind | None = None
+
+
+Part = TextPart | ImagePart | ToolCall | ToolResult
+"""Any of the four parts."""
+
+
+def part_to_dict(part: Part) -> dict[str, Any]:
+    """The part as JSON: ``{"type": "text" | "image" | "tool_call" | "tool_result", ...}``."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {
+            "type": "image",
+            "data": base64.b64encode(part.data).decode("ascii"),
+            "media_type": part.media_type,
+        }
+    if isinstance(part, ToolCall):
+        return {
+            "type": "tool_call",
+            "call_id": part.call_id,
+            "name": part.name,
+            "arguments": dict(part.arguments),
+        }
+    data: dict[str, Any] = {
+        "type": "tool_result",
+        "call_id": part.call_id,
+        "name": part.name,
+        "ok": part.ok,
+        "content": part.content,
+    }
+    if part.error is not None:
+        data["error"] = str(part.error)
+    return data
+
+
+def part_from_dict(data: Mapping[str, Any]) -> Part:
+    """The part whose JSON is ``data`` (the inverse of :func:`part_to_dict`)."""
+    kind = data.get("type")
+    if kind == "text":
+        return TextPart(data["text"])
+    if kind == "image":
+        return ImagePart(base64.b64decode(data["data"], validate=True), data["media_type"])
+    if kind == "tool_call":
+        return ToolCall(data["call_id"], data["name"], dict(data["arguments"]))
+    if kind == "tool_result":
+        error = data.get("error")
+        return ToolResult(
+            data["call_id"],
+            data["name"],
+            bool(data["ok"]),
+            data["content"],
+            None if error is None else ToolErrorKind(error),
+        )
+    raise ValueError(f"not a message part type: {kind!r}")
