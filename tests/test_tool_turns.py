@@ -168,10 +168,9 @@ def test_a_tool_round_through_openai_with_parallel_calls_split_over_frames(
         ("call_b", "current_time", {"timezone": "Asia/Tokyo"}),
     ]
     tool_messages = [m for m in sent if m["role"] == "tool"]
-    assert [(m["tool_call_id"], m["content"]) for m in tool_messages][0] == (
-        "call_a",
-        "echo: hello there, world",
-    )
+    assert [(m["tool_call_id"], m["content"]) for m in tool_messages[:1]] == [
+        ("call_a", "echo: hello there, world")
+    ]
     assert sent.index(assistant) + 1 == sent.index(tool_messages[0])
 
 
