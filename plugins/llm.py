@@ -1,15 +1,46 @@
-"""``llm``: the answer, streamed as ``chunk`` events from the answer service.
+"""``llm``: the answer, streamed as ``chunk`` events, with the model's tool rounds.
 
-The service (``services.llm``, the provider fallback chain) picks the provider and handles
-fallback; this stage turns its text deltas into events and ends the turn with ``complete`` —
-or with the service's ``error``.
+The answer service (``services.llm``, the provider fallback chain) picks the provider for
+each round and handles fallback; this stage turns its text deltas into events and runs the
+tools the model calls (``services.tools``):
+
+round → text as ``chunk`` events → the round's calls, each announced by ``tool_call`` →
+for each call, the owner's approval when its tool requires one, then the run → its
+``tool_result`` → the next round, given the assistant's text and calls and the results.
+
+* After ``tools.max_rounds`` rounds with calls, the model is asked once more with no tools,
+  so the turn still ends with an answer rather than a cut.
+* Every ``tool_call`` gets exactly one ``tool_result`` before the turn's terminal event: a
+  stop while a call waits or runs gives it (and each call not yet run) a ``cancelled``
+  result, then the stop ends the turn as usual.
+* Calls of one round run one after another, in the model's order: approvals are asked one
+  at a time, and a turn's tools cannot race each other over shared state.
+
+All chunks joined are ``complete.message``; ``complete.tool_calls`` counts the calls run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import AsyncIterator
 
-from server import AnswerError, Event, Stage, Turn, chunk, complete
+from server import (
+    AnswerError,
+    AnswerResult,
+    Event,
+    Message,
+    Stage,
+    ToolCall,
+    ToolContext,
+    ToolResult,
+    ToolResultEvent,
+    Turn,
+    chunk,
+    complete,
+    tool_call,
+    tool_result,
+)
 
 __all__ = ["LLMStage"]
 
@@ -18,36 +49,129 @@ class LLMStage(Stage):
     ends_turn = True
 
     async def run(self, turn: Turn) -> AsyncIterator[Event]:
-        answer = self.services.llm.answer(
-            turn.prompt, deadline=turn.deadline, params=turn.params, provider=turn.provider
-        )
+        service = self.services.tools
+        offered = list(turn.tools) if service is not None else []
+        messages = list(turn.prompt)
         parts: list[str] = []
-        try:
-            async for delta in answer:
-                parts.append(delta)
-                yield chunk(delta)
-        except AnswerError as failure:
-            # Before the error leaves: the stage that records the answer acts on it at once.
-            turn.answered_by = answer.writer
-            yield failure.event()
-            return
-        finally:
-            # Kept for whoever records the answer, stopped ones included.
-            turn.answered_by = answer.writer
-            # Closed at a yield (turn ended by a wrapper, generator closed): release the
-            # upstream request now, not when the garbage collector gets to it.
-            await answer.aclose()
-        result = answer.result
-        assert result is not None, "an answer read to its end has a result"
-        turn.finish_reason = result.finish_reason
+        rounds = 0
+        calls_run = 0
+        used_ids: set[str] = set()
+        last: AnswerResult | None = None
+        while True:
+            tools = offered if service is not None and rounds < service.max_rounds else []
+            answer = self.services.llm.answer(
+                messages,
+                deadline=turn.deadline,
+                params=turn.params,
+                provider=turn.provider,
+                tools=tools,
+            )
+            said: list[str] = []
+            calls: list[ToolCall] = []
+            try:
+                async for delta in answer:
+                    if delta.__class__ is str:
+                        said.append(delta)
+                        yield chunk(delta)
+                    elif tools:
+                        calls.append(delta)  # type: ignore[arg-type]
+            except AnswerError as failure:
+                # Before the error leaves: the stage that records the answer acts on it at once.
+                turn.answered_by = answer.writer or last
+                yield failure.event()
+                return
+            finally:
+                # Kept for whoever records the answer, stopped ones included.
+                turn.answered_by = answer.writer or last
+                # Closed at a yield (turn ended by a wrapper, generator closed): release the
+                # upstream request now, not when the garbage collector gets to it.
+                await answer.aclose()
+            parts.extend(said)
+            result = answer.result
+            assert result is not None, "an answer read to its end has a result"
+            last = result
+            if not calls or service is None:
+                break
+            rounds += 1
+            calls = [_unique(call, used_ids) for call in calls]
+            for call in calls:
+                if _needs_approval(turn, call):
+                    # Asked before the event is sent: a decision may follow it at once.
+                    await service.ask(turn.stream_id, call)
+                    yield tool_call(call.call_id, call.name, call.arguments, approval="required")
+                else:
+                    yield tool_call(call.call_id, call.name, call.arguments, approval="none")
+            results: list[ToolResult] = []
+            stop = asyncio.Event()
+            try:
+                for call in calls:
+                    event = await self._settle(turn, call, stop)
+                    results.append(_as_result(event))
+                    calls_run += 1
+                    yield event
+            except asyncio.CancelledError:
+                stop.set()
+                for call in calls[len(results) :]:
+                    yield tool_result(
+                        call.call_id,
+                        call.name,
+                        ok=False,
+                        content="The call was cancelled.",
+                        error="cancelled",
+                        duration_ms=0,
+                    )
+                raise
+            messages.append(Message("assistant", "".join(said), tuple(calls)))
+            messages.append(Message("tool", "", tuple(results)))
+        turn.finish_reason = last.finish_reason
         yield complete(
             "".join(parts),
             session_id=turn.session_id,
             suggestions=turn.suggestions,
-            provider=result.provider,
-            model=result.model,
-            mode=result.mode,
-            fallback=result.fallback,
-            usage=result.usage.as_dict() if result.usage else None,
-            finish_reason=result.finish_reason,
+            provider=last.provider,
+            model=last.model,
+            mode=last.mode,
+            fallback=last.fallback,
+            usage=last.usage.as_dict() if last.usage else None,
+            finish_reason=last.finish_reason,
+            tool_calls=calls_run,
         )
+
+    async def _settle(self, turn: Turn, call: ToolCall, stop: asyncio.Event) -> ToolResultEvent:
+        """The call's result: denied, or run."""
+        service = self.services.tools
+        assert service is not None
+        found = turn.tools.get(call.name)
+        if _needs_approval(turn, call) and not await service.approve(turn.stream_id, call):
+            return tool_result(
+                call.call_id,
+                call.name,
+                ok=False,
+                content="The user did not allow this call.",
+                error="denied",
+                duration_ms=0,
+            )
+        context = ToolContext(
+            user_id=turn.user_id, session_id=turn.session_id, call_id=call.call_id, cancelled=stop
+        )
+        return await service.run(found, call, context, deadline=turn.deadline)
+
+
+def _needs_approval(turn: Turn, call: ToolCall) -> bool:
+    found = turn.tools.get(call.name)
+    return found is not None and found.requires_approval
+
+
+def _unique(call: ToolCall, used: set[str]) -> ToolCall:
+    """The call with an id unique in the turn (a provider's own when it is): ids pair calls
+    with results and name a call waiting for approval."""
+    call_id = call.call_id
+    if not call_id or call_id in used:
+        call_id = "call_" + secrets.token_hex(6)
+        call = ToolCall(call_id, call.name, call.arguments, call.arguments_error)
+    used.add(call_id)
+    return call
+
+
+def _as_result(event: ToolResultEvent) -> ToolResult:
+    return ToolResult(event.call_id, event.name, event.ok, event.content, event.error)

@@ -13,6 +13,7 @@ import structlog
 
 from server.config import ConfigError, Settings
 from server.contract import AnyStage, LostTurn, ProviderContext, RateLimitStore, Services
+from server.contract.toolset import ToolSet
 from server.core.coordination import MemoryTurnRegistry, TurnRegistry
 from server.core.pipeline import Pipeline
 from server.core.runner import TurnRunner
@@ -24,14 +25,18 @@ from server.llm.chain import LLMChain
 from server.llm.transport import provider_context
 from server.observability.metrics import PrometheusTelemetry
 from server.observability.telemetry import Telemetry
-from server.registry import load_providers, load_stages
+from server.registry import load_providers, load_stages, load_tools
 from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
+from server.stores.redis.approvals import RedisApprovals
 from server.stores.redis.client import RedisContext
 from server.stores.redis.rate_limits import RedisRateLimitStore
 from server.stores.redis.registry import RedisTurnRegistry
 from server.stores.redis.streamlog import RedisStreamLogStore
+from server.tools.approvals import ApprovalStore, MemoryApprovals
+from server.tools.mcp import MCPTools
+from server.tools.service import ServerTools
 
 __all__ = ["build_state", "make_app"]
 
@@ -80,6 +85,7 @@ def build_state(
     rate_limit_store: RateLimitStore
     logs: StreamLogStore
     registry: TurnRegistry
+    approvals: ApprovalStore
     if settings.store.redis_url:
         redis = RedisContext(
             settings.store.redis_url,
@@ -91,12 +97,25 @@ def build_state(
             redis, ttl_seconds=stream.log_ttl_seconds, max_events=stream.max_log_events
         )
         registry = RedisTurnRegistry(redis)
+        approvals = RedisApprovals(redis)
     else:
         rate_limit_store = MemoryRateLimitStore()
         logs = MemoryStreamLogStore(
             ttl_seconds=stream.log_ttl_seconds, max_events=stream.max_log_events
         )
         registry = MemoryTurnRegistry()
+        approvals = MemoryApprovals()
+    plugin_tools = load_tools(settings)
+    mcp = MCPTools.from_settings(settings.mcp)
+
+    def turn_tools() -> ToolSet:
+        """The tools of a new turn: its own copy, which a stage may change."""
+        tools = plugin_tools.copy()
+        if mcp.connections:
+            for item in mcp.tools(taken=tools.names()):
+                tools.add(item)
+        return tools
+
     services = Services(
         sessions=sessions,
         rate_limits=ConfiguredRateLimiter(
@@ -105,6 +124,7 @@ def build_state(
             burst=settings.rate_limit.burst,
         ),
         llm=chain,
+        tools=ServerTools(settings.tools, approvals),
     )
     stages = load_stages(settings, services)
     if isinstance(registry, RedisTurnRegistry):
@@ -117,6 +137,7 @@ def build_state(
         settings,
         telemetry=telemetry,
         registry=registry,
+        tools=turn_tools,
     )
     settings.auth.secret_key = load_or_create_secret(settings.auth.secret_key, data_dir)
     return ServerState(
@@ -131,6 +152,8 @@ def build_state(
         provider_problems=problems,
         stages=stages,
         telemetry=telemetry,
+        approvals=approvals,
+        mcp=mcp,
     )
 
 

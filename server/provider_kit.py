@@ -23,13 +23,14 @@ from typing import Any, Protocol
 import httpx2
 import jiter
 
-from server.contract import FailureKind, ProviderError, Usage
+from server.contract import FailureKind, ProviderError, ToolCall, Usage
 
 __all__ = [
     "BodyReader",
     "JSONFrameStream",
     "SSEFrames",
     "body_reader",
+    "parse_arguments",
     "redact",
     "retry_after_from_headers",
     "transport_error",
@@ -99,6 +100,21 @@ def transport_error(name: str, error: Exception, *, status: int | None) -> Provi
         status=status,
         detail=type(error).__name__,
     )
+
+
+def parse_arguments(call_id: str, name: str, raw: str | bytes | None) -> ToolCall:
+    """A :class:`ToolCall` from arguments the model sent as JSON text (OpenAI sends them so,
+    in pieces): an empty text is no arguments; text that is not a JSON object gives a call
+    with ``arguments_error`` set, which the model is told about instead of a crash."""
+    if raw is None or not raw.strip():
+        return ToolCall(call_id, name, {})
+    try:
+        value = jiter.from_json(raw.encode() if isinstance(raw, str) else raw)
+    except ValueError as problem:
+        return ToolCall(call_id, name, {}, f"the arguments are not valid JSON ({problem})")
+    if not isinstance(value, dict):
+        return ToolCall(call_id, name, {}, "the arguments must be a JSON object")
+    return ToolCall(call_id, name, value)
 
 
 class BodyReader(Protocol):
@@ -184,7 +200,9 @@ class JSONFrameStream:
 
     A provider's stream says how to open the response (``_open``, returning what is kept of
     it while it streams: a :data:`BodyReader`), what text a frame carries (``_text``) and, if
-    its protocol has one, an end marker (``_marker``). Frames are parsed with jiter and no
+    its protocol has one, an end marker (``_marker``). A tool call whose arguments are
+    complete is handed on by appending it to ``_calls`` (from ``_text``, or ``_marker``):
+    it is yielded after the frame's text. Frames are parsed with jiter and no
     typed object is built per chunk. A body that ends before the provider's own end
     (``_finished``) was cut short.
     """
@@ -201,6 +219,7 @@ class JSONFrameStream:
         self._done = False  # the end marker came; read on to the end of the body
         self._ended = False
         self._closed = False
+        self._calls: list[ToolCall] = []
 
     async def _open(self) -> BodyReader:
         raise NotImplementedError
@@ -224,12 +243,14 @@ class JSONFrameStream:
     def __aiter__(self) -> JSONFrameStream:
         return self
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> str | ToolCall:
         if self._body is None:
             if self._closed:
                 raise StopAsyncIteration
             self._body = await self._open()
         while True:
+            if self._calls:
+                return self._calls.pop(0)
             if self._index < len(self._pending):
                 data = self._pending[self._index]
                 self._index += 1

@@ -31,7 +31,7 @@ from server.contract import (
     Tool,
     WrapperStage,
 )
-from server.tools.toolset import ToolSet
+from server.contract.toolset import ToolSet
 
 __all__ = [
     "PROVIDER_GROUP",

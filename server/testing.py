@@ -17,7 +17,15 @@ file::
 
 Stages are named as in ``[pipeline] stages`` (installed entry points), or given as classes
 (``WordFilter`` is then named ``word_filter``) or ``(name, class)`` pairs.
-A tool runs as the server runs it with :func:`run_tool`.
+A tool runs as the server runs it with :func:`run_tool`. A provider that calls tools is
+scripted by rounds, one per call the llm stage makes::
+
+    provider = ScriptedProvider(rounds=[
+        ["Let me look. ", ToolCall("call_1", "weather", {"city": "Oslo"})],
+        ["Sunny in Oslo."],
+    ])
+    result = run_pipeline(["llm"], provider=provider, tools=[weather])
+    assert result.of_type("tool_result")[0]["ok"]
 Each function has an ``async`` twin (``run_pipeline_async``, ``run_stage_async``,
 ``run_tool_async``) for tests
 that already run in an event loop.
@@ -34,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from server.config import ToolSettings
 from server.contract import (
     AnyStage,
     Completion,
@@ -61,7 +70,9 @@ from server.registry import STAGE_GROUP, installed
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
 from server.stores.sqlite import SQLiteSessionStore
+from server.tools.approvals import MemoryApprovals
 from server.tools.runner import run_tool_call
+from server.tools.service import ServerTools
 
 __all__ = [
     "ScriptedProvider",
@@ -83,8 +94,11 @@ StageSpec = str | type[Stage] | type[WrapperStage] | tuple[str, type[Stage] | ty
 class ScriptedProvider:
     """A provider that answers with the deltas it is given.
 
-    ``fail`` (a :class:`ProviderError`) is raised before the first delta, or after
-    ``fail_after`` deltas; ``prompts`` records every prompt it was given.
+    ``rounds``, when given, scripts one answer per call (a round of a turn with tools): each
+    a list of text deltas and :class:`ToolCall` s, the last one repeated when calls outrun
+    them. ``fail`` (a :class:`ProviderError`) is raised before the first delta, or after
+    ``fail_after`` deltas; ``prompts`` records every prompt it was given, ``tools`` the
+    names of the tools each call offered.
     """
 
     name = "scripted"
@@ -97,8 +111,11 @@ class ScriptedProvider:
         model: str = "scripted-1",
         fail: ProviderError | None = None,
         fail_after: int = 0,
+        rounds: Iterable[Iterable[str | ToolCall]] | None = None,
     ) -> None:
-        self.deltas = list(deltas)
+        self.deltas: list[str | ToolCall] = list(deltas)
+        self.rounds = [list(r) for r in rounds] if rounds is not None else None
+        self.tools: list[list[str]] = []
         self.model = model
         self.fail = fail
         self.fail_after = fail_after
@@ -109,6 +126,17 @@ class ScriptedProvider:
     def missing_configuration(self) -> str | None:
         return None
 
+    def _next(
+        self, messages: list[Message], params: GenerationParams | None, tools: Sequence[Tool]
+    ) -> list[str | ToolCall]:
+        self.prompts.append(list(messages))
+        self.params.append(params)
+        self.tools.append([item.name for item in tools])
+        if self.rounds is None:
+            return self.deltas
+        index = min(len(self.prompts) - 1, len(self.rounds) - 1)
+        return self.rounds[index] if index >= 0 else []
+
     def stream(
         self,
         messages: list[Message],
@@ -116,10 +144,9 @@ class ScriptedProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> _ScriptedStream:
-        self.prompts.append(list(messages))
-        self.params.append(params)
-        return _ScriptedStream(self)
+        return _ScriptedStream(self, self._next(messages, params, tools))
 
     async def complete(
         self,
@@ -128,33 +155,39 @@ class ScriptedProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> Completion:
-        self.prompts.append(list(messages))
-        self.params.append(params)
+        deltas = self._next(messages, params, tools)
         if self.fail is not None:
             raise self.fail
-        return Completion("".join(self.deltas), Usage(1, len(self.deltas), None), "stop")
+        text = "".join(d for d in deltas if isinstance(d, str))
+        calls = tuple(d for d in deltas if isinstance(d, ToolCall))
+        finish = "tool_calls" if calls else "stop"
+        return Completion(text, Usage(1, len(deltas), None), finish, tool_calls=calls)
 
     async def aclose(self) -> None:
         return None
 
 
 class _ScriptedStream:
-    def __init__(self, provider: ScriptedProvider) -> None:
+    def __init__(self, provider: ScriptedProvider, deltas: list[str | ToolCall]) -> None:
         self._provider = provider
+        self._deltas = deltas
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
 
-    async def __aiter__(self) -> AsyncIterator[str]:
+    async def __aiter__(self) -> AsyncIterator[str | ToolCall]:
         provider = self._provider
-        for index, delta in enumerate(provider.deltas):
+        deltas = self._deltas
+        for index, delta in enumerate(deltas):
             if provider.fail is not None and index == provider.fail_after:
                 raise provider.fail
             yield delta
-        if provider.fail is not None and provider.fail_after >= len(provider.deltas):
+        if provider.fail is not None and provider.fail_after >= len(deltas):
             raise provider.fail
-        self.usage = Usage(1, len(provider.deltas), None)
-        self.finish_reason = "stop"
+        self.usage = Usage(1, len(deltas), None)
+        called = any(isinstance(delta, ToolCall) for delta in deltas)
+        self.finish_reason = "tool_calls" if called else "stop"
 
     async def aclose(self) -> None:
         return None
@@ -206,9 +239,11 @@ def make_services(
     data_dir: Path | None = None,
     requests_per_minute: float = 600,
     burst: int = 100,
+    tool_options: Mapping[str, Any] | None = None,
 ) -> Services:
     """Services like the server's: sessions in SQLite under ``data_dir`` (a new temporary
-    folder by default), in-process rate limits, and an answer chain of ``provider``."""
+    folder by default), in-process rate limits, an answer chain of ``provider``, and the
+    tool service with the ``[tools]`` limits of ``tool_options`` (approvals in process)."""
     folder = data_dir or Path(tempfile.mkdtemp(prefix="sluice-test-"))
     chain = LLMChain(
         [provider or ScriptedProvider()],
@@ -224,6 +259,7 @@ def make_services(
             MemoryRateLimitStore(), requests_per_minute=requests_per_minute, burst=burst
         ),
         llm=chain,
+        tools=ServerTools(ToolSettings.model_validate(dict(tool_options or {})), MemoryApprovals()),
     )
 
 
@@ -255,14 +291,17 @@ async def run_pipeline_async(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     services: Services | None = None,
     turn: Turn | None = None,
+    tools: Iterable[Tool] = (),
 ) -> TurnResult:
     """Run ``stages`` (names or classes, in order) on one message; ``options`` maps a
-    stage's name to its ``[stages.<name>]`` table."""
+    stage's name to its ``[stages.<name>]`` table. ``tools`` are the turn's tools."""
     services = services or make_services(provider)
     built = [_build(spec, (options or {}).get(_stage_class(spec)[0]), services) for spec in stages]
     for stage in built:
         await stage.startup()
     turn = turn or make_turn(message)
+    for item in tools:
+        turn.tools.add(item)
     try:
         events = [event.as_dict() async for event in Pipeline(built).run(turn)]
     finally:

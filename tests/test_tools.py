@@ -25,9 +25,9 @@ from server.contract import (
     ToolErrorKind,
     tool,
 )
+from server.contract.toolset import ToolSet
 from server.registry import load_tools
 from server.tools.runner import ToolRun, cut, run_tool_call
-from server.tools.toolset import ToolSet
 from tests.support.packages import install_into
 from tests.support.server import ROOT, base_env
 

@@ -20,8 +20,11 @@ SDK retries stay off (no ``retry_options``): the fallback chain is the only retr
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import secrets
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import httpx2
@@ -34,11 +37,15 @@ from server import (
     Completion,
     FailureKind,
     GenerationParams,
+    ImagePart,
     JSONFrameStream,
     Message,
     ProviderContext,
     ProviderError,
     ProviderOptions,
+    Tool,
+    ToolCall,
+    ToolResult,
     Usage,
     body_reader,
     redact,
@@ -46,7 +53,7 @@ from server import (
     transport_error,
 )
 
-__all__ = ["GeminiOptions", "GeminiProvider", "to_gemini"]
+__all__ = ["GeminiOptions", "GeminiProvider", "to_gemini", "tools_to_gemini"]
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -68,8 +75,29 @@ class GeminiOptions(ProviderOptions):
     api_key_env: str | None = None
 
 
+def _gemini_parts(message: Message) -> list[dict[str, Any]]:
+    """A message's parts in Gemini's vocabulary. Gemini pairs a ``functionResponse`` with its
+    ``functionCall`` by order and name, not by id: sluice's call ids stay on this side."""
+    parts: list[dict[str, Any]] = []
+    if message.content or not message.parts:
+        parts.append({"text": message.content})
+    for part in message.parts:
+        if isinstance(part, ToolCall):
+            parts.append({"functionCall": {"name": part.name, "args": dict(part.arguments)}})
+        elif isinstance(part, ToolResult):
+            outcome = "output" if part.ok else "error"
+            parts.append(
+                {"functionResponse": {"name": part.name, "response": {outcome: part.content}}}
+            )
+        elif isinstance(part, ImagePart):
+            data = base64.b64encode(part.data).decode("ascii")
+            parts.append({"inlineData": {"mimeType": part.media_type, "data": data}})
+    return parts
+
+
 def to_gemini(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
-    """(system instruction, contents) in Gemini's vocabulary."""
+    """(system instruction, contents) in Gemini's vocabulary. Tool results are the user's
+    turn (Gemini has no tool role)."""
     system: list[str] = []
     contents: list[dict[str, Any]] = []
     for message in messages:
@@ -77,11 +105,41 @@ def to_gemini(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]
             system.append(message.content)
             continue
         role = "model" if message.role == "assistant" else "user"
+        parts = _gemini_parts(message)
         if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].append({"text": message.content})
+            contents[-1]["parts"].extend(parts)
         else:
-            contents.append({"role": role, "parts": [{"text": message.content}]})
+            contents.append({"role": role, "parts": parts})
     return ("\n\n".join(system) if system else None), contents
+
+
+def tools_to_gemini(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """Tools as Gemini's ``functionDeclarations``, their schemas given as JSON Schema
+    (``parametersJsonSchema``: ``parameters`` takes only an OpenAPI subset)."""
+    return [
+        {
+            "functionDeclarations": [
+                {
+                    "name": item.name,
+                    "description": item.description,
+                    "parametersJsonSchema": dict(item.input_schema),
+                }
+                for item in tools
+            ]
+        }
+    ]
+
+
+def _call(raw: dict[str, Any]) -> ToolCall:
+    """A ``functionCall`` part as a call, with an id of ours when Gemini gave none."""
+    args = raw.get("args")
+    call_id = str(raw.get("id") or "call_" + secrets.token_hex(6))
+    name = str(raw.get("name") or "")
+    if args is None:
+        return ToolCall(call_id, name, {})
+    if not isinstance(args, dict):
+        return ToolCall(call_id, name, {}, "the arguments must be a JSON object")
+    return ToolCall(call_id, name, args)
 
 
 def _finish_reason(raw: str | None) -> str | None:
@@ -161,7 +219,11 @@ class GeminiProvider:
         return self._client, self._http
 
     def _stream_body(
-        self, messages: list[Message], max_output_tokens: int, params: GenerationParams | None
+        self,
+        messages: list[Message],
+        max_output_tokens: int,
+        params: GenerationParams | None,
+        tools: Sequence[Tool] = (),
     ) -> bytes:
         system, contents = to_gemini(messages)
         generation: dict[str, Any] = {"maxOutputTokens": max_output_tokens}
@@ -175,6 +237,8 @@ class GeminiProvider:
         if self.options.thinking_budget is not None:
             generation["thinkingConfig"] = {"thinkingBudget": self.options.thinking_budget}
         body: dict[str, Any] = {"contents": contents, "generationConfig": generation}
+        if tools:
+            body["tools"] = tools_to_gemini(tools)
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
         return json.dumps(body, ensure_ascii=False).encode()
@@ -186,8 +250,10 @@ class GeminiProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> _GeminiStream:
-        return _GeminiStream(self, self._stream_body(messages, max_output_tokens, params), timeout)
+        body = self._stream_body(messages, max_output_tokens, params, tools)
+        return _GeminiStream(self, body, timeout)
 
     async def complete(
         self,
@@ -196,6 +262,7 @@ class GeminiProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> Completion:
         client, _ = self._require()
         system, contents = to_gemini(messages)
@@ -204,6 +271,10 @@ class GeminiProvider:
             max_output_tokens=max_output_tokens,
             http_options=genai_types.HttpOptions(timeout=max(1, int(timeout * 1000))),
         )
+        if tools:
+            config.tools = [
+                genai_types.Tool.model_validate(declared) for declared in tools_to_gemini(tools)
+            ]
         if params is not None:
             config.temperature = params.temperature
             config.top_p = params.top_p
@@ -228,12 +299,18 @@ class GeminiProvider:
             raise transport_error(self.name, error, status=None) from None
         text = ""
         finish = None
+        calls: list[ToolCall] = []
         if response.candidates:
             candidate = response.candidates[0]
             if candidate.content and candidate.content.parts:
                 text = "".join(
                     part.text for part in candidate.content.parts if part.text and not part.thought
                 )
+                calls = [
+                    _call(part.function_call.model_dump(exclude_none=True))
+                    for part in candidate.content.parts
+                    if part.function_call is not None
+                ]
             if candidate.finish_reason is not None:
                 finish = _finish_reason(str(candidate.finish_reason.value))
         usage = None
@@ -247,8 +324,9 @@ class GeminiProvider:
         return Completion(
             text=text,
             usage=usage,
-            finish_reason=finish,
+            finish_reason="tool_calls" if calls else finish,
             model=response.model_version or self.model,
+            tool_calls=tuple(calls),
         )
 
     async def aclose(self) -> None:
@@ -327,6 +405,7 @@ class _GeminiStream(JSONFrameStream):
         self._provider = provider
         self._request_body: bytes | None = body
         self._timeout = timeout
+        self._called = False
 
     async def _open(self) -> BodyReader:
         provider = self._provider
@@ -374,7 +453,7 @@ class _GeminiStream(JSONFrameStream):
         candidate = candidates[0]
         reason = candidate.get("finishReason")
         if reason:
-            self.finish_reason = _finish_reason(reason)
+            self.finish_reason = "tool_calls" if self._called else _finish_reason(reason)
         content = candidate.get("content")
         if not content:
             return None
@@ -383,5 +462,18 @@ class _GeminiStream(JSONFrameStream):
             return None
         if len(parts) == 1:
             part = parts[0]
+            if "functionCall" in part:
+                self._add_call(part["functionCall"], reason)
+                return None
             return None if part.get("thought") else part.get("text")
+        for part in parts:
+            if "functionCall" in part:
+                self._add_call(part["functionCall"], reason)
         return "".join(p.get("text", "") for p in parts if not p.get("thought")) or None
+
+    def _add_call(self, raw: dict[str, Any], reason: str | None) -> None:
+        # Gemini sends each call whole, in one part: hand it on as it comes.
+        self._calls.append(_call(raw))
+        self._called = True
+        if reason:
+            self.finish_reason = "tool_calls"

@@ -12,6 +12,9 @@ SDK retries are off (``max_retries=0``): the fallback chain is the only retry lo
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -29,13 +32,15 @@ from server import (
     ProviderContext,
     ProviderError,
     ProviderOptions,
+    Tool,
     Usage,
     body_reader,
+    parse_arguments,
     redact,
     retry_after_from_headers,
 )
 
-__all__ = ["OpenAIOptions", "OpenAIProvider"]
+__all__ = ["OpenAIOptions", "OpenAIProvider", "to_openai", "tools_to_openai"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Sent as the bearer when a self-hosted server (Ollama, llama.cpp, vLLM) needs no key.
@@ -68,6 +73,62 @@ def _usage(raw: Any) -> Usage | None:
         output_tokens=raw.get("completion_tokens"),
         total_tokens=raw.get("total_tokens"),
     )
+
+
+def to_openai(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages in Chat Completions' vocabulary: an assistant message's tool calls become its
+    ``tool_calls`` (arguments as JSON text), a ``tool`` message one ``role: "tool"`` message
+    per result, a user message's images ``image_url`` content parts (data URLs)."""
+    wire: list[dict[str, Any]] = []
+    for message in messages:
+        if not message.parts:
+            wire.append({"role": message.role, "content": message.content})
+        elif message.role == "tool":
+            for result in message.tool_results:
+                wire.append(
+                    {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
+                )
+        elif message.role == "assistant":
+            item: dict[str, Any] = {"role": "assistant", "content": message.content or None}
+            calls = message.tool_calls
+            if calls:
+                item["tool_calls"] = [
+                    {
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {
+                            "name": call.name,
+                            "arguments": json.dumps(dict(call.arguments), ensure_ascii=False),
+                        },
+                    }
+                    for call in calls
+                ]
+            wire.append(item)
+        else:
+            content: list[dict[str, Any]] = []
+            if message.content:
+                content.append({"type": "text", "text": message.content})
+            for image in message.images:
+                data = base64.b64encode(image.data).decode("ascii")
+                url = f"data:{image.media_type};base64,{data}"
+                content.append({"type": "image_url", "image_url": {"url": url}})
+            wire.append({"role": message.role, "content": content or message.content})
+    return wire
+
+
+def tools_to_openai(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    """Tools as Chat Completions' ``tools`` (function tools)."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": item.name,
+                "description": item.description,
+                "parameters": dict(item.input_schema),
+            },
+        }
+        for item in tools
+    ]
 
 
 class OpenAIProvider:
@@ -125,12 +186,15 @@ class OpenAIProvider:
         messages: list[Message],
         max_output_tokens: int,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": to_openai(messages),
             self._max_tokens_field: max_output_tokens,
         }
+        if tools:
+            body["tools"] = tools_to_openai(tools)
         if params is not None:
             if params.temperature is not None:
                 body["temperature"] = params.temperature
@@ -147,8 +211,10 @@ class OpenAIProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> _OpenAIStream:
-        return _OpenAIStream(self, self._body(messages, max_output_tokens, params), timeout)
+        body = self._body(messages, max_output_tokens, params, tools)
+        return _OpenAIStream(self, body, timeout)
 
     async def complete(
         self,
@@ -157,9 +223,10 @@ class OpenAIProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> Completion:
         client = self._require_client()
-        body = self._body(messages, max_output_tokens, params)
+        body = self._body(messages, max_output_tokens, params, tools)
         try:
             response = await client.chat.completions.create(
                 **body, stream=False, timeout=httpx2.Timeout(timeout)
@@ -178,11 +245,17 @@ class OpenAIProvider:
                 output_tokens=response.usage.completion_tokens,
                 total_tokens=response.usage.total_tokens,
             )
+        calls = tuple(
+            parse_arguments(call.id, call.function.name, call.function.arguments)
+            for call in choice.message.tool_calls or ()
+            if call.type == "function"
+        )
         return Completion(
             text=choice.message.content or "",
             usage=usage,
             finish_reason=choice.finish_reason,
             model=response.model or self.model,
+            tool_calls=calls,
         )
 
     async def aclose(self) -> None:
@@ -277,13 +350,20 @@ class OpenAIProvider:
 
 class _OpenAIStream(JSONFrameStream):
     """One streaming call: ``chat.completion.chunk`` frames read as bytes, ending in
-    ``data: [DONE]``. A body that ends without ``[DONE]`` or a finish reason was cut short."""
+    ``data: [DONE]``. A body that ends without ``[DONE]`` or a finish reason was cut short.
+
+    Tool calls arrive as ``delta.tool_calls`` pieces keyed by ``index`` (several calls at
+    once are interleaved by it): the first piece of a call has its ``id`` and name, the
+    arguments' JSON text comes split over any number of frames. They are put together per
+    index and handed on, in index order, when the finish reason (or ``[DONE]``) comes."""
 
     def __init__(self, provider: OpenAIProvider, body: dict[str, Any], timeout: float) -> None:
         super().__init__(provider.name, provider._key)
         self._provider = provider
         self._request_body: dict[str, Any] | None = body
         self._timeout = timeout
+        # index -> [id, name, argument pieces] of the calls being streamed
+        self._building: dict[int, list[Any]] = {}
 
     async def _open(self) -> BodyReader:
         provider = self._provider
@@ -311,7 +391,32 @@ class _OpenAIStream(JSONFrameStream):
         return body_reader(response.http_response)
 
     def _marker(self, data: bytes) -> bool:
-        return data == b"[DONE]"
+        if data == b"[DONE]":
+            self._hand_on_calls()
+            return True
+        return False
+
+    def _add_call_pieces(self, pieces: list[dict[str, Any]]) -> None:
+        building = self._building
+        for piece in pieces:
+            index = piece.get("index", len(building))
+            entry = building.get(index)
+            if entry is None:
+                entry = building[index] = ["", "", []]
+            if piece.get("id"):
+                entry[0] = piece["id"]
+            function = piece.get("function") or {}
+            if function.get("name"):
+                entry[1] += function["name"]
+            arguments = function.get("arguments")
+            if arguments:
+                entry[2].append(arguments)
+
+    def _hand_on_calls(self) -> None:
+        building, self._building = self._building, {}
+        for index in sorted(building):
+            call_id, name, pieces = building[index]
+            self._calls.append(parse_arguments(call_id, name, "".join(pieces)))
 
     def _text(self, frame: dict[str, Any]) -> str | None:
         usage = frame.get("usage")
@@ -321,12 +426,18 @@ class _OpenAIStream(JSONFrameStream):
         if not choices:
             return None
         choice = choices[0]
-        reason = choice.get("finish_reason")
-        if reason:
-            self.finish_reason = reason
         delta = choice.get("delta")
+        text = None
         if delta:
             content = delta.get("content")
             if content:
-                return str(content)
-        return None
+                text = str(content)
+            pieces = delta.get("tool_calls")
+            if pieces:
+                self._add_call_pieces(pieces)
+        reason = choice.get("finish_reason")
+        if reason:
+            self.finish_reason = reason
+            if self._building:
+                self._hand_on_calls()
+        return text

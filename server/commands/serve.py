@@ -306,6 +306,12 @@ async def serve(
     await state.sessions.open()
     for stage in state.stages:
         await stage.startup()
+    # MCP servers start with the server; one that cannot is named in /readyz and the logs,
+    # and never stops the start (text turns need none of them).
+    await state.mcp.start()
+    for health in state.mcp.health():
+        if not health.ready:
+            log.warning("mcp_server_not_ready", server=health.name, problem=health.problem)
     app = make_app(state)
     server = GuardedHTTPServer(
         app,
@@ -357,6 +363,8 @@ async def serve(
     for stage in state.stages:
         await _released(f"stage {stage.name}", stage.shutdown())
     await _released("llm chain", state.chain.aclose())
+    await _released("mcp servers", state.mcp.aclose())
+    await _released("tool approvals", state.approvals.close())
     await _released("stream logs", state.logs.close())  # what is left of drained turns' logs
     await _released("shared stores", registry.close())
     await _released("history", state.sessions.close())

@@ -94,7 +94,15 @@ from server.contract.stores import (
     StoreUnavailable,
 )
 from server.contract.text_filter import TextFilter
-from server.contract.tools import Tool, ToolArgumentsError, ToolContext, ToolError, tool
+from server.contract.tools import (
+    Tool,
+    ToolArgumentsError,
+    ToolContext,
+    ToolError,
+    ToolService,
+    tool,
+)
+from server.contract.toolset import ToolSet
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -148,6 +156,8 @@ __all__ = [
     "ToolErrorKind",
     "ToolResult",
     "ToolResultEvent",
+    "ToolService",
+    "ToolSet",
     "Turn",
     "Usage",
     "WrapperStage",

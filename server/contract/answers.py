@@ -11,12 +11,14 @@ stop early: that closes the upstream request at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from server.contract.events import Error, ErrorCode, error
+from server.contract.parts import ToolCall
 from server.contract.providers import GenerationParams, Message, Usage
+from server.contract.tools import Tool
 
 __all__ = ["Answer", "AnswerError", "AnswerResult", "AnswerService"]
 
@@ -58,7 +60,8 @@ class AnswerError(Exception):
 
 
 class Answer(Protocol):
-    """Text deltas of one answer; ``result`` is set when iteration ends normally.
+    """Text deltas (``str``) of one answer, and the :class:`ToolCall` s of the model when
+    it was given tools; ``result`` is set when iteration ends normally.
 
     ``writer`` says who is writing it from the first text on (provider, model, mode and
     fallback; usage and finish reason only once it ends), and still does when the answer
@@ -68,7 +71,7 @@ class Answer(Protocol):
     result: AnswerResult | None
     writer: AnswerResult | None
 
-    def __aiter__(self) -> AsyncIterator[str]: ...
+    def __aiter__(self) -> AsyncIterator[str | ToolCall]: ...
 
     async def aclose(self) -> None: ...
 
@@ -83,10 +86,12 @@ class AnswerService(Protocol):
         deadline: float,
         params: GenerationParams | None = None,
         provider: str | None = None,
+        tools: Sequence[Tool] = (),
     ) -> Answer:
         """Start an answer to ``messages``; ``deadline`` is a ``time.monotonic()`` instant.
 
         ``params`` (sampling parameters a client asked for) reach the provider that answers.
         ``provider`` names one configured provider to answer alone, without fallback to the
-        others (an API client asked for that model); None walks the whole chain."""
+        others (an API client asked for that model); None walks the whole chain. ``tools``
+        are offered to the model: one call is one round of a turn with tools."""
         ...

@@ -164,6 +164,8 @@ class Complete(EventBase):
     # Why the answer ended, as the provider said ("stop", "length", ...), or "length" when
     # the local cap (llm.max_answer_chars) ended it; None when nobody said.
     finish_reason: str | None = None
+    # How many tool calls ran in the turn (section 11).
+    tool_calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +179,7 @@ class Complete(EventBase):
             "fallback": self.fallback,
             "usage": None if self.usage is None else dict(self.usage),
             "finish_reason": self.finish_reason,
+            "tool_calls": self.tool_calls,
         }
 
 
@@ -297,6 +300,7 @@ def complete(
     fallback: bool,
     usage: Mapping[str, Any] | None,
     finish_reason: str | None = None,
+    tool_calls: int = 0,
 ) -> Complete:
     """The ``complete`` event that ends a turn with its answer."""
     return Complete(
@@ -309,6 +313,7 @@ def complete(
         fallback,
         usage,
         finish_reason,
+        tool_calls,
     )
 
 
@@ -372,6 +377,7 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
             bool(data.get("fallback")),
             data.get("usage"),
             data.get("finish_reason"),
+            int(data.get("tool_calls") or 0),
         )
     if kind == "error":
         return Error(

@@ -67,11 +67,15 @@ class ToolCall:
     """The model asks to run the tool ``name`` with ``arguments`` (a JSON object).
 
     ``call_id`` is unique in the turn: it pairs the call with its :class:`ToolResult`.
+    ``arguments_error`` is set by a provider when the model's arguments were not a JSON
+    object (``arguments`` is then empty): the call is answered ``invalid_arguments`` without
+    running, so the model can try again.
     """
 
     call_id: str
     name: str
     arguments: Mapping[str, Any]
+    arguments_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

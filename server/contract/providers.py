@@ -19,14 +19,18 @@ events.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from server.contract.parts import ImagePart, Part, ToolCall, ToolResult
+
 if TYPE_CHECKING:
     import httpx2
+
+    from server.contract.tools import Tool
 
 __all__ = [
     "Completion",
@@ -41,19 +45,38 @@ __all__ = [
     "Usage",
 ]
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
     """One chat message in the prompt, in OpenAI's role vocabulary.
 
-    Providers map roles to their own (Gemini has no ``system`` role in contents: it becomes the
-    system instruction, and ``assistant`` becomes ``model``).
+    ``content`` is the message's text; ``parts`` the rest of it: an ``assistant`` message's
+    :class:`ToolCall` parts (the calls it made after its text), a ``"tool"`` message's
+    :class:`ToolResult` parts (one per call of the assistant message before it), a ``user``
+    message's :class:`ImagePart` parts. Providers map roles and parts to their own wire
+    format (Gemini has no ``system`` role in contents: it becomes the system instruction,
+    ``assistant`` becomes ``model``, tool calls ``functionCall`` and results
+    ``functionResponse``), so the message list of a turn with tool rounds can go to any of
+    them.
     """
 
     role: Role
     content: str
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [part for part in self.parts if isinstance(part, ToolCall)]
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        return [part for part in self.parts if isinstance(part, ToolResult)]
+
+    @property
+    def images(self) -> list[ImagePart]:
+        return [part for part in self.parts if isinstance(part, ImagePart)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +143,8 @@ class Completion:
     usage: Usage | None = None
     finish_reason: str | None = None
     model: str | None = None
+    # The tools the model called after its text (finish_reason "tool_calls").
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class FailureKind(enum.Enum):
@@ -162,6 +187,9 @@ class ProviderError(Exception):
 class ProviderStream(Protocol):
     """An async iterator of text deltas with usage and finish reason beside it.
 
+    Text is yielded as plain ``str`` (no wrapper object per delta: that is the hot path). A
+    call given ``tools`` may also yield a :class:`ToolCall`, once that call's arguments are
+    complete; the stream then usually ends with ``finish_reason`` ``"tool_calls"``.
     ``usage`` and ``finish_reason`` are filled in by the time iteration ends. ``aclose()`` must
     close the upstream HTTP response at once (the upstream sees its connection close), and is
     safe to call more than once or after the end.
@@ -170,7 +198,7 @@ class ProviderStream(Protocol):
     usage: Usage | None
     finish_reason: str | None
 
-    def __aiter__(self) -> AsyncIterator[str]: ...
+    def __aiter__(self) -> AsyncIterator[str | ToolCall]: ...
 
     async def aclose(self) -> None: ...
 
@@ -206,11 +234,16 @@ class Provider(Protocol):
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> ProviderStream:
         """Start a streaming call. Errors before the first delta raise ProviderError from
         the first ``__anext__``; errors later raise ProviderError mid-iteration.
         ``timeout`` bounds connecting and the wait for response headers. ``params`` are the
-        client's sampling parameters (temperature, top_p, stop), None when it gave none."""
+        client's sampling parameters (temperature, top_p, stop), None when it gave none.
+        ``tools`` are what the model may call (name, description, ``input_schema``); the
+        chain passes the keyword only when there are some, so a provider that knows no
+        tools still answers text turns. A call whose arguments are not a JSON object is
+        yielded with ``arguments_error`` set: the model is told, the turn goes on."""
         ...
 
     async def complete(
@@ -220,6 +253,7 @@ class Provider(Protocol):
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> Completion: ...
 
     async def aclose(self) -> None:

@@ -27,6 +27,8 @@ from server.contract.answers import AnswerResult, AnswerService
 from server.contract.events import Event
 from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message
 from server.contract.stores import RateLimiter, SessionStore
+from server.contract.tools import ToolService
+from server.contract.toolset import ToolSet
 
 __all__ = [
     "AnyStage",
@@ -84,6 +86,10 @@ class Turn:
     # Filled by the llm stage: who wrote the answer, also when it was interrupted or
     # stopped half-way (None when no provider sent any text).
     answered_by: AnswerResult | None = None
+    # The tools the model may call in this turn: a copy of the server's (``[tools]``
+    # plugins and MCP servers' tools) made as the turn starts, so a stage before ``llm``
+    # may add or remove tools for this turn alone (``turn.tools.remove("shell")``).
+    tools: ToolSet = field(default_factory=ToolSet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +121,14 @@ class Services:
 
     ``sessions`` keeps conversations (SQLite, or PostgreSQL with ``DATABASE_URL``);
     ``rate_limits`` takes tokens from the configured buckets (``[rate_limit]``);
-    ``llm`` answers a prompt through the provider fallback chain.
+    ``llm`` answers a prompt through the provider fallback chain; ``tools`` runs tool calls
+    under the ``[tools]`` limits and waits for approvals (None: the turn offers no tools).
     """
 
     sessions: SessionStore
     rate_limits: RateLimiter
     llm: AnswerService
+    tools: ToolService | None = None
 
 
 class _BaseStage:

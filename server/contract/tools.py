@@ -27,15 +27,20 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import pydantic
+
+if TYPE_CHECKING:
+    from server.contract.events import ToolResultEvent
+    from server.contract.parts import ToolCall
 
 __all__ = [
     "Tool",
     "ToolArgumentsError",
     "ToolContext",
     "ToolError",
+    "ToolService",
     "tool",
 ]
 
@@ -260,3 +265,35 @@ def tool(
         )
 
     return make if function is None else make(function)
+
+
+class ToolService(Protocol):
+    """What the server lends the stage that runs tool rounds (``services.tools``): the
+    ``[tools]`` limits, the owner's approval, and running a call as section 11 says.
+
+    Whatever a tool does, ``run`` returns its ``tool_result`` event (a failure, a timeout,
+    invalid arguments are results for the model); only the caller's own cancellation leaves
+    it, after the tool has been stopped.
+    """
+
+    max_rounds: int
+
+    async def ask(self, stream_id: str, call: ToolCall) -> None:
+        """Record ``call`` as waiting for its owner's decision: call it before the
+        ``tool_call`` event leaves, so that a decision posted as soon as it is seen is taken."""
+        ...
+
+    async def approve(self, stream_id: str, call: ToolCall) -> bool:
+        """Wait for the owner's decision on ``call`` (asked before; ``POST
+        /api/streams/{stream_id}/tools/{call_id}``, through any instance): True when it was
+        approved; False when refused, or undecided after ``tools.approval_timeout_seconds``.
+        Cancelling the wait (a stop) settles the call as cancelled: a later decision is 409."""
+        ...
+
+    async def run(
+        self, tool: Tool | None, call: ToolCall, context: ToolContext, *, deadline: float
+    ) -> ToolResultEvent:
+        """Run ``call`` (``tool`` None: no such tool) within ``tools.timeout_seconds`` and
+        the turn's ``deadline`` (a ``time.monotonic()`` instant), its result cut to
+        ``tools.max_result_chars``."""
+        ...

@@ -11,12 +11,13 @@ import asyncio
 import dataclasses
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
 from server.config import Settings
-from server.contract import TERMINAL_TYPES, ErrorCode, Event, Status, Turn, error
+from server.contract import TERMINAL_TYPES, ErrorCode, Event, Status, ToolSet, Turn, error
 from server.core.cancellation import Cancellation, cancellation_event
 from server.core.coordination import (
     ActiveTurn,
@@ -66,8 +67,11 @@ class TurnRunner:
         *,
         telemetry: Telemetry | None = None,
         registry: TurnRegistry | None = None,
+        tools: Callable[[], ToolSet] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # Makes each admitted turn's own set of tools (None: turns get none).
+        self.tools = tools
         self.logs = logs
         self.settings = settings
         self.registry: TurnRegistry = registry or MemoryTurnRegistry()
@@ -104,6 +108,8 @@ class TurnRunner:
             await self._refuse(stream_log, turn, refusal)
             return stream_log
         turn.deadline = time.monotonic() + self.settings.stream.max_duration_seconds
+        if self.tools is not None:
+            turn.tools = self.tools()
         cancellation = Cancellation()
         task = asyncio.create_task(
             self._produce(turn, stream_log, cancellation), name=turn.stream_id

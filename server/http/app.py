@@ -28,6 +28,7 @@ from server.http.streams import (
     ConversationStreamHandler,
     StreamCancelHandler,
     StreamResumeHandler,
+    ToolApprovalHandler,
 )
 from server.internals.tornado_internals import GZipExceptEventStream
 
@@ -44,6 +45,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/conversation/{user_id}", ConversationHandler),
     ("/api/streams/{stream_id}", StreamResumeHandler),
     ("/api/streams/{stream_id}/cancel", StreamCancelHandler),
+    ("/api/streams/{stream_id}/tools/{call_id}", ToolApprovalHandler),
     ("/api/sessions/{user_id}", SessionListHandler),
     ("/api/sessions/{user_id}/{session_id}", SessionHandler),
     ("/api/check-stream", CheckStreamHandler),

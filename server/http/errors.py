@@ -27,6 +27,7 @@ class ApiCode(enum.StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     REQUEST_TIMEOUT = "request_timeout"
     TURN_IN_PROGRESS = "turn_in_progress"
+    ALREADY_DECIDED = "already_decided"
     TOO_LARGE = "too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     HEADERS_TOO_LARGE = "headers_too_large"

@@ -105,10 +105,14 @@ class ReadyHandler(BaseHandler):
             reasons.append("no LLM provider is configured")
         if not self.state.runner.accepting:
             reasons.append("shutting down")
+        # An MCP server that cannot start leaves its tools out, not the turns: it is named
+        # here (and in the logs) without making the instance unready.
+        mcp = [{"name": h.name, "ready": h.ready, "problem": h.problem} for h in state.mcp.health()]
+        extra = {"mcp": mcp} if mcp else {}
         if reasons:
-            self.write_json({"status": "unavailable", "reasons": reasons}, status=503)
+            self.write_json({"status": "unavailable", "reasons": reasons, **extra}, status=503)
         else:
-            self.write_json({"status": "ready", "providers": [p.name for p in providers]})
+            self.write_json({"status": "ready", "providers": [p.name for p in providers], **extra})
 
 
 class NotFoundHandler(BaseHandler):

@@ -11,6 +11,8 @@ from server.core.streamlog import StreamLogStore
 from server.http.identity import TokenAuthenticator
 from server.llm.chain import LLMChain
 from server.observability.telemetry import Telemetry
+from server.tools.approvals import ApprovalStore
+from server.tools.mcp import MCPTools
 
 __all__ = ["ServerState"]
 
@@ -28,3 +30,5 @@ class ServerState:
     provider_problems: list[str]
     stages: list[AnyStage]
     telemetry: Telemetry
+    approvals: ApprovalStore  # tool calls waiting for their owner's decision
+    mcp: MCPTools  # started with the server; its tools join every turn's

@@ -18,12 +18,14 @@ from server.http.errors import EVENT_STATUS, retry_after_for
 from server.http.event_stream import EventStream
 from server.http.identity import Identity
 from server.internals.tornado_internals import drop_template_namespace
+from server.tools.approvals import Decision
 
 __all__ = [
     "ConversationHandler",
     "ConversationStreamHandler",
     "StreamCancelHandler",
     "StreamResumeHandler",
+    "ToolApprovalHandler",
 ]
 
 log = structlog.get_logger("sluice.stream")
@@ -174,6 +176,30 @@ class StreamCancelHandler(BaseHandler):
         self.check_cookie_origin(identity)
         cancelled = await self.state.runner.cancel(stream_id, "cancelled")
         self.write_json({"stream_id": stream_id, "cancelled": cancelled})
+
+
+class ToolApprovalHandler(JsonBodyHandler):
+    """``POST /api/streams/{stream_id}/tools/{call_id}`` ``{"approve": bool}``: the stream's
+    owner decides a tool call waiting for approval. 204 recorded; 404 an unknown (or someone
+    else's) stream or call; 409 decided already (or expired, or the turn was stopped).
+
+    The decision is kept in the approval store, where the producing instance, whichever it
+    is, finds it: no need to reach that instance."""
+
+    async def post(self, stream_id: str, call_id: str) -> None:
+        identity, stream_log = await _owned_stream(self, stream_id)
+        self.state.logs.release(stream_log)
+        self.check_cookie_origin(identity)
+        approve = self.json_body().get("approve")
+        if not isinstance(approve, bool):
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'approve' must be true or false.")
+        decision = await self.state.approvals.decide(stream_id, call_id, approve)
+        if decision is Decision.UNKNOWN:
+            raise ApiError(404, ApiCode.NOT_FOUND, "No tool call of that id waits in this stream.")
+        if decision is Decision.ALREADY:
+            raise ApiError(409, ApiCode.ALREADY_DECIDED, "That tool call was decided already.")
+        self.set_status(204)
+        self.finish()
 
 
 class ConversationHandler(_TurnStarter):

@@ -25,6 +25,7 @@ would cancel the wrong thing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
@@ -40,6 +41,8 @@ from server.contract import (
     Message,
     Provider,
     ProviderError,
+    Tool,
+    ToolCall,
 )
 from server.llm.circuit import Circuit, CircuitState
 
@@ -92,6 +95,18 @@ class _Entry:
     circuit: Circuit
     # Until this instant streaming is known to be refused: go straight to a plain call.
     stream_refused_until: float = 0.0
+    # Its stream() and complete() take ``tools``: one written before tools answers text.
+    takes_tools: bool = True
+
+
+def _takes_tools(provider: Provider) -> bool:
+    try:
+        return all(
+            "tools" in inspect.signature(method).parameters
+            for method in (provider.stream, provider.complete)
+        )
+    except (TypeError, ValueError):  # no signature to read: do not risk a TypeError per turn
+        return False
 
 
 def _pieces(text: str, size: int = PLAIN_PIECE_CHARS) -> list[str]:
@@ -164,10 +179,12 @@ class _Watchdog:
 
 
 class AnswerStream:
-    """Async iterator of text deltas; ``result`` is set once iteration ends normally.
+    """Async iterator of text deltas (``str``) and, when given tools, the model's
+    :class:`ToolCall` s; ``result`` is set once iteration ends normally.
 
     Call ``aclose()`` when you stop early (or were cancelled): it closes the upstream request.
-    ``text_sent`` tells whether any delta was handed out.
+    ``text_sent`` tells whether any delta or call was handed out: after that, a failure is
+    final (a round whose tool call was seen is not asked again elsewhere).
     """
 
     def __init__(
@@ -177,11 +194,16 @@ class AnswerStream:
         deadline: float,
         params: GenerationParams | None = None,
         entries: list[_Entry] | None = None,
+        tools: Sequence[Tool] = (),
     ) -> None:
         self._chain = chain
         self._messages = messages
         self._deadline = deadline
         self._params = params
+        # Passed to providers only when there are some, and only to those that take them:
+        # one that knows no tools still answers text.
+        self._extra: dict[str, Any] = {"tools": tools} if tools else {}
+        self._extra_for_tools = self._extra
         self._entries = chain.entries if entries is None else entries
         limit = params.max_output_tokens if params is not None else None
         # The client's limit can lower the configured one, never raise it.
@@ -193,14 +215,14 @@ class AnswerStream:
         self.text_sent = False
         self.capped = False  # llm.max_answer_chars ended the answer
         self._chars = 0
-        self._gen: AsyncGenerator[str, None] = self._run()
+        self._gen: AsyncGenerator[str | ToolCall, None] = self._run()
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str | ToolCall]:
         # The generator itself, not a coroutine wrapping each step: one object fewer kept
         # suspended for the whole of every open stream.
         return self._gen
 
-    def __anext__(self) -> Awaitable[str]:
+    def __anext__(self) -> Awaitable[str | ToolCall]:
         return self._gen.__anext__()
 
     async def aclose(self) -> None:
@@ -209,7 +231,7 @@ class AnswerStream:
     def _remaining(self) -> float:
         return self._deadline - self._chain.clock()
 
-    async def _run(self) -> AsyncGenerator[str, None]:
+    async def _run(self) -> AsyncGenerator[str | ToolCall, None]:
         chain = self._chain
         failures: list[tuple[str, ProviderError]] = []
         for index, entry in enumerate(self._entries):
@@ -228,6 +250,7 @@ class AnswerStream:
                         raise _DeadlineExceeded
                     # Anything but the first provider, streaming, is a fallback answer.
                     fallback = index > 0 or mode != STREAM
+                    self._extra = self._extra_for_tools if entry.takes_tools else {}
                     chain.observer.on_attempt(provider.name, mode)
                     started = chain.clock()
                     try:
@@ -291,7 +314,9 @@ class AnswerStream:
                 chain.observer.on_fallback(provider.name, last.kind.value)
         raise self._unavailable(failures)
 
-    async def _stream(self, provider: Provider, fallback: bool) -> AsyncGenerator[str, None]:
+    async def _stream(
+        self, provider: Provider, fallback: bool
+    ) -> AsyncGenerator[str | ToolCall, None]:
         chain = self._chain
         remaining = self._remaining()
         timeout = max(0.001, min(remaining, chain.first_token_timeout))
@@ -300,6 +325,7 @@ class AnswerStream:
             max_output_tokens=self._max_output_tokens,
             timeout=timeout,
             params=self._params,
+            **self._extra,
         )
         iterator = stream.__aiter__()
         got_text = False
@@ -330,6 +356,15 @@ class AnswerStream:
                         f"{provider.name} sent nothing for {watchdog.limit:g} s ({what} timeout).",
                     ) from None
                 watchdog.waiting = False
+                if delta.__class__ is not str:  # a tool call (rare: text is the hot path)
+                    if not got_text:
+                        self.writer = AnswerResult(
+                            provider.name, provider.model, STREAM, fallback, None
+                        )
+                    got_text = True
+                    self.text_sent = True
+                    yield delta
+                    continue
                 if delta:
                     if not got_text:
                         self.writer = AnswerResult(
@@ -367,7 +402,9 @@ class AnswerStream:
         self._chars -= over
         return delta[: len(delta) - over]
 
-    async def _plain(self, provider: Provider, fallback: bool) -> AsyncGenerator[str, None]:
+    async def _plain(
+        self, provider: Provider, fallback: bool
+    ) -> AsyncGenerator[str | ToolCall, None]:
         remaining = self._remaining()
         try:
             async with asyncio.timeout(remaining) as timer:
@@ -376,12 +413,13 @@ class AnswerStream:
                     max_output_tokens=self._max_output_tokens,
                     timeout=remaining,
                     params=self._params,
+                    **self._extra,
                 )
         except TimeoutError:
             if timer.expired():
                 raise _DeadlineExceeded from None
             raise
-        if not completion.text:
+        if not completion.text and not completion.tool_calls:
             return
         text = completion.text
         self._chars += len(text)
@@ -398,6 +436,9 @@ class AnswerStream:
         for piece in _pieces(text):
             self.text_sent = True
             yield piece
+        for call in completion.tool_calls:
+            self.text_sent = True
+            yield call
 
     def _unavailable(self, failures: list[tuple[str, ProviderError]]) -> AnswerError:
         message = "No language model could answer right now. Please try again shortly."
@@ -486,6 +527,7 @@ class LLMChain:
                     clock=clock,
                     on_change=on_change,
                 ),
+                takes_tools=_takes_tools(provider),
             )
             for provider in self.providers
         ]
@@ -504,11 +546,14 @@ class LLMChain:
         deadline: float,
         params: GenerationParams | None = None,
         provider: str | None = None,
+        tools: Sequence[Tool] = (),
     ) -> AnswerStream:
         """Stream one answer; ``deadline`` is an instant on ``clock`` (``time.monotonic()``).
 
         ``params`` reach whichever provider answers; ``provider`` (a configured name) answers
-        from that provider alone, its circuit and both modes still applying."""
+        from that provider alone, its circuit and both modes still applying. ``tools`` are
+        offered to the model; one chain call is one round of a turn with tools, so the next
+        round may be answered by another provider."""
         entries = None
         if provider is not None:
             entries = [entry for entry in self.entries if entry.provider.name == provider]
@@ -516,7 +561,7 @@ class LLMChain:
                 raise KeyError(provider)
         if params is not None and params.is_default():
             params = None
-        return AnswerStream(self, messages, deadline, params, entries)
+        return AnswerStream(self, messages, deadline, params, entries, tools)
 
     async def aclose(self) -> None:
         for provider in self.providers:

@@ -97,6 +97,10 @@ async def run_tool_call(
         return done(False, f"There is no tool called {call.name!r}.", ToolErrorKind.FAILED)
     if context.cancelled.is_set():
         return done(False, "The call was cancelled.", ToolErrorKind.CANCELLED)
+    if call.arguments_error is not None:
+        return done(
+            False, f"Invalid arguments: {call.arguments_error}", ToolErrorKind.INVALID_ARGUMENTS
+        )
     try:
         validated = tool.validate(call.arguments)
     except ToolArgumentsError as problem:

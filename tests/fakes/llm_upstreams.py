@@ -67,6 +67,12 @@ class Reply:
     interval: float = 0.0  # pause between text frames
     gzip: bool = False  # gzip the stream, although the client asked for identity
     error_event_at: int | None = None  # Anthropic: an ``error`` event instead of text frame i
+    # Tool calls after the text: (id, name, arguments as JSON text). OpenAI streams them as
+    # delta.tool_calls, each call's arguments cut in pieces of ``argument_piece`` characters
+    # and the calls' pieces interleaved by index; Gemini sends functionCall parts (the
+    # arguments parsed: Gemini has no text form of them).
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    argument_piece: int = 4
 
 
 @dataclass
@@ -258,7 +264,11 @@ class _OpenAIHandler(_Handler):
                 frame = self._chunk(model, {"content": piece}, None)
             if not await self.send(frame, reply):
                 return
-        tail = self._chunk(model, {}, reply.finish_reason)
+        for frame in self._tool_call_frames(model, reply):
+            if not await self.send(frame, reply):
+                return
+        finish = "tool_calls" if reply.tool_calls else reply.finish_reason
+        tail = self._chunk(model, {}, finish)
         if reply.usage and body.get("stream_options", {}).get("include_usage"):
             usage = {
                 "prompt_tokens": 11,
@@ -287,6 +297,30 @@ class _OpenAIHandler(_Handler):
     def _frame(obj: dict[str, Any]) -> bytes:
         return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
+    def _tool_call_frames(self, model: str, reply: Reply) -> list[bytes]:
+        """Each call's head (id, name, no arguments yet), then its arguments in pieces,
+        round robin across the calls: as OpenAI streams parallel calls."""
+        frames = []
+        for index, (call_id, name, _) in enumerate(reply.tool_calls):
+            head = {
+                "index": index,
+                "id": call_id,
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            frames.append(self._chunk(model, {"tool_calls": [head]}, None))
+        size = reply.argument_piece
+        pieces = [
+            [arguments[i : i + size] for i in range(0, len(arguments), size)]
+            for _, _, arguments in reply.tool_calls
+        ]
+        for step in range(max((len(p) for p in pieces), default=0)):
+            for index, own in enumerate(pieces):
+                if step < len(own):
+                    piece = {"index": index, "function": {"arguments": own[step]}}
+                    frames.append(self._chunk(model, {"tool_calls": [piece]}, None))
+        return frames
+
     def _chunk(self, model: str, delta: dict[str, Any], finish: str | None) -> bytes:
         return self._frame(
             {
@@ -304,6 +338,12 @@ class _OpenAIHandler(_Handler):
     @staticmethod
     def _completion(model: str, reply: Reply) -> dict[str, Any]:
         text = "".join(reply.text)
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                for i, n, a in reply.tool_calls
+            ]
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -312,9 +352,9 @@ class _OpenAIHandler(_Handler):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": reply.finish_reason,
+                    "finish_reason": "tool_calls" if reply.tool_calls else reply.finish_reason,
                 }
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
@@ -370,7 +410,9 @@ class _GeminiHandler(_Handler):
             self.fail(reply, self._error(reply.status, reply.message, reply.error_code))
             return
         if not stream:
-            self.finish(self._response("".join(reply.text), reply, last=True, model=model))
+            whole = self._response("".join(reply.text), reply, last=True, model=model)
+            whole["candidates"][0]["content"]["parts"] += self._function_calls(reply)
+            self.finish(whole)
             return
         if self.get_query_argument("alt", "") != "sse":
             self.fail(Reply(status=400), self._error(400, "fake speaks only alt=sse"))
@@ -392,10 +434,19 @@ class _GeminiHandler(_Handler):
                 frame = b'data: {"candidates": [oops\r\n\r\n'
             else:
                 obj = self._response(piece, reply, last=last, model=model)
+                if last:
+                    obj["candidates"][0]["content"]["parts"] += self._function_calls(reply)
                 frame = b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\r\n\r\n"
             if not await self.send(frame, reply):
                 return
         self.finish()
+
+    @staticmethod
+    def _function_calls(reply: Reply) -> list[dict[str, Any]]:
+        return [
+            {"functionCall": {"name": name, "args": json.loads(arguments)}}
+            for _, name, arguments in reply.tool_calls
+        ]
 
     @staticmethod
     def _response(text: str, reply: Reply, *, last: bool, model: str) -> dict[str, Any]:

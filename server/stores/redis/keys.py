@@ -10,6 +10,7 @@ __all__ = [
     "CANCEL_CHANNEL",
     "LIVE",
     "active_key",
+    "approval_key",
     "cancel_key",
     "log_key",
     "meta_key",
@@ -46,6 +47,12 @@ def active_key(user_id: str, session_id: str) -> str:
 
 def cancel_key(stream_id: str) -> str:
     return f"{PREFIX}cancel:{stream_id}"
+
+
+def approval_key(stream_id: str, call_id: str) -> str:
+    """A tool call's approval state: ``pending``, then ``approved``, ``denied``, ``expired``
+    or ``cancelled`` for good."""
+    return f"{PREFIX}approval:{stream_id}:{call_id}"
 
 
 def rate_key(bucket: str) -> str:

@@ -6,7 +6,16 @@ on every machine however their clocks drift.
 
 from __future__ import annotations
 
-__all__ = ["ADMIT", "APPEND", "EXPIRED", "RENEW", "RESCUE", "SIGNAL_CANCEL", "TAKE_TOKEN"]
+__all__ = [
+    "ADMIT",
+    "APPEND",
+    "EXPIRED",
+    "RENEW",
+    "RESCUE",
+    "SETTLE_APPROVAL",
+    "SIGNAL_CANCEL",
+    "TAKE_TOKEN",
+]
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -193,3 +202,14 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
 return string.format('%.3f', wait)
 """
 )
+
+
+# KEYS: approval key. ARGV: new state. Sets it only while the call is pending.
+# -> {1, new state} set now | {0, state} decided before | {0, ""} no such call
+SETTLE_APPROVAL = """
+local state = redis.call('GET', KEYS[1])
+if not state then return {0, ''} end
+if state ~= 'pending' then return {0, state} end
+redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+return {1, ARGV[1]}
+"""
