@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,15 +54,15 @@ def _last_event(response: http.client.HTTPResponse) -> tuple[dict[str, Any], int
     return data, size
 
 
-def _first_chunk_s(port: int) -> float:
-    """Seconds from sending a short turn to its first ``chunk`` event."""
+def _first_chunk_s(port: int) -> float | None:
+    """Seconds from sending a short turn to its first ``chunk`` event; None when the turn
+    ended without one (an ``error`` event: a timeout, say)."""
     started = time.perf_counter()
     response = _post_stream(port, "short bench:tokens=3,interval_ms=0", 60)
     first = None
     while line := response.readline():
         if first is None and line == b"event: chunk\n":
             first = time.perf_counter() - started
-    assert first is not None, "no chunk"
     return first
 
 
@@ -83,18 +84,22 @@ def _saved_answer(port: int, session_id: str) -> dict[str, Any]:
     return answer
 
 
-def _ms(values: list[float]) -> str:
-    if not values:
-        return "none"
-    ordered = sorted(values)
+def _ms(values: Sequence[float | None]) -> str:
+    ordered = sorted(v for v in values if v is not None)
+    failed = len(values) - len(ordered)
+    if not ordered:
+        return f"none ({failed} failed)"
     return (
         f"median {statistics.median(ordered) * 1000:.0f} ms, "
         f"p90 {ordered[int(len(ordered) * 0.9)] * 1000:.0f} ms, "
-        f"max {ordered[-1] * 1000:.0f} ms (n={len(ordered)})"
+        f"max {ordered[-1] * 1000:.0f} ms (n={len(ordered)}"
+        + (f", {failed} without a chunk)" if failed else ")")
     )
 
 
-def _probe(port: int, until: threading.Event, chunks: list[float], health: list[float]) -> None:
+def _probe(
+    port: int, until: threading.Event, chunks: list[float | None], health: list[float]
+) -> None:
     while not until.is_set():
         chunks.append(_first_chunk_s(port))
         health.append(_healthz_s(port))
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         rss_before = sampler.rss()
 
         done = threading.Event()
-        chunks: list[float] = []
+        chunks: list[float | None] = []
         health: list[float] = []
         prober = threading.Thread(target=_probe, args=(port, done, chunks, health))
         started = time.perf_counter()
