@@ -263,3 +263,35 @@ def test_a_last_event_id_with_leading_zeros_is_the_same_id(demo_server: RunningS
     )
     assert response.status == 200
     assert data_frames(response.read_all()) == whole[5:]
+
+
+def test_fifty_readers_past_the_end_of_a_live_answer_end_when_it_ends(
+    start_server: StartServer,
+) -> None:
+    """Regression: readers resumed with a Last-Event-ID past the end of a live stream were
+    found still open, and pinged, 10 s after the turn had ended (a fresh resume got 204 by
+    then). Fifty of them, pinged while they wait, must each get the terminal event and the
+    end of the response as the answer ends."""
+    server = start_server(
+        {"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "20", "SLUICE_STREAM__HEARTBEAT_SECONDS": "1"}
+    )
+    first = start_stream(server.url, "Tell me a story")
+    stream_id = first.headers["X-Stream-Id"]
+    first.until(lambda f: f.event == "chunk")  # the answer is being written
+    readers = [
+        request(
+            server.url,
+            "GET",
+            f"/api/streams/{stream_id}",
+            headers={**ALICE, "Last-Event-ID": "100000"},
+        )
+        for _ in range(50)
+    ]
+    whole = data_frames(first.read_all())
+    deadline = time.monotonic() + 5
+    for reader in readers:
+        assert reader.status == 200
+        for _ in reader:  # to the end of the response; a ping every second meanwhile
+            assert time.monotonic() < deadline, "a reader outlived the answer"
+        frames = data_frames(reader.frames)
+        assert [(f.id, f.event) for f in frames] == [(whole[-1].id, "complete")]
