@@ -14,7 +14,9 @@ exercises UTF-8 split across reads.
 client can be measured against the upstream alone (the harness's own ceiling).
 
 Token count and pace come from the command line (the runner starts one upstream per run); the
-request body may override them with ``bench:tokens=N,interval_ms=X`` anywhere in it.
+request body may override them with ``bench:tokens=N,interval_ms=X`` anywhere in it, and
+``bench:tokens=N,interval_ms=X,pad=K`` makes every token K characters longer (long answers in
+few frames: ``python -m bench.long_answer``).
 
 Run: ``python -m bench.fake_upstream --port 9000 --tokens 500 --interval-ms 0``.
 """
@@ -30,7 +32,7 @@ import time
 
 OPEN, CLOSE = "⟨", "⟩"
 MARK_RE = re.compile(r"⟨(\d+):(\d+)⟩")
-_OVERRIDE_RE = re.compile(rb"bench:tokens=(\d+),interval_ms=(\d+(?:\.\d+)?)")
+_OVERRIDE_RE = re.compile(rb"bench:tokens=(\d+),interval_ms=(\d+(?:\.\d+)?)(?:,pad=(\d+))?")
 
 _CHUNK_HEAD = (
     b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,'
@@ -58,8 +60,8 @@ _STREAM_HEADERS = (
 BATCH = 32
 
 
-def token_bytes(seq: int, ns: int) -> bytes:
-    return f" {OPEN}{seq}:{ns}{CLOSE}".encode()
+def token_bytes(seq: int, ns: int, pad: int = 0) -> bytes:
+    return f" {OPEN}{seq}:{ns}{CLOSE}".encode() + b"x" * pad
 
 
 def _chunked(payload: bytes) -> bytes:
@@ -125,13 +127,14 @@ class UpstreamProtocol(asyncio.Protocol):
         if method != "POST" or not (direct or route.endswith("/chat/completions")):
             self._write_plain(404, b'{"error":{"message":"not found"}}')
             return self._after_response()
-        tokens, interval_s = self.tokens, self.interval_s
+        tokens, interval_s, pad = self.tokens, self.interval_s, 0
         m = _OVERRIDE_RE.search(body)
         if m:
             tokens, interval_s = int(m.group(1)), float(m.group(2)) / 1000
+            pad = int(m.group(3) or 0)
         if direct or re.search(rb'"stream"\s*:\s*true', body):
             self.busy = True
-            asyncio.get_running_loop().create_task(self._stream(tokens, interval_s, direct))
+            asyncio.get_running_loop().create_task(self._stream(tokens, interval_s, direct, pad))
         else:
             Stats.plain_requests += 1
             text = "".join(token_bytes(i, time.time_ns()).decode() for i in range(1, tokens + 1))
@@ -157,7 +160,9 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.buf and not self.closed:
             self._try_request()
 
-    async def _stream(self, tokens: int, interval_s: float, direct: bool = False) -> None:
+    async def _stream(
+        self, tokens: int, interval_s: float, direct: bool = False, pad: int = 0
+    ) -> None:
         transport = self.transport
         assert transport is not None
         Stats.streams_started += 1
@@ -188,7 +193,7 @@ class UpstreamProtocol(asyncio.Protocol):
                     return
             ns = time.time_ns()
             frames = b"".join(
-                _chunked(head + token_bytes(s, ns) + tail) for s in range(seq, seq + count)
+                _chunked(head + token_bytes(s, ns, pad) + tail) for s in range(seq, seq + count)
             )
             transport.write(frames)
             seq += count

@@ -93,6 +93,28 @@ def test_a_stop_whose_pubsub_message_was_lost_still_closes_the_upstream_within_a
     assert frames[-1].data is not None and frames[-1].data["code"] == "cancelled"
 
 
+def test_readers_past_the_end_of_a_live_answer_end_with_it_on_every_instance(
+    start_server: StartServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Regression: readers resumed with a Last-Event-ID past the end of a live stream were
+    found still open, and pinged, 10 s after the turn had ended. On the producer's instance
+    (its own log) and on another (a mirror that follows Redis), fifty such readers each get
+    the terminal event and the end of the response as the answer ends."""
+    producer, other = instances(start_server, redis_server, tmp_path)
+    first = start_stream(producer.url, "Tell me a story")
+    stream_id = first.headers["X-Stream-Id"]
+    first.until(lambda f: f.event == "chunk")  # the answer is being written
+    readers = [resume((producer, other)[i % 2], stream_id, 100000) for i in range(50)]
+    whole = data_frames(first.read_all())
+    deadline = time.monotonic() + 5
+    for reader in readers:
+        assert reader.status == 200
+        for _ in reader:  # to the end of the response; a ping every second meanwhile
+            assert time.monotonic() < deadline, "a reader outlived the answer"
+        frames = data_frames(reader.frames)
+        assert [(f.id, f.event) for f in frames] == [(whole[-1].id, "complete")]
+
+
 def test_kill_9_the_producer_ends_readers_elsewhere_and_saves_the_partial(
     start_server: StartServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:

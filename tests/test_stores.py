@@ -126,6 +126,40 @@ async def test_an_answer_is_updated_as_it_streams_then_finished(store: SessionSt
     assert await store.messages("alice", "s1") == []
 
 
+async def test_an_answer_appended_to_as_it_streams_reads_whole_everywhere(
+    store: SessionStore,
+) -> None:
+    """Saves as an answer streams add only the new text (a long answer rewritten at every
+    save cost the square of its length). Whatever was appended is part of the message for
+    every reader (messages, export), a replacing update or a deleted session leaves none of
+    it behind, and another user's session takes none."""
+    await store.open_session("alice", "s1", "t")
+    asked = await store.add_message("alice", "s1", "user", "Hi", "complete")
+    answer = await store.add_message(
+        "alice", "s1", "assistant", "Once", "incomplete", reply_to=asked
+    )
+    for piece in (" upon", " a", " time"):
+        await store.append_to_message("alice", "s1", answer, piece, "incomplete")
+    [_, draft] = await store.messages("alice", "s1")
+    assert (draft.content, draft.status) == ("Once upon a time", "incomplete")
+    await store.append_to_message("alice", "s1", answer, ".", "complete", facts=FACTS)
+    [_, final] = await store.messages("alice", "s1")
+    assert (final.id, final.content, final.status) == (answer, "Once upon a time.", "complete")
+    assert final.reply_to == asked and final.facts == FACTS
+    [archived] = [s async for s in store.export_sessions("alice")]
+    assert archived.messages[1].content == "Once upon a time."
+    await store.append_to_message("bob", "s1", answer, " hijacked", "error")
+    assert (await store.messages("alice", "s1"))[1] == final
+    await store.update_message("alice", "s1", answer, "Replaced.", "complete")
+    assert (await store.messages("alice", "s1"))[1].content == "Replaced."
+    await store.append_to_message("alice", "s1", answer, " More.", "complete")
+    await store.delete_session("alice", "s1")
+    await store.open_session("alice", "s1", "t")
+    assert await store.messages("alice", "s1") == []
+    await store.append_to_message("alice", "s1", answer, "late", "complete")
+    assert await store.messages("alice", "s1") == []
+
+
 async def test_memory_merges_changed_and_removed_keys(store: SessionStore) -> None:
     await store.open_session("alice", "s1", "t")
     await store.save_memory("alice", "s1", {"location": "Tokyo", "mood": "hungry", "x": 1})

@@ -204,12 +204,12 @@ def test_resume_past_the_end_of_a_live_answer_ends_with_its_terminal(
     assert after.status == 204
 
 
-@pytest.mark.parametrize("raw", ["²", "１２", "1" * 4301, "9" * 19, "-1", "1.5"])
+@pytest.mark.parametrize("raw", ["²", "１２", "-1", "+1", "1.5", "1e3", "abc", "0x10"])
 def test_a_last_event_id_that_is_not_ascii_digits_is_400(
     demo_server: RunningServer, raw: str
 ) -> None:
-    """Regression: "²" and fullwidth digits pass ``str.isdigit`` but not ``int``, and int()
-    refuses more than 4,300 digits: both were a 500 with a traceback."""
+    """Regression: "²" and fullwidth digits pass ``str.isdigit`` but not ``int``: a 500
+    with a traceback. A sign, a point, an exponent or a base is no event id either."""
     stream = start_stream(demo_server.url, "hi")
     stream_id = stream.headers["X-Stream-Id"]
     stream.read_all()
@@ -229,3 +229,69 @@ def test_a_last_event_id_that_is_not_ascii_digits_is_400(
             headers={**ALICE, "Last-Event-ID": raw},
         )
         assert status == 400
+
+
+@pytest.mark.parametrize("via_header", [True, False])
+@pytest.mark.parametrize("raw", ["99999999999999999999", "9" * 19, "1" * 4301])
+def test_a_twenty_digit_last_event_id_past_a_finished_stream_is_204_not_400(
+    demo_server: RunningServer, raw: str, via_header: bool
+) -> None:
+    """Regression: ``Last-Event-ID: 99999999999999999999`` answered 400 "must be a whole
+    number" (anything over 18 digits was refused), though it is one. Past the end of a
+    finished stream, it gets the 204 any id past the end gets; 4,301 digits too, which
+    ``int()`` refuses to convert."""
+    stream = start_stream(demo_server.url, "hi")
+    stream_id = stream.headers["X-Stream-Id"]
+    stream.read_all()
+    headers = {**ALICE, "Last-Event-ID": raw} if via_header else ALICE
+    query = "" if via_header else f"?last_event_id={raw}"
+    response = request(demo_server.url, "GET", f"/api/streams/{stream_id}{query}", headers=headers)
+    assert response.status == 204 and response.body() == b""
+
+
+def test_a_last_event_id_with_leading_zeros_is_the_same_id(demo_server: RunningServer) -> None:
+    """Thirty characters of which the last is 5 is event 5: the replay starts after it,
+    however many zeros come first (the digits are counted without them)."""
+    original = start_stream(demo_server.url, "Tell me a story")
+    stream_id = original.headers["X-Stream-Id"]
+    whole = data_frames(original.read_all())
+    response = request(
+        demo_server.url,
+        "GET",
+        f"/api/streams/{stream_id}",
+        headers={**ALICE, "Last-Event-ID": "5".rjust(30, "0")},
+    )
+    assert response.status == 200
+    assert data_frames(response.read_all()) == whole[5:]
+
+
+def test_fifty_readers_past_the_end_of_a_live_answer_end_when_it_ends(
+    start_server: StartServer,
+) -> None:
+    """Regression: readers resumed with a Last-Event-ID past the end of a live stream were
+    found still open, and pinged, 10 s after the turn had ended (a fresh resume got 204 by
+    then). Fifty of them, pinged while they wait, must each get the terminal event and the
+    end of the response as the answer ends."""
+    server = start_server(
+        {"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "20", "SLUICE_STREAM__HEARTBEAT_SECONDS": "1"}
+    )
+    first = start_stream(server.url, "Tell me a story")
+    stream_id = first.headers["X-Stream-Id"]
+    first.until(lambda f: f.event == "chunk")  # the answer is being written
+    readers = [
+        request(
+            server.url,
+            "GET",
+            f"/api/streams/{stream_id}",
+            headers={**ALICE, "Last-Event-ID": "100000"},
+        )
+        for _ in range(50)
+    ]
+    whole = data_frames(first.read_all())
+    deadline = time.monotonic() + 5
+    for reader in readers:
+        assert reader.status == 200
+        for _ in reader:  # to the end of the response; a ping every second meanwhile
+            assert time.monotonic() < deadline, "a reader outlived the answer"
+        frames = data_frames(reader.frames)
+        assert [(f.id, f.event) for f in frames] == [(whole[-1].id, "complete")]

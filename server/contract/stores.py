@@ -166,6 +166,22 @@ class SessionStore(Protocol):
         Nothing happens when it is gone (the session was deleted)."""
         ...
 
+    async def append_to_message(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: int,
+        text: str,
+        status: str,
+        *,
+        facts: AnswerFacts | None = None,
+    ) -> None:
+        """Add ``text`` to the end of message ``message_id``'s content and set its status
+        (and, when given, its facts): an answer saved as it streams, a piece at a time. Its
+        cost follows the length of ``text``, never of the message, so that a long answer
+        costs its length and not its square. Nothing happens when the message is gone."""
+        ...
+
     async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None:
         """Replace the session's memory as a whole."""
         ...

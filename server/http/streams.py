@@ -30,9 +30,11 @@ __all__ = [
 
 log = structlog.get_logger("sluice.stream")
 
-# A Last-Event-ID longer than this is not one sluice gave out (ids are at most
-# stream.max_log_events); int() would also refuse past 4,300 digits with a ValueError.
+# A Last-Event-ID with more digits than this is past the end of every log (ids are at most
+# stream.max_log_events): it is read as _PAST_EVERY_END rather than converted, since int()
+# refuses more than 4,300 digits (a ValueError) and a long one costs time to convert.
 _MAX_ID_DIGITS = 18
+_PAST_EVERY_END = 10**_MAX_ID_DIGITS
 
 
 class EventStreamMixin(BaseHandler):
@@ -134,14 +136,19 @@ async def _owned_stream(handler: BaseHandler, stream_id: str) -> tuple[Identity,
 
 def _last_event_id(handler: BaseHandler) -> int:
     """Last-Event-ID (header, or ``?last_event_id=``) as a number: 400 unless it is ASCII
-    digits (``str.isdigit`` also takes "²" and other digits ``int`` refuses) of a sane length."""
+    digits (``str.isdigit`` also takes "²" and other digits ``int`` refuses; a sign or a
+    point is no event id). A whole number of any length is one: past the log's end, it is
+    answered as any id past the end is."""
     raw = handler.request.headers.get("Last-Event-ID") or handler.get_query_argument(
         "last_event_id", "0"
     )
     raw = raw.strip() or "0"
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MAX_ID_DIGITS):
-        raise ApiError(400, ApiCode.BAD_REQUEST, "Last-Event-ID must be a whole number.")
-    return int(raw)
+    if not (raw.isascii() and raw.isdigit()):
+        raise ApiError(
+            400, ApiCode.BAD_REQUEST, "Last-Event-ID must be an event id: digits 0-9 only."
+        )
+    digits = raw.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_ID_DIGITS else _PAST_EVERY_END
 
 
 class StreamResumeHandler(EventStreamMixin):

@@ -39,7 +39,7 @@ from server.contract.stores import (
     StoredMessage,
     StoreUnavailable,
 )
-from server.stores.rows import FACT_COLUMNS, MESSAGE_COLUMNS, fact_values, message_from_row
+from server.stores.rows import FACT_COLUMNS, MESSAGE_COLUMNS, fact_values, messages_with_parts
 from server.stores.schema import upgrade_postgres
 
 __all__ = ["PostgresSessionStore", "describe_url"]
@@ -69,6 +69,23 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
     + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+)
+
+# A part goes in only while its message exists (a deleted session takes no more text).
+_APPEND_PART = (
+    "INSERT INTO message_parts (user_id, session_id, message_id, seq, content)"
+    " SELECT user_id, session_id, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM message_parts"
+    " WHERE user_id = $1 AND session_id = $2 AND message_id = $3), $4"
+    " FROM messages WHERE id = $3 AND user_id = $1 AND session_id = $2"
+)
+_SELECT_PARTS = (
+    "SELECT message_id, content FROM message_parts WHERE user_id = $1 AND session_id = $2"
+    " ORDER BY message_id, seq"
+)
+_SET_STATUS_AND_FACTS = (
+    "UPDATE messages SET status = $4, "
+    + ", ".join(f"{column} = ${5 + i}" for i, column in enumerate(FACT_COLUMNS))
+    + " WHERE id = $3 AND user_id = $1 AND session_id = $2"
 )
 
 _UPDATE_WITH_FACTS = (
@@ -254,7 +271,14 @@ class PostgresSessionStore:
         facts: AnswerFacts | None = None,
     ) -> None:
         # The session's updated_at is left alone: the message is not new.
-        async with self._connection() as db:
+        async with self._connection() as db, db.transaction():
+            await db.execute(
+                "DELETE FROM message_parts"
+                " WHERE user_id = $1 AND session_id = $2 AND message_id = $3",
+                user_id,
+                session_id,
+                message_id,
+            )
             if facts is None:
                 await db.execute(
                     "UPDATE messages SET content = $4, status = $5"
@@ -275,6 +299,40 @@ class PostgresSessionStore:
                 status,
                 *fact_values(facts),
             )
+
+    async def append_to_message(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: int,
+        text: str,
+        status: str,
+        *,
+        facts: AnswerFacts | None = None,
+    ) -> None:
+        # A row of its own for the new text, as in SQLite: an UPDATE of ``content`` would
+        # write a new version of the whole text (and its TOAST) at every save.
+        async with self._connection() as db, db.transaction():
+            if text:
+                await db.execute(_APPEND_PART, user_id, session_id, message_id, text)
+            if facts is None:
+                await db.execute(
+                    "UPDATE messages SET status = $4 WHERE id = $3 AND user_id = $1"
+                    " AND session_id = $2 AND status <> $4",
+                    user_id,
+                    session_id,
+                    message_id,
+                    status,
+                )
+            else:
+                await db.execute(
+                    _SET_STATUS_AND_FACTS,
+                    user_id,
+                    session_id,
+                    message_id,
+                    status,
+                    *fact_values(facts),
+                )
 
     async def merge_memory(
         self,
@@ -306,13 +364,10 @@ class PostgresSessionStore:
             )
 
     async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
-        async with self._connection() as db:
-            rows = await db.fetch(
-                f"{_SELECT_MESSAGES} WHERE user_id = $1 AND session_id = $2 ORDER BY id",
-                user_id,
-                session_id,
-            )
-        return [message_from_row(row) for row in rows]
+        async with self._connection() as db, db.transaction(isolation="repeatable_read"):
+            # One snapshot: a part added between the two reads would otherwise show twice
+            # or not at all once the final save folds it in.
+            return await _messages(db, user_id, session_id)
 
     async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None:
         async with self._connection() as db:
@@ -339,6 +394,11 @@ class PostgresSessionStore:
     async def delete_session(self, user_id: str, session_id: str) -> bool:
         async with self._connection() as db, db.transaction():
             await db.execute(
+                "DELETE FROM message_parts WHERE user_id = $1 AND session_id = $2",
+                user_id,
+                session_id,
+            )
+            await db.execute(
                 "DELETE FROM messages WHERE user_id = $1 AND session_id = $2", user_id, session_id
             )
             result = await db.execute(
@@ -357,11 +417,7 @@ class PostgresSessionStore:
                 user_id,
             )
             for row in sessions:
-                messages = await db.fetch(
-                    f"{_SELECT_MESSAGES} WHERE user_id = $1 AND session_id = $2 ORDER BY id",
-                    row[0],
-                    row[1],
-                )
+                messages = await _messages(db, row[0], row[1])
                 yield ArchivedSession(
                     user_id=row[0],
                     session_id=row[1],
@@ -369,7 +425,7 @@ class PostgresSessionStore:
                     memory=json.loads(row[3]),
                     created_at=row[4],
                     updated_at=row[5],
-                    messages=[message_from_row(message) for message in messages],
+                    messages=messages,
                 )
 
     async def import_sessions(
@@ -388,6 +444,11 @@ class PostgresSessionStore:
             if existing and not replace:
                 raise SessionExists([(row[0], row[1]) for row in existing])
             for row in existing:
+                await db.execute(
+                    "DELETE FROM message_parts WHERE user_id = $1 AND session_id = $2",
+                    row[0],
+                    row[1],
+                )
                 await db.execute(
                     "DELETE FROM messages WHERE user_id = $1 AND session_id = $2", row[0], row[1]
                 )
@@ -431,3 +492,16 @@ class PostgresSessionStore:
             except TimeoutError:
                 self._pool.terminate()
             self._pool = None
+
+
+async def _messages(
+    db: asyncpg.pool.PoolConnectionProxy, user_id: str, session_id: str
+) -> list[StoredMessage]:
+    """A session's messages with their appended parts; call inside a snapshot."""
+    rows = await db.fetch(
+        f"{_SELECT_MESSAGES} WHERE user_id = $1 AND session_id = $2 ORDER BY id",
+        user_id,
+        session_id,
+    )
+    parts = await db.fetch(_SELECT_PARTS, user_id, session_id)
+    return messages_with_parts(rows, parts)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from server.contract.stores import AnswerFacts, StoredMessage
 
-__all__ = ["FACT_COLUMNS", "MESSAGE_COLUMNS", "Row", "fact_values", "message_from_row"]
+__all__ = [
+    "FACT_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "Row",
+    "fact_values",
+    "message_from_row",
+    "messages_with_parts",
+]
 
 FACT_COLUMNS = (
     "provider",
@@ -55,3 +63,20 @@ def message_from_row(row: Row) -> StoredMessage:
             duration_ms=row[13],
         ),
     )
+
+
+def messages_with_parts(rows: Iterable[Row], parts: Iterable[Row]) -> list[StoredMessage]:
+    """Messages from rows holding MESSAGE_COLUMNS, each message's text followed by its
+    ``message_parts`` (rows of ``(message_id, content)`` in ``message_id, seq`` order): the
+    text an answer saved as it streamed has (``migrations/versions/0003_message_parts.py``).
+    Each message's parts are joined once, so reading costs the text's length."""
+    appended: dict[int, list[str]] = {}
+    for part in parts:
+        appended.setdefault(int(part[0]), []).append(part[1])
+    messages = [message_from_row(row) for row in rows]
+    if appended:
+        for message in messages:
+            texts = appended.get(message.id)
+            if texts:
+                message.content = "".join([message.content, *texts])
+    return messages

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,12 @@ from server.contract.stores import (
     StoreUnavailable,
 )
 from server.stores.migrations import HEAD_REVISION
-from server.stores.rows import FACT_COLUMNS, MESSAGE_COLUMNS, fact_values, message_from_row
+from server.stores.rows import (
+    FACT_COLUMNS,
+    MESSAGE_COLUMNS,
+    fact_values,
+    messages_with_parts,
+)
 
 __all__ = ["SQLiteSessionStore", "sqlite_revision"]
 
@@ -38,6 +44,23 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
     + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# A part goes in only while its message exists (a deleted session takes no more text).
+_APPEND_PART = (
+    "INSERT INTO message_parts (user_id, session_id, message_id, seq, content)"
+    " SELECT user_id, session_id, id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM message_parts"
+    " WHERE user_id = ?1 AND session_id = ?2 AND message_id = ?3), ?4"
+    " FROM messages WHERE id = ?3 AND user_id = ?1 AND session_id = ?2"
+)
+_SELECT_PARTS = (
+    "SELECT message_id, content FROM message_parts WHERE user_id = ? AND session_id = ?"
+    " ORDER BY message_id, seq"
+)
+_SET_STATUS_AND_FACTS = (
+    "UPDATE messages SET status = ?, "
+    + ", ".join(f"{column} = ?" for column in FACT_COLUMNS)
+    + " WHERE id = ? AND user_id = ? AND session_id = ?"
 )
 
 _UPDATE_WITH_FACTS = (
@@ -78,6 +101,18 @@ class SQLiteSessionStore:
         # Another process (an import, a second server refused at start-up) may hold the
         # write lock for a moment: wait for it rather than fail at once.
         self._db.execute("PRAGMA busy_timeout=5000")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Statements that stand or fall together (the connection is in autocommit mode,
+        where ``with connection:`` would not begin a transaction)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     async def open(self) -> None:
         """Nothing left to do: the schema was brought up to date in the constructor."""
@@ -126,19 +161,53 @@ class SQLiteSessionStore:
         *,
         facts: AnswerFacts | None = None,
     ) -> None:
-        # One indexed statement; the session's updated_at is left alone (the message is
-        # not new), so a conversation does not jump up the list at every save.
-        if facts is None:
+        # The session's updated_at is left alone (the message is not new), so a
+        # conversation does not jump up the list at every save.
+        with self._transaction():
+            if facts is None:
+                self._db.execute(
+                    "UPDATE messages SET content = ?, status = ?"
+                    " WHERE id = ? AND user_id = ? AND session_id = ?",
+                    (content, status, message_id, user_id, session_id),
+                )
+            else:
+                self._db.execute(
+                    _UPDATE_WITH_FACTS,
+                    (content, status, *fact_values(facts), message_id, user_id, session_id),
+                )
             self._db.execute(
-                "UPDATE messages SET content = ?, status = ?"
-                " WHERE id = ? AND user_id = ? AND session_id = ?",
-                (content, status, message_id, user_id, session_id),
+                "DELETE FROM message_parts WHERE user_id = ? AND session_id = ? AND message_id = ?",
+                (user_id, session_id, message_id),
             )
-            return
-        self._db.execute(
-            _UPDATE_WITH_FACTS,
-            (content, status, *fact_values(facts), message_id, user_id, session_id),
-        )
+
+    async def append_to_message(
+        self,
+        user_id: str,
+        session_id: str,
+        message_id: int,
+        text: str,
+        status: str,
+        *,
+        facts: AnswerFacts | None = None,
+    ) -> None:
+        # A row of its own for the new text: SQLite rewrites a whole row (overflow pages
+        # and all) to change any of it, so even ``content = content || ?`` would cost the
+        # answer so far at every save. The message's row is written only when its status
+        # or facts change (at the end), never to add text.
+        with self._transaction():
+            if text:
+                self._db.execute(_APPEND_PART, (user_id, session_id, message_id, text))
+            if facts is None:
+                self._db.execute(
+                    "UPDATE messages SET status = ?1"
+                    " WHERE id = ?2 AND user_id = ?3 AND session_id = ?4 AND status <> ?1",
+                    (status, message_id, user_id, session_id),
+                )
+            else:
+                self._db.execute(
+                    _SET_STATUS_AND_FACTS,
+                    (status, *fact_values(facts), message_id, user_id, session_id),
+                )
 
     async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None:
         self._db.execute(
@@ -177,11 +246,21 @@ class SQLiteSessionStore:
         return memory
 
     async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
+        # One snapshot for both reads: another process's final save, landing between them,
+        # would otherwise leave text out or show it twice.
+        self._db.execute("BEGIN")
+        try:
+            return self._messages(user_id, session_id)
+        finally:
+            self._db.execute("COMMIT")
+
+    def _messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
         rows = self._db.execute(
             f"{_SELECT_MESSAGES} WHERE user_id = ? AND session_id = ? ORDER BY id",
             (user_id, session_id),
         ).fetchall()
-        return [message_from_row(row) for row in rows]
+        parts = self._db.execute(_SELECT_PARTS, (user_id, session_id)).fetchall()
+        return messages_with_parts(rows, parts)
 
     async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None:
         row = self._db.execute(
@@ -204,6 +283,10 @@ class SQLiteSessionStore:
     async def delete_session(self, user_id: str, session_id: str) -> bool:
         with self._db:
             self._db.execute(
+                "DELETE FROM message_parts WHERE user_id = ? AND session_id = ?",
+                (user_id, session_id),
+            )
+            self._db.execute(
                 "DELETE FROM messages WHERE user_id = ? AND session_id = ?", (user_id, session_id)
             )
             cursor = self._db.execute(
@@ -222,10 +305,7 @@ class SQLiteSessionStore:
                 (user_id, user_id),
             ).fetchall()
             for row in sessions:
-                messages = self._db.execute(
-                    f"{_SELECT_MESSAGES} WHERE user_id = ? AND session_id = ? ORDER BY id",
-                    (row[0], row[1]),
-                ).fetchall()
+                messages = self._messages(row[0], row[1])
                 yield ArchivedSession(
                     user_id=row[0],
                     session_id=row[1],
@@ -233,7 +313,7 @@ class SQLiteSessionStore:
                     memory=json.loads(row[3]),
                     created_at=row[4],
                     updated_at=row[5],
-                    messages=[message_from_row(message) for message in messages],
+                    messages=messages,
                 )
         finally:
             self._db.execute("COMMIT")
@@ -254,6 +334,9 @@ class SQLiteSessionStore:
             if existing and not replace:
                 raise SessionExists(existing)
             for key in existing:
+                self._db.execute(
+                    "DELETE FROM message_parts WHERE user_id = ? AND session_id = ?", key
+                )
                 self._db.execute("DELETE FROM messages WHERE user_id = ? AND session_id = ?", key)
                 self._db.execute("DELETE FROM sessions WHERE user_id = ? AND session_id = ?", key)
             for session in sessions:
