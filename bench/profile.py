@@ -14,6 +14,7 @@ import collections
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import replace
@@ -23,6 +24,14 @@ from typing import Any
 from bench.runner import QUICK, WORKLOADS, Session, pin_runner, raise_nofile
 from bench.systems import SYSTEMS
 
+ROOT = Path(__file__).resolve().parents[1]
+# Path prefixes cut from a frame's file, leaving the package path: installed packages, the
+# standard library of the Python running this, and this checkout wherever it is.
+_TRIMMED = (
+    "site-packages/",
+    f"lib/python{sys.version_info.major}.{sys.version_info.minor}/",
+    f"{ROOT}/",
+)
 _FRAME = re.compile(r"^(?P<func>[^ ]+) \((?P<file>[^:]+)(?::\d+)?\)$")
 
 
@@ -32,7 +41,7 @@ def _where(frame: str) -> tuple[str, str]:
     if not m:
         return frame.strip(), "?"
     path = m.group("file")
-    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+    for marker in _TRIMMED:
         if marker in path:
             path = path.split(marker, 1)[1]
             break
@@ -76,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks in this file")
     args = parser.parse_args(argv)
-    py_spy = shutil.which("py-spy") or str(Path(__file__).parents[1] / ".venv/bin/py-spy")
+    py_spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
     raise_nofile()
     pin_runner()
     w = (QUICK if args.quick else WORKLOADS)[args.workload or "throughput"]

@@ -18,6 +18,41 @@ from tests.support.sse import OPEN_STREAMS
 
 StartServer = Callable[..., RunningServer]
 
+# The slowest modules, slowest first (pytest --durations=0): they run first, so that under
+# pytest-xdist no worker is left running one of them alone at the end while the other idles.
+# The rest keep their usual order.
+SLOW_FIRST = (
+    "tests/browser/",
+    "tests/test_bench_smoke.py",
+    "tests/test_redis_instances.py",
+    "tests/test_fallback_e2e.py",
+    "tests/test_streams_lifecycle.py",
+    "tests/test_config.py",
+    "tests/test_history.py",
+    "tests/test_plugin_contract.py",
+    "tests/test_nginx.py",
+    "tests/test_streams_resume.py",
+    "tests/test_openai_sdk.py",
+    "tests/test_front_door.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow modules first; under ``--dist loadgroup`` one worker runs each module (its
+    module-scoped server starts once) and one runs the whole browser package (one Chromium)."""
+
+    def rank(item: pytest.Item) -> int:
+        ranks = (i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix))
+        return next(ranks, len(SLOW_FIRST))
+
+    items.sort(key=rank)  # stable: the usual order within a rank
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            module = item.nodeid.split("::")[0]
+            group = "browser" if module.startswith("tests/browser/") else module
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.server import ROOT, base_env, free_port, wait_until_answering
+from tests.support.server import ROOT, STARTUP_SECONDS, base_env, free_port, wait_until_answering
 from tests.support.sse import json_request, request
 
 
@@ -41,7 +41,7 @@ def test_procfile_under_honcho(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_answering(url, honcho, timeout=30, what="the Procfile's web process")
+        wait_until_answering(url, honcho, timeout=STARTUP_SECONDS, what="the Procfile's process")
         page = request(url, "GET", "/")
         assert page.status == 200 and b"<html" in page.body().lower()
         status, data, _ = json_request(
@@ -54,6 +54,12 @@ def test_procfile_under_honcho(tmp_path: Path) -> None:
         assert status == 200 and data is not None and data["provider"] == "demo"
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
-        output, _ = honcho.communicate(timeout=40)
+        try:
+            output, _ = honcho.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            # Bounded: kill what did not drain, and fail with what it said.
+            os.killpg(honcho.pid, signal.SIGKILL)
+            output, _ = honcho.communicate()
+            raise AssertionError(f"still running 40 s after SIGTERM:\n{output}") from None
     assert f'"url": "http://0.0.0.0:{port}"' in output  # bound on all interfaces
     assert '"event": "stopped"' in output  # drained and exited on SIGTERM

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import StartServer
 from tests.support.nginx import NGINX, sandboxed_config
 from tests.support.redis_server import RedisServer
-from tests.support.server import RunningServer, free_port, wait_until_answering
+from tests.support.server import STARTUP_SECONDS, RunningServer, free_port, wait_until_answering
 from tests.support.sse import EventStream, Frame, bearer, json_request, request, start_stream
 
 pytestmark = pytest.mark.nginx
@@ -84,7 +84,7 @@ def cluster(
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until_answering(url, nginx, timeout=10, what="nginx")
+    wait_until_answering(url, nginx, timeout=STARTUP_SECONDS, what="nginx")
     yield servers, url
     nginx.terminate()
     nginx.wait(timeout=10)

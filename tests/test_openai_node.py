@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
 from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.support.packages import cached_npm_package
 from tests.support.server import ROOT, RunningServer, launch
 
 OPENAI_NPM_VERSION = "6.30.1"
@@ -28,31 +28,7 @@ SCRIPT = ROOT / "tests" / "clients" / "openai_node.cjs"
 @pytest.fixture(scope="session")
 def openai_package() -> Path:
     """The npm ``openai`` package's directory, installed from the registry once."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    prefix = cache / "sluice-tests" / f"npm-openai-{OPENAI_NPM_VERSION}"
-    package = prefix / "node_modules" / "openai"
-    if not (package / "package.json").exists():
-        npm = shutil.which("npm")
-        assert npm is not None, "npm is needed (scripts/test installs it)"
-        prefix.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(prefix),
-                f"openai@{OPENAI_NPM_VERSION}",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-    installed = json.loads((package / "package.json").read_text())
-    assert installed["version"] == OPENAI_NPM_VERSION
-    return package
+    return cached_npm_package("openai", OPENAI_NPM_VERSION)
 
 
 @pytest.fixture(scope="module")

@@ -57,10 +57,23 @@ def test_every_route_is_described_and_nothing_else(tmp_path: Path) -> None:
     assert app_routes(tmp_path) == described
 
 
+def references(node: Any) -> set[str]:
+    """Every ``$ref`` anywhere under ``node``."""
+    if isinstance(node, dict):
+        own = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return own.union(*(references(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(references(item) for item in node))
+    return set()
+
+
 def test_the_spec_is_well_formed() -> None:
     assert SPEC["openapi"].startswith("3.1")
+    metaschema = jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
     for name, schema in SPEC["components"]["schemas"].items():
-        jsonschema.Draft202012Validator.check_schema(schema), name
+        assert [error.message for error in metaschema.iter_errors(schema)] == [], name
+    defined = {f"#/components/schemas/{name}" for name in SPEC["components"]["schemas"]}
+    assert references(SPEC) <= defined
     for path, item in SPEC["paths"].items():
         names = set(re.findall(r"\{(\w+)\}", path))
         for method, operation in item.items():

@@ -35,15 +35,26 @@ class CuttableProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def _accept(self) -> None:
-        while not self._closed:
+        while True:
             try:
                 client, _ = self._listener.accept()
             except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()  # the server is gone: the client sees its connection end
+                continue
             flow = threading.Event()
             flow.set()
             with self._lock:
+                if self._closed:
+                    # Accepted while close() ran (a browser reconnecting as a test ends):
+                    # not among the sockets close() cut, so closed here, or the pair is left
+                    # to the garbage collector, whose ResourceWarning fails a later test.
+                    client.close()
+                    upstream.close()
+                    return
                 self._open += [client, upstream]
                 self._flows.append(flow)
             for args in ((client, upstream, True, flow), (upstream, client, False, flow)):
@@ -94,7 +105,8 @@ class CuttableProxy:
             flow.clear()
 
     def close(self) -> None:
-        self._closed = True
+        with self._lock:  # after this, _accept keeps no connection
+            self._closed = True
         self._listener.close()
         with self._lock:
             flows, self._flows = self._flows + self._frozen, []

@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.server import ROOT, RunningServer, free_port, wait_until_answering
+from tests.support.server import (
+    ROOT,
+    STARTUP_SECONDS,
+    RunningServer,
+    free_port,
+    wait_until_answering,
+)
 
 __all__ = ["BUFFERING", "BUFFERING_HTTP11", "COMPRESSING", "nginx_in_front", "sandboxed_config"]
 
@@ -87,7 +93,8 @@ def nginx_in_front(
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until_answering(url, nginx, timeout=10, what="nginx")  # answers through to sluice
+    # Answers through to sluice.
+    wait_until_answering(url, nginx, timeout=STARTUP_SECONDS, what="nginx")
     try:
         yield server, url
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.server import free_port
+from tests.support.server import STARTUP_SECONDS, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -86,7 +86,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             try:
                 if self.client().ping():
@@ -94,7 +94,7 @@ class RedisServer:
             except redis.exceptions.ConnectionError:
                 pass
             assert self.process.poll() is None, "redis-server exited at start"
-            assert time.monotonic() < deadline, "redis-server did not answer within 15 s"
+            assert time.monotonic() < deadline, "redis-server did not answer in time"
             time.sleep(0.02)
 
     def stop(self) -> None:

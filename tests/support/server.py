@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import queue
+import random
 import resource
 import signal
 import socket
@@ -39,10 +40,44 @@ _SCRUB_PREFIXES = (
 
 TEST_TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 
+# How long a process started by the tests may take to answer, as a bound and never as a wait:
+# the server starts in about 2 s on an idle machine, and took over 20 s on a loaded 2-core one
+# running the suite beside other work.
+STARTUP_SECONDS = 90.0
+
+
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _port_slice() -> range:
+    """The ports ``free_port`` draws from: above the well-known services and below the
+    kernel's ephemeral range, where every outgoing connection takes its local port (the tests
+    open thousands, and one could take a port between ``free_port`` and the server binding
+    it); under pytest-xdist, a slice of those for this worker alone, so that two workers
+    never draw the same port. Empty when the ephemeral range leaves too little room."""
+    try:
+        ephemeral_low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    ours = range(10_000, ephemeral_low)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    size = len(ours) // workers
+    return ours[index * size : (index + 1) * size] if size >= 500 else range(0)
+
 
 def free_port() -> int:
     """A loopback port nothing listens on now (for servers that cannot pick their own)."""
-    with socket.socket() as sock:
+    candidates = _port_slice()
+    for _ in range(100 if candidates else 0):
+        port = random.choice(candidates)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: draw again
+            return port
+    with socket.socket() as sock:  # no room of our own: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -115,7 +150,7 @@ class RunningServer:
                 self.lines.append(json.loads(line))
         return line
 
-    def wait_for_log(self, event: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
+    def wait_for_log(self, event: str, timeout: float = 60.0, **match: Any) -> dict[str, Any]:
         """Block until the server logs ``event`` (with ``match`` fields); return the line."""
         for line in self.lines:
             if line.get("event") == event and all(line.get(k) == v for k, v in match.items()):
@@ -146,15 +181,26 @@ class RunningServer:
         return "".join(self.raw_lines)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
+        """Send ``sig`` and wait up to ``timeout`` for the exit status; past that, kill it.
+
+        A hang costs ``timeout`` and shows as a failed status, never a hung suite: the whole
+        process group is killed at the end, so no worker outlives its supervisor (whether it
+        hung draining or the test killed the supervisor). Such a worker would keep the log
+        pipe open, the pump thread would never see its end, and closing the pipe under that
+        thread's blocked read would block too.
+        """
         if self.process.poll() is None:
             self.process.send_signal(sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        # The group is the server's own (launched in a new session), and its id stays taken,
+        # so not reusable by another process, for as long as any member lives.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
         if self._pump_thread is not None:
             self._pump_thread.join(timeout=10)
+            assert not self._pump_thread.is_alive(), "something outside its group holds its log"
         self.drain()
         if self.process.stderr is not None:
             self.process.stderr.close()
@@ -182,6 +228,7 @@ def launch(
         preexec_fn=limit_open_files if open_files is not None else None,
         cwd=cwd or ROOT,
         env=full_env,
+        start_new_session=True,  # a group of its own, for stop() to kill at the end
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -192,7 +239,7 @@ def launch(
     server._pump_thread = threading.Thread(target=server._pump, daemon=True)
     server._pump_thread.start()
     try:
-        line = server.wait_for_log("listening")
+        line = server.wait_for_log("listening", timeout=STARTUP_SECONDS)
     except AssertionError:
         server.stop(signal.SIGKILL)
         raise
