@@ -200,6 +200,10 @@ class TurnRunner:
                         hand_over = True
                     elif first_chunk is None and kind == "chunk":
                         first_chunk = time.monotonic() - started
+                        # And the first text: an answer whose first frames arrived together
+                        # would otherwise reach the client only once the burst was read,
+                        # its stages done and the answer saved.
+                        hand_over = True
                     if kind in TERMINAL_TYPES:
                         terminal = event
                     try:
