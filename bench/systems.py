@@ -231,6 +231,12 @@ SYSTEMS: dict[str, System] = {
             path="/chat",
         ),
         System(
+            name="tornado-lines",
+            describe="bare Tornado handler, httpx2 stream read with aiter_lines (no SDK)",
+            argv=lambda launch: [PY, "-m", "bench.baselines.tornado_lines_relay"],
+            path="/chat",
+        ),
+        System(
             name="fastapi",
             describe="FastAPI + sse-starlette EventSourceResponse on uvicorn, AsyncOpenAI",
             argv=lambda launch: [PY, "-m", "bench.baselines.fastapi_relay"],

@@ -16,7 +16,7 @@ import pytest
 from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
-SYSTEMS = ["sluice", "sluice-v1", "direct-openai", "tornado", "fastapi", "flask"]
+SYSTEMS = ["sluice", "sluice-v1", "direct-openai", "tornado", "tornado-lines", "fastapi", "flask"]
 # Systems whose streams have a first event before the text: sluice's first status, and the
 # role chunk of OpenAI's format. (LiteLLM's baseline needs a venv of its own: not smoked here.)
 FIRST_STATUS = {"sluice", "sluice-v1", "direct-openai"}

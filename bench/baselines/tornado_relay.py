@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import httpx2
 import openai
 import tornado.web
 
-from bench.baselines.common import API_KEY, KEEPALIVE, MAX_CONNECTIONS, MODEL, PORT, UPSTREAM, sse
+from bench.baselines.common import API_KEY, KEEPALIVE, MAX_CONNECTIONS, MODEL, UPSTREAM
+from bench.baselines.tornado_app import relay, serve
 
 client = openai.AsyncOpenAI(
     base_url=UPSTREAM,
@@ -22,40 +24,19 @@ client = openai.AsyncOpenAI(
 )
 
 
+async def deltas(message: str) -> AsyncIterator[str]:
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": message}], stream=True
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            yield chunk.choices[0].delta.content
+
+
 class ChatHandler(tornado.web.RequestHandler):
     async def post(self) -> None:
-        message = json.loads(self.request.body)["message"]
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        parts: list[str] = []
-        try:
-            stream = await client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": message}], stream=True
-            )
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    text = chunk.choices[0].delta.content
-                    parts.append(text)
-                    self.write(sse("chunk", {"type": "chunk", "content": text}))
-                    await self.flush()
-            self.write(sse("complete", {"type": "complete", "message": "".join(parts)}))
-        except tornado.iostream.StreamClosedError:
-            return
-        except Exception as exc:
-            self.write(sse("error", {"type": "error", "code": "upstream", "message": str(exc)}))
-        self.finish()
-
-
-class HealthHandler(tornado.web.RequestHandler):
-    def get(self) -> None:
-        self.write({"status": "ok"})
-
-
-async def main() -> None:
-    app = tornado.web.Application([(r"/chat", ChatHandler), (r"/healthz", HealthHandler)])
-    app.listen(PORT, address="127.0.0.1", backlog=4096)
-    await asyncio.Event().wait()
+        await relay(self, deltas(json.loads(self.request.body)["message"]))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(serve(ChatHandler))

@@ -188,6 +188,7 @@ class TurnRunner:
         first_status = True
         started = time.monotonic()
         first_chunk: float | None = None
+        text_waiting = False  # chunks appended since the readers last had the loop
         produced = 0
         try:
             if cancellation.reason is not None:  # stopped before it began
@@ -204,8 +205,20 @@ class TurnRunner:
                         # session, building the upstream request), which runs without
                         # suspending: the client learns at once that its turn has started.
                         hand_over = True
-                    elif first_chunk is None and kind == "chunk":
-                        first_chunk = time.monotonic() - started
+                    elif kind == "chunk":
+                        if first_chunk is None:
+                            first_chunk = time.monotonic() - started
+                            # And the first text: an answer whose first frames arrived
+                            # together would otherwise reach the client only once the burst
+                            # was read, its stages done and the answer saved.
+                            hand_over = True
+                        else:
+                            text_waiting = True
+                    elif text_waiting:
+                        # The first event after text (the llm stage's done): the text leaves
+                        # before the stages' closing work, the answer's save among them.
+                        text_waiting = False
+                        hand_over = True
                     if kind in TERMINAL_TYPES:
                         terminal = event
                     try:

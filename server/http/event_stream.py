@@ -116,17 +116,25 @@ class EventStream:
         self.heartbeat = self.loop.call_at(self.last_write + self.heartbeat_every, self._beat)
         position = after_id
         timeout = settings.send_timeout_seconds
+        # A new turn's producer appends its first status in its first step: the headers and
+        # retry: leave with it, in one send, and the producer gets the loop before that send
+        # rather than after. Anything else (a resume of a quiet log) sends them at once.
+        headers_sent = kind != "new"
         try:
-            await self._flush(handler, timeout)  # headers and retry: leave at once
-            # The headers are on the wire and Tornado reads them no more: let their table go
-            # rather than keep ~2 KiB of it for the life of the stream.
-            drop_request_headers(handler)
+            if headers_sent:
+                await self._flush(handler, timeout)
+                # The headers are on the wire and Tornado reads them no more: let their
+                # table go rather than keep ~2 KiB of it for the life of the stream.
+                drop_request_headers(handler)
             while not self.client_gone:
                 frames = stream_log.frames_after(position)
                 if frames:
                     position += len(frames)
                     self._write_frames(handler, frames, telemetry)
                     await self._flush(handler, timeout)
+                    if not headers_sent:
+                        headers_sent = True
+                        drop_request_headers(handler)
                     if stream_log.finished and position == stream_log.last_id:
                         break
                     continue
