@@ -141,7 +141,7 @@ function showSession(session) {
     } else if (m.role === "assistant") {
       const view = new AnswerView();
       ui.list.append(view.li);
-      view.show(m.content, m.status || "complete", factsFor(session.session_id, m));
+      view.show(m.content, m.status || "complete", factsFor(session.session_id, m), m.parts);
     }
   }
   state.shownMessages = session.messages.length;
@@ -360,6 +360,7 @@ async function runStreaming(message, turn) {
  */
 async function consume(events, turn, retry) {
   const { view } = turn;
+  view.decideTool = (callId, approve) => api.decideTool(turn.streamId, callId, approve);
   try {
     for await (const { type, data } of events) {
       if (type === "status") {
@@ -369,6 +370,8 @@ async function consume(events, turn, retry) {
       } else if (type === "context") {
         setSession(data.session_id);
         renderContext(data.context);
+      } else if (type === "tool_call" || type === "tool_result" || type === "reasoning") {
+        view.step(type, data);
       } else if (type === "chunk") {
         view.push(data.content);
         stage.writing(view.raw.length);
