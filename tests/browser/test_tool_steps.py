@@ -9,6 +9,7 @@ wait is on a condition in the page.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -188,5 +189,54 @@ def test_markup_in_arguments_and_results_stays_text(
     steps = chat.page.locator(".message.assistant .steps")
     assert steps.locator("img").count() == 0
     assert steps.locator("b").count() == 0
+    assert chat.page.evaluate("window.__pwned") is None
+    chat.assert_clean()
+
+
+def test_reasoning_is_a_collapsed_step_apart_from_the_answer(
+    start_server: StartServer, chat_page: Any
+) -> None:
+    # No provider the tests can start emits reasoning yet (the fake upstreams have no
+    # reasoning deltas), so the stream is the contract's events, served in place of the
+    # server's answer: what is tested is how the page shows them.
+    server = start_server({})
+    chat = chat_page(server)
+    thought = 'First <img src=x onerror="window.__pwned = 1"> the question, '
+    events = [
+        ("status", {"stream_id": "s-reasoning", "stage": "llm", "state": "start", "progress": 50}),
+        ("reasoning", {"content": thought}),
+        ("reasoning", {"content": "then the answer."}),
+        ("chunk", {"content": "The answer."}),
+        (
+            "complete",
+            {"message": "The answer.", "session_id": "sess-reasoning", "provider": "demo"},
+        ),
+    ]
+    body = "".join(
+        f"id: {n}\nevent: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+        for n, (kind, data) in enumerate(events, start=1)
+    )
+    chat.page.route(
+        "**/api/conversation-stream/**",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "X-Stream-Id": "s-reasoning"},
+            body=body,
+        ),
+    )
+    chat.open()
+    chat.send("Think first")
+    chat.wait_for_answers(1)
+
+    reasoning = chat.page.locator(".message.assistant .step.reasoning")
+    expect(reasoning).to_have_count(1)
+    expect(reasoning.locator("summary")).to_have_text(re.compile(r"^Thought for (<1|\d+) s$"))
+    assert reasoning.locator("details").get_attribute("open") is None
+    expect(reasoning.locator(".step-reasoning")).to_be_hidden()
+    expect(answer_content(chat)).to_have_text("The answer.")
+
+    reasoning.locator("summary").click()
+    expect(reasoning.locator(".step-reasoning")).to_have_text(thought + "then the answer.")
+    assert reasoning.locator("img").count() == 0
     assert chat.page.evaluate("window.__pwned") is None
     chat.assert_clean()
