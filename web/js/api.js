@@ -47,6 +47,15 @@ export async function cancelStream(streamId) {
   if (!r.ok && r.status !== 404) await json(r);
 }
 
+/**
+ * Allow or deny a tool call waiting for approval. Rejects with an HttpError:
+ * 404 when no such call waits, 409 (already_decided) when it was decided.
+ */
+export async function decideTool(streamId, callId, approve) {
+  const r = await post(`/api/streams/${enc(streamId)}/tools/${enc(callId)}`, { approve });
+  if (!r.ok) await json(r);
+}
+
 /** The non-streaming turn: resolves to the whole answer. */
 export async function converse(userId, message, sessionId, signal) {
   const body = { message };

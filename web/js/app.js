@@ -9,7 +9,7 @@ import { AnswerView, userMessage } from "./message-view.js";
 import { renderSessions } from "./sessions-view.js";
 import { Nudge } from "./sse.js";
 import {
-  ConnectionIndicator, StageStatus, renderContext, renderSuggestions,
+  ConnectionIndicator, StageStatus, renderContext, renderSuggestions, stageLabel,
 } from "./status-view.js";
 import { pickSuggestions } from "./suggestions.js";
 import { showToast } from "./toast.js";
@@ -141,7 +141,7 @@ function showSession(session) {
     } else if (m.role === "assistant") {
       const view = new AnswerView();
       ui.list.append(view.li);
-      view.show(m.content, m.status || "complete", factsFor(session.session_id, m));
+      view.show(m.content, m.status || "complete", factsFor(session.session_id, m), m.parts);
     }
   }
   state.shownMessages = session.messages.length;
@@ -360,6 +360,10 @@ async function runStreaming(message, turn) {
  */
 async function consume(events, turn, retry) {
   const { view } = turn;
+  view.decideTool = async (callId, approve) => {
+    await api.decideTool(turn.streamId, callId, approve);
+    if (state.turn === turn) stage.say(approve ? "Running the tool…" : `${stageLabel("llm")}…`);
+  };
   try {
     for await (const { type, data } of events) {
       if (type === "status") {
@@ -369,6 +373,9 @@ async function consume(events, turn, retry) {
       } else if (type === "context") {
         setSession(data.session_id);
         renderContext(data.context);
+      } else if (type === "tool_call" || type === "tool_result" || type === "reasoning") {
+        view.step(type, data);
+        stage.say(stepStatus(type, data, view));
       } else if (type === "chunk") {
         view.push(data.content);
         stage.writing(view.raw.length);
@@ -410,6 +417,14 @@ async function consume(events, turn, retry) {
     connection.set({ state: "idle" });
   }
   return null;
+}
+
+/** The status line while the turn is on a step rather than writing. */
+function stepStatus(type, data, view) {
+  if (view.steps.awaitingApproval()) return "Waiting for your approval…";
+  if (type === "tool_call") return `Running ${data?.name ?? "a tool"}…`;
+  if (type === "reasoning") return "Thinking…";
+  return `${stageLabel("llm")}…`;
 }
 
 async function runPlain(message, turn) {

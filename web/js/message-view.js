@@ -5,6 +5,7 @@
 import { IncrementalMarkdown } from "./markdown.js";
 import { Typewriter } from "./typewriter.js";
 import { formatWait } from "./errors.js";
+import { StepsView } from "./steps-view.js";
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -31,6 +32,8 @@ export class AnswerView {
   constructor(hooks = {}) {
     this.onPaint = hooks.onPaint ?? (() => {});
     this.raw = "";
+    /** Posts a decision on a tool call; set by whoever follows the turn's stream. */
+    this.decideTool = null;
     this.li = el("li", "message assistant");
     this.li.dataset.role = "assistant";
     this.li.dataset.status = "pending";
@@ -42,7 +45,17 @@ export class AnswerView {
     this.typing.append(el("span"), el("span"), el("span"));
     this.note = el("p", "message-note");
     this.note.hidden = true;
-    bubble.append(this.content, this.typing, this.note);
+    this.steps = new StepsView({
+      onDecide: (callId, approve) => {
+        if (!this.decideTool) return Promise.reject(new Error("not following this answer"));
+        return this.decideTool(callId, approve);
+      },
+      onChange: () => {
+        this._showTyping();
+        this.onPaint();
+      },
+    });
+    bubble.append(this.steps.list, this.content, this.typing, this.note);
     this.meta = el("div", "message-meta");
     this.metaText = el("span", "meta-text");
     this.copyButton = el("button", "meta-button copy", "Copy");
@@ -67,9 +80,21 @@ export class AnswerView {
     return this.typewriter;
   }
 
+  /** Dots while nothing shows progress: no text yet, and no call waiting for the reader. */
+  _showTyping() {
+    if (!["pending", "streaming"].includes(this.li.dataset.status)) return;
+    this.typing.hidden = this.raw !== "" || this.steps.awaitingApproval();
+  }
+
+  /** Streaming: a tool call, a tool result or reasoning. */
+  step(type, data) {
+    this.steps.apply(type, data);
+  }
+
   /** Streaming: the next piece of the answer. */
   push(content) {
     if (!content) return;
+    this.steps.apply("chunk", null);
     this.raw += content;
     this.typing.hidden = true;
     this.li.dataset.status = "streaming";
@@ -81,6 +106,7 @@ export class AnswerView {
     if (typeof message === "string" && message.startsWith(this.raw)) this.raw = message;
     this.typing.hidden = true;
     const tw = this._startTypewriter();
+    this.steps.end();
     tw.finish(this.raw);
     await tw.done;
     this.li.dataset.status = "complete";
@@ -88,9 +114,14 @@ export class AnswerView {
     this._setMeta(meta);
   }
 
-  /** Show a whole answer at once (history, streaming off). */
-  show(text, status = "complete", meta = null) {
+  /**
+   * Show a whole answer at once (history, streaming off), with the tool
+   * calls and results of its parts when it has some.
+   */
+  show(text, status = "complete", meta = null, parts = null) {
     this.raw = text ?? "";
+    this.steps.applyParts(parts);
+    this.steps.end();
     this.typing.hidden = true;
     this.markdown.finalize(this.raw);
     this.li.dataset.status = status;
@@ -108,6 +139,7 @@ export class AnswerView {
    */
   fail(desc, onRetry) {
     this.typing.hidden = true;
+    this.steps.end();
     if (this.typewriter) this.typewriter.flush();
     else if (this.raw) this.markdown.finalize(this.raw);
     this.li.dataset.status = desc.code === "cancelled" ? "stopped" : "error";

@@ -96,6 +96,12 @@ export class StageStatus {
     this._paint();
   }
 
+  /** Say what the turn waits on (a tool, a decision) without moving the bar. */
+  say(text) {
+    if (this.el.hidden) return;
+    this.label.textContent = text;
+  }
+
   /**
    * The answer is being written: the llm stage's share of the bar fills as
    * text arrives. How long the answer will be is unknown, so the share
