@@ -373,22 +373,27 @@ class _OpenAIStream(JSONFrameStream):
         extra: dict[str, Any] = {}
         if provider.options.stream_usage:
             extra["stream_options"] = {"include_usage": True}
-        # The wrapper creates the request coroutine at once: enter it right away so that it is
-        # always awaited. Reads are timed by the chain (first-token, idle), not by httpx.
-        context = client.chat.completions.with_streaming_response.create(
-            **body,
-            **extra,
-            stream=True,
-            timeout=httpx2.Timeout(self._timeout, read=None),
-            extra_headers={"Accept-Encoding": "identity"},
-        )
+        # The client's public ``post`` with the body as it is: ``chat.completions.create``
+        # first walks every one of its ~40 parameters' types over the body (the SDK's
+        # transform), a millisecond a call here, more with tools and tool results, and our
+        # body is already plain JSON. Errors and retries are the client's, as with ``create``.
+        # Reads are timed by the chain (first-token, idle), not by httpx.
         try:
-            response = await context.__aenter__()
+            response = await client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                body={**body, **extra, "stream": True},
+                options={
+                    "headers": {"Accept-Encoding": "identity"},
+                    "timeout": httpx2.Timeout(self._timeout, read=None),
+                },
+                stream=True,
+            )
         except openai.APIError as error:
             raise provider.error_from_sdk(error, streaming=True) from None
-        # Only the body reader is kept: the SDK's response, and httpx2's request (headers
-        # and the whole prompt) and response, are let go of while the answer streams.
-        return body_reader(response.http_response)
+        # Only the body reader is kept: httpx2's request (headers and the whole prompt) and
+        # response are let go of while the answer streams.
+        return body_reader(response)
 
     def _marker(self, data: bytes) -> bool:
         if data == b"[DONE]":
