@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import StartServer
@@ -21,6 +22,7 @@ from tests.support.sse import bearer, events, json_request, start_stream
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"<!-- file: (?P<file>examples/tools/\S+) -->\n```\w*\n(?P<body>.*?)```", re.S)
+SPEC = json.loads((ROOT / "server" / "openapi.json").read_text(encoding="utf-8"))
 TOOL = "examples/tools/word_count.py"
 ENABLE = "examples/tools/enable.toml"
 MCP = "examples/tools/mcp.toml"
@@ -72,6 +74,9 @@ def test_the_readme_config_offers_and_runs_both_tools(
     status, ready, _ = json_request(server.url, "GET", "/readyz")
     assert status == 200 and ready is not None
     assert ready["mcp"] == [{"name": "units", "ready": True, "problem": None}]
+    jsonschema.validate(
+        ready, {"$ref": "#/components/schemas/Ready", "components": SPEC["components"]}
+    )
 
     stream = start_stream(server.url, "How many words, and how hot is 100 °C?")
     seen: list[dict[str, Any]] = []
@@ -97,6 +102,10 @@ def test_the_readme_config_offers_and_runs_both_tools(
     assert results["c1"]["ok"] and results["c1"]["content"] == "3"
     assert results["c2"]["ok"] and json.loads(results["c2"]["content"]) == 212.0
     assert evs[-1]["type"] == "complete" and evs[-1]["tool_calls"] == 2
+    stream_events = SPEC["paths"]["/api/conversation-stream/{user_id}"]["post"]["responses"]["200"]
+    event_schema = stream_events["content"]["text/event-stream"]["x-event-schema"]
+    for event in evs:
+        jsonschema.validate(event, {**event_schema, "components": SPEC["components"]})
 
     first, second = list(fakes.openai.requests)
     offered = {t["function"]["name"] for t in first.body["tools"]}
