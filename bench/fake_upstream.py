@@ -18,6 +18,14 @@ request body may override them with ``bench:tokens=N,interval_ms=X`` anywhere in
 ``bench:tokens=N,interval_ms=X,pad=K`` makes every token K characters longer (long answers in
 few frames: ``python -m bench.long_answer``).
 
+With ``--tool-round`` (the ``tools`` workload) a streamed request that carries no tool result
+is answered with a tool call instead of text, in OpenAI's wire format (``delta.tool_calls``:
+the id and name, then the arguments over two frames; ``finish_reason: "tool_calls"``): the
+relay runs the tool and asks again with a ``role: "tool"`` message, which gets the text. The
+time from the end of the tool-call response to the arrival of the request carrying its result
+(paired by the call's id, whichever connection it comes on) is recorded per call;
+``GET /bench/tool-gaps`` returns those recorded so far, in microseconds, and forgets them.
+
 Run: ``python -m bench.fake_upstream --port 9000 --tokens 500 --interval-ms 0``.
 """
 
@@ -26,9 +34,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import re
 import signal
 import time
+from typing import Any
 
 OPEN, CLOSE = "⟨", "⟩"
 MARK_RE = re.compile(r"⟨(\d+):(\d+)⟩")
@@ -43,6 +53,30 @@ _TOKEN_HEAD = _CHUNK_HEAD + b'"content":"'
 _TOKEN_TAIL = b'"},"finish_reason":null}]}\n\n'
 _STOP_FRAME = _CHUNK_HEAD + b'},"finish_reason":"stop"}]}\n\n'
 _DONE_FRAME = b"data: [DONE]\n\n"
+
+# Tool mode: the one tool the bench's sluice has enabled by default, asked for with arguments
+# split over two frames as OpenAI does.
+TOOL_NAME = "current_time"
+_TOOL_RESULT_RE = re.compile(rb'"role"\s*:\s*"tool"')
+_TOOL_CALL_ID_RE = re.compile(rb'"tool_call_id"\s*:\s*"(call_bench_\d+)"')
+_TOOL_TAIL = b'"finish_reason":null}]}\n\n'
+_TOOL_STOP_FRAME = _CHUNK_HEAD + b'},"finish_reason":"tool_calls"}]}\n\n'
+
+
+def _tool_call_frames(call_id: str) -> bytes:
+    """One tool call of ``TOOL_NAME``, streamed: the id and name, then the arguments in two
+    pieces, then the finish frame and ``[DONE]``."""
+    named = {"name": TOOL_NAME, "arguments": ""}
+    pieces: list[list[dict[str, Any]]] = [
+        [{"index": 0, "id": call_id, "type": "function", "function": named}],
+        [{"index": 0, "function": {"arguments": '{"timezone": '}}],
+        [{"index": 0, "function": {"arguments": '"UTC"}'}}],
+    ]
+    frames = [_ROLE_FRAME] + [
+        _CHUNK_HEAD + b'"tool_calls":' + json.dumps(p).encode() + b"}," + _TOOL_TAIL for p in pieces
+    ]
+    return b"".join(_chunked(f) for f in [*frames, _TOOL_STOP_FRAME, _DONE_FRAME])
+
 
 # Direct mode (POST /chat): the relays' own SSE format, to measure the harness without a relay.
 _SSE_HEAD = b'event: chunk\ndata: {"type":"chunk","content":"'
@@ -73,12 +107,18 @@ class Stats:
     streams_finished = 0
     streams_aborted = 0
     plain_requests = 0
+    tool_calls = 0
+    # Tool mode: call id -> perf_counter_ns when its tool-call response ended; then the gaps.
+    tool_call_sent: dict[str, int] = {}
+    tool_gaps_us: list[float] = []
 
 
 class UpstreamProtocol(asyncio.Protocol):
-    def __init__(self, tokens: int, interval_s: float) -> None:
+    def __init__(self, tokens: int, interval_s: float, tool_round: bool = False) -> None:
         self.tokens = tokens
         self.interval_s = interval_s
+        self.tool_round = tool_round
+        self.received_ns = 0  # when the bytes that completed the pending request arrived
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.closed = False
@@ -102,6 +142,7 @@ class UpstreamProtocol(asyncio.Protocol):
         self.can_write.set()
 
     def data_received(self, data: bytes) -> None:
+        self.received_ns = time.perf_counter_ns()
         self.buf += data
         if not self.busy:
             self._try_request()
@@ -123,6 +164,10 @@ class UpstreamProtocol(asyncio.Protocol):
         self.buf = self.buf[end + 4 + length :]
         method, path = ([*head.split(" ", 2), "", ""])[:2]
         route = path.split("?")[0]
+        if method == "GET" and route == "/bench/tool-gaps":
+            gaps, Stats.tool_gaps_us = Stats.tool_gaps_us, []
+            self._write_plain(200, json.dumps(gaps).encode())
+            return self._after_response()
         direct = route == "/chat"
         if method != "POST" or not (direct or route.endswith("/chat/completions")):
             self._write_plain(404, b'{"error":{"message":"not found"}}')
@@ -132,7 +177,15 @@ class UpstreamProtocol(asyncio.Protocol):
         if m:
             tokens, interval_s = int(m.group(1)), float(m.group(2)) / 1000
             pad = int(m.group(3) or 0)
-        if direct or re.search(rb'"stream"\s*:\s*true', body):
+        streamed = direct or re.search(rb'"stream"\s*:\s*true', body) is not None
+        if self.tool_round and streamed and not direct:
+            if _TOOL_RESULT_RE.search(body) is None:
+                return self._tool_call()
+            for found in _TOOL_CALL_ID_RE.finditer(body):
+                sent = Stats.tool_call_sent.pop(found.group(1).decode(), None)
+                if sent is not None:
+                    Stats.tool_gaps_us.append((self.received_ns - sent) / 1000)
+        if streamed:
             self.busy = True
             asyncio.get_running_loop().create_task(self._stream(tokens, interval_s, direct, pad))
         else:
@@ -154,6 +207,14 @@ class UpstreamProtocol(asyncio.Protocol):
             b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
             % (status, reason, len(body), body)
         )
+
+    def _tool_call(self) -> None:
+        assert self.transport is not None
+        Stats.tool_calls += 1
+        call_id = f"call_bench_{Stats.tool_calls}"
+        self.transport.write(_STREAM_HEADERS + _tool_call_frames(call_id) + b"0\r\n\r\n")
+        Stats.tool_call_sent[call_id] = time.perf_counter_ns()
+        self._after_response()
 
     def _after_response(self) -> None:
         self.busy = False
@@ -205,10 +266,12 @@ class UpstreamProtocol(asyncio.Protocol):
         self._after_response()
 
 
-async def serve(host: str, port: int, tokens: int, interval_ms: float) -> None:
+async def serve(
+    host: str, port: int, tokens: int, interval_ms: float, tool_round: bool = False
+) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: UpstreamProtocol(tokens, interval_ms / 1000), host, port, backlog=4096
+        lambda: UpstreamProtocol(tokens, interval_ms / 1000, tool_round), host, port, backlog=4096
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -219,7 +282,7 @@ async def serve(host: str, port: int, tokens: int, interval_ms: float) -> None:
     print(
         f"fake upstream: streams started={Stats.streams_started} "
         f"finished={Stats.streams_finished} aborted={Stats.streams_aborted} "
-        f"plain={Stats.plain_requests}",
+        f"plain={Stats.plain_requests} tool_calls={Stats.tool_calls}",
         flush=True,
     )
 
@@ -230,13 +293,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--tokens", type=int, default=500)
     parser.add_argument("--interval-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--tool-round",
+        action="store_true",
+        help="answer each turn's first request with a tool call, the one with its result with text",
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(ImportError):
         import resource
 
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(serve(args.host, args.port, args.tokens, args.interval_ms))
+    asyncio.run(serve(args.host, args.port, args.tokens, args.interval_ms, args.tool_round))
 
 
 if __name__ == "__main__":

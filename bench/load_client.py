@@ -95,6 +95,9 @@ class Totals:
         self.out_of_order = 0
         self.id_gaps = 0
         self.errors: Counter[str] = Counter()
+        self.tool_results = 0
+        self.tool_failures = 0
+        self.tool_ms: list[int] = []  # each tool_result's duration_ms: the tool's own time
         self.ok = 0
         self.open_now = 0
         self.max_open = 0
@@ -264,7 +267,7 @@ class SSEStream(asyncio.Protocol):
             self._openai(data, now)
             return
         payload: Any = None
-        if not kind or kind == "message" or kind in TERMINAL or kind == "chunk":
+        if not kind or kind == "message" or kind in TERMINAL or kind in ("chunk", "tool_result"):
             try:
                 payload = _loads(data)
             except ValueError:
@@ -283,6 +286,11 @@ class SSEStream(asyncio.Protocol):
             if not self.first_status:
                 self.first_status = True
                 totals.ttfs_ms.append((now - self.t0) / 1e6)
+        elif kind == "tool_result":
+            totals.tool_results += 1
+            if isinstance(payload, dict):
+                totals.tool_failures += payload.get("ok") is not True
+                totals.tool_ms.append(int(payload.get("duration_ms", 0)))
         elif kind in TERMINAL:
             if self.terminal:
                 totals.errors["second terminal event"] += 1
@@ -470,6 +478,9 @@ def summarize(totals: Totals, streams: int, wall: float, cpu: float) -> dict[str
         "id_gaps": totals.id_gaps,
         "comments": totals.comments,
         "max_open": totals.max_open,
+        "tool_results": totals.tool_results,
+        "tool_failures": totals.tool_failures,
+        "tool_ms_max": max(totals.tool_ms) if totals.tool_ms else None,
         "silence_p99_s": pct(totals.gaps_s, 99),
         "silence_max_s": round(max(totals.gaps_s), 3) if totals.gaps_s else None,
         "client_cpu_pct": round(100 * cpu / wall, 1) if wall else 0.0,

@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from bench.load_client import percentile
 from bench.systems import PY, ROOT, SYSTEMS, Launch, System
 
 SERVER_CPU = 0
@@ -51,6 +52,9 @@ class Workload:
     first_chunk_limit_ms: float = 1000.0
     warmup: bool = True
     open_rate: float = 250.0  # idle: new streams per second while opening
+    # The upstream answers each turn's first request with a tool call (bench.fake_upstream's
+    # --tool-round): one tool round per turn, for systems that run tools (System.tools).
+    tool_round: bool = False
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -64,12 +68,14 @@ WORKLOADS: dict[str, Workload] = {
         ramp_s=2.0,
     ),
     "idle": Workload("idle", tokens=3, interval_ms=10_000, ladder=(1000, 5000, 10_000)),
+    "tools": Workload("tools", tokens=20, interval_ms=0, concurrency=1, total=200, tool_round=True),
 }
 QUICK: dict[str, Workload] = {
     "latency": replace(WORKLOADS["latency"], total=3),
     "throughput": replace(WORKLOADS["throughput"], tokens=20, concurrency=2, total=2),
     "capacity": replace(WORKLOADS["capacity"], tokens=8, ladder=(2, 4), ramp_s=0.05),
     "idle": replace(WORKLOADS["idle"], interval_ms=100, ladder=(4,)),
+    "tools": replace(WORKLOADS["tools"], total=3),
 }
 
 
@@ -366,6 +372,7 @@ class Session:
                 str(w.tokens),
                 "--interval-ms",
                 str(w.interval_ms),
+                *(["--tool-round"] if w.tool_round else []),
             ],
             {},
             self.log_dir,
@@ -430,11 +437,23 @@ class Session:
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
+    def tool_gaps_us(self) -> list[float]:
+        """The upstream's tool gaps recorded since the last call (bench.fake_upstream)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=10)
+        try:
+            conn.request("GET", "/bench/tool-gaps")
+            gaps: list[float] = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        return gaps
+
     def load(self, concurrency: int, total: int, ramp_s: float = 0.0) -> dict[str, Any]:
         assert self.sampler is not None
         w = self.workload
         stream_s = w.tokens * w.interval_ms / 1000
         waited = wait_quiet(QUIET_WAIT_S)
+        if w.tool_round:
+            self.tool_gaps_us()  # the warm-up's rounds: not measured
         redis = self.redis
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(self.sampler.running())
@@ -449,6 +468,8 @@ class Session:
                 timeout_s=max(120.0, 3 * stream_s + ramp_s + 60),
                 openai_model=self.system.openai_model,
             )
+        if w.tool_round:
+            server.update(_tool_gap_figures(self.tool_gaps_us()))
         cpu_s = server["server_cpu_s"]
         # Robust to a noisy machine: what a token costs the server, whatever CPU it was given.
         server["tokens_per_cpu_s"] = round(client["tokens"] / cpu_s) if cpu_s > 0 else None
@@ -469,6 +490,24 @@ class Session:
         return {**client, **server, **shared}
 
 
+def _tool_gap_figures(gaps_us: list[float]) -> dict[str, Any]:
+    """From the end of the model's tool-call response to the request with the tool's result,
+    as the upstream saw it: the relay's own cost of a tool round (the tool's run included;
+    the load client's ``tool_ms_max`` says how long that was)."""
+    ms = [g / 1000 for g in gaps_us]
+
+    def pct(q: float) -> float | None:
+        value = percentile(ms, q)
+        return None if value is None else round(value, 3)
+
+    return {
+        "tool_rounds": len(ms),
+        "tool_gap_p50_ms": pct(50),
+        "tool_gap_p99_ms": pct(99),
+        "tool_gap_max_ms": round(max(ms), 3) if ms else None,
+    }
+
+
 # -- workloads ---------------------------------------------------------------------------
 
 
@@ -487,7 +526,7 @@ def passes_capacity(result: dict[str, Any], w: Workload) -> bool:
 
 
 def run_one(system: System, w: Workload, log_dir: Path, say: Callable[[str], None]) -> Any:
-    if w.name in ("latency", "throughput"):
+    if w.name in ("latency", "throughput", "tools"):
         with Session(system, w, log_dir) as s:
             return s.load(w.concurrency, w.total)
     if w.name == "capacity":
@@ -596,6 +635,21 @@ COLUMNS: dict[str, list[Column]] = {
         ("peak RSS MiB @N", "rss_peak_mib", 0),
         ("foreign CPU % core 0", "foreign_cpu_pct", 0),
     ],
+    "tools": [
+        ("tool rounds", "tool_rounds", 0),
+        ("tool gap p50 ms", "tool_gap_p50_ms", 3),
+        ("tool gap p99 ms", "tool_gap_p99_ms", 3),
+        ("tool gap max ms", "tool_gap_max_ms", 2),
+        ("tool run max ms", "tool_ms_max", 0),
+        ("1st status p50 ms", "ttfs_p50_ms", 2),
+        ("1st chunk p50 ms", "ttfc_p50_ms", 2),
+        ("1st chunk p99 ms", "ttfc_p99_ms", 2),
+        ("lag p50 ms", "lag_p50_ms", 2),
+        ("lost/dup/ooo/err", "_integrity", 0),
+        ("srv CPU %", "server_cpu_pct", 0),
+        ("tokens/CPU-s", "tokens_per_cpu_s", 0),
+        ("foreign CPU % core 0", "foreign_cpu_pct", 0),
+    ],
     "idle": [
         ("open", "max_open", 0),
         ("RSS/stream KiB", "rss_per_stream_kib", 1),
@@ -672,6 +726,8 @@ def run(
     for name in systems:
         system = SYSTEMS[name]
         why = system.available()
+        if not why and workload.tool_round and not system.tools:
+            why = "does not run tools"
         if why:
             skipped[name] = why
             say(f"skipping {name}: {why}")

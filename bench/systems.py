@@ -51,6 +51,8 @@ class System:
     # Prepares what the system needs before it can run (LiteLLM's venv); returns why not.
     prepare: Callable[[], str | None] = lambda: None
     redis: bool = False  # the runner starts a redis-server (off the server's core) for it
+    # Runs the model's tool calls itself (the "tools" workload); the others only relay text.
+    tools: bool = False
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -159,6 +161,7 @@ SYSTEMS: dict[str, System] = {
             path="/api/conversation-stream/bench-user",
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_env,
+            tools=True,
         ),
         System(
             name="sluice-pg",
@@ -168,6 +171,7 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=lambda launch: {**_sluice_env(launch), "DATABASE_URL": launch.database_url},
             database=True,
+            tools=True,
         ),
         System(
             name="sluice-baseline",
@@ -177,6 +181,7 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=_baseline_env,
             cwd=_baseline_dir,
+            tools=True,  # when its checkout runs tools (the tools workload)
         ),
         System(
             name="direct-openai",
@@ -214,6 +219,7 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_redis_env(1),
             redis=True,
+            tools=True,
         ),
         System(
             name="sluice-redis-2w",
@@ -223,6 +229,7 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_redis_env(2),
             redis=True,
+            tools=True,
         ),
         System(
             name="tornado",

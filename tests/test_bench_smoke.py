@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,32 +23,26 @@ SYSTEMS = ["sluice", "sluice-v1", "direct-openai", "tornado", "tornado-lines", "
 FIRST_STATUS = {"sluice", "sluice-v1", "direct-openai"}
 
 
-@pytest.mark.parametrize("workload", ["latency", "throughput", "capacity", "idle"])
-def test_bench_workload_runs_clean(workload: str, tmp_path: Path) -> None:
+def run_bench(
+    tmp_path: Path, workload: str, systems: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m bench run`` at the smoke size, once per system: its output and figures."""
     out = tmp_path / "out.json"
+    argv = ["run", "--workload", workload, "--quick", "--repeat", "1", "--systems", systems]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "run",
-            "--workload",
-            workload,
-            "--quick",
-            "--repeat",
-            "1",
-            "--systems",
-            ",".join(SYSTEMS),
-            "--json",
-            str(out),
-        ],
+        [sys.executable, "-m", "bench", *argv, "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    return done, json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("workload", ["latency", "throughput", "capacity", "idle"])
+def test_bench_workload_runs_clean(workload: str, tmp_path: Path) -> None:
+    done, result = run_bench(tmp_path, workload, ",".join(SYSTEMS))
     assert result["skipped"] == {}
     table = done.stdout.splitlines()
     for system in SYSTEMS:
@@ -153,3 +148,20 @@ def test_json_frames_comparison_runs() -> None:
     rows = [line.split()[0] for line in done.stdout.splitlines()[2:5]]
     assert rows == ["chunk", "status", "complete"], done.stdout
     assert "identical output on every frame above" in done.stdout
+
+
+def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
+    """``--workload tools``: the fake upstream answers each turn's first request with a streamed
+    tool call (OpenAI's ``delta.tool_calls``) and records, per call, the gap until the request
+    carrying its result; every turn runs its round and still delivers all its tokens. Systems
+    that do not run tools are skipped, not run into a failure."""
+    done, result = run_bench(tmp_path, "tools", "sluice,tornado")
+    assert result["skipped"] == {"tornado": "does not run tools"}
+    (run,) = result["results"]["sluice"]
+    assert run["errors"] == 0 and (run["lost"], run["duplicated"]) == (0, 0), run
+    assert run["tokens"] == run["streams"] * result["workload"]["tokens"]
+    # One round per turn, each seen by the upstream (the warm-up's are not counted).
+    assert run["tool_rounds"] == run["tool_results"] == run["streams"] == 3
+    assert run["tool_failures"] == 0
+    assert 0 < run["tool_gap_p50_ms"] <= run["tool_gap_p99_ms"] <= run["tool_gap_max_ms"]
+    assert any(line.startswith("| sluice | 3 |") for line in done.stdout.splitlines())

@@ -3,6 +3,7 @@ from sluice_guide.echo_provider import EchoOptions, EchoProvider
 from sluice_guide.shout import Shout
 from sluice_guide.word_filter import WordFilter
 
+from server import ToolCall
 from server.testing import ScriptedProvider, provider_context, run_pipeline, run_tool
 
 
@@ -41,3 +42,23 @@ def test_city_weather_tool():
     assert not unknown.ok and unknown.error == "failed"
     assert unknown.content == "no forecast for 'Atlantis'; try Tokyo or Oslo"
     assert run_tool(city_weather, {"town": "Oslo"}).error == "invalid_arguments"
+
+
+def test_the_model_calls_city_weather_in_a_turn():
+    model = ScriptedProvider(
+        rounds=[
+            ["Let me look. ", ToolCall("c1", "city_weather", {"city": "Oslo"})],
+            ["Snow in Oslo."],
+        ]
+    )
+    result = run_pipeline(["llm"], provider=model, tools=[city_weather])
+    (call,) = result.of_type("tool_call")
+    assert (call["call_id"], call["name"], call["arguments"]) == (
+        "c1",
+        "city_weather",
+        {"city": "Oslo"},
+    )
+    (outcome,) = result.of_type("tool_result")
+    assert outcome["ok"] and outcome["content"] == "Oslo: snow, -3 °C"
+    assert result.text == "Let me look. Snow in Oslo."
+    assert result.complete["tool_calls"] == 1
