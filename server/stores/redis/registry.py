@@ -33,6 +33,7 @@ from server.core.open_calls import OpenToolCalls
 from server.core.sse import answer_text, encode_event
 from server.stores.redis import keys, scripts
 from server.stores.redis.client import DOWN, RedisContext, guarded, run_scripts
+from server.tools.approvals import CANCELLED
 
 __all__ = ["LOST_EVENT", "RedisTurnRegistry"]
 
@@ -68,6 +69,7 @@ class RedisTurnRegistry:
         self._expired = self._redis.register_script(scripts.EXPIRED)
         self._rescue = self._redis.register_script(scripts.RESCUE)
         self._signal = self._redis.register_script(scripts.SIGNAL_CANCEL)
+        self._settle_approval = self._redis.register_script(scripts.SETTLE_APPROVAL)
         # The turns this process produces and holds leases for.
         self._local: dict[str, Turn] = {}
         self._cancelled: set[str] = set()  # already told to stop: tell them once
@@ -291,10 +293,8 @@ class RedisTurnRegistry:
             frames = [fields[b"f"] for _, fields in entries]
             open_calls = OpenToolCalls()
             open_calls.see_frames(frames)
-            results = [
-                _without_id(encode_event(0, result.type, result.as_dict()))
-                for result in open_calls.close_all()
-            ]
+            closed = open_calls.close_all()
+            results = [_without_id(encode_event(0, r.type, r.as_dict())) for r in closed]
             read_up_to = int(entries[-1][0].rpartition(b"-")[2]) if entries else 0
             terminal_id: int = await self._rescue(
                 keys=keys_,
@@ -303,6 +303,7 @@ class RedisTurnRegistry:
             if terminal_id != -1:
                 break
         else:  # still being written to: ended without the results rather than not at all
+            closed = []
             terminal_id = await self._rescue(
                 keys=keys_, args=[stream_id, terminal, self._context.log_ttl_ms]
             )
@@ -310,6 +311,11 @@ class RedisTurnRegistry:
             return
         self.rescued += 1
         log.warning("producer_lost", stream_id=stream_id, terminal_id=terminal_id)
+        for result in closed:
+            # A call that waited for approval is settled as its result says: a decision
+            # posted now is too late (409), as after a stop.
+            key = keys.approval_key(stream_id, result.call_id)
+            await self._settle_approval(keys=[key], args=[CANCELLED])
         if self._on_lost is None or not session_id:
             return
         lost = LostTurn(
