@@ -12,7 +12,9 @@ for each call, the owner's approval when its tool requires one, then the run →
   so the turn still ends with an answer rather than a cut.
 * Every ``tool_call`` gets exactly one ``tool_result`` before the turn's terminal event: a
   stop while a call waits or runs gives it (and each call not yet run) a ``cancelled``
-  result, then the stop ends the turn as usual.
+  result, then the stop ends the turn as usual. (A turn that ends elsewhere while a call is
+  open — stopped in another stage, its producer dead — has the open calls closed the same
+  way by whoever writes its terminal event.)
 * Calls of one round run one after another, in the model's order: approvals are asked one
   at a time, and a turn's tools cannot race each other over shared state.
 
@@ -25,12 +27,16 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
+import structlog
+
 from server import (
     AnswerError,
     AnswerResult,
+    ErrorCode,
     Event,
     Message,
     Stage,
+    StoreUnavailable,
     ToolCall,
     ToolContext,
     ToolResult,
@@ -38,11 +44,14 @@ from server import (
     Turn,
     chunk,
     complete,
+    error,
     tool_call,
     tool_result,
 )
 
 __all__ = ["LLMStage"]
+
+log = structlog.get_logger("sluice.llm")
 
 
 class LLMStage(Stage):
@@ -94,10 +103,24 @@ class LLMStage(Stage):
                 break
             rounds += 1
             calls = [_unique(call, used_ids) for call in calls]
+            # Every approval of the round is asked for before any call is announced: a
+            # decision may follow its event at once, and a store that fails here ends the
+            # turn before it has announced a call it could not settle.
+            try:
+                for call in calls:
+                    if _needs_approval(turn, call):
+                        await service.ask(turn.stream_id, call)
+            except StoreUnavailable as failure:
+                log.warning("tool_approvals_unavailable", reason=failure.reason)
+                yield error(
+                    ErrorCode.INTERNAL,
+                    "Tool approvals are unavailable right now. Please try again shortly.",
+                    retryable=True,
+                    retry_after=failure.retry_after,
+                )
+                return
             for call in calls:
                 if _needs_approval(turn, call):
-                    # Asked before the event is sent: a decision may follow it at once.
-                    await service.ask(turn.stream_id, call)
                     yield tool_call(call.call_id, call.name, call.arguments, approval="required")
                 else:
                     yield tool_call(call.call_id, call.name, call.arguments, approval="none")

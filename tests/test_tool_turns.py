@@ -19,62 +19,19 @@ import pytest
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Recorded, Reply
 from tests.fakes.threaded import ThreadedFakes
-from tests.support.server import ROOT, RunningServer
+from tests.support.server import RunningServer
 from tests.support.sse import EventStream, bearer, events, json_request, start_stream
+from tests.support.tool_package import ENABLED_TOOLS, write_tool_package
 
 AUTH = bearer("tok-alice")
-
-TOOLS_MODULE = '''
-import asyncio
-from server import tool
-
-
-@tool
-async def echo(text: str) -> str:
-    """Says the text back."""
-    return "echo: " + text
-
-
-@tool
-async def explode() -> str:
-    """Always fails."""
-    raise RuntimeError("the flux capacitor melted")
-
-
-@tool
-async def slow(seconds: float) -> str:
-    """Sleeps."""
-    await asyncio.sleep(seconds)
-    return "woke up"
-
-
-@tool(requires_approval=True)
-async def guarded_echo(text: str) -> str:
-    """Says the text back, once its owner allows it."""
-    return "guarded: " + text
-'''
 
 
 @pytest.fixture
 def tools_path(tmp_path: Path) -> str:
-    """A package offering test tools through the entry point group, as installed metadata."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sluice_test_tools.py").write_text(TOOLS_MODULE)
-    info = site / "sluice_test_tools-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sluice-test-tools\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[sluice.tools]\n"
-        + "".join(
-            f"{name} = sluice_test_tools:{name}\n"
-            for name in ("echo", "explode", "slow", "guarded_echo")
-        )
-    )
-    return f"{site}:{ROOT}"
+    return write_tool_package(tmp_path / "site")
 
 
-ENABLED = '["current_time", "echo", "explode", "slow", "guarded_echo"]'
+ENABLED = ENABLED_TOOLS
 
 
 def start(

@@ -26,6 +26,7 @@ from server.core.coordination import (
     TurnInProgress,
     TurnRegistry,
 )
+from server.core.open_calls import TOOL_EVENT_TYPES, OpenToolCalls
 from server.core.pipeline import Pipeline
 from server.core.streamlog import LogFull, StreamLog, StreamLogStore
 from server.observability.telemetry import Telemetry
@@ -190,6 +191,9 @@ class TurnRunner:
         first_chunk: float | None = None
         text_waiting = False  # chunks appended since the readers last had the loop
         produced = 0
+        # Calls announced and not answered: closed before whatever terminal event ends the
+        # turn, however it ends (see server.core.open_calls).
+        open_calls = OpenToolCalls()
         try:
             if cancellation.reason is not None:  # stopped before it began
                 terminal = cancellation_event(cancellation.reason)
@@ -214,13 +218,17 @@ class TurnRunner:
                             hand_over = True
                         else:
                             text_waiting = True
-                    elif text_waiting:
-                        # The first event after text (the llm stage's done): the text leaves
-                        # before the stages' closing work, the answer's save among them.
-                        text_waiting = False
-                        hand_over = True
+                    else:
+                        if kind in TOOL_EVENT_TYPES:
+                            open_calls.see(event)
+                        if text_waiting:
+                            # The first event after text (a tool call, the llm stage's done):
+                            # the text leaves before what follows, the answer's save among them.
+                            text_waiting = False
+                            hand_over = True
                     if kind in TERMINAL_TYPES:
                         terminal = event
+                        await _close_calls(stream_log, open_calls)
                     try:
                         await stream_log.append(event)
                     except LogFull:
@@ -228,6 +236,7 @@ class TurnRunner:
                         terminal = error(
                             ErrorCode.INTERNAL, "The answer grew too long.", retryable=False
                         )
+                        await _close_calls(stream_log, open_calls)
                         await stream_log.append(terminal)
                     if terminal is not None:
                         break
@@ -243,6 +252,7 @@ class TurnRunner:
                 task.uncancel()
             if terminal is None:
                 terminal = cancellation_event(cancellation.reason)
+                await _close_calls(stream_log, open_calls)
                 await stream_log.append(terminal)
         except Exception:
             log.exception("producer_failed", stream_id=turn.stream_id)
@@ -253,6 +263,7 @@ class TurnRunner:
                 terminal = error(
                     ErrorCode.INTERNAL, "The answer ended unexpectedly.", retryable=True
                 )
+                await _close_calls(stream_log, open_calls)
                 await stream_log.append(terminal)
             self._running.pop(turn.stream_id, None)
             self.logs.finished(stream_log)
@@ -276,3 +287,16 @@ class TurnRunner:
         remaining = [running.task for running in self._running.values()]
         if remaining:
             await asyncio.wait(remaining, timeout=5)
+
+
+async def _close_calls(stream_log: StreamLog, open_calls: OpenToolCalls) -> None:
+    """Append a ``cancelled`` result for each call still open, before the terminal event.
+    A log that is full keeps its last slot for the terminal event: the results that do not
+    fit are left out, since the stream must end either way."""
+    if not open_calls:
+        return
+    for result in open_calls.close_all():
+        try:
+            await stream_log.append(result)
+        except LogFull:
+            return

@@ -29,9 +29,11 @@ from server.core.coordination import (
     CancelHandler,
     TurnInProgress,
 )
+from server.core.open_calls import OpenToolCalls
 from server.core.sse import answer_text, encode_event
 from server.stores.redis import keys, scripts
 from server.stores.redis.client import DOWN, RedisContext, guarded, run_scripts
+from server.tools.approvals import CANCELLED
 
 __all__ = ["LOST_EVENT", "RedisTurnRegistry"]
 
@@ -49,6 +51,9 @@ CANCEL_POLL_SECONDS = 0.25
 RENEW_EVERY_SECONDS = 2.5
 EXPIRED_EVERY_SECONDS = 2.0
 CANCEL_TTL_MS = 60_000
+# Reads of a lost turn's log before it is ended: each retry means the log grew meanwhile (a
+# producer that stalled past its lease and came back), which a few reads outlast.
+_RESCUE_ATTEMPTS = 3
 
 LostHandler = Callable[[LostTurn], Awaitable[None]]
 
@@ -64,6 +69,7 @@ class RedisTurnRegistry:
         self._expired = self._redis.register_script(scripts.EXPIRED)
         self._rescue = self._redis.register_script(scripts.RESCUE)
         self._signal = self._redis.register_script(scripts.SIGNAL_CANCEL)
+        self._settle_approval = self._redis.register_script(scripts.SETTLE_APPROVAL)
         # The turns this process produces and holds leases for.
         self._local: dict[str, Turn] = {}
         self._cancelled: set[str] = set()  # already told to stop: tell them once
@@ -272,32 +278,59 @@ class RedisTurnRegistry:
             await self._redis.zrem(keys.LIVE, stream_id)
             return
         user_id, session_id = user.decode(), (session or b"").decode()
-        frame = encode_event(0, LOST_EVENT.type, LOST_EVENT.as_dict())
-        terminal_id: int = await self._rescue(
-            keys=[
-                keys.LIVE,
-                keys.log_key(stream_id),
-                keys.meta_key(stream_id),
-                keys.slots_key(user_id),
-                keys.active_key(user_id, session_id),
-            ],
-            args=[stream_id, frame.split(b"\n", 1)[1], self._context.log_ttl_ms],
-        )
-        if not terminal_id:
+        terminal = _without_id(encode_event(0, LOST_EVENT.type, LOST_EVENT.as_dict()))
+        keys_ = [
+            keys.LIVE,
+            keys.log_key(stream_id),
+            keys.meta_key(stream_id),
+            keys.slots_key(user_id),
+            keys.active_key(user_id, session_id),
+        ]
+        for _ in range(_RESCUE_ATTEMPTS):
+            # Calls the dead producer announced and never answered get their cancelled
+            # results before the terminal event, as they would have from a live one.
+            entries: Any = await self._redis.xrange(keys.log_key(stream_id))
+            frames = [fields[b"f"] for _, fields in entries]
+            open_calls = OpenToolCalls()
+            open_calls.see_frames(frames)
+            closed = open_calls.close_all()
+            results = [_without_id(encode_event(0, r.type, r.as_dict())) for r in closed]
+            read_up_to = int(entries[-1][0].rpartition(b"-")[2]) if entries else 0
+            terminal_id: int = await self._rescue(
+                keys=keys_,
+                args=[stream_id, terminal, self._context.log_ttl_ms, read_up_to, *results],
+            )
+            if terminal_id != -1:
+                break
+        else:  # still being written to: ended without the results rather than not at all
+            closed = []
+            terminal_id = await self._rescue(
+                keys=keys_, args=[stream_id, terminal, self._context.log_ttl_ms]
+            )
+        if terminal_id <= 0:
             return
         self.rescued += 1
         log.warning("producer_lost", stream_id=stream_id, terminal_id=terminal_id)
+        for result in closed:
+            # A call that waited for approval is settled as its result says: a decision
+            # posted now is too late (409), as after a stop.
+            key = keys.approval_key(stream_id, result.call_id)
+            await self._settle_approval(keys=[key], args=[CANCELLED])
         if self._on_lost is None or not session_id:
             return
-        entries: Any = await self._redis.xrange(keys.log_key(stream_id))
         lost = LostTurn(
             stream_id=stream_id,
             user_id=user_id,
             session_id=session_id,
             message=(message or b"").decode(),
-            partial=answer_text(fields[b"f"] for _, fields in entries),
+            partial=answer_text(frames),
         )
         try:
             await self._on_lost(lost)
         except Exception:
             log.exception("lost_turn_not_saved", stream_id=stream_id)
+
+
+def _without_id(frame: bytes) -> bytes:
+    """A frame without its ``id: n`` line: the script numbers it where it lands."""
+    return frame.split(b"\n", 1)[1]

@@ -143,14 +143,20 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(AR
 
 # Declare a turn lost and end its log, once, whoever gets here first.
 # KEYS: live, log, meta, slots, active
-# ARGV: stream id, terminal frame without its "id: n" line, log ttl ms
-# -> the terminal's id, or 0 when the lease is alive again or someone else was first.
+# ARGV: stream id, terminal frame without its "id: n" line, log ttl ms, the log's last id
+#       the caller read, then frames (without their id lines) to append before the terminal
+# -> the terminal's id; 0 when the lease is alive again or someone else was first; -1 when
+#    the log has grown since the caller read it (it reads again: the frames were made from
+#    what it read).
 RESCUE = (
     _NOW
     + """
 local lease = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not lease or tonumber(lease) > now then
   return 0
+end
+if #ARGV > 4 and tonumber(redis.call('HGET', KEYS[3], 'last') or '0') ~= tonumber(ARGV[4]) then
+  return -1
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
@@ -161,6 +167,10 @@ if redis.call('EXISTS', KEYS[3]) == 0 or redis.call('HGET', KEYS[3], 'fin') == '
   return 0
 end
 local id = tonumber(redis.call('HGET', KEYS[3], 'last') or '0') + 1
+for i = 5, #ARGV do
+  redis.call('XADD', KEYS[2], '0-' .. id, 'f', 'id: ' .. id .. '\\n' .. ARGV[i])
+  id = id + 1
+end
 redis.call('XADD', KEYS[2], '0-' .. id, 'f', 'id: ' .. id .. '\\n' .. ARGV[2], 't', '1')
 redis.call('HSET', KEYS[3], 'last', id, 'fin', '1', 'owner', '')
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
