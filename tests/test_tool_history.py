@@ -10,12 +10,15 @@ one round has a good and a failed result.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from server.contract import TextPart, ToolCall, ToolResult
+from server.stores.sqlite import SQLiteSessionStore
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes
@@ -250,3 +253,55 @@ def test_export_and_import_carry_the_tool_rounds(
         "call_b",
         "call_c",
     ]
+
+
+def test_what_the_model_is_given_is_always_a_valid_conversation(
+    start_server: StartServer, fakes: ThreadedFakes, tmp_path: Path
+) -> None:
+    """History the model could not take is mended on the way: a call saved without its
+    result (its turn torn down before the result) is given a ``cancelled`` one, and a
+    ``history_chars`` cut that falls between a call and its result drops the result too
+    (providers refuse results without their calls, and calls without results)."""
+    data_dir = tmp_path / "data"
+    store = SQLiteSessionStore(data_dir / "sessions.sqlite3")
+    torn = (TextPart("Looking. "), ToolCall("call_x", "current_time", {"timezone": "UTC"}))
+    long_result = "r" * 100
+    cut = (
+        ToolCall("call_y", "current_time", {"timezone": "Asia/Tokyo"}),
+        ToolResult("call_y", "current_time", True, long_result),
+        TextPart("Done."),
+    )
+
+    async def write() -> None:
+        await store.open_session("alice", "torn", "t")
+        asked = await store.add_message("alice", "torn", "user", "Time?", "complete")
+        await store.add_message(
+            "alice", "torn", "assistant", "Looking. ", "incomplete", reply_to=asked, parts=torn
+        )
+        await store.open_session("alice", "cut", "t")
+        asked = await store.add_message("alice", "cut", "user", "Time?", "complete")
+        await store.add_message(
+            "alice", "cut", "assistant", "Done.", "complete", reply_to=asked, parts=cut
+        )
+        await store.close()
+
+    asyncio.run(write())
+    # Enough for "Done." and the result, not for the call before it.
+    server = start_server(
+        {
+            "SLUICE_LLM__PROVIDERS": "openai",
+            "OPENAI_API_KEY": "sk-test-0123456789",
+            "OPENAI_BASE_URL": fakes.openai.base_url,
+            "SLUICE_STAGES__CONTEXT__HISTORY_CHARS": str(len("Done.") + len(long_result) + 10),
+        },
+        data_dir=data_dir,
+    )
+    ask(server, "Again?", session_id="torn")
+    sent = [m for m in fakes.openai.requests[-1].body["messages"] if m["role"] != "system"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "user"]
+    assert [c["id"] for c in sent[1]["tool_calls"]] == ["call_x"]
+    assert sent[2]["tool_call_id"] == "call_x" and "cancelled" in sent[2]["content"]
+
+    ask(server, "Again?", session_id="cut")
+    sent = [m for m in fakes.openai.requests[-1].body["messages"] if m["role"] != "system"]
+    assert [(m["role"], m["content"]) for m in sent] == [("assistant", "Done."), ("user", "Again?")]
