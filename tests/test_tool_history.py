@@ -305,3 +305,21 @@ def test_what_the_model_is_given_is_always_a_valid_conversation(
     ask(server, "Again?", session_id="cut")
     sent = [m for m in fakes.openai.requests[-1].body["messages"] if m["role"] != "system"]
     assert [(m["role"], m["content"]) for m in sent] == [("assistant", "Done."), ("user", "Again?")]
+
+
+def test_import_names_a_line_whose_parts_are_not_parts(tmp_path: Path) -> None:
+    header = '{"type": "sluice.history", "version": 1}\n'
+    session = (
+        '{"type": "session", "user_id": "alice", "session_id": "s1", "title": "t",'
+        ' "memory": {}, "created_at": 1.0, "updated_at": 2.0}\n'
+    )
+    message = (
+        '{"type": "message", "user_id": "alice", "session_id": "s1", "id": 1,'
+        ' "role": "assistant", "content": "x", "status": "complete", "created_at": 1.5,'
+        ' "parts": [{"type": "tool_call", "name": "current_time"}]}\n'
+    )
+    file = tmp_path / "history.jsonl"
+    file.write_text(header + session + message)
+    result = history_command(tmp_path, "import", str(file))
+    assert result.returncode == 1
+    assert "sluice: import failed: line 3: a part that is not one" in result.stderr
