@@ -4,11 +4,14 @@ Entities found by the intent stage are merged into the session's memory (a locat
 two turns ago is still known), then the prompt is built: the system prompt, a "Known
 context" block, the client's own instructions (``turn.instructions``, each a system message
 after the server's), as much history as fits ``history_chars`` (newest first), and the
-message.
+message. Tool calls and results count towards ``history_chars`` with the text, and the
+history never begins with a ``tool`` message whose calls were cut off: providers refuse
+results without their calls.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 from pydantic import Field
@@ -46,10 +49,21 @@ class ContextStage(Stage):
         budget = self.options.history_chars
         kept: list[Message] = []
         for message in reversed(turn.history):
-            budget -= len(message.content)
+            budget -= _size(message)
             if budget < 0:
                 break
             kept.append(message)
+        while kept and kept[-1].role == "tool":  # its calls did not fit
+            kept.pop()
         kept.reverse()
         instructions = [Message("system", text) for text in turn.instructions]
         return [Message("system", system), *instructions, *kept, Message("user", turn.message)]
+
+
+def _size(message: Message) -> int:
+    """The characters a message puts in the prompt: its text, calls and results."""
+    return (
+        len(message.content)
+        + sum(len(call.name) + len(json.dumps(call.arguments)) for call in message.tool_calls)
+        + sum(len(result.content) for result in message.tool_results)
+    )

@@ -17,6 +17,14 @@ What is saved is what was handed on towards the client: a chunk counts once the 
 asks for the next event, so an event the stream log could not take (an overflowing log) is
 not in history either.
 
+A turn in which the model called tools keeps them: the ``tool_call`` and ``tool_result``
+events handed on are saved with the answer as its ``parts``, in order between the text of
+each round (read from the events, like the text, so history holds what the client was
+shown). Later turns give them back to the model as it was given them: the assistant's text
+and calls, then a ``tool`` message with the results, round by round. They are saved with
+the final text; the drafts saved as the answer streams, and an answer kept after its process
+died (``turn_lost``), are text only.
+
 A turn whose process died mid-answer is kept by the instance that finds it (shared stores):
 the same rules (``turn_lost``), with what the stream log says its client was sent.
 
@@ -50,10 +58,18 @@ from server import (
     Event,
     LostTurn,
     Message,
+    Part,
     Rest,
     SessionStore,
     StageOptions,
+    StoredMessage,
     StoreUnavailable,
+    TextPart,
+    ToolCall,
+    ToolCallEvent,
+    ToolErrorKind,
+    ToolResult,
+    ToolResultEvent,
     Turn,
     WrapperStage,
     error,
@@ -106,6 +122,7 @@ class _Draft:
         "saved_parts",
         "session_id",
         "store",
+        "tools",
         "uncertain",
         "user_id",
     )
@@ -131,6 +148,33 @@ class _Draft:
         self.every_chars = o.save_every_chars
         self.due_chars = 0  # the first chunk starts the clocks
         self._timer: asyncio.TimerHandle | None = None
+        # Tool calls and results handed on, each with how much text came before it.
+        self.tools: list[tuple[int, ToolCall | ToolResult]] = []
+
+    def tool_event(self, event: ToolCallEvent | ToolResultEvent) -> None:
+        part: ToolCall | ToolResult
+        if isinstance(event, ToolCallEvent):
+            part = ToolCall(event.call_id, event.name, dict(event.arguments))
+        else:
+            part = ToolResult(event.call_id, event.name, event.ok, event.content, event.error)
+        self.tools.append((self.chars, part))
+
+    def answer_parts(self, content: str) -> tuple[Part, ...]:
+        """The answer in order, when tools were called: its text cut where each call and
+        result came. None called: no parts (the text is the whole answer)."""
+        if not self.tools:
+            return ()
+        parts: list[Part] = []
+        said = 0
+        for at, part in self.tools:
+            at = min(at, len(content))  # a final text shorter than the streamed one
+            if at > said:
+                parts.append(TextPart(content[said:at]))
+                said = at
+            parts.append(part)
+        if said < len(content):
+            parts.append(TextPart(content[said:]))
+        return tuple(parts)
 
     def _due(self) -> None:
         self._timer = None
@@ -193,6 +237,7 @@ class _Draft:
 
     async def finish(self, content: str, status: str, facts: AnswerFacts) -> None:
         self.close()
+        parts = self.answer_parts(content)
         if self.message_id is None:
             await self.store.add_message(
                 self.user_id,
@@ -202,6 +247,7 @@ class _Draft:
                 status,
                 reply_to=self.asked,
                 facts=facts,
+                parts=parts,
             )
         elif self._extends_saved(content):
             await self.store.append_to_message(
@@ -211,10 +257,17 @@ class _Draft:
                 content[self.saved_chars :],
                 status,
                 facts=facts,
+                parts=parts or None,
             )
         else:  # the final text is not the streamed one carried on: replace it
             await self.store.update_message(
-                self.user_id, self.session_id, self.message_id, content, status, facts=facts
+                self.user_id,
+                self.session_id,
+                self.message_id,
+                content,
+                status,
+                facts=facts,
+                parts=parts or None,
             )
 
 
@@ -252,6 +305,10 @@ class SessionStage(WrapperStage):
                     if draft.chars >= draft.due_chars:
                         await draft.save()
                     continue
+                if isinstance(event, ToolCallEvent | ToolResultEvent):
+                    yield event
+                    draft.tool_event(event)  # handed on, like a chunk
+                    continue
                 if isinstance(event, Complete):
                     event = dataclasses.replace(event, session_id=session_id)
                     terminal = event
@@ -277,9 +334,10 @@ class SessionStage(WrapperStage):
         turn.memory = dict(record.memory)
         earlier = await store.messages(turn.user_id, session_id)
         turn.history = [
-            Message("user" if m.role == "user" else "assistant", m.content)
+            said
             for m in earlier[-self.options.history_messages :]
-            if m.content and m.role in ("user", "assistant")
+            if (m.content or m.parts) and m.role in ("user", "assistant")
+            for said in _as_said(m)
         ]
         # Saved before any model is called: whatever happens next, the user's words are kept.
         asked = await store.add_message(turn.user_id, session_id, "user", turn.message, "complete")
@@ -346,6 +404,51 @@ class SessionStage(WrapperStage):
 
 
 _ABSENT = object()
+
+
+def _as_said(stored: StoredMessage) -> list[Message]:
+    """A stored message as the model was given it: an answer with tool rounds becomes, per
+    round, the assistant's text and calls, then a ``tool`` message with their results.
+
+    Every call gets a result, as providers require: one whose turn was torn down before its
+    result (nothing yielded the ``cancelled`` result) is given one saying so; a result whose
+    call is not in its round is left out."""
+    if not stored.parts:
+        return [Message("user" if stored.role == "user" else "assistant", stored.content)]
+    said: list[Message] = []
+    text: list[str] = []
+    calls: list[ToolCall] = []
+    results: dict[str, ToolResult] = {}
+
+    def end_round() -> None:
+        if calls:
+            answered = [results.get(call.call_id) or _never_answered(call) for call in calls]
+            said.append(Message("assistant", "".join(text), tuple(calls)))
+            said.append(Message("tool", "", tuple(answered)))
+        elif text:
+            said.append(Message("assistant", "".join(text)))
+        text.clear()
+        calls.clear()
+        results.clear()
+
+    for part in stored.parts:
+        if isinstance(part, ToolResult):
+            results[part.call_id] = part
+            continue
+        if results:  # text or a call after results: the next round
+            end_round()
+        if isinstance(part, ToolCall):
+            calls.append(part)
+        elif isinstance(part, TextPart):
+            text.append(part.text)
+    end_round()
+    return said
+
+
+def _never_answered(call: ToolCall) -> ToolResult:
+    return ToolResult(
+        call.call_id, call.name, False, "The call was cancelled.", ToolErrorKind.CANCELLED
+    )
 
 
 def _cut_short(answer: str) -> str:

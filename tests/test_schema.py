@@ -4,6 +4,7 @@ lock in PostgreSQL, the write lock in SQLite) and end at the newest revision, on
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -13,9 +14,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from server.contract import SessionStore, TextPart, ToolCall, ToolResult
 from server.stores.migrations import HEAD_REVISION
-from server.stores.schema import ADVISORY_LOCK_KEY, head_revision
-from server.stores.sqlite import sqlite_revision
+from server.stores.postgres import PostgresSessionStore
+from server.stores.schema import ADVISORY_LOCK_KEY, head_revision, upgrade_postgres, upgrade_sqlite
+from server.stores.sqlite import SQLiteSessionStore, sqlite_revision
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer
 from tests.support.server import ROOT, RunningServer, base_env
@@ -174,3 +177,78 @@ def test_a_current_sqlite_file_opens_without_loading_alembic(tmp_path: Path) -> 
     assert sqlite_revision(old) is None
     assert open_store(old) == "True True"
     assert sqlite_revision(old) == HEAD_REVISION
+
+
+# What a history at revision 0003 holds: a question, an answer whose text was partly saved
+# by appending (message_parts), with its facts. The same statements in both databases.
+_AT_0003 = (
+    "INSERT INTO sessions (user_id, session_id, title, memory, created_at, updated_at)"
+    " VALUES ('alice', 'trip', 'Tokyo', '{\"location\": \"Tokyo\"}', 1.5, 2.5)",
+    "INSERT INTO messages (user_id, session_id, role, content, status, created_at)"
+    " VALUES ('alice', 'trip', 'user', 'What time is it?', 'complete', 1.5)",
+    "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to,"
+    " provider) SELECT 'alice', 'trip', 'assistant', 'It is ', 'complete', 2.5, id, 'openai'"
+    " FROM messages WHERE role = 'user'",
+    "INSERT INTO message_parts (user_id, session_id, message_id, seq, content)"
+    " SELECT 'alice', 'trip', id, 1, 'noon ✨.' FROM messages WHERE role = 'assistant'",
+)
+_TOOL_PARTS = (
+    TextPart("Checking. "),
+    ToolCall("call_a", "current_time", {"timezone": "Asia/Tokyo"}),
+    ToolResult("call_a", "current_time", True, "2026-12-08T12:00:00+09:00"),
+    TextPart("Noon."),
+)
+
+
+async def _check_upgraded(store: SessionStore) -> None:
+    """The 0003 history reads as before, with no parts; a new answer keeps its parts."""
+    [question, answer] = await store.messages("alice", "trip")
+    assert (question.content, question.parts) == ("What time is it?", ())
+    assert (answer.content, answer.reply_to, answer.facts.provider) == (
+        "It is noon ✨.",
+        question.id,
+        "openai",
+    )
+    assert answer.parts == () and answer.as_json()["parts"] == []
+    added = await store.add_message(
+        "alice", "trip", "assistant", "Checking. Noon.", "complete", parts=_TOOL_PARTS
+    )
+    assert added > answer.id
+    assert (await store.messages("alice", "trip"))[2].parts == _TOOL_PARTS
+
+
+@pytest.mark.anyio
+async def test_a_sqlite_history_at_0003_upgrades_to_keep_tool_parts(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    upgrade_sqlite(path, revision="0003")
+    with sqlite3.connect(path) as db:
+        for statement in _AT_0003:
+            db.execute(statement)
+    assert sqlite_revision(path) == "0003"
+    store = SQLiteSessionStore(path)
+    try:
+        assert sqlite_revision(path) == HEAD_REVISION == "0004"
+        await _check_upgraded(store)
+    finally:
+        await store.close()
+
+
+@pytest.mark.anyio
+async def test_a_postgres_history_at_0003_upgrades_to_keep_tool_parts(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.new_database()
+    await upgrade_postgres(url, timeout=10, revision="0003")
+    db = await asyncpg.connect(url)
+    try:
+        for statement in _AT_0003:
+            await db.execute(statement)
+    finally:
+        await db.close()
+    store = PostgresSessionStore(url, timeout=10)
+    try:
+        await store.open()
+        assert postgres.psql("SELECT version_num FROM alembic_version", _name(url)) == "0004"
+        await _check_upgraded(store)
+    finally:
+        await store.close()

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from server.contract import AnswerFacts, ArchivedSession, SessionExists, SessionStore
+from server.contract import (
+    AnswerFacts,
+    ArchivedSession,
+    SessionExists,
+    SessionStore,
+    TextPart,
+    ToolCall,
+    ToolErrorKind,
+    ToolResult,
+)
 from server.stores.postgres import PostgresSessionStore
 from server.stores.sqlite import SQLiteSessionStore
 from tests.support.postgres import PostgresServer
@@ -93,6 +102,72 @@ async def test_messages_keep_order_status_and_facts(store: SessionStore) -> None
     assert messages[0].created_at <= messages[3].created_at
     assert messages[1].as_json()["usage"] == {"input_tokens": 12, "output_tokens": 34}
     assert "provider" not in messages[0].as_json()  # facts belong to answers
+
+
+# An answer with two tool rounds, one call failing; text in several languages, a NUL and
+# quotes in a result (PostgreSQL refuses NUL in text and in jsonb: the JSON keeps it escaped).
+TOOL_PARTS = (
+    TextPart("Let me check ✨. "),
+    ToolCall("call_a", "current_time", {"timezone": "Asia/Tokyo", "nested": {"n": [1, None]}}),
+    ToolCall("call_b", "current_time", {"timezone": "Mars/Olympus"}),
+    ToolResult("call_a", "current_time", True, "2026-12-08T18:02:11+09:00"),
+    ToolResult("call_b", "current_time", False, "unknown time zone 'Mars'", ToolErrorKind.FAILED),
+    TextPart("Tokyo: مرحبا. "),
+    ToolCall("call_c", "lookup", {}),
+    ToolResult("call_c", "lookup", True, 'a "quoted"\x00 result'),
+    TextPart("Done."),
+)
+TOOL_TEXT = "Let me check ✨. Tokyo: مرحبا. Done."
+
+
+async def test_an_answer_keeps_its_tool_parts_in_order(store: SessionStore) -> None:
+    """Parts given with a message read back equal and in order, through messages and
+    export; a message given none has none; appending or replacing text with no parts
+    leaves them, and parts given later replace them."""
+    await store.open_session("alice", "s1", "t")
+    asked = await store.add_message("alice", "s1", "user", "What time is it?", "complete")
+    answer = await store.add_message(
+        "alice", "s1", "assistant", TOOL_TEXT, "complete", reply_to=asked, parts=TOOL_PARTS
+    )
+    [question, stored] = await store.messages("alice", "s1")
+    assert question.parts == () and question.as_json()["parts"] == []
+    assert stored.parts == TOOL_PARTS and stored.content == TOOL_TEXT
+    assert stored.as_json()["parts"][1] == {
+        "type": "tool_call",
+        "call_id": "call_a",
+        "name": "current_time",
+        "arguments": {"timezone": "Asia/Tokyo", "nested": {"n": [1, None]}},
+    }
+    assert stored.as_json()["parts"][4] == {
+        "type": "tool_result",
+        "call_id": "call_b",
+        "name": "current_time",
+        "ok": False,
+        "content": "unknown time zone 'Mars'",
+        "error": "failed",
+    }
+    [archived] = [s async for s in store.export_sessions("alice")]
+    assert archived.messages[1].parts == TOOL_PARTS
+
+    # A draft saved as it streamed, text only, then finished with its parts (both ways the
+    # session stage finishes one).
+    streamed = await store.add_message("alice", "s1", "assistant", "Let me", "incomplete")
+    await store.append_to_message("alice", "s1", streamed, " check", "incomplete")
+    assert (await store.messages("alice", "s1"))[2].parts == ()
+    await store.append_to_message(
+        "alice", "s1", streamed, " ✨. Tokyo…", "complete", facts=FACTS, parts=TOOL_PARTS[:4]
+    )
+    finished = (await store.messages("alice", "s1"))[2]
+    assert (finished.content, finished.parts) == ("Let me check ✨. Tokyo…", TOOL_PARTS[:4])
+    await store.update_message("alice", "s1", streamed, "Replaced.", "complete")
+    assert (await store.messages("alice", "s1"))[2].parts == TOOL_PARTS[:4]
+    await store.update_message(
+        "alice", "s1", streamed, TOOL_TEXT, "complete", facts=FACTS, parts=TOOL_PARTS
+    )
+    assert (await store.messages("alice", "s1"))[2].parts == TOOL_PARTS
+    # Another user's session is not touched.
+    await store.update_message("bob", "s1", answer, "x", "complete", parts=TOOL_PARTS[:1])
+    assert (await store.messages("alice", "s1"))[1].parts == TOOL_PARTS
 
 
 async def test_memory_round_trips(store: SessionStore) -> None:
@@ -206,6 +281,10 @@ async def _fill(store: SessionStore) -> None:
     await store.add_message(
         "alice", "trip", "assistant", "Sushi Dai", "complete", reply_to=asked, facts=FACTS
     )
+    asked = await store.add_message("alice", "trip", "user", "What time is it?", "complete")
+    await store.add_message(
+        "alice", "trip", "assistant", TOOL_TEXT, "complete", reply_to=asked, parts=TOOL_PARTS
+    )
     await store.save_memory("alice", "trip", {"location": "Tokyo"})
     await store.open_session("bob", "b1", "Bob")
     asked = await store.add_message("bob", "b1", "user", "hi\nthere", "complete")
@@ -230,6 +309,7 @@ def _comparable(sessions: list[ArchivedSession]) -> list[tuple[object, ...]]:
                 m.created_at,
                 None if m.reply_to is None else positions[m.reply_to],
                 m.facts,
+                m.parts,
             )
             for m in session.messages
         ]
@@ -286,12 +366,14 @@ async def test_import_refuses_sessions_that_exist_unless_replacing(
         await store.import_sessions([*exported, ArchivedSession("erin", "e1", "t", {}, 1.0, 2.0)])
     assert refused.value.keys == [("alice", "trip")]
     assert await store.get_session("erin", "e1") is None  # nothing was written
-    assert len(await store.messages("alice", "trip")) == 3
+    assert len(await store.messages("alice", "trip")) == 5
 
     await store.import_sessions(exported, replace=True)
     assert [m.content for m in await store.messages("alice", "trip")] == [
         "Find me sushi",
         "Sushi Dai",
+        "What time is it?",
+        TOOL_TEXT,
     ]
 
 

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from server.contract.parts import Part, part_to_dict
+
 __all__ = [
     "AnswerFacts",
     "ArchivedSession",
@@ -74,6 +76,11 @@ class StoredMessage:
     # answers saved before answers recorded it).
     reply_to: int | None = None
     facts: AnswerFacts = field(default_factory=AnswerFacts)
+    # The message in order when it is more than its text: an answer whose model called
+    # tools holds each round's text (:class:`TextPart`, joined they are ``content``), its
+    # :class:`ToolCall` parts, then their :class:`ToolResult` parts. Empty: ``content`` is
+    # the whole message.
+    parts: tuple[Part, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -82,6 +89,7 @@ class StoredMessage:
             "content": self.content,
             "status": self.status,
             "created_at": self.created_at,
+            "parts": [part_to_dict(part) for part in self.parts],
         }
         if self.role == "assistant":
             facts = self.facts
@@ -147,8 +155,10 @@ class SessionStore(Protocol):
         *,
         reply_to: int | None = None,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] = (),
     ) -> int:
-        """Append a message; its id, which rises with every message of the store."""
+        """Append a message (with its ``parts``, see :attr:`StoredMessage.parts`); its id,
+        which rises with every message of the store."""
         ...
 
     async def update_message(
@@ -160,10 +170,11 @@ class SessionStore(Protocol):
         status: str,
         *,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
-        """Replace the content and status (and, when given, the facts) of message
-        ``message_id`` of that session: an answer saved as it streams, then finished.
-        Nothing happens when it is gone (the session was deleted)."""
+        """Replace the content and status (and, when given, the facts and the parts) of
+        message ``message_id`` of that session: an answer saved as it streams, then
+        finished. Nothing happens when it is gone (the session was deleted)."""
         ...
 
     async def append_to_message(
@@ -175,9 +186,11 @@ class SessionStore(Protocol):
         status: str,
         *,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
         """Add ``text`` to the end of message ``message_id``'s content and set its status
-        (and, when given, its facts): an answer saved as it streams, a piece at a time. Its
+        (and, when given, its facts and its parts, replacing any it had): an answer saved
+        as it streams, a piece at a time, then finished. Its
         cost follows the length of ``text``, never of the message, so that a long answer
         costs its length and not its square. Nothing happens when the message is gone."""
         ...

@@ -6,7 +6,12 @@ The format, one JSON object per line::
     {"type": "session", "user_id", "session_id", "title", "memory", "created_at", "updated_at"}
     {"type": "message", "user_id", "session_id", "id", "role", "content", "status",
      "created_at", "reply_to", "provider", "model", "mode", "fallback", "input_tokens",
-     "output_tokens", "time_to_first_token_ms", "duration_ms"}
+     "output_tokens", "time_to_first_token_ms", "duration_ms", "parts"}
+
+``parts`` is the message in order when it is more than its text (an answer whose model
+called tools: text, ``tool_call`` and ``tool_result`` parts, as ``GET /api/sessions/...``
+shows them), else ``[]``; a line without it (an export from before tool calls were kept)
+reads as ``[]``.
 
 Each session's line comes before its messages', messages in the order they were said. Ids
 are the exporting store's: the importing store gives new ones and rewrites ``reply_to``.
@@ -22,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from server.contract.parts import Part, part_from_dict, part_to_dict
 from server.contract.stores import AnswerFacts, ArchivedSession, SessionStore, StoredMessage
 from server.stores.rows import FACT_COLUMNS
 
@@ -96,6 +102,7 @@ def _message_line(session: ArchivedSession, message: StoredMessage) -> dict[str,
         "reply_to": message.reply_to,
     }
     line.update((name, getattr(message.facts, name)) for name in FACT_COLUMNS)
+    line["parts"] = [part_to_dict(part) for part in message.parts]
     return line
 
 
@@ -127,6 +134,16 @@ def _need(line: dict[str, Any], key: str, kind: type | tuple[type, ...], number:
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
         raise ArchiveError(f"line {number}: {key!r} is missing or of the wrong type")
     return value
+
+
+def _parts(line: dict[str, Any], number: int) -> tuple[Part, ...]:
+    items = line.get("parts", [])
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ArchiveError(f"line {number}: 'parts' is not a list of objects")
+    try:
+        return tuple(part_from_dict(item) for item in items)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArchiveError(f"line {number}: a part that is not one ({error})") from None
 
 
 def read_archive(lines: Iterable[str]) -> list[ArchivedSession]:
@@ -178,6 +195,7 @@ def read_archive(lines: Iterable[str]) -> list[ArchivedSession]:
                     created_at=float(_need(line, "created_at", (int, float), number)),
                     reply_to=line.get("reply_to"),
                     facts=AnswerFacts(**{name: line.get(name) for name in FACT_COLUMNS}),
+                    parts=_parts(line, number),
                 )
             )
         else:
@@ -203,6 +221,7 @@ def _fingerprint(session: ArchivedSession) -> tuple[Any, ...]:
                 m.created_at,
                 None if m.reply_to is None else positions.get(m.reply_to),
                 m.facts,
+                m.parts,
             )
             for m in session.messages
         ),

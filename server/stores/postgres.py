@@ -31,6 +31,7 @@ import asyncpg
 import structlog
 from sqlalchemy.exc import DBAPIError
 
+from server.contract.parts import Part
 from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
@@ -39,7 +40,13 @@ from server.contract.stores import (
     StoredMessage,
     StoreUnavailable,
 )
-from server.stores.rows import FACT_COLUMNS, MESSAGE_COLUMNS, fact_values, messages_with_parts
+from server.stores.rows import (
+    FACT_COLUMNS,
+    MESSAGE_COLUMNS,
+    fact_values,
+    messages_with_parts,
+    parts_json,
+)
 from server.stores.schema import upgrade_postgres
 
 __all__ = ["PostgresSessionStore", "describe_url"]
@@ -68,7 +75,11 @@ _SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
 _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
-    + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    + ", parts_json)"
+    + " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+)
+_SET_PARTS = (
+    "UPDATE messages SET parts_json = $4 WHERE id = $3 AND user_id = $1 AND session_id = $2"
 )
 
 # A part goes in only while its message exists (a deleted session takes no more text).
@@ -239,6 +250,7 @@ class PostgresSessionStore:
         *,
         reply_to: int | None = None,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] = (),
     ) -> int:
         now = time.time()
         async with self._connection() as db:
@@ -257,6 +269,7 @@ class PostgresSessionStore:
                 now,
                 reply_to,
                 *fact_values(facts),
+                parts_json(parts),
             )
         return int(message_id)
 
@@ -269,6 +282,7 @@ class PostgresSessionStore:
         status: str,
         *,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
         # The session's updated_at is left alone: the message is not new.
         async with self._connection() as db, db.transaction():
@@ -279,6 +293,8 @@ class PostgresSessionStore:
                 session_id,
                 message_id,
             )
+            if parts is not None:
+                await db.execute(_SET_PARTS, user_id, session_id, message_id, parts_json(parts))
             if facts is None:
                 await db.execute(
                     "UPDATE messages SET content = $4, status = $5"
@@ -309,6 +325,7 @@ class PostgresSessionStore:
         status: str,
         *,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
         # A row of its own for the new text, as in SQLite: an UPDATE of ``content`` would
         # write a new version of the whole text (and its TOAST) at every save.
@@ -333,6 +350,8 @@ class PostgresSessionStore:
                     status,
                     *fact_values(facts),
                 )
+            if parts is not None:
+                await db.execute(_SET_PARTS, user_id, session_id, message_id, parts_json(parts))
 
     async def merge_memory(
         self,
@@ -479,6 +498,7 @@ class PostgresSessionStore:
                         message.created_at,
                         new_ids.get(message.reply_to) if message.reply_to is not None else None,
                         *fact_values(message.facts),
+                        parts_json(message.parts),
                     )
 
     async def ping(self) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from server.contract.parts import Part, part_from_dict, part_to_dict
 from server.contract.stores import AnswerFacts, StoredMessage
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "fact_values",
     "message_from_row",
     "messages_with_parts",
+    "parts_from_json",
+    "parts_json",
 ]
 
 FACT_COLUMNS = (
@@ -27,12 +31,36 @@ FACT_COLUMNS = (
     "duration_ms",
 )
 # What every read of messages selects, in this order (message_from_row reads it so).
-MESSAGE_COLUMNS = ("id", "role", "content", "status", "created_at", "reply_to", *FACT_COLUMNS)
+MESSAGE_COLUMNS = (
+    "id",
+    "role",
+    "content",
+    "status",
+    "created_at",
+    "reply_to",
+    *FACT_COLUMNS,
+    "parts_json",
+)
 
 
 def fact_values(facts: AnswerFacts | None) -> tuple[Any, ...]:
     facts = facts or AnswerFacts()
     return tuple(getattr(facts, name) for name in FACT_COLUMNS)
+
+
+def parts_json(parts: Sequence[Part]) -> str | None:
+    """The ``parts_json`` column's value: the parts as a JSON list, or NULL for none (a
+    message that is its text alone)."""
+    if not parts:
+        return None
+    return json.dumps([part_to_dict(part) for part in parts], ensure_ascii=False)
+
+
+def parts_from_json(value: str | None) -> tuple[Part, ...]:
+    """The parts a ``parts_json`` value holds (none for NULL)."""
+    if value is None:
+        return ()
+    return tuple(part_from_dict(item) for item in json.loads(value))
 
 
 class Row(Protocol):
@@ -62,6 +90,7 @@ def message_from_row(row: Row) -> StoredMessage:
             time_to_first_token_ms=row[12],
             duration_ms=row[13],
         ),
+        parts=parts_from_json(row[14]),
     )
 
 

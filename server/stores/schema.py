@@ -48,14 +48,15 @@ def head_revision() -> str:
     return head
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     config = _config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
-def upgrade_sqlite(path: Path, *, busy_timeout: float = 30.0) -> None:
-    """Bring the SQLite file at ``path`` to the newest revision (creating it if absent).
+def upgrade_sqlite(path: Path, *, busy_timeout: float = 30.0, revision: str = "head") -> None:
+    """Bring the SQLite file at ``path`` to the newest revision (creating it if absent), or
+    to ``revision`` (a file as an older sluice left it, for tests of an upgrade).
 
     Synchronous: it runs once, before the server takes requests, on a local file.
     """
@@ -76,16 +77,17 @@ def upgrade_sqlite(path: Path, *, busy_timeout: float = 30.0) -> None:
 
     try:
         with engine.begin() as connection:
-            _upgrade(connection)
+            _upgrade(connection, revision)
     finally:
         engine.dispose()
 
 
-async def upgrade_postgres(dsn: str, *, timeout: float) -> None:
-    """Bring the PostgreSQL database at ``dsn`` to the newest revision, under an advisory
-    lock held until the upgrade commits. ``timeout`` bounds connecting; the statements are
-    not bounded by it: waiting for another instance's upgrade, or rewriting a large table,
-    takes what it takes (a caller that must not wait puts its own bound around this)."""
+async def upgrade_postgres(dsn: str, *, timeout: float, revision: str = "head") -> None:
+    """Bring the PostgreSQL database at ``dsn`` to the newest revision (or to ``revision``,
+    as :func:`upgrade_sqlite`), under an advisory lock held until the upgrade commits.
+    ``timeout`` bounds connecting; the statements are not bounded by it: waiting for another
+    instance's upgrade, or rewriting a large table, takes what it takes (a caller that must
+    not wait puts its own bound around this)."""
 
     # Connected here rather than by SQLAlchemy, so that a database that cannot be reached
     # (or refuses the credentials) raises asyncpg's own error, as the pool's calls do.
@@ -101,6 +103,6 @@ async def upgrade_postgres(dsn: str, *, timeout: float) -> None:
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
             )
-            await connection.run_sync(_upgrade)
+            await connection.run_sync(_upgrade, revision)
     finally:
         await engine.dispose()

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from server.contract.parts import Part
 from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
@@ -35,6 +36,7 @@ from server.stores.rows import (
     MESSAGE_COLUMNS,
     fact_values,
     messages_with_parts,
+    parts_json,
 )
 
 __all__ = ["SQLiteSessionStore", "sqlite_revision"]
@@ -43,8 +45,9 @@ _SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
 _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
-    + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    + ", parts_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_SET_PARTS = "UPDATE messages SET parts_json = ? WHERE id = ? AND user_id = ? AND session_id = ?"
 
 # A part goes in only while its message exists (a deleted session takes no more text).
 _APPEND_PART = (
@@ -138,12 +141,17 @@ class SQLiteSessionStore:
         *,
         reply_to: int | None = None,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] = (),
     ) -> int:
         now = time.time()
         with self._db:
             cursor = self._db.execute(
                 _INSERT_MESSAGE,
-                (user_id, session_id, role, content, status, now, reply_to, *fact_values(facts)),
+                (
+                    *(user_id, session_id, role, content, status, now, reply_to),
+                    *fact_values(facts),
+                    parts_json(parts),
+                ),
             )
             self._db.execute(
                 "UPDATE sessions SET updated_at = ? WHERE user_id = ? AND session_id = ?",
@@ -160,6 +168,7 @@ class SQLiteSessionStore:
         status: str,
         *,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
         # The session's updated_at is left alone (the message is not new), so a
         # conversation does not jump up the list at every save.
@@ -179,6 +188,13 @@ class SQLiteSessionStore:
                 "DELETE FROM message_parts WHERE user_id = ? AND session_id = ? AND message_id = ?",
                 (user_id, session_id, message_id),
             )
+            if parts is not None:
+                self._set_parts(user_id, session_id, message_id, parts)
+
+    def _set_parts(
+        self, user_id: str, session_id: str, message_id: int, parts: Sequence[Part]
+    ) -> None:
+        self._db.execute(_SET_PARTS, (parts_json(parts), message_id, user_id, session_id))
 
     async def append_to_message(
         self,
@@ -189,6 +205,7 @@ class SQLiteSessionStore:
         status: str,
         *,
         facts: AnswerFacts | None = None,
+        parts: Sequence[Part] | None = None,
     ) -> None:
         # A row of its own for the new text: SQLite rewrites a whole row (overflow pages
         # and all) to change any of it, so even ``content = content || ?`` would cost the
@@ -208,6 +225,8 @@ class SQLiteSessionStore:
                     _SET_STATUS_AND_FACTS,
                     (status, *fact_values(facts), message_id, user_id, session_id),
                 )
+            if parts is not None:
+                self._set_parts(user_id, session_id, message_id, parts)
 
     async def save_memory(self, user_id: str, session_id: str, memory: dict[str, Any]) -> None:
         self._db.execute(
@@ -367,6 +386,7 @@ class SQLiteSessionStore:
                             message.created_at,
                             reply_to,
                             *fact_values(message.facts),
+                            parts_json(message.parts),
                         ),
                     )
                     new_ids[message.id] = int(cursor.lastrowid or 0)
