@@ -35,7 +35,7 @@ from server.stores.redis.rate_limits import RedisRateLimitStore
 from server.stores.redis.registry import RedisTurnRegistry
 from server.stores.redis.streamlog import RedisStreamLogStore
 from server.tools.approvals import ApprovalStore, MemoryApprovals
-from server.tools.mcp import MCPTools
+from server.tools.mcp_servers import MCPTools
 from server.tools.service import ServerTools
 
 __all__ = ["build_state", "make_app"]

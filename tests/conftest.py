@@ -41,10 +41,13 @@ SLOW_FIRST = (
 )
 
 
+SPREAD_BY_TEST = ("tests/test_bench_smoke.py",)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Slow modules first; under ``--dist loadgroup`` one worker runs each module (its
-    module-scoped server starts once) and one runs the whole browser package (one Chromium)."""
+    module-scoped server and browser start once), but for the modules that share nothing."""
 
     def rank(item: pytest.Item) -> int:
         ranks = (i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix))
@@ -54,7 +57,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.pluginmanager.hasplugin("xdist"):
         for item in items:
             module = item.nodeid.split("::")[0]
-            group = "browser" if module.startswith("tests/browser/") else module
+            # The bench smoke tests share nothing and each runs a whole bench: spread them.
+            group = item.nodeid if module in SPREAD_BY_TEST else module
             item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -12,7 +12,7 @@ from server.http.identity import TokenAuthenticator
 from server.llm.chain import LLMChain
 from server.observability.telemetry import Telemetry
 from server.tools.approvals import ApprovalStore
-from server.tools.mcp import MCPTools
+from server.tools.mcp_servers import MCPTools
 
 __all__ = ["ServerState"]
 
