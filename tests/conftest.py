@@ -47,7 +47,8 @@ SPREAD_BY_TEST = ("tests/test_bench_smoke.py",)
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Slow modules first; under ``--dist loadgroup`` one worker runs each module (its
-    module-scoped server and browser start once), but for the modules that share nothing."""
+    module-scoped server starts once), the browser package on one (one Chromium), and the
+    modules that share nothing spread."""
 
     def rank(item: pytest.Item) -> int:
         ranks = (i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix))
@@ -59,6 +60,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             module = item.nodeid.split("::")[0]
             # The bench smoke tests share nothing and each runs a whole bench: spread them.
             group = item.nodeid if module in SPREAD_BY_TEST else module
+            if module.startswith("tests/browser/"):
+                group = "browser"  # one Chromium at a time: two made page timings flake
             item.add_marker(pytest.mark.xdist_group(group))
 
 
