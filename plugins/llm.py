@@ -4,9 +4,10 @@ The answer service (``services.llm``, the provider fallback chain) picks the pro
 each round and handles fallback; this stage turns its text deltas into events and runs the
 tools the model calls (``services.tools``):
 
-round → text as ``chunk`` events → the round's calls, each announced by ``tool_call`` →
-for each call, the owner's approval when its tool requires one, then the run → its
-``tool_result`` → the next round, given the assistant's text and calls and the results.
+round → reasoning as ``reasoning`` events, text as ``chunk`` events → the round's calls,
+each announced by ``tool_call`` → for each call, the owner's approval when its tool requires
+one, then the run → its ``tool_result`` → the next round, given the assistant's reasoning,
+text and calls and the results.
 
 * After ``tools.max_rounds`` rounds with calls, the model is asked once more with no tools,
   so the turn still ends with an answer rather than a cut.
@@ -18,7 +19,10 @@ for each call, the owner's approval when its tool requires one, then the run →
 * Calls of one round run one after another, in the model's order: approvals are asked one
   at a time, and a turn's tools cannot race each other over shared state.
 
-All chunks joined are ``complete.message``; ``complete.tool_calls`` counts the calls run.
+All chunks joined are ``complete.message`` (reasoning never is); ``complete.tool_calls``
+counts the calls run. A round's reasoning goes back to the model with its calls, as one part
+per block (pieces joined until a piece carries the block's signature): Anthropic requires its
+signed thinking blocks back within a tool round.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from server import (
     ErrorCode,
     Event,
     Message,
+    ReasoningPart,
     Stage,
     StoreUnavailable,
     ToolCall,
@@ -45,6 +50,7 @@ from server import (
     chunk,
     complete,
     error,
+    reasoning,
     tool_call,
     tool_result,
 )
@@ -77,11 +83,16 @@ class LLMStage(Stage):
             )
             said: list[str] = []
             calls: list[ToolCall] = []
+            thoughts = _Thoughts()
             try:
                 async for delta in answer:
                     if delta.__class__ is str:
                         said.append(delta)
                         yield chunk(delta)
+                    elif isinstance(delta, ReasoningPart):
+                        thoughts.add(delta)
+                        if delta.text:
+                            yield reasoning(delta.text)
                     elif tools:
                         calls.append(delta)  # type: ignore[arg-type]
             except AnswerError as failure:
@@ -144,7 +155,7 @@ class LLMStage(Stage):
                         duration_ms=0,
                     )
                 raise
-            messages.append(Message("assistant", "".join(said), tuple(calls)))
+            messages.append(Message("assistant", "".join(said), (*thoughts.blocks(), *calls)))
             messages.append(Message("tool", "", tuple(results)))
         turn.finish_reason = last.finish_reason
         yield complete(
@@ -178,6 +189,31 @@ class LLMStage(Stage):
             user_id=turn.user_id, session_id=turn.session_id, call_id=call.call_id, cancelled=stop
         )
         return await service.run(found, call, context, deadline=turn.deadline)
+
+
+class _Thoughts:
+    """A round's reasoning as blocks: pieces joined until one carries a signature."""
+
+    __slots__ = ("_done", "_pieces", "_source")
+
+    def __init__(self) -> None:
+        self._done: list[ReasoningPart] = []
+        self._pieces: list[str] = []
+        self._source: str | None = None
+
+    def add(self, piece: ReasoningPart) -> None:
+        self._pieces.append(piece.text)
+        self._source = piece.source or self._source
+        if piece.signature is not None or piece.redacted is not None:
+            text = "".join(self._pieces)
+            self._done.append(ReasoningPart(text, piece.signature, self._source, piece.redacted))
+            self._pieces.clear()
+            self._source = None
+
+    def blocks(self) -> list[ReasoningPart]:
+        if any(self._pieces):
+            return [*self._done, ReasoningPart("".join(self._pieces), source=self._source)]
+        return self._done
 
 
 def _needs_approval(turn: Turn, call: ToolCall) -> bool:

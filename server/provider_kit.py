@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import httpx2
 import jiter
 
-from server.contract import FailureKind, ProviderError, ToolCall, Usage
+from server.contract import FailureKind, ProviderError, ReasoningPart, ToolCall, Usage
 
 __all__ = [
     "BodyReader",
@@ -201,10 +201,10 @@ class JSONFrameStream:
     A provider's stream says how to open the response (``_open``, returning what is kept of
     it while it streams: a :data:`BodyReader`), what text a frame carries (``_text``) and, if
     its protocol has one, an end marker (``_marker``). A tool call whose arguments are
-    complete is handed on by appending it to ``_calls`` (from ``_text``, or ``_marker``):
-    it is yielded after the frame's text. Frames are parsed with jiter and no
-    typed object is built per chunk. A body that ends before the provider's own end
-    (``_finished``) was cut short.
+    complete, or a :class:`ReasoningPart` piece, is handed on by appending it to ``_calls``
+    (from ``_text``, or ``_marker``): it is yielded after the frame's text, in order. Frames
+    are parsed with jiter and no typed object is built per chunk. A body that ends before the
+    provider's own end (``_finished``) was cut short.
     """
 
     def __init__(self, name: str, key: str | None) -> None:
@@ -219,7 +219,7 @@ class JSONFrameStream:
         self._done = False  # the end marker came; read on to the end of the body
         self._ended = False
         self._closed = False
-        self._calls: list[ToolCall] = []
+        self._calls: list[ToolCall | ReasoningPart] = []
 
     async def _open(self) -> BodyReader:
         raise NotImplementedError
@@ -243,7 +243,7 @@ class JSONFrameStream:
     def __aiter__(self) -> JSONFrameStream:
         return self
 
-    async def __anext__(self) -> str | ToolCall:
+    async def __anext__(self) -> str | ToolCall | ReasoningPart:
         if self._body is None:
             if self._closed:
                 raise StopAsyncIteration

@@ -52,6 +52,7 @@ from server.contract import (
     ProviderContext,
     ProviderError,
     ProviderOptions,
+    ReasoningPart,
     Rest,
     Services,
     Stage,
@@ -111,9 +112,9 @@ class ScriptedProvider:
         model: str = "scripted-1",
         fail: ProviderError | None = None,
         fail_after: int = 0,
-        rounds: Iterable[Iterable[str | ToolCall]] | None = None,
+        rounds: Iterable[Iterable[str | ToolCall | ReasoningPart]] | None = None,
     ) -> None:
-        self.deltas: list[str | ToolCall] = list(deltas)
+        self.deltas: list[str | ToolCall | ReasoningPart] = list(deltas)
         self.rounds = [list(r) for r in rounds] if rounds is not None else None
         self.tools: list[list[str]] = []
         self.model = model
@@ -128,7 +129,7 @@ class ScriptedProvider:
 
     def _next(
         self, messages: list[Message], params: GenerationParams | None, tools: Sequence[Tool]
-    ) -> list[str | ToolCall]:
+    ) -> list[str | ToolCall | ReasoningPart]:
         self.prompts.append(list(messages))
         self.params.append(params)
         self.tools.append([item.name for item in tools])
@@ -162,21 +163,26 @@ class ScriptedProvider:
             raise self.fail
         text = "".join(d for d in deltas if isinstance(d, str))
         calls = tuple(d for d in deltas if isinstance(d, ToolCall))
+        thoughts = tuple(d for d in deltas if isinstance(d, ReasoningPart))
         finish = "tool_calls" if calls else "stop"
-        return Completion(text, Usage(1, len(deltas), None), finish, tool_calls=calls)
+        return Completion(
+            text, Usage(1, len(deltas), None), finish, tool_calls=calls, reasoning=thoughts
+        )
 
     async def aclose(self) -> None:
         return None
 
 
 class _ScriptedStream:
-    def __init__(self, provider: ScriptedProvider, deltas: list[str | ToolCall]) -> None:
+    def __init__(
+        self, provider: ScriptedProvider, deltas: list[str | ToolCall | ReasoningPart]
+    ) -> None:
         self._provider = provider
         self._deltas = deltas
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
 
-    async def __aiter__(self) -> AsyncIterator[str | ToolCall]:
+    async def __aiter__(self) -> AsyncIterator[str | ToolCall | ReasoningPart]:
         provider = self._provider
         deltas = self._deltas
         for index, delta in enumerate(deltas):

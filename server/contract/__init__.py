@@ -11,7 +11,8 @@ machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) 
   :func:`chunk`, :func:`complete`, :func:`error`, and the codes :class:`ErrorCode`.
 * Tool events, message parts and tools: :class:`ToolCallEvent`, :class:`ToolResultEvent`,
   :class:`Reasoning` and :func:`tool_call`, :func:`tool_result`, :func:`reasoning`; the parts
-  :class:`Part` (:class:`TextPart`, :class:`ImagePart`, :class:`ToolCall`, :class:`ToolResult`),
+  :class:`Part` (:class:`TextPart`, :class:`ImagePart`, :class:`ToolCall`, :class:`ToolResult`,
+  :class:`ReasoningPart`),
   :class:`ToolErrorKind`, :func:`part_to_dict`, :func:`part_from_dict`; the tool author's
   :class:`Tool`, :func:`tool`, :class:`ToolContext`, :class:`ToolError`,
   :class:`ToolArgumentsError`.
@@ -53,6 +54,7 @@ from server.contract.events import (
 from server.contract.parts import (
     ImagePart,
     Part,
+    ReasoningPart,
     TextPart,
     ToolCall,
     ToolErrorKind,
@@ -135,6 +137,7 @@ __all__ = [
     "RateLimitStore",
     "RateLimiter",
     "Reasoning",
+    "ReasoningPart",
     "Rest",
     "Services",
     "SessionExists",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.contract.events import Error, ErrorCode, error
-from server.contract.parts import ToolCall
+from server.contract.parts import ReasoningPart, ToolCall
 from server.contract.providers import GenerationParams, Message, Usage
 from server.contract.tools import Tool
 
@@ -60,8 +60,9 @@ class AnswerError(Exception):
 
 
 class Answer(Protocol):
-    """Text deltas (``str``) of one answer, and the :class:`ToolCall` s of the model when
-    it was given tools; ``result`` is set when iteration ends normally.
+    """Text deltas (``str``) of one answer, the :class:`ToolCall` s of the model when it was
+    given tools, and its :class:`ReasoningPart` pieces when it reasons visibly; ``result`` is
+    set when iteration ends normally.
 
     ``writer`` says who is writing it from the first text on (provider, model, mode and
     fallback; usage and finish reason only once it ends), and still does when the answer
@@ -71,7 +72,7 @@ class Answer(Protocol):
     result: AnswerResult | None
     writer: AnswerResult | None
 
-    def __aiter__(self) -> AsyncIterator[str | ToolCall]: ...
+    def __aiter__(self) -> AsyncIterator[str | ToolCall | ReasoningPart]: ...
 
     async def aclose(self) -> None: ...
 

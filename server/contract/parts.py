@@ -1,4 +1,4 @@
-"""The parts a chat message is made of: text, image, tool call, tool result.
+"""The parts a chat message is made of: text, image, tool call, tool result, reasoning.
 
 A message is a list of parts. Providers translate parts to their own wire format (OpenAI
 ``tool_calls`` / ``role: "tool"``, Gemini ``functionCall`` / ``functionResponse``, Anthropic
@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "ImagePart",
     "Part",
+    "ReasoningPart",
     "TextPart",
     "ToolCall",
     "ToolErrorKind",
@@ -93,14 +94,42 @@ class ToolResult:
     error: ToolErrorKind | None = None
 
 
-Part = TextPart | ImagePart | ToolCall | ToolResult
-"""Any of the four parts."""
+@dataclass(frozen=True, slots=True)
+class ReasoningPart:
+    """The model's visible reasoning (Anthropic thinking, Gemini thought summaries, the
+    ``reasoning_content`` of OpenAI-compatible servers), kept apart from its answer text.
+
+    A provider's stream yields one per piece as it arrives (``text`` the next piece); a
+    provider whose API signs its reasoning yields the block's ``signature`` at the block's end
+    on a part whose ``text`` is empty. ``source`` names the provider *type* that made the
+    signature (``"anthropic"``): a signature means nothing to another API, so a provider
+    sends a reasoning part back within a tool round only when the source is its own, and
+    drops it otherwise. ``redacted`` holds an encrypted block the API gave instead of text
+    (Anthropic's ``redacted_thinking``), to be sent back as it came.
+    """
+
+    text: str
+    signature: str | None = None
+    source: str | None = None
+    redacted: str | None = None
+
+
+Part = TextPart | ImagePart | ToolCall | ToolResult | ReasoningPart
+"""Any of the five parts."""
 
 
 def part_to_dict(part: Part) -> dict[str, Any]:
-    """The part as JSON: ``{"type": "text" | "image" | "tool_call" | "tool_result", ...}``."""
+    """The part as JSON: ``{"type": "text" | "image" | "tool_call" | "tool_result" |
+    "reasoning", ...}``; a reasoning part's optional fields only when set."""
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
+    if isinstance(part, ReasoningPart):
+        reasoning: dict[str, Any] = {"type": "reasoning", "text": part.text}
+        for name in ("signature", "source", "redacted"):
+            value = getattr(part, name)
+            if value is not None:
+                reasoning[name] = value
+        return reasoning
     if isinstance(part, ImagePart):
         return {
             "type": "image",
@@ -135,6 +164,10 @@ def part_from_dict(data: Mapping[str, Any]) -> Part:
         return ImagePart(base64.b64decode(data["data"], validate=True), data["media_type"])
     if kind == "tool_call":
         return ToolCall(data["call_id"], data["name"], dict(data["arguments"]))
+    if kind == "reasoning":
+        return ReasoningPart(
+            data["text"], data.get("signature"), data.get("source"), data.get("redacted")
+        )
     if kind == "tool_result":
         error = data.get("error")
         return ToolResult(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 
 from pydantic import BaseModel, ConfigDict
 
-from server.contract.parts import ImagePart, Part, ToolCall, ToolResult
+from server.contract.parts import ImagePart, Part, ReasoningPart, ToolCall, ToolResult
 
 if TYPE_CHECKING:
     import httpx2
@@ -145,6 +145,8 @@ class Completion:
     model: str | None = None
     # The tools the model called after its text (finish_reason "tool_calls").
     tool_calls: tuple[ToolCall, ...] = ()
+    # The model's reasoning before its text, one part per block (signature included).
+    reasoning: tuple[ReasoningPart, ...] = ()
 
 
 class FailureKind(enum.Enum):
@@ -189,7 +191,9 @@ class ProviderStream(Protocol):
 
     Text is yielded as plain ``str`` (no wrapper object per delta: that is the hot path). A
     call given ``tools`` may also yield a :class:`ToolCall`, once that call's arguments are
-    complete; the stream then usually ends with ``finish_reason`` ``"tool_calls"``.
+    complete; the stream then usually ends with ``finish_reason`` ``"tool_calls"``. A model
+    that reasons visibly yields :class:`ReasoningPart` pieces (before its text, as a rule),
+    which never count as answer text.
     ``usage`` and ``finish_reason`` are filled in by the time iteration ends. ``aclose()`` must
     close the upstream HTTP response at once (the upstream sees its connection close), and is
     safe to call more than once or after the end.
@@ -198,7 +202,7 @@ class ProviderStream(Protocol):
     usage: Usage | None
     finish_reason: str | None
 
-    def __aiter__(self) -> AsyncIterator[str | ToolCall]: ...
+    def __aiter__(self) -> AsyncIterator[str | ToolCall | ReasoningPart]: ...
 
     async def aclose(self) -> None: ...
 

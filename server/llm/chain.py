@@ -41,6 +41,7 @@ from server.contract import (
     Message,
     Provider,
     ProviderError,
+    ReasoningPart,
     Tool,
     ToolCall,
 )
@@ -179,8 +180,9 @@ class _Watchdog:
 
 
 class AnswerStream:
-    """Async iterator of text deltas (``str``) and, when given tools, the model's
-    :class:`ToolCall` s; ``result`` is set once iteration ends normally.
+    """Async iterator of text deltas (``str``), when given tools the model's
+    :class:`ToolCall` s, and its :class:`ReasoningPart` pieces; ``result`` is set once
+    iteration ends normally.
 
     Call ``aclose()`` when you stop early (or were cancelled): it closes the upstream request.
     ``text_sent`` tells whether any delta or call was handed out: after that, a failure is
@@ -215,14 +217,14 @@ class AnswerStream:
         self.text_sent = False
         self.capped = False  # llm.max_answer_chars ended the answer
         self._chars = 0
-        self._gen: AsyncGenerator[str | ToolCall, None] = self._run()
+        self._gen: AsyncGenerator[str | ToolCall | ReasoningPart, None] = self._run()
 
-    def __aiter__(self) -> AsyncIterator[str | ToolCall]:
+    def __aiter__(self) -> AsyncIterator[str | ToolCall | ReasoningPart]:
         # The generator itself, not a coroutine wrapping each step: one object fewer kept
         # suspended for the whole of every open stream.
         return self._gen
 
-    def __anext__(self) -> Awaitable[str | ToolCall]:
+    def __anext__(self) -> Awaitable[str | ToolCall | ReasoningPart]:
         return self._gen.__anext__()
 
     async def aclose(self) -> None:
@@ -231,7 +233,7 @@ class AnswerStream:
     def _remaining(self) -> float:
         return self._deadline - self._chain.clock()
 
-    async def _run(self) -> AsyncGenerator[str | ToolCall, None]:
+    async def _run(self) -> AsyncGenerator[str | ToolCall | ReasoningPart, None]:
         chain = self._chain
         failures: list[tuple[str, ProviderError]] = []
         for index, entry in enumerate(self._entries):
@@ -316,7 +318,7 @@ class AnswerStream:
 
     async def _stream(
         self, provider: Provider, fallback: bool
-    ) -> AsyncGenerator[str | ToolCall, None]:
+    ) -> AsyncGenerator[str | ToolCall | ReasoningPart, None]:
         chain = self._chain
         remaining = self._remaining()
         timeout = max(0.001, min(remaining, chain.first_token_timeout))
@@ -356,7 +358,9 @@ class AnswerStream:
                         f"{provider.name} sent nothing for {watchdog.limit:g} s ({what} timeout).",
                     ) from None
                 watchdog.waiting = False
-                if delta.__class__ is not str:  # a tool call (rare: text is the hot path)
+                # A tool call or a reasoning piece (rare: text is the hot path). Either is
+                # shown to the client, so it commits the answer to this provider like text.
+                if delta.__class__ is not str:
                     if not got_text:
                         self.writer = AnswerResult(
                             provider.name, provider.model, STREAM, fallback, None
@@ -404,7 +408,7 @@ class AnswerStream:
 
     async def _plain(
         self, provider: Provider, fallback: bool
-    ) -> AsyncGenerator[str | ToolCall, None]:
+    ) -> AsyncGenerator[str | ToolCall | ReasoningPart, None]:
         remaining = self._remaining()
         try:
             async with asyncio.timeout(remaining) as timer:
@@ -419,7 +423,7 @@ class AnswerStream:
             if timer.expired():
                 raise _DeadlineExceeded from None
             raise
-        if not completion.text and not completion.tool_calls:
+        if not completion.text and not completion.tool_calls and not completion.reasoning:
             return
         text = completion.text
         self._chars += len(text)
@@ -433,6 +437,9 @@ class AnswerStream:
             usage=completion.usage,
             finish_reason="length" if self.capped else completion.finish_reason,
         )
+        for thought in completion.reasoning:
+            self.text_sent = True
+            yield thought
         for piece in _pieces(text):
             self.text_sent = True
             yield piece
