@@ -228,8 +228,9 @@ class ThinkingReply(Reply):
     frame of its own. OpenAI-compatible: as ``delta.<reasoning_field>`` (``content`` null, as
     DeepSeek sends it), and the plain message's ``<reasoning_field>``; Gemini: parts marked
     ``thought: true``. ``reasoning_tokens``, when set, is reported in the usage (OpenAI's
-    ``completion_tokens_details``, Gemini's ``thoughtsTokenCount``). A ``<think>`` block in the
-    content needs no reply of its own: it is ``text``."""
+    ``completion_tokens_details``, Gemini's ``thoughtsTokenCount``). ``interval`` paces the
+    reasoning frames as well. A ``<think>`` block in the content needs no reply of its own: it
+    is ``text``."""
 
     reasoning: list[str] = field(default_factory=list)
     reasoning_field: str = "reasoning_content"
@@ -268,7 +269,9 @@ class _OpenAIHandler(_Handler):
             return
         thinking = _thinking(reply)
         if thinking is not None:
-            for piece in thinking.reasoning:
+            for i, piece in enumerate(thinking.reasoning):
+                if reply.interval and i:
+                    await asyncio.sleep(reply.interval)
                 delta = {"content": None, thinking.reasoning_field: piece}
                 if not await self.send(self._chunk(model, delta, None), reply):
                     return
