@@ -6,6 +6,7 @@ that the provider tests prove something about the real wire format."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -16,9 +17,12 @@ from google.genai import types as genai_types
 
 from plugins.providers.gemini import GeminiOptions, GeminiProvider
 from plugins.providers.openai import OpenAIOptions, OpenAIProvider, to_openai
+from server.config import load_settings
 from server.contract import Message, ReasoningPart, ToolCall
 from server.llm.transport import provider_context
+from server.registry import load_providers
 from tests.fakes.llm_upstreams import FakeGemini, FakeOpenAI, Reply, ThinkingReply
+from tests.support.server import ROOT
 
 pytestmark = pytest.mark.anyio
 
@@ -304,3 +308,30 @@ async def test_reasoning_is_never_sent_to_gemini(fake_gemini: FakeGemini) -> Non
     (request,) = fake_gemini.requests
     assert "I should look" not in str(request.body)
     assert request.body["contents"][1]["parts"][0] == {"text": "Checking."}
+
+
+async def test_the_documented_reasoning_configuration_loads(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "providers.md").read_text(encoding="utf-8")
+    marker = "<!-- tested: tests/test_provider_reasoning.py -->\n```toml\n"
+    start = doc.index(marker) + len(marker)
+    config = '[llm]\nproviders = ["deepseek", "gemini"]\n\n' + doc[start : doc.index("```", start)]
+    (tmp_path / "config.toml").write_text(config, encoding="utf-8")
+    environ = {
+        "SLUICE_CONFIG": str(tmp_path / "config.toml"),
+        "SLUICE_DATA_DIR": str(tmp_path),
+        "DEEPSEEK_API_KEY": "sk-deepseek",
+        "GEMINI_API_KEY": "AIza-test",
+    }
+    providers, problems = load_providers(
+        load_settings(environ), lambda name: provider_context(environ, name=name)
+    )
+    try:
+        assert problems == []
+        deepseek, gemini = providers
+        assert isinstance(deepseek, OpenAIProvider) and deepseek.options.think_tags is True
+        assert deepseek.model == "deepseek-reasoner"
+        assert isinstance(gemini, GeminiProvider)
+        assert (gemini.options.include_thoughts, gemini.options.thinking_budget) == (True, 2048)
+    finally:
+        for provider in providers:
+            await provider.aclose()

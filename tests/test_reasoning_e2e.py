@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply, ThinkingReply
 from tests.fakes.threaded import ThreadedFakes, openai_env
+from tests.test_openapi import SPEC
 from tests.test_tool_history import ask
 from tests.test_tool_history import messages as history
 
+MESSAGE = SPEC["components"]["schemas"]["SessionDetail"]["properties"]["messages"]["items"]
 THOUGHTS = ["The user asks ", "whether 7 is prime. ", "It has no divisors."]
 ANSWER = ["Yes, ", "7 ", "is ", "a ", "prime ", "number."]
 WHOLE = "Yes, 7 is a prime number."
@@ -66,7 +69,9 @@ def test_reasoning_streams_and_is_kept_apart_from_the_answer(
     if isinstance(reply, ThinkingReply):
         assert complete["usage"]["reasoning_tokens"] == 21
 
-    _, answer = history(server, complete["session_id"])
+    question, answer = history(server, complete["session_id"])
+    for message in (question, answer):  # as /openapi.json describes a session's messages
+        jsonschema.validate(message, {**MESSAGE, "components": SPEC["components"]})
     assert answer["content"] == WHOLE
     thought, text = answer["parts"]
     assert text == {"type": "text", "text": WHOLE}
