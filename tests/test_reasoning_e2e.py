@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+import openai
 import pytest
 
 from tests.conftest import StartServer
@@ -124,3 +125,34 @@ def test_reasoning_of_each_tool_round_is_kept_where_it_came(
         "assistant",
         "user",
     ]
+
+
+def test_the_openai_compatible_api_gives_the_answer_without_its_reasoning(
+    start_server: StartServer, fakes: ThreadedFakes
+) -> None:
+    """A client of /v1 gets the answer alone, and the reasoning tokens where OpenAI puts them."""
+    fakes.openai.default = ThinkingReply(text=ANSWER, reasoning=THOUGHTS, reasoning_tokens=21)
+    server = start_server(openai_env(fakes))
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="tok-alice", max_retries=0)
+    try:
+        plain = client.chat.completions.create(
+            model="sluice", messages=[{"role": "user", "content": "Is 7 prime?"}]
+        )
+        streamed = client.chat.completions.create(
+            model="sluice",
+            messages=[{"role": "user", "content": "Is 7 prime?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(streamed)
+    finally:
+        client.close()
+    assert plain.choices[0].message.content == WHOLE
+    assert plain.usage is not None and plain.usage.completion_tokens_details is not None
+    assert plain.usage.completion_tokens_details.reasoning_tokens == 21
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == WHOLE
+    assert "divisors" not in "".join(c.model_dump_json() for c in chunks)
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == 21
