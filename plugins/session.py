@@ -25,6 +25,13 @@ and calls, then a ``tool`` message with the results, round by round. They are sa
 the final text; the drafts saved as the answer streams, and an answer kept after its process
 died (``turn_lost``), are text only.
 
+The model's reasoning is kept the same way, apart from the answer: the ``reasoning`` events
+handed on become one ``ReasoningPart`` per block (the pieces between two other events
+joined), in the answer's ``parts`` where it came, with its ``duration_ms``: from the block's
+first piece to the next text, tool call or end of the turn. The message's ``content`` stays
+the answer alone. Later turns give the blocks back with the round they belong to, and each
+provider drops what it cannot use (none of them takes another's reasoning).
+
 A turn whose process died mid-answer is kept by the instance that finds it (shared stores):
 the same rules (``turn_lost``), with what the stream log says its client was sent.
 
@@ -59,6 +66,8 @@ from server import (
     LostTurn,
     Message,
     Part,
+    Reasoning,
+    ReasoningPart,
     Rest,
     SessionStore,
     StageOptions,
@@ -100,7 +109,8 @@ class _Draft:
 
     The per-chunk path is two attribute updates and one comparison, inline in ``wrap``: at
     tens of thousands of chunks a second even a clock read per chunk shows. The time-based
-    save is a timer that makes the next chunk's comparison true.
+    save is a timer that makes the next chunk's comparison true; so is a reasoning block, whose
+    end (the first chunk after it) ``save`` notes before it decides whether to save.
 
     Each save after the first adds only the parts that arrived since the last one
     (``append_to_message``), and the final save only the rest: saving the whole text each
@@ -118,11 +128,13 @@ class _Draft:
         "first_text",
         "message_id",
         "parts",
+        "resume_due",
         "saved_chars",
         "saved_parts",
         "session_id",
+        "steps",
         "store",
-        "tools",
+        "thinking",
         "uncertain",
         "user_id",
     )
@@ -148,41 +160,67 @@ class _Draft:
         self.every_chars = o.save_every_chars
         self.due_chars = 0  # the first chunk starts the clocks
         self._timer: asyncio.TimerHandle | None = None
-        # Tool calls and results handed on, each with how much text came before it.
-        self.tools: list[tuple[int, ToolCall | ToolResult]] = []
+        # Tool calls and results and reasoning blocks handed on, each with how much text
+        # came before it.
+        self.steps: list[tuple[int, ToolCall | ToolResult | _Thought]] = []
+        self.thinking: _Thought | None = None  # the reasoning block still going on
+        self.resume_due = 0  # ``due_chars`` while a reasoning block holds it at 0
 
     def tool_event(self, event: ToolCallEvent | ToolResultEvent) -> None:
+        self.end_thinking()
         part: ToolCall | ToolResult
         if isinstance(event, ToolCallEvent):
             part = ToolCall(event.call_id, event.name, dict(event.arguments))
         else:
             part = ToolResult(event.call_id, event.name, event.ok, event.content, event.error)
-        self.tools.append((self.chars, part))
+        self.steps.append((self.chars, part))
+
+    def reasoning_event(self, event: Reasoning) -> None:
+        block = self.thinking
+        if block is None:
+            block = self.thinking = _Thought(time.monotonic())
+            self.steps.append((self.chars, block))
+            # The next chunk calls ``save``, which ends the block first.
+            self.resume_due, self.due_chars = self.due_chars, 0
+        block.pieces.append(event.content)
+
+    def end_thinking(self) -> None:
+        if self.thinking is not None:
+            self.thinking.ended = time.monotonic()
+            self.thinking = None
 
     def answer_parts(self, content: str) -> tuple[Part, ...]:
-        """The answer in order, when tools were called: its text cut where each call and
-        result came. None called: no parts (the text is the whole answer)."""
-        if not self.tools:
+        """The answer in order, when tools were called or the model reasoned: its text cut
+        where each call, result and reasoning block came. Neither: no parts (the text is the
+        whole answer)."""
+        self.end_thinking()
+        if not self.steps:
             return ()
         parts: list[Part] = []
         said = 0
-        for at, part in self.tools:
+        for at, step in self.steps:
             at = min(at, len(content))  # a final text shorter than the streamed one
             if at > said:
                 parts.append(TextPart(content[said:at]))
                 said = at
-            parts.append(part)
+            parts.append(step.part() if isinstance(step, _Thought) else step)
         if said < len(content):
             parts.append(TextPart(content[said:]))
         return tuple(parts)
 
     def _due(self) -> None:
         self._timer = None
-        self.due_chars = 0
+        self.due_chars = self.resume_due = 0
 
     async def save(self) -> None:
         """Save the answer so far (``incomplete``), and set when the next save is due. At
-        the first chunk only the clocks start: the first save is one interval later."""
+        the first chunk only the clocks start: the first save is one interval later. The
+        first chunk after reasoning ends its block, and saves only if a save was due."""
+        if self.thinking is not None:
+            self.end_thinking()
+            if self.chars < self.resume_due:
+                self.due_chars = self.resume_due
+                return
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.every_seconds, self._due)
         if self.first_text is None:
@@ -309,6 +347,10 @@ class SessionStage(WrapperStage):
                     yield event
                     draft.tool_event(event)  # handed on, like a chunk
                     continue
+                if isinstance(event, Reasoning):
+                    yield event
+                    draft.reasoning_event(event)
+                    continue
                 if isinstance(event, Complete):
                     event = dataclasses.replace(event, session_id=session_id)
                     terminal = event
@@ -406,9 +448,27 @@ class SessionStage(WrapperStage):
 _ABSENT = object()
 
 
+class _Thought:
+    """A reasoning block as it streams: its pieces, and when it began and ended."""
+
+    __slots__ = ("ended", "pieces", "started")
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.ended: float | None = None
+        self.pieces: list[str] = []
+
+    def part(self) -> ReasoningPart:
+        ended = self.started if self.ended is None else self.ended
+        duration = round((ended - self.started) * 1000, 1)
+        return ReasoningPart("".join(self.pieces), duration_ms=duration)
+
+
 def _as_said(stored: StoredMessage) -> list[Message]:
     """A stored message as the model was given it: an answer with tool rounds becomes, per
-    round, the assistant's text and calls, then a ``tool`` message with their results.
+    round, the assistant's reasoning, text and calls, then a ``tool`` message with their
+    results. A round of reasoning alone (an answer cut off while the model reasoned) is left
+    out: no provider takes an assistant message without text or calls.
 
     Every call gets a result, as providers require: one whose turn was torn down before its
     result (nothing yielded the ``cancelled`` result) is given one saying so; a result whose
@@ -417,17 +477,19 @@ def _as_said(stored: StoredMessage) -> list[Message]:
         return [Message("user" if stored.role == "user" else "assistant", stored.content)]
     said: list[Message] = []
     text: list[str] = []
+    thoughts: list[ReasoningPart] = []
     calls: list[ToolCall] = []
     results: dict[str, ToolResult] = {}
 
     def end_round() -> None:
         if calls:
             answered = [results.get(call.call_id) or _never_answered(call) for call in calls]
-            said.append(Message("assistant", "".join(text), tuple(calls)))
+            said.append(Message("assistant", "".join(text), (*thoughts, *calls)))
             said.append(Message("tool", "", tuple(answered)))
         elif text:
-            said.append(Message("assistant", "".join(text)))
+            said.append(Message("assistant", "".join(text), tuple(thoughts)))
         text.clear()
+        thoughts.clear()
         calls.clear()
         results.clear()
 
@@ -441,6 +503,8 @@ def _as_said(stored: StoredMessage) -> list[Message]:
             calls.append(part)
         elif isinstance(part, TextPart):
             text.append(part.text)
+        elif isinstance(part, ReasoningPart):
+            thoughts.append(part)
     end_round()
     return said
 

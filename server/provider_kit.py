@@ -202,7 +202,8 @@ class JSONFrameStream:
     it while it streams: a :data:`BodyReader`), what text a frame carries (``_text``) and, if
     its protocol has one, an end marker (``_marker``). A tool call whose arguments are
     complete, or a :class:`ReasoningPart` piece, is handed on by appending it to ``_calls``
-    (from ``_text``, or ``_marker``): it is yielded after the frame's text, in order. Frames
+    (from ``_text``, or ``_marker``): it is yielded after the frame's text, in order. Text
+    that must follow such a part of the same frame is appended to ``_calls`` too. Frames
     are parsed with jiter and no typed object is built per chunk. A body that ends before the
     provider's own end (``_finished``) was cut short.
     """
@@ -219,7 +220,7 @@ class JSONFrameStream:
         self._done = False  # the end marker came; read on to the end of the body
         self._ended = False
         self._closed = False
-        self._calls: list[ToolCall | ReasoningPart] = []
+        self._calls: list[str | ToolCall | ReasoningPart] = []
 
     async def _open(self) -> BodyReader:
         raise NotImplementedError

@@ -131,3 +131,17 @@ def test_error_frame_and_completion_object() -> None:
     assert made["choices"][0]["message"] == {"role": "assistant", "content": "Hi", "refusal": None}
     assert made["choices"][0]["finish_reason"] == "stop"
     assert made["usage"] is None
+
+
+def test_usage_in_openai_s_names_with_the_reasoning_and_cache_details_only_when_given() -> None:
+    assert wire.openai_usage({"input_tokens": 5, "output_tokens": 9, "total_tokens": 14}) == {
+        "prompt_tokens": 5,
+        "completion_tokens": 9,
+        "total_tokens": 14,
+    }
+    figures = wire.openai_usage(
+        {"input_tokens": 5, "output_tokens": 9, "total_tokens": 14, "reasoning_tokens": 6}
+    )
+    assert figures is not None
+    assert figures["completion_tokens_details"] == {"reasoning_tokens": 6}
+    assert wire.openai_usage(None) is None

@@ -90,6 +90,7 @@ def test_reasoning_parts_keep_their_shape_as_json() -> None:
         ReasoningPart("thinking"),
         ReasoningPart("signed", "sig", "anthropic"),
         ReasoningPart("", None, "anthropic", "opaque"),
+        ReasoningPart("kept in history", duration_ms=4210.5),
     ):
         data = part_to_dict(part)
         assert data["type"] == "reasoning"

@@ -16,6 +16,12 @@ frame with ``json.loads``, dumps it again, loads it again and validates a
   (``google.genai.errors.APIError.raise_for_async_response``) and mapped like a plain call's.
 
 SDK retries stay off (no ``retry_options``): the fallback chain is the only retry loop.
+
+Reasoning: with ``include_thoughts`` the request asks for thought summaries
+(``thinkingConfig.includeThoughts``); parts marked ``thought: true`` are handed on as
+:class:`ReasoningPart` pieces, never as answer text, and ``thoughtsTokenCount`` is reported as
+``reasoning_tokens`` (and counted in ``output_tokens``, as the other providers count it).
+Reasoning is not sent back: Gemini takes no thought text in ``contents``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from server import (
     ProviderContext,
     ProviderError,
     ProviderOptions,
+    ReasoningPart,
     Tool,
     ToolCall,
     ToolResult,
@@ -75,6 +82,9 @@ class GeminiOptions(ProviderOptions):
     # Thinking models count thoughts against maxOutputTokens; 0 turns thinking off on models
     # that allow it. None sends nothing (the model's default).
     thinking_budget: int | None = None
+    # Ask for the model's thought summaries (thinkingConfig.includeThoughts), streamed as
+    # reasoning events. Off by default: Gemini sends none unless asked.
+    include_thoughts: bool = False
     # The environment variable holding the key. Default: GEMINI_API_KEY (or GOOGLE_API_KEY)
     # for the instance named "gemini"; none for other instances.
     api_key_env: str | None = None
@@ -156,11 +166,34 @@ def _finish_reason(raw: str | None) -> str | None:
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    return Usage(
-        input_tokens=raw.get("promptTokenCount"),
-        output_tokens=raw.get("candidatesTokenCount"),
-        total_tokens=raw.get("totalTokenCount"),
+    return _counted(
+        raw.get("promptTokenCount"),
+        raw.get("candidatesTokenCount"),
+        raw.get("totalTokenCount"),
+        raw.get("thoughtsTokenCount"),
     )
+
+
+def _counted(
+    prompt: int | None, answer: int | None, total: int | None, thoughts: int | None
+) -> Usage:
+    """Gemini counts thoughts apart from the candidates' tokens; they are output all the
+    same (billed as output, and inside ``totalTokenCount``), as OpenAI and Anthropic count."""
+    output = answer
+    if thoughts:
+        output = (answer or 0) + thoughts
+    return Usage(
+        input_tokens=prompt, output_tokens=output, total_tokens=total, reasoning_tokens=thoughts
+    )
+
+
+def _thinking_config(options: GeminiOptions) -> dict[str, Any] | None:
+    config: dict[str, Any] = {}
+    if options.thinking_budget is not None:
+        config["thinkingBudget"] = options.thinking_budget
+    if options.include_thoughts:
+        config["includeThoughts"] = True
+    return config or None
 
 
 class GeminiProvider:
@@ -242,8 +275,9 @@ class GeminiProvider:
                 generation["topP"] = params.top_p
             if params.stop:
                 generation["stopSequences"] = list(params.stop)
-        if self.options.thinking_budget is not None:
-            generation["thinkingConfig"] = {"thinkingBudget": self.options.thinking_budget}
+        thinking = _thinking_config(self.options)
+        if thinking is not None:
+            generation["thinkingConfig"] = thinking
         body: dict[str, Any] = {"contents": contents, "generationConfig": generation}
         if tools:
             body["tools"] = tools_to_gemini(tools)
@@ -290,10 +324,9 @@ class GeminiProvider:
             config.temperature = params.temperature
             config.top_p = params.top_p
             config.stop_sequences = list(params.stop) or None
-        if self.options.thinking_budget is not None:
-            config.thinking_config = genai_types.ThinkingConfig(
-                thinking_budget=self.options.thinking_budget
-            )
+        thinking = _thinking_config(self.options)
+        if thinking is not None:
+            config.thinking_config = genai_types.ThinkingConfig.model_validate(thinking)
         try:
             response = await client.aio.models.generate_content(
                 model=self.model,
@@ -309,6 +342,7 @@ class GeminiProvider:
         except httpx2.TransportError as error:
             raise transport_error(self.name, error, status=None) from None
         text = ""
+        thought = ""
         finish = None
         calls: list[ToolCall] = []
         if response.candidates:
@@ -316,6 +350,9 @@ class GeminiProvider:
             if candidate.content and candidate.content.parts:
                 text = "".join(
                     part.text for part in candidate.content.parts if part.text and not part.thought
+                )
+                thought = "".join(
+                    part.text for part in candidate.content.parts if part.text and part.thought
                 )
                 calls = [
                     _call(part.function_call.model_dump(exclude_none=True))
@@ -327,10 +364,11 @@ class GeminiProvider:
         usage = None
         meta = response.usage_metadata
         if meta is not None:
-            usage = Usage(
-                input_tokens=meta.prompt_token_count,
-                output_tokens=meta.candidates_token_count,
-                total_tokens=meta.total_token_count,
+            usage = _counted(
+                meta.prompt_token_count,
+                meta.candidates_token_count,
+                meta.total_token_count,
+                meta.thoughts_token_count,
             )
         return Completion(
             text=text,
@@ -338,6 +376,7 @@ class GeminiProvider:
             finish_reason="tool_calls" if calls else finish,
             model=response.model_version or self.model,
             tool_calls=tuple(calls),
+            reasoning=(ReasoningPart(thought),) if thought else (),
         )
 
     async def aclose(self) -> None:
@@ -409,7 +448,9 @@ class GeminiProvider:
 
 class _GeminiStream(JSONFrameStream):
     """One ``streamGenerateContent?alt=sse`` call. Gemini ends the body after the frame that
-    carries ``finishReason``; a body that ends without one was cut short."""
+    carries ``finishReason``; a body that ends without one was cut short. A part marked
+    ``thought`` is a piece of the model's thought summary: handed on as reasoning, before the
+    frame's text."""
 
     def __init__(self, provider: GeminiProvider, body: bytes, timeout: float) -> None:
         super().__init__(provider.name, provider._key)
@@ -479,11 +520,30 @@ class _GeminiStream(JSONFrameStream):
             if "functionCall" in part:
                 self._add_call(part["functionCall"], reason)
                 return None
-            return None if part.get("thought") else part.get("text")
+            if part.get("thought"):
+                self._add_thought(part)
+                return None
+            text: str | None = part.get("text")
+            return text
+        if any(p.get("thought") for p in parts):
+            # Thoughts and text in one frame: everything handed on in the parts' order.
+            for part in parts:
+                if "functionCall" in part:
+                    self._add_call(part["functionCall"], reason)
+                elif part.get("thought"):
+                    self._add_thought(part)
+                elif part.get("text"):
+                    self._calls.append(str(part["text"]))
+            return None
         for part in parts:
             if "functionCall" in part:
                 self._add_call(part["functionCall"], reason)
-        return "".join(p.get("text", "") for p in parts if not p.get("thought")) or None
+        return "".join(p.get("text", "") for p in parts) or None
+
+    def _add_thought(self, part: dict[str, Any]) -> None:
+        thought = part.get("text")
+        if thought:
+            self._calls.append(ReasoningPart(str(thought)))
 
     def _add_call(self, raw: dict[str, Any], reason: str | None) -> None:
         # Gemini sends each call whole, in one part: hand it on as it comes.

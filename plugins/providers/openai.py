@@ -8,6 +8,12 @@ read as bytes from the unread response and parsed with ``jiter``, without buildi
 result: one object per answer is cheap.
 
 SDK retries are off (``max_retries=0``): the fallback chain is the only retry loop.
+
+Reasoning: the ``reasoning_content`` (DeepSeek, vLLM, llama.cpp) or ``reasoning`` (OpenRouter,
+some vLLM versions) of a delta or a plain call's message is handed on as
+:class:`ReasoningPart` pieces, and so is a ``<think>…</think>`` block that opens the content
+(``think_tags``, see :mod:`plugins.providers.think_tags`). Reasoning is never sent back: these
+servers either ignore it or refuse a message that carries it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from server import (
     ProviderContext,
     ProviderError,
     ProviderOptions,
+    ReasoningPart,
     Tool,
     Usage,
     body_reader,
@@ -39,6 +46,8 @@ from server import (
     redact,
     retry_after_from_headers,
 )
+
+from .think_tags import ThinkSplitter, split_whole
 
 __all__ = ["OpenAIOptions", "OpenAIProvider", "to_openai", "tools_to_openai"]
 
@@ -63,22 +72,34 @@ class OpenAIOptions(ProviderOptions):
     # The environment variable holding the key. Default: OPENAI_API_KEY for the instance
     # named "openai"; none for other instances, so OpenAI's key is never sent elsewhere.
     api_key_env: str | None = None
+    # A <think>…</think> block opening the answer's content is the model's reasoning, not its
+    # answer: split it off (as reasoning events). Off hands the content on as it comes.
+    think_tags: bool = True
 
 
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
+    details = raw.get("completion_tokens_details")
     return Usage(
         input_tokens=raw.get("prompt_tokens"),
         output_tokens=raw.get("completion_tokens"),
         total_tokens=raw.get("total_tokens"),
+        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
     )
+
+
+def _reasoning_of(fields: dict[str, Any]) -> str | None:
+    """The reasoning a delta or message carries, under either name servers use for it."""
+    thought = fields.get("reasoning_content") or fields.get("reasoning")
+    return thought if isinstance(thought, str) and thought else None
 
 
 def to_openai(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages in Chat Completions' vocabulary: an assistant message's tool calls become its
     ``tool_calls`` (arguments as JSON text), a ``tool`` message one ``role: "tool"`` message
-    per result, a user message's images ``image_url`` content parts (data URLs)."""
+    per result, a user message's images ``image_url`` content parts (data URLs). Reasoning
+    parts are left out (DeepSeek refuses a message that carries its reasoning back)."""
     wire: list[dict[str, Any]] = []
     for message in messages:
         if not message.parts:
@@ -240,22 +261,23 @@ class OpenAIProvider:
         choice = response.choices[0]
         usage = None
         if response.usage is not None:
-            usage = Usage(
-                input_tokens=response.usage.prompt_tokens,
-                output_tokens=response.usage.completion_tokens,
-                total_tokens=response.usage.total_tokens,
-            )
+            usage = _usage(response.usage.model_dump())
         calls = tuple(
             parse_arguments(call.id, call.function.name, call.function.arguments)
             for call in choice.message.tool_calls or ()
             if call.type == "function"
         )
+        text = choice.message.content or ""
+        thought = _reasoning_of(choice.message.model_extra or {}) or ""
+        if self.options.think_tags and not thought:
+            thought, text = split_whole(text)
         return Completion(
-            text=choice.message.content or "",
+            text=text,
             usage=usage,
             finish_reason=choice.finish_reason,
             model=response.model or self.model,
             tool_calls=calls,
+            reasoning=(ReasoningPart(thought),) if thought else (),
         )
 
     async def aclose(self) -> None:
@@ -355,7 +377,11 @@ class _OpenAIStream(JSONFrameStream):
     Tool calls arrive as ``delta.tool_calls`` pieces keyed by ``index`` (several calls at
     once are interleaved by it): the first piece of a call has its ``id`` and name, the
     arguments' JSON text comes split over any number of frames. They are put together per
-    index and handed on, in index order, when the finish reason (or ``[DONE]``) comes."""
+    index and handed on, in index order, when the finish reason (or ``[DONE]``) comes.
+
+    Reasoning comes as ``delta.reasoning_content`` or ``delta.reasoning``, or as a
+    ``<think>`` block opening ``delta.content`` (split off by a :class:`ThinkSplitter` until
+    the content shows it has none, then no longer consulted)."""
 
     def __init__(self, provider: OpenAIProvider, body: dict[str, Any], timeout: float) -> None:
         super().__init__(provider.name, provider._key)
@@ -364,6 +390,7 @@ class _OpenAIStream(JSONFrameStream):
         self._timeout = timeout
         # index -> [id, name, argument pieces] of the calls being streamed
         self._building: dict[int, list[Any]] = {}
+        self._think: ThinkSplitter | None = ThinkSplitter() if provider.options.think_tags else None
 
     async def _open(self) -> BodyReader:
         provider = self._provider
@@ -397,9 +424,35 @@ class _OpenAIStream(JSONFrameStream):
 
     def _marker(self, data: bytes) -> bool:
         if data == b"[DONE]":
+            self._end_think()
             self._hand_on_calls()
             return True
         return False
+
+    def _split(self, content: str) -> str | None:
+        """The answer text of a content piece, its reasoning handed on before it."""
+        splitter = self._think
+        assert splitter is not None
+        thought, text = splitter.feed(content)
+        if splitter.passing:
+            self._think = None  # an ordinary answer, or the block is over: text as it comes
+        if not thought:
+            return text or None
+        self._calls.append(ReasoningPart(thought))
+        if text:
+            self._calls.append(text)  # after the reasoning, as it came
+        return None
+
+    def _end_think(self) -> None:
+        """At the answer's end: what the splitter still held (a partial tag)."""
+        splitter, self._think = self._think, None
+        if splitter is None:
+            return
+        thought, text = splitter.finish()
+        if thought:
+            self._calls.append(ReasoningPart(thought))
+        if text:
+            self._calls.append(text)
 
     def _add_call_pieces(self, pieces: list[dict[str, Any]]) -> None:
         building = self._building
@@ -436,13 +489,22 @@ class _OpenAIStream(JSONFrameStream):
         if delta:
             content = delta.get("content")
             if content:
-                text = str(content)
+                text = str(content) if self._think is None else self._split(str(content))
+            elif "reasoning_content" in delta or "reasoning" in delta:
+                thought = _reasoning_of(delta)
+                if thought:
+                    self._calls.append(ReasoningPart(thought))
             pieces = delta.get("tool_calls")
             if pieces:
                 self._add_call_pieces(pieces)
         reason = choice.get("finish_reason")
         if reason:
             self.finish_reason = reason
+            if self._think is not None:
+                if text:  # the finish reason came with the last text: keep them in order
+                    self._calls.append(text)
+                    text = None
+                self._end_think()
             if self._building:
                 self._hand_on_calls()
         return text

@@ -105,13 +105,17 @@ class ReasoningPart:
     signature (``"anthropic"``): a signature means nothing to another API, so a provider
     sends a reasoning part back within a tool round only when the source is its own, and
     drops it otherwise. ``redacted`` holds an encrypted block the API gave instead of text
-    (Anthropic's ``redacted_thinking``), to be sent back as it came.
+    (Anthropic's ``redacted_thinking``), to be sent back as it came. ``duration_ms`` is
+    set on a block kept in history: how long the model was seen reasoning, from the block's
+    first piece to what came after it (its answer text, a tool call, or the end of the turn),
+    so that a page reloaded later can still say "Thought for 4 s".
     """
 
     text: str
     signature: str | None = None
     source: str | None = None
     redacted: str | None = None
+    duration_ms: float | None = None
 
 
 Part = TextPart | ImagePart | ToolCall | ToolResult | ReasoningPart
@@ -125,7 +129,7 @@ def part_to_dict(part: Part) -> dict[str, Any]:
         return {"type": "text", "text": part.text}
     if isinstance(part, ReasoningPart):
         reasoning: dict[str, Any] = {"type": "reasoning", "text": part.text}
-        for name in ("signature", "source", "redacted"):
+        for name in ("signature", "source", "redacted", "duration_ms"):
             value = getattr(part, name)
             if value is not None:
                 reasoning[name] = value
@@ -166,7 +170,11 @@ def part_from_dict(data: Mapping[str, Any]) -> Part:
         return ToolCall(data["call_id"], data["name"], dict(data["arguments"]))
     if kind == "reasoning":
         return ReasoningPart(
-            data["text"], data.get("signature"), data.get("source"), data.get("redacted")
+            data["text"],
+            data.get("signature"),
+            data.get("source"),
+            data.get("redacted"),
+            data.get("duration_ms"),
         )
     if kind == "tool_result":
         error = data.get("error")

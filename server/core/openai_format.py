@@ -55,6 +55,10 @@ def openai_usage(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if cached is not None:
         # OpenAI's own place for the prompt tokens read from its cache.
         figures["prompt_tokens_details"] = {"cached_tokens": cached}
+    reasoning = usage.get("reasoning_tokens")
+    if reasoning is not None:
+        # OpenAI's own place for the completion tokens its reasoning models spent thinking.
+        figures["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return figures
 
 

@@ -19,8 +19,8 @@ from playwright.sync_api import expect
 from tests import test_tool_turns
 from tests.browser.conftest import ChatPage
 from tests.conftest import StartServer
-from tests.fakes.llm_upstreams import Reply
-from tests.fakes.threaded import ThreadedFakes
+from tests.fakes.llm_upstreams import Reply, ThinkingReply
+from tests.fakes.threaded import ThreadedFakes, openai_env
 
 pytestmark = pytest.mark.browser
 
@@ -193,50 +193,41 @@ def test_markup_in_arguments_and_results_stays_text(
     chat.assert_clean()
 
 
-def test_reasoning_is_a_collapsed_step_apart_from_the_answer(
-    start_server: StartServer, chat_page: Any
+def test_reasoning_shows_thinking_then_how_long_collapsed_and_comes_back_after_a_reload(
+    start_server: StartServer, fakes: ThreadedFakes, chat_page: Any
 ) -> None:
-    # No provider the tests can start emits reasoning yet (the fake upstreams have no
-    # reasoning deltas), so the stream is the contract's events, served in place of the
-    # server's answer: what is tested is how the page shows them.
-    server = start_server({})
+    """A reasoning model behind the OpenAI-compatible fake, its reasoning paced 0.5 s apart:
+    "Thinking…" while it streams, then "Thought for N s", collapsed, apart from the answer;
+    after a reload, the same from history."""
+    thought = ['First <img src=x onerror="window.__pwned = 1"> the question, ', "then ", "more."]
+    fakes.openai.script(ThinkingReply(text=["The ", "answer."], reasoning=thought, interval=0.5))
+    server = start_server(openai_env(fakes))
     chat = chat_page(server)
-    thought = 'First <img src=x onerror="window.__pwned = 1"> the question, '
-    events = [
-        ("status", {"stream_id": "s-reasoning", "stage": "llm", "state": "start", "progress": 50}),
-        ("reasoning", {"content": thought}),
-        ("reasoning", {"content": "then the answer."}),
-        ("chunk", {"content": "The answer."}),
-        (
-            "complete",
-            {"message": "The answer.", "session_id": "sess-reasoning", "provider": "demo"},
-        ),
-    ]
-    body = "".join(
-        f"id: {n}\nevent: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
-        for n, (kind, data) in enumerate(events, start=1)
-    )
-    chat.page.route(
-        "**/api/conversation-stream/**",
-        lambda route: route.fulfill(
-            status=200,
-            headers={"Content-Type": "text/event-stream", "X-Stream-Id": "s-reasoning"},
-            body=body,
-        ),
-    )
     chat.open()
     chat.send("Think first")
-    chat.wait_for_answers(1)
 
     reasoning = chat.page.locator(".message.assistant .step.reasoning")
-    expect(reasoning).to_have_count(1)
-    expect(reasoning.locator("summary")).to_have_text(re.compile(r"^Thought for (<1|\d+) s$"))
-    assert reasoning.locator("details").get_attribute("open") is None
+    toggle = reasoning.get_by_role("button")
+    expect(toggle).to_have_text("Thinking…")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    chat.wait_for_answers(1)
+    expect(toggle).to_have_text(re.compile(r"^Thought for \d+ s$"))  # about 1 s: not "<1"
     expect(reasoning.locator(".step-reasoning")).to_be_hidden()
     expect(answer_content(chat)).to_have_text("The answer.")
 
-    reasoning.locator("summary").click()
-    expect(reasoning.locator(".step-reasoning")).to_have_text(thought + "then the answer.")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(reasoning.locator(".step-reasoning")).to_have_text("".join(thought))
     assert reasoning.locator("img").count() == 0
+
+    chat.page.wait_for_function("location.hash.startsWith('#session=')")
+    chat.page.reload()
+    chat.page.wait_for_selector("#app[data-ready='true']")
+    expect(answer_content(chat)).to_have_text("The answer.")
+    expect(reasoning).to_have_count(1)
+    expect(toggle).to_have_text(re.compile(r"^Thought for \d+ s$"))  # the duration was kept
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.click()
+    expect(reasoning.locator(".step-reasoning")).to_have_text("".join(thought))
     assert chat.page.evaluate("window.__pwned") is None
     chat.assert_clean()

@@ -37,6 +37,7 @@ __all__ = [
     "FakeOpenAI",
     "Recorded",
     "Reply",
+    "ThinkingReply",
     "refused_url",
 ]
 
@@ -221,6 +222,25 @@ class _Handler(RequestHandler):
         self.finish(json.dumps(body))
 
 
+@dataclass
+class ThinkingReply(Reply):
+    """A reasoning model's reply: ``reasoning`` pieces stream before the text, each in a
+    frame of its own. OpenAI-compatible: as ``delta.<reasoning_field>`` (``content`` null, as
+    DeepSeek sends it), and the plain message's ``<reasoning_field>``; Gemini: parts marked
+    ``thought: true``. ``reasoning_tokens``, when set, is reported in the usage (OpenAI's
+    ``completion_tokens_details``, Gemini's ``thoughtsTokenCount``). ``interval`` paces the
+    reasoning frames as well. A ``<think>`` block in the content needs no reply of its own: it
+    is ``text``."""
+
+    reasoning: list[str] = field(default_factory=list)
+    reasoning_field: str = "reasoning_content"
+    reasoning_tokens: int | None = None
+
+
+def _thinking(reply: Reply) -> ThinkingReply | None:
+    return reply if isinstance(reply, ThinkingReply) else None
+
+
 class _OpenAIHandler(_Handler):
     async def post(self) -> None:
         body = json.loads(self.request.body or b"{}")
@@ -247,6 +267,14 @@ class _OpenAIHandler(_Handler):
         head = self._chunk(model, {"role": "assistant", "content": ""}, None)
         if not await self.send(head, reply):
             return
+        thinking = _thinking(reply)
+        if thinking is not None:
+            for i, piece in enumerate(thinking.reasoning):
+                if reply.interval and i:
+                    await asyncio.sleep(reply.interval)
+                delta = {"content": None, thinking.reasoning_field: piece}
+                if not await self.send(self._chunk(model, delta, None), reply):
+                    return
         for i, piece in enumerate(reply.text):
             if reply.interval and i:
                 await asyncio.sleep(reply.interval)
@@ -275,6 +303,7 @@ class _OpenAIHandler(_Handler):
                 "completion_tokens": len(reply.text),
                 "total_tokens": 11 + len(reply.text),
             }
+            usage.update(self._reasoning_usage(reply))
             tail += self._frame(
                 {
                     "id": "chatcmpl-fake",
@@ -336,9 +365,19 @@ class _OpenAIHandler(_Handler):
         )
 
     @staticmethod
-    def _completion(model: str, reply: Reply) -> dict[str, Any]:
+    def _reasoning_usage(reply: Reply) -> dict[str, Any]:
+        thinking = _thinking(reply)
+        if thinking is None or thinking.reasoning_tokens is None:
+            return {}
+        return {"completion_tokens_details": {"reasoning_tokens": thinking.reasoning_tokens}}
+
+    @classmethod
+    def _completion(cls, model: str, reply: Reply) -> dict[str, Any]:
         text = "".join(reply.text)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        thinking = _thinking(reply)
+        if thinking is not None and thinking.reasoning:
+            message[thinking.reasoning_field] = "".join(thinking.reasoning)
         if reply.tool_calls:
             message["tool_calls"] = [
                 {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
@@ -357,7 +396,12 @@ class _OpenAIHandler(_Handler):
                     "finish_reason": "tool_calls" if reply.tool_calls else reply.finish_reason,
                 }
             ],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+            "usage": {
+                "prompt_tokens": 11,
+                "completion_tokens": 5,
+                "total_tokens": 16,
+                **cls._reasoning_usage(reply),
+            },
         }
 
     @staticmethod
@@ -409,9 +453,13 @@ class _GeminiHandler(_Handler):
         if reply.status != 200:
             self.fail(reply, self._error(reply.status, reply.message, reply.error_code))
             return
+        thinking = _thinking(reply)
         if not stream:
             whole = self._response("".join(reply.text), reply, last=True, model=model)
             whole["candidates"][0]["content"]["parts"] += self._function_calls(reply)
+            if thinking is not None and thinking.reasoning:
+                thought = {"text": "".join(thinking.reasoning), "thought": True}
+                whole["candidates"][0]["content"]["parts"].insert(0, thought)
             self.finish(whole)
             return
         if self.get_query_argument("alt", "") != "sse":
@@ -419,6 +467,12 @@ class _GeminiHandler(_Handler):
             return
         self.set_header("Content-Type", "text/event-stream")
         self.set_status(200)
+        for piece in thinking.reasoning if thinking else ():
+            obj = self._response(piece, reply, last=False, model=model)
+            obj["candidates"][0]["content"]["parts"][0]["thought"] = True
+            frame = b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\r\n\r\n"
+            if not await self.send(frame, reply):
+                return
         for i, piece in enumerate(reply.text):
             if reply.interval and i:
                 await asyncio.sleep(reply.interval)
@@ -458,11 +512,15 @@ class _GeminiHandler(_Handler):
         if last:
             candidate["finishReason"] = reply.finish_reason.upper()
             if reply.usage:
+                thinking = _thinking(reply)
+                thoughts = thinking.reasoning_tokens if thinking else None
                 obj["usageMetadata"] = {
                     "promptTokenCount": 9,
                     "candidatesTokenCount": len(reply.text),
-                    "totalTokenCount": 9 + len(reply.text),
+                    "totalTokenCount": 9 + len(reply.text) + (thoughts or 0),
                 }
+                if thoughts is not None:
+                    obj["usageMetadata"]["thoughtsTokenCount"] = thoughts
         return obj
 
     @staticmethod

@@ -105,6 +105,25 @@ test("a saved message's parts: calls and results, text parts ignored, absent par
   assert.equal(log.awaitingApproval(), false);
 });
 
+test("saved reasoning comes back in place, with how long it took", () => {
+  const log = new StepLog();
+  log.applyParts([
+    { type: "reasoning", text: "I need the time.", duration_ms: 4210.5 },
+    { type: "tool_call", call_id: "a", name: "current_time", arguments: {} },
+    { type: "tool_result", call_id: "a", name: "current_time", ok: true, content: "12:00" },
+    { type: "reasoning", text: "Now I know.", duration_ms: 300 },
+    { type: "text", text: "It is noon." },
+    { type: "reasoning", text: "Kept without a duration." },
+  ]);
+  assert.deepEqual(log.steps.map((s) => s.kind), ["reasoning", "tool", "reasoning", "reasoning"]);
+  assert.equal(log.steps[0].text, "I need the time.");
+  assert.equal(reasoningLabel(log.steps[0]), "Thought for 4 s");
+  assert.equal(reasoningLabel(log.steps[2]), "Thought for <1 s");
+  assert.equal(reasoningLabel(log.steps[3]), "Thought");
+  // Ended: the turn's end (or a later event) changes nothing.
+  assert.deepEqual(log.apply("end", null), []);
+});
+
 test("arguments as indented JSON; durations in a person's units", () => {
   assert.equal(formatArguments({ a: "<b>" }), '{\n  "a": "<b>"\n}');
   assert.equal(formatArguments(null), "{}");

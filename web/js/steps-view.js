@@ -1,6 +1,9 @@
-// The steps of an answer on the page: each tool call and each stretch of
-// reasoning is a <details> (collapsed), its summary saying what and how it
-// went; a call waiting for approval has Allow and Deny beside it.
+// The steps of an answer on the page: each tool call is a <details>
+// (collapsed), its summary saying what and how it went; a call waiting for
+// approval has Allow and Deny beside it. Each stretch of reasoning looks the
+// same but is a disclosure button (aria-expanded) over its text: its label
+// changes as it streams ("Thinking…", then "Thought for 4 s"), and a button
+// announces both the label and the expanded state wherever it is read.
 //
 // Names, arguments, results and reasoning are set with textContent only:
 // they come from the model and from tools, and are never parsed as HTML.
@@ -8,6 +11,8 @@
 import {
   StepLog, formatArguments, reasoningLabel, toolPhase, toolStatusText,
 } from "./tool-steps.js";
+
+let reasoningIds = 0; // for aria-controls: unique on the page
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -153,15 +158,23 @@ export class StepsView {
 
   _reasoningItem() {
     const li = el("li", "step reasoning");
-    const details = el("details", "step-details");
-    const summary = el("summary", "step-summary");
-    summary.append(el("span", "step-icon"), el("span", "step-name"));
+    const toggle = el("button", "step-summary step-toggle");
+    toggle.type = "button";
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.append(el("span", "step-icon"), el("span", "step-name"));
     const body = el("div", "step-body");
+    body.id = `reasoning-${++reasoningIds}`;
+    body.hidden = true;
+    toggle.setAttribute("aria-controls", body.id);
     const text = el("p", "step-text step-reasoning");
     text.dir = "auto";
     body.append(text);
-    details.append(summary, body);
-    li.append(details);
+    toggle.addEventListener("click", () => {
+      const open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      body.hidden = !open;
+    });
+    li.append(toggle, body);
     return li;
   }
 

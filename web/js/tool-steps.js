@@ -19,7 +19,8 @@ const ERROR_TEXT = {
  * @typedef {{ok: boolean, content: string, error: string|null, durationMs: number|null}} ToolOutcome
  * @typedef {{kind: "tool", callId: string, name: string, arguments: object,
  *   approval: string, decision: null|"allowed"|"denied", result: ToolOutcome|null}} ToolStep
- * @typedef {{kind: "reasoning", text: string, startedAt: number, endedAt: number|null}} ReasoningStep
+ * @typedef {{kind: "reasoning", text: string, startedAt: number, endedAt: number|null,
+ *   durationMs?: number|null}} ReasoningStep  durationMs: as history saved it
  */
 
 export class StepLog {
@@ -48,12 +49,13 @@ export class StepLog {
     return changed;
   }
 
-  /** A saved message's parts (history): its tool calls and results. */
+  /** A saved message's parts (history): its reasoning, tool calls and results. */
   applyParts(parts) {
     if (!Array.isArray(parts)) return;
     for (const part of parts) {
       if (part?.type === "tool_call") this._call({ ...part, approval: "none" });
       else if (part?.type === "tool_result") this._result(part);
+      else if (part?.type === "reasoning") this._saved(part);
     }
   }
 
@@ -83,6 +85,20 @@ export class StepLog {
     const step = { kind: "reasoning", text, startedAt: this.now(), endedAt: null };
     this.steps.push(step);
     return [step];
+  }
+
+  /** A reasoning block as history kept it: ended, with how long it took if known. */
+  _saved(part) {
+    const durationMs = Number.isFinite(part.duration_ms) ? part.duration_ms : null;
+    const step = {
+      kind: "reasoning",
+      text: typeof part.text === "string" ? part.text : String(part.text ?? ""),
+      startedAt: 0,
+      endedAt: durationMs ?? 0,
+      durationMs,
+    };
+    this.steps.push(step);
+    return step;
   }
 
   _closeReasoning() {
@@ -161,9 +177,13 @@ export function toolStatusText(step) {
   return ERROR_TEXT[phase] ?? "Failed";
 }
 
-/** The summary of a reasoning step: "Thinking…" while it goes on, then how long. */
+/**
+ * The summary of a reasoning step: "Thinking…" while it goes on, then how
+ * long ("Thought" alone for a saved block whose duration was not kept).
+ */
 export function reasoningLabel(step) {
   if (step.endedAt === null) return "Thinking…";
+  if (step.durationMs === null) return "Thought";
   const seconds = Math.round((step.endedAt - step.startedAt) / 1000);
   return seconds < 1 ? "Thought for <1 s" : `Thought for ${seconds} s`;
 }
