@@ -51,7 +51,7 @@ def test_code_is_highlighted_and_copy_takes_exactly_the_code(
     expect(blocks).to_have_count(2)
 
     python = blocks.nth(0)
-    expect(python.locator(".code-lang")).to_have_text("python")
+    expect(python.locator(".code-lang")).to_have_attribute("data-lang", "python")
     # Coloured by highlight.js: the keyword and the string are their own spans.
     expect(python.locator(".hljs-keyword").first).to_have_text("def")
     expect(python.locator(".hljs-comment")).to_have_text("# say hello")
@@ -64,14 +64,19 @@ def test_code_is_highlighted_and_copy_takes_exactly_the_code(
     expect(python.locator("code")).to_contain_text("<b>{name}</b> & co")
     chat.page.screenshot(path=str(artifacts / "code-highlighted.png"), full_page=True)
 
-    copy = python.get_by_role("button", name="Copy python code")
+    copy = python.locator(".code-copy")
+    expect(copy).to_have_accessible_name("Copy python code")
     copy.click()
-    expect(copy).to_have_text("Copied")
+    expect(copy).to_have_attribute("data-state", "copied")
+    expect(copy).to_have_accessible_name("Copied")
     assert chat.page.evaluate("navigator.clipboard.readText()") == PYTHON.rstrip("\n")
-    # A block that names no language: highlight.js guesses one, and the button says which.
-    blocks.nth(1).get_by_role("button", name="Copy").click()
+    # A block that names no language, too short for highlight.js to tell which: plain.
+    expect(blocks.nth(1).locator(".code-lang")).to_have_attribute("data-lang", "code")
+    blocks.nth(1).get_by_role("button", name="Copy code").click()
     assert chat.page.evaluate("navigator.clipboard.readText()") == SHELL
 
+    # The bars' words are drawn, not text: the answer's text is the answer alone.
+    assert "Copy" not in answer.locator(".content").inner_text()
     # Copying the whole answer keeps its Markdown: the fences and the language are there.
     answer.locator(".message-meta .copy").click()
     whole = chat.page.evaluate("navigator.clipboard.readText()")

@@ -41,6 +41,7 @@ function editTitle(li, open, title, rename) {
     const wanted = input.value.trim();
     if (save && wanted && wanted !== title) {
       input.disabled = true;
+      input.dataset.saving = "";
       try {
         await rename(wanted);
       } catch {
@@ -73,6 +74,12 @@ function editTitle(li, open, title, rename) {
  */
 export function renderSessions(sessions, currentId, actions, { searching = false } = {}) {
   const list = $("session-list");
+  // A title being edited is not swept away by a redraw (an answer ending meanwhile); the
+  // edit's own save redraws the list once it is done.
+  if (document.activeElement?.matches(".session-title-input:not([data-saving])")
+    && list.contains(document.activeElement)) {
+    return;
+  }
   list.replaceChildren(
     ...sessions.map((s) => {
       const name = s.title || "Untitled conversation";
