@@ -295,6 +295,7 @@ def test_keys_enter_shift_enter_escape_and_up(start_server: StartServer, chat_pa
     # After a reload, the conversation's last question is what ↑ brings back.
     page.reload()
     page.wait_for_selector("#app[data-ready='true']")
+    expect(page.locator(".message.user .content")).to_have_text(["first line\nsecond line"])
     box.focus()
     page.keyboard.press("ArrowUp")
     expect(box).to_have_value("first line\nsecond line")
