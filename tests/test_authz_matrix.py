@@ -112,6 +112,8 @@ MATRIX: dict[str, list[int]] = {
     "GET /api/sessions/{owner}": [200, 200, 403, 401, 401, 401, 401, 200],
     "GET /api/sessions/{owner}/{session}": [200, 200, 403, 401, 401, 401, 401, 200],
     "DELETE /api/sessions/{owner}/{fresh_session}": [204, 204, 403, 401, 401, 401, 401, 403],
+    "GET /api/sessions/{owner}?q=hello": [200, 200, 403, 401, 401, 401, 401, 200],
+    "PATCH /api/sessions/{owner}/{session}": [200, 200, 403, 401, 401, 401, 401, 403],
     # A browser without a valid cookie is handed a new identity here; a bad bearer token is
     # refused everywhere it is read, never ignored.
     # The OpenAI-compatible API: any identity speaks for itself (no user id in the path).
@@ -144,6 +146,8 @@ def test_authorisation_matrix(world: World, endpoint: str, caller: str, expected
     body: dict[str, object] | None = None
     if method == "POST" and "conversation" in path:
         body = {"message": "hi"}
+    elif method == "PATCH":
+        body = {"title": "Renamed"}
     elif path == "/v1/chat/completions":
         body = {"model": "sluice", "messages": [{"role": "user", "content": "hi"}]}
     response = request(world.server.url, method, path, body=body, headers=world.headers(caller))

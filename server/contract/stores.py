@@ -20,6 +20,7 @@ __all__ = [
     "RateLimitStore",
     "RateLimiter",
     "SessionExists",
+    "SessionMatch",
     "SessionRecord",
     "SessionStore",
     "StoreUnavailable",
@@ -114,6 +115,17 @@ class SessionRecord:
     title: str
     updated_at: float
     memory: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class SessionMatch:
+    """A conversation found by a search: ``snippet`` is a few words around the match in its
+    newest matching message, or None when only the title matched."""
+
+    session_id: str
+    title: str
+    updated_at: float
+    snippet: str | None = None
 
 
 @dataclass(slots=True)
@@ -218,6 +230,18 @@ class SessionStore(Protocol):
     async def list_sessions(self, user_id: str, limit: int = 100) -> list[SessionRecord]: ...
 
     async def delete_session(self, user_id: str, session_id: str) -> bool: ...
+
+    async def rename_session(self, user_id: str, session_id: str, title: str) -> bool:
+        """Set the session's title (its ``updated_at`` unchanged: renaming is not a new
+        message); False when there is no such session."""
+        ...
+
+    async def search_sessions(
+        self, user_id: str, words: Sequence[str], limit: int = 50
+    ) -> list[SessionMatch]:
+        """The user's sessions whose title, or one of whose messages, holds every one of
+        ``words`` (each as a word's beginning, case and accents aside), newest first."""
+        ...
 
     def export_sessions(self, user_id: str | None = None) -> AsyncIterator[ArchivedSession]:
         """Every session of ``user_id`` (everyone's when None) with its messages, oldest

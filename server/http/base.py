@@ -127,7 +127,7 @@ class BaseHandler(web.RequestHandler):
             raise web.HTTPError(405)
         methods = [
             name.upper()
-            for name in ("get", "post", "delete")
+            for name in ("get", "post", "patch", "delete")
             if getattr(type(self), name) is not getattr(web.RequestHandler, name)
         ]
         self.set_header("Access-Control-Allow-Methods", ", ".join(methods))

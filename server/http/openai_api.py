@@ -39,6 +39,7 @@ from server.http.errors import (
     retry_after_for,
     unavailable,
 )
+from server.http.models import CHAIN_MODEL, provider_for
 from server.http.openai_request import ChatRequest, parse_chat_request
 from server.http.streams import EventStreamMixin
 
@@ -46,7 +47,6 @@ __all__ = ["ChatCompletionsHandler", "ModelHandler", "ModelsHandler"]
 
 log = structlog.get_logger("sluice.openai")
 
-CHAIN_MODEL = "sluice"
 _SESSION_HEADER = "X-Session-Id"
 
 # A turn's terminal error as an HTTP status: the JSON endpoint's map; anything else is 500.
@@ -83,26 +83,6 @@ class OpenAIErrorsMixin(BaseHandler):
             message, type=wire.error_type(status_code), code=str(code), param=param, **extra
         )
         self.write_json(body, status_code)
-
-
-def _provider_for(handler: BaseHandler, model: str) -> str | None:
-    """The configured provider that ``model`` names (by instance name, then by model), or
-    None for the whole chain; 404 when nothing configured is called that."""
-    if model == CHAIN_MODEL:
-        return None
-    providers = handler.state.chain.providers
-    for provider in providers:
-        if provider.name == model:
-            return provider.name
-    for provider in providers:
-        if provider.model == model:
-            return provider.name
-    raise ApiError(
-        404,
-        ApiCode.MODEL_NOT_FOUND,
-        f"The model '{model}' does not exist here: GET /v1/models lists the ones that do.",
-        extra={"param": "model"},
-    )
 
 
 def _model_list(handler: BaseHandler) -> list[dict[str, Any]]:
@@ -172,7 +152,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         request = parse_chat_request(
             self.json_body(), max_message_chars=self.state.settings.limits.max_message_chars
         )
-        provider = _provider_for(self, request.model)
+        provider = provider_for(self.state.chain.providers, request.model)
         session_id = self.request.headers.get(_SESSION_HEADER)
         if session_id is not None and not SESSION_ID.fullmatch(session_id):
             raise ApiError(

@@ -1,15 +1,42 @@
-"""``/api/sessions/{user_id}[/{session_id}]``: a user's conversations and their history."""
+"""``/api/sessions/{user_id}[/{session_id}]``: a user's conversations and their history,
+found by words (``?q=``), renamed, deleted."""
 
 from __future__ import annotations
 
-from server.http.base import SESSION_ID, ApiCode, ApiError, BaseHandler
+import unicodedata
+
+from server.http.base import SESSION_ID, ApiCode, ApiError, BaseHandler, JsonBodyHandler
+from server.stores.search import query_words
 
 __all__ = ["SessionHandler", "SessionListHandler"]
+
+# A search answers with at most this many conversations, newest first.
+SEARCH_LIMIT = 50
+# A title a person gives: room for a sentence, not for a document.
+MAX_TITLE_CHARS = 200
 
 
 class SessionListHandler(BaseHandler):
     async def get(self, user_id: str) -> None:
         self.require_user(user_id)
+        words = query_words(self.get_query_argument("q", ""))
+        if words:
+            # A search: each session with the few words around its newest match.
+            found = await self.state.sessions.search_sessions(user_id, words, limit=SEARCH_LIMIT)
+            self.write_json(
+                {
+                    "sessions": [
+                        {
+                            "session_id": s.session_id,
+                            "title": s.title,
+                            "updated_at": s.updated_at,
+                            "snippet": s.snippet,
+                        }
+                        for s in found
+                    ]
+                }
+            )
+            return
         sessions = await self.state.sessions.list_sessions(user_id)
         self.write_json(
             {
@@ -21,7 +48,7 @@ class SessionListHandler(BaseHandler):
         )
 
 
-class SessionHandler(BaseHandler):
+class SessionHandler(JsonBodyHandler):
     def _check(self, user_id: str, session_id: str) -> None:
         self.require_user(user_id)
         if not SESSION_ID.fullmatch(session_id):
@@ -49,6 +76,24 @@ class SessionHandler(BaseHandler):
                 "active_turn": active.as_json() if active is not None else None,
             }
         )
+
+    async def patch(self, user_id: str, session_id: str) -> None:
+        """``{"title": str}``: rename the conversation (its owner only: the path's user)."""
+        self._check(user_id, session_id)
+        title = self.json_body().get("title")
+        if not isinstance(title, str):
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'title' must be a string.")
+        # One line, as the list shows it: runs of spaces, tabs and line breaks become one.
+        title = " ".join(title.split())
+        if not title or len(title) > MAX_TITLE_CHARS:
+            raise ApiError(
+                400, ApiCode.BAD_REQUEST, f"'title' must be 1-{MAX_TITLE_CHARS} characters."
+            )
+        if any(unicodedata.category(c) == "Cc" for c in title):
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'title' holds a control character.")
+        if not await self.state.sessions.rename_session(user_id, session_id, title):
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
+        self.write_json({"session_id": session_id, "title": title})
 
     async def delete(self, user_id: str, session_id: str) -> None:
         self._check(user_id, session_id)

@@ -7,6 +7,8 @@ owns everything about sending it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from server.contract import ErrorCode, Turn
@@ -17,6 +19,7 @@ from server.http.base import ApiCode, ApiError, BaseHandler, JsonBodyHandler
 from server.http.errors import EVENT_STATUS, retry_after_for
 from server.http.event_stream import EventStream
 from server.http.identity import Identity
+from server.http.models import provider_for
 from server.internals.tornado_internals import drop_template_namespace
 from server.tools.approvals import Decision
 
@@ -58,6 +61,26 @@ class EventStreamMixin(BaseHandler):
 
 
 class _TurnStarter(JsonBodyHandler):
+    def initialize(self) -> None:
+        super().initialize()
+        self._body: dict[str, Any] | None = None
+
+    def json_body(self) -> dict[str, Any]:
+        # Read once, then asked again for the fields beyond message and session_id.
+        if self._body is None:
+            self._body = super().json_body()
+        return self._body
+
+    def chosen_provider(self) -> str | None:
+        """The provider the body's optional ``model`` names (as ``GET /v1/models`` lists
+        them), or None for the configured fallback chain."""
+        model = self.json_body().get("model")
+        if model is None:
+            return None
+        if not isinstance(model, str) or not model:
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'model' must be a model's name.")
+        return provider_for(self.state.chain.providers, model)
+
     def prepare(self) -> None:
         super().prepare()
         # Who is calling is known from the headers: a caller without identity (or someone
@@ -68,6 +91,7 @@ class _TurnStarter(JsonBodyHandler):
     async def start_turn(self, user_id: str) -> tuple[Turn, StreamLog]:
         identity: Identity = self.require_user(user_id)
         message, session_id = self.chat_request()
+        provider = self.chosen_provider()
         # History must be reachable before the stream starts: the session stage saves the
         # user's message before any model is called, and a turn that could not would only
         # end in an error event. Down, it is a 503 with Retry-After instead; the check is
@@ -79,6 +103,7 @@ class _TurnStarter(JsonBodyHandler):
             message=message,
             client_ip=self.request.remote_ip or "",
             session_id=session_id,
+            provider=provider,
         )
         try:
             stream_log = await self.state.runner.start(turn)

@@ -36,6 +36,7 @@ from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
     SessionExists,
+    SessionMatch,
     SessionRecord,
     StoredMessage,
     StoreUnavailable,
@@ -48,6 +49,7 @@ from server.stores.rows import (
     parts_json,
 )
 from server.stores.schema import upgrade_postgres
+from server.stores.search import ranked
 
 __all__ = ["PostgresSessionStore", "describe_url"]
 
@@ -424,6 +426,47 @@ class PostgresSessionStore:
                 "DELETE FROM sessions WHERE user_id = $1 AND session_id = $2", user_id, session_id
             )
         return result != "DELETE 0"
+
+    async def rename_session(self, user_id: str, session_id: str, title: str) -> bool:
+        async with self._connection() as db:
+            result = await db.execute(
+                "UPDATE sessions SET title = $3 WHERE user_id = $1 AND session_id = $2",
+                user_id,
+                session_id,
+                title,
+            )
+        return result != "UPDATE 0"
+
+    async def search_sessions(
+        self, user_id: str, words: Sequence[str], limit: int = 50
+    ) -> list[SessionMatch]:
+        if not words:
+            return []
+        # Each word a prefix: the words are letters and digits only (server.stores.search),
+        # so nothing in them is tsquery syntax.
+        query = " & ".join(f"{word}:*" for word in words)
+        async with self._connection() as db, db.transaction(isolation="repeatable_read"):
+            # Newest message first: a session's snippet comes from its newest match.
+            hits = await db.fetch(
+                "SELECT DISTINCT ON (session_id) session_id, ts_headline('simple', body, q,"
+                " 'MaxFragments=1, MaxWords=12, MinWords=4, FragmentDelimiter=…,"
+                ' StartSel="", StopSel=""\')'
+                " FROM message_search, to_tsquery('simple', $2) AS q"
+                " WHERE user_id = $1 AND document @@ q ORDER BY session_id, message_id DESC",
+                user_id,
+                query,
+            )
+            sessions = await db.fetch(
+                "SELECT session_id, title, updated_at FROM sessions WHERE user_id = $1"
+                " ORDER BY updated_at DESC, created_at DESC, session_id",
+                user_id,
+            )
+        return ranked(
+            (SessionRecord(row[0], row[1], row[2]) for row in sessions),
+            words,
+            {row[0]: row[1] for row in hits},
+            limit,
+        )
 
     async def export_sessions(self, user_id: str | None = None) -> AsyncIterator[ArchivedSession]:
         async with self._connection() as db, db.transaction(isolation="repeatable_read"):

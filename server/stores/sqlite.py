@@ -26,6 +26,7 @@ from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
     SessionExists,
+    SessionMatch,
     SessionRecord,
     StoredMessage,
     StoreUnavailable,
@@ -38,6 +39,7 @@ from server.stores.rows import (
     messages_with_parts,
     parts_json,
 )
+from server.stores.search import ranked
 
 __all__ = ["SQLiteSessionStore", "sqlite_revision"]
 
@@ -173,6 +175,12 @@ class SQLiteSessionStore:
         # The session's updated_at is left alone (the message is not new), so a
         # conversation does not jump up the list at every save.
         with self._transaction():
+            # The old parts go first: the search index (revision 0006) reads the message's
+            # parts when its content changes, and they are no longer its text.
+            self._db.execute(
+                "DELETE FROM message_parts WHERE user_id = ? AND session_id = ? AND message_id = ?",
+                (user_id, session_id, message_id),
+            )
             if facts is None:
                 self._db.execute(
                     "UPDATE messages SET content = ?, status = ?"
@@ -184,10 +192,6 @@ class SQLiteSessionStore:
                     _UPDATE_WITH_FACTS,
                     (content, status, *fact_values(facts), message_id, user_id, session_id),
                 )
-            self._db.execute(
-                "DELETE FROM message_parts WHERE user_id = ? AND session_id = ? AND message_id = ?",
-                (user_id, session_id, message_id),
-            )
             if parts is not None:
                 self._set_parts(user_id, session_id, message_id, parts)
 
@@ -312,6 +316,37 @@ class SQLiteSessionStore:
                 "DELETE FROM sessions WHERE user_id = ? AND session_id = ?", (user_id, session_id)
             )
         return cursor.rowcount > 0
+
+    async def rename_session(self, user_id: str, session_id: str, title: str) -> bool:
+        cursor = self._db.execute(
+            "UPDATE sessions SET title = ? WHERE user_id = ? AND session_id = ?",
+            (title, user_id, session_id),
+        )
+        return cursor.rowcount > 0
+
+    async def search_sessions(
+        self, user_id: str, words: Sequence[str], limit: int = 50
+    ) -> list[SessionMatch]:
+        if not words:
+            return []
+        # Each word a quoted prefix: the words are letters and digits only
+        # (server.stores.search), so nothing in them is FTS5 syntax.
+        match = " AND ".join(f'"{word}"*' for word in words)
+        snippets: dict[str, str] = {}
+        self._db.execute("BEGIN")
+        try:
+            # Newest message first: a session's snippet comes from its newest match.
+            for session_id, snippet in self._db.execute(
+                "SELECT session_id, snippet(message_search, 0, '', '', '…', 12)"
+                " FROM message_search WHERE message_search MATCH ? AND user_id = ?"
+                " ORDER BY rowid DESC",
+                (match, user_id),
+            ):
+                snippets.setdefault(session_id, snippet)
+            sessions = await self.list_sessions(user_id, limit=-1)
+        finally:
+            self._db.execute("COMMIT")
+        return ranked(sessions, words, snippets, limit)
 
     async def export_sessions(self, user_id: str | None = None) -> AsyncIterator[ArchivedSession]:
         # A read transaction: one snapshot for the whole export, even while the server runs.

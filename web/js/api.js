@@ -56,10 +56,33 @@ export async function decideTool(streamId, callId, approve) {
   if (!r.ok) await json(r);
 }
 
+/** The models a turn may name (OpenAI's list: `sluice`, then each provider and model). */
+export async function listModels() {
+  const body = await json(await fetch("/v1/models", { headers: { Accept: "application/json" } }));
+  return body.data ?? [];
+}
+
+/** Rename a conversation; resolves to its title as the server kept it. */
+export async function renameSession(userId, sessionId, title) {
+  const r = await fetch(`/api/sessions/${enc(userId)}/${enc(sessionId)}`, {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ title }),
+  });
+  return (await json(r)).title;
+}
+
+/** The caller's conversations holding every word of `query`, with a snippet of each. */
+export async function searchSessions(userId, query, signal) {
+  const r = await fetch(`/api/sessions/${enc(userId)}?q=${enc(query)}`, { signal });
+  return (await json(r)).sessions ?? [];
+}
+
 /** The non-streaming turn: resolves to the whole answer. */
-export async function converse(userId, message, sessionId, signal) {
+export async function converse(userId, message, sessionId, signal, model = null) {
   const body = { message };
   if (sessionId) body.session_id = sessionId;
+  if (model) body.model = model;
   const r = await fetch(`/api/conversation/${enc(userId)}`, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
@@ -70,9 +93,12 @@ export async function converse(userId, message, sessionId, signal) {
 }
 
 /** The streaming turn: an async iterator of {type, id, data}. */
-export function streamConversation(userId, message, sessionId, { signal, onConnection, nudge } = {}) {
+export function streamConversation(
+  userId, message, sessionId, { signal, onConnection, nudge, model = null } = {},
+) {
   const body = { message };
   if (sessionId) body.session_id = sessionId;
+  if (model) body.model = model;
   return streamEvents({
     url: `/api/conversation-stream/${enc(userId)}`,
     init: {

@@ -5,13 +5,16 @@ import * as api from "./api.js";
 import { factsFor, rememberFacts } from "./answer-facts.js";
 import { runCheck } from "./check.js";
 import { describeError } from "./errors.js";
+import { HistorySearch } from "./history-search.js";
 import { AnswerView, userMessage } from "./message-view.js";
+import { ModelPicker } from "./model-picker.js";
 import { renderSessions } from "./sessions-view.js";
 import { Nudge } from "./sse.js";
 import {
   ConnectionIndicator, StageStatus, renderContext, renderSuggestions, stageLabel,
 } from "./status-view.js";
 import { pickSuggestions } from "./suggestions.js";
+import { setUpTheme } from "./theme.js";
 import { showToast } from "./toast.js";
 
 const $ = (id) => document.getElementById(id);
@@ -45,7 +48,13 @@ const state = {
   autoScroll: true,
   shownMessages: 0, // stored messages of this session on screen (user and assistant)
   pendingDeletes: new Set(), // deleted, but still undoable: the DELETE waits
+  lastSent: "", // the last message sent from this page: ↑ in an empty box brings it back
+  listRequests: 0, // the newest history request: an older answer arriving late is dropped
 };
+
+const models = new ModelPicker($("model-picker"), () => state.sessionId);
+const search = new HistorySearch($("session-search"), () => refreshSessions());
+setUpTheme();
 
 // Fired when the tab comes back into view or the network returns: a stream
 // waiting to reconnect goes at once, and a silent one is replaced.
@@ -79,10 +88,12 @@ function setSession(sessionId) {
   if (!sessionId || sessionId === state.sessionId) return;
   state.sessionId = sessionId;
   history.replaceState(null, "", `#session=${encodeURIComponent(sessionId)}`);
+  models.forSession(sessionId);
 }
 
 function clearConversation() {
   state.shownMessages = 0;
+  state.lastSent = "";
   ui.list.replaceChildren();
   ui.empty.hidden = false;
   renderContext({});
@@ -92,10 +103,20 @@ function clearConversation() {
 
 async function refreshSessions() {
   if (!state.userId) return;
+  const request = ++state.listRequests;
+  const query = search.query;
   try {
-    const sessions = (await api.listSessions(state.userId))
-      .filter((s) => !state.pendingDeletes.has(s.session_id));
-    renderSessions(sessions, state.sessionId, { open: openSession, remove: removeSession });
+    const found = query
+      ? await api.searchSessions(state.userId, query)
+      : await api.listSessions(state.userId);
+    if (request !== state.listRequests) return;
+    const sessions = found.filter((s) => !state.pendingDeletes.has(s.session_id));
+    renderSessions(
+      sessions,
+      state.sessionId,
+      { open: openSession, remove: removeSession, rename: renameSession },
+      { searching: Boolean(query) },
+    );
   } catch {
     /* the list is a convenience: keep the old one */
   }
@@ -145,6 +166,7 @@ function showSession(session) {
     }
   }
   state.shownMessages = session.messages.length;
+  state.lastSent = lastQuestion;
   renderContext(session.context);
   state.autoScroll = true;
   follow();
@@ -182,6 +204,17 @@ function wake() {
 }
 document.addEventListener("visibilitychange", wake);
 globalThis.addEventListener("online", wake);
+
+// ---- renaming ---------------------------------------------------------------
+
+async function renameSession(sessionId, title) {
+  try {
+    await api.renameSession(state.userId, sessionId, title);
+  } catch (err) {
+    showToast(`The conversation could not be renamed. ${describeError(err).text}`);
+  }
+  await refreshSessions();
+}
 
 // ---- deleting, with a few seconds to undo ----------------------------------
 
@@ -236,6 +269,7 @@ function newChat({ cancel = true } = {}) {
   }
   state.sessionId = null;
   history.replaceState(null, "", location.pathname);
+  models.forNewChat();
   clearConversation();
   refreshSessions();
   ui.input.focus();
@@ -279,6 +313,7 @@ function endTurn() {
 function send(text, retryView = null) {
   const message = text.trim();
   if (!message || state.turn || !state.userId) return;
+  state.lastSent = message;
   ui.empty.hidden = true;
   renderSuggestions([], send);
   if (retryView) retryView.li.remove();
@@ -344,6 +379,7 @@ async function runStreaming(message, turn) {
   stage.waiting("Sending…");
   const events = api.streamConversation(state.userId, message, state.sessionId, {
     signal: turn.abort.signal,
+    model: models.chosen(),
     nudge,
     onConnection: (info) => {
       if (info.streamId) turn.streamId = info.streamId;
@@ -432,7 +468,9 @@ async function runPlain(message, turn) {
   stage.waiting("Waiting for the whole answer…");
   connection.set({ state: "connecting", attempt: 0 });
   try {
-    const answer = await api.converse(state.userId, message, state.sessionId, turn.abort.signal);
+    const answer = await api.converse(
+      state.userId, message, state.sessionId, turn.abort.signal, models.chosen(),
+    );
     setSession(answer.session_id);
     view.li.dataset.received = "complete";
     state.shownMessages += 2;
@@ -503,6 +541,12 @@ ui.input.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
     e.preventDefault();
     ui.form.requestSubmit();
+  } else if (e.key === "ArrowUp" && !ui.input.value && state.lastSent && !e.isComposing) {
+    // As in a terminal: the last message sent comes back to be changed and sent again.
+    e.preventDefault();
+    ui.input.value = state.lastSent;
+    autoGrow();
+    ui.input.setSelectionRange(ui.input.value.length, ui.input.value.length);
   }
 });
 ui.input.addEventListener("input", autoGrow);
@@ -605,6 +649,7 @@ async function start() {
     showBanner(`Can't reach the server. ${describeError(err).text}`);
     return;
   }
+  await models.load(api.listModels);
   ui.app.dataset.ready = "true";
   const m = /^#session=(.+)$/.exec(location.hash);
   if (m) await openSession(decodeURIComponent(m[1]));

@@ -9,6 +9,7 @@
 
 import { Marked } from "../vendor/marked/marked.esm.js";
 import DOMPurify from "../vendor/dompurify/purify.es.mjs";
+import { decorateCode } from "./code-blocks.js";
 import { closeDangling, settledBoundary } from "./md-blocks.js";
 
 function escapeHtml(s) {
@@ -68,14 +69,15 @@ const DIR_AUTO = "p, li, h1, h2, h3, h4, h5, h6, blockquote, td, th";
 
 /**
  * Render Markdown to a sanitized DocumentFragment. Each block takes its own
- * direction (Arabic right to left, English left to right); code stays LTR.
+ * direction (Arabic right to left, English left to right); code stays LTR and
+ * is highlighted (guessing the language of blocks that name none when `guess`).
  */
-export function renderMarkdown(text) {
+export function renderMarkdown(text, { guess = true } = {}) {
   const html = marked.parse(text, { async: false });
   const fragment = DOMPurify.sanitize(html, SANITIZE);
   for (const el of fragment.querySelectorAll(DIR_AUTO)) el.setAttribute("dir", "auto");
   for (const el of fragment.querySelectorAll("pre")) el.setAttribute("dir", "ltr");
-  return fragment;
+  return decorateCode(fragment, { guess });
 }
 
 /**
@@ -104,7 +106,7 @@ export class IncrementalMarkdown {
     // The tail is still arriving: an emphasis opened but not yet closed is
     // shown closed, not as a stray "*" (the complete answer renders as sent).
     const rest = text.slice(this.settled);
-    const tail = renderMarkdown(complete ? rest : closeDangling(rest));
+    const tail = renderMarkdown(complete ? rest : closeDangling(rest), { guess: complete });
     this.tailNodes = [...tail.childNodes];
     this.container.append(tail);
   }
