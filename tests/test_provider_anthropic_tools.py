@@ -275,6 +275,20 @@ def test_a_tool_round_in_the_messages_api_s_shape() -> None:
     ]
 
 
+def test_call_ids_from_other_servers_are_made_ones_anthropic_takes() -> None:
+    """Some OpenAI-compatible servers name calls "functions.search:0"; Anthropic takes
+    letters, digits, _ and - only. The call and its result keep the same id."""
+    _, messages = to_anthropic(
+        [
+            Message("user", "Search"),
+            Message("assistant", "", (ToolCall("functions.search:0", "search", {}),)),
+            Message("tool", "", (ToolResult("functions.search:0", "search", True, "found"),)),
+        ]
+    )
+    assert messages[1]["content"][0]["id"] == "functions_search_0"
+    assert messages[2]["content"][0]["tool_use_id"] == "functions_search_0"
+
+
 def test_results_come_first_in_a_merged_user_turn_and_orphans_are_left_out() -> None:
     png = b"\x89PNG\r\n\x1a\nfake"
     _, messages = to_anthropic(

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,13 @@ CHARS_PER_TOKEN = 3
 
 Block = dict[str, Any]
 _THINKING = ("thinking", "redacted_thinking")
+# The characters Anthropic allows in a tool_use id. Calls another provider made keep their
+# ids, which some OpenAI-compatible servers build from others ("functions.search:0").
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def _wire_id(call_id: str) -> str:
+    return _NOT_IN_ID.sub("_", call_id) or "call"
 
 
 def _reasoning_block(part: ReasoningPart) -> Block | None:
@@ -96,7 +104,7 @@ def _blocks(message: Message, known_calls: set[str]) -> list[Block]:
             blocks.append(
                 {
                     "type": "tool_use",
-                    "id": part.call_id,
+                    "id": _wire_id(part.call_id),
                     "name": part.name,
                     "input": dict(part.arguments),
                 }
@@ -104,7 +112,7 @@ def _blocks(message: Message, known_calls: set[str]) -> list[Block]:
         elif isinstance(part, ToolResult) and part.call_id in known_calls:
             result: Block = {
                 "type": "tool_result",
-                "tool_use_id": part.call_id,
+                "tool_use_id": _wire_id(part.call_id),
                 "content": part.content,
             }
             if not part.ok:
