@@ -135,6 +135,8 @@ async def measure_path(port: int, path: str, streams: int, rounds: int) -> float
         api_key="bench-key",
         base_url=base,
         max_retries=0,
+        # Long enough for hundreds of connections opened at once on a busy machine.
+        timeout=60,
         http_client=None if path == "sdk-default" else pooled_http_client(streams + 8),
     )
     request: dict[str, Any] = {
@@ -239,8 +241,9 @@ def main(argv: list[str] | None = None) -> None:
                 ],
                 capture_output=True,
                 text=True,
-                check=True,
             )
+            if done.returncode:
+                sys.exit(f"{path}: {done.stderr[-2000:]}")
             results.append((label, float(done.stdout.split()[-1])))
     finally:
         child.terminate()
