@@ -16,7 +16,11 @@ import anthropic
 import pytest
 
 from plugins.providers.anthropic import AnthropicOptions, AnthropicProvider
-from plugins.providers.anthropic_prompt import MAX_BREAKPOINTS, to_anthropic
+from plugins.providers.anthropic_prompt import (
+    MAX_BREAKPOINTS,
+    in_tool_loop_without_thinking,
+    to_anthropic,
+)
 from server import (
     FailureKind,
     GenerationParams,
@@ -346,6 +350,28 @@ async def test_a_round_begun_without_thinking_goes_on_without_it(fake: FakeAnthr
     continued, next_turn = (r.body for r in fake.requests)
     assert "thinking" not in continued and continued["max_tokens"] == 64
     assert next_turn["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
+def test_a_loop_begun_with_thinking_keeps_it_over_later_rounds() -> None:
+    """Claude thinks at the start of its turn, not before each later round's calls: the
+    whole loop counts as begun with thinking. One begun by another provider does not,
+    whatever a later round did."""
+    signed = ReasoningPart("Plan.", "sig", "anthropic")
+
+    def loop(first: tuple[Any, ...], later: tuple[Any, ...]) -> list[Message]:
+        return [
+            Message("user", "Two steps, please."),
+            Message("assistant", "", (*first, ToolCall("t1", "current_time", {}))),
+            Message("tool", "", (ToolResult("t1", "current_time", True, "1"),)),
+            Message("assistant", "", (*later, ToolCall("t2", "current_time", {}))),
+            Message("tool", "", (ToolResult("t2", "current_time", True, "2"),)),
+        ]
+
+    assert not in_tool_loop_without_thinking(to_anthropic(loop((signed,), ()))[1])
+    assert in_tool_loop_without_thinking(to_anthropic(loop((), (signed,)))[1])
+    # A new question ends the loop: its turn may think again.
+    asked = [*loop((), ()), Message("assistant", "Done."), Message("user", "Thanks")]
+    assert not in_tool_loop_without_thinking(to_anthropic(asked)[1])
 
 
 async def test_thinking_takes_no_temperature_and_a_narrow_top_p(fake: FakeAnthropic) -> None:

@@ -185,19 +185,29 @@ def tools_to_anthropic(tools: Sequence[Tool]) -> list[Block]:
     ]
 
 
-def in_tool_loop_without_thinking(turns: Sequence[dict[str, Any]]) -> bool:
-    """Whether the prompt ends in a tool round whose assistant message has no thinking.
+def _only_results(turn: dict[str, Any]) -> bool:
+    return turn["role"] == "user" and all(b["type"] == "tool_result" for b in turn["content"])
 
-    A tool loop is one assistant turn, and the API wants one thinking configuration per
-    turn: a round that began without thinking (thinking was off, or another provider made
-    the calls) must go on without it, or the API refuses the request."""
-    if not turns or turns[-1]["role"] != "user":
+
+def in_tool_loop_without_thinking(turns: Sequence[dict[str, Any]]) -> bool:
+    """Whether the prompt ends inside a tool loop whose first assistant message does not
+    start with thinking.
+
+    A tool loop is one assistant turn (from the user's last own message on, through every
+    round's calls and results), and the API wants one thinking setting per turn: with
+    thinking on, the turn must start with a thinking block. A loop that began without one
+    (thinking was off, or another provider made the calls) must go on without thinking,
+    or the API refuses the request. Later rounds of a loop begun with thinking need none
+    of their own."""
+    if not turns or not _only_results(turns[-1]):
         return False
-    if not any(block["type"] == "tool_result" for block in turns[-1]["content"]):
-        return False
-    if len(turns) < 2:
-        return True
-    return turns[-2]["content"][0]["type"] not in _THINKING
+    first: dict[str, Any] | None = None
+    for turn in reversed(turns):
+        if turn["role"] == "user" and not _only_results(turn):
+            break
+        if turn["role"] == "assistant":
+            first = turn
+    return first is None or first["content"][0]["type"] not in _THINKING
 
 
 def _chars(blocks: Sequence[Block]) -> int:
