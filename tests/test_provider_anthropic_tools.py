@@ -179,6 +179,26 @@ async def test_arguments_that_are_not_an_object_are_a_call_with_an_error(
     assert "thinking" not in fake.requests[0].body  # off unless a budget is set
 
 
+async def test_an_input_given_whole_at_the_block_s_start_is_taken(fake: FakeAnthropic) -> None:
+    """A proxy may give a tool_use block's input whole in its start, with no pieces."""
+    start = {
+        "type": "content_block_start",
+        "index": 1,
+        "content_block": {"type": "tool_use", "id": "toolu_w", "name": "echo", "input": {"a": 1}},
+    }
+    stop = {"type": "content_block_stop", "index": 1}
+    frames = b"".join(
+        f"event: {frame['type']}\ndata: {json.dumps(frame)}\n\n".encode() for frame in (start, stop)
+    )
+    fake.script(Reply(text=["x", "y"], raw_at={1: frames}))
+    provider = make(fake.url)
+    try:
+        deltas, _ = await collect(provider, [Message("user", "Hi")])
+    finally:
+        await provider.aclose()
+    assert deltas == ["x", ToolCall("toolu_w", "echo", {"a": 1})]
+
+
 async def test_a_plain_call_returns_its_calls_and_reasoning(fake: FakeAnthropic) -> None:
     fake.script(
         AnthropicReply(

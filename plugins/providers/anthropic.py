@@ -400,8 +400,8 @@ class _AnthropicStream(JSONFrameStream):
         self._request: _Request | None = request
         self._timeout = timeout
         self._usage: dict[str, Any] = {}
-        # index -> the open block's state: a tool_use's [id, name, input pieces], a thinking
-        # block's [signature]. Text blocks need none.
+        # index -> the open block's state: a tool_use's [id, name, input pieces, input at
+        # its start], a thinking block's [signature]. Text blocks need none.
         self._blocks: dict[int, list[Any]] = {}
 
     async def _open(self) -> BodyReader:
@@ -463,8 +463,9 @@ class _AnthropicStream(JSONFrameStream):
         if kind == "text":
             return str(block["text"]) if block.get("text") else None
         if kind == "tool_use":
-            # The input starts as {} and comes whole in the input_json_delta pieces.
-            self._blocks[index] = [str(block["id"]), str(block["name"]), []]
+            # The input starts as {} and comes whole in the input_json_delta pieces; a
+            # proxy that gives it whole at the start sends no pieces.
+            self._blocks[index] = [str(block["id"]), str(block["name"]), [], block.get("input")]
         elif kind == "thinking":
             self._blocks[index] = [block.get("signature") or None]
             if block.get("thinking"):
@@ -477,9 +478,12 @@ class _AnthropicStream(JSONFrameStream):
         state = self._blocks.pop(index, None)
         if state is None:
             return
-        if len(state) == 3:
-            call_id, name, pieces = state
-            self._calls.append(parse_arguments(call_id, name, "".join(pieces)))
+        if len(state) == 4:
+            call_id, name, pieces, whole = state
+            if pieces or not whole:
+                self._calls.append(parse_arguments(call_id, name, "".join(pieces)))
+            else:
+                self._calls.append(_call_of(call_id, name, whole))
         elif state[0]:
             self._calls.append(ReasoningPart("", signature=state[0], source=SOURCE))
 
