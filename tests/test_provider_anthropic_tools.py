@@ -34,6 +34,7 @@ from server import (
     tool,
 )
 from server.llm.transport import provider_context
+from server.testing import make_turn, run_pipeline_async
 from tests.fakes.llm_upstreams import AnthropicReply, FakeAnthropic, Reply
 
 pytestmark = pytest.mark.anyio
@@ -471,3 +472,42 @@ async def test_cache_marks_follow_tool_rounds_over_ten_turns(fake: FakeAnthropic
     last = fake.requests[-1].body["messages"]
     assert last[-1]["content"][-1]["text"].startswith("Question 10")
     assert placed[-1][-1] == ("message", len(last) - 1)
+
+
+async def test_a_plain_tool_round_through_the_llm_stage(fake: FakeAnthropic) -> None:
+    """Streaming refused (a proxy's 405): the plain answer's thinking becomes reasoning
+    events, its call runs, and the next (plain) round gets the signed block back first."""
+    fake.script(
+        Reply(status=405, message="Method not allowed"),
+        AnthropicReply(
+            text=[],
+            thinking=["Count ", "the words."],
+            signature="sig-plain",
+            tool_calls=[("toolu_p", "word_count", '{"text": "one two three"}')],
+        ),
+        Reply(text=["Three."]),
+    )
+    provider = make(fake.url, thinking_budget_tokens=1024)
+    try:
+        # The question as the prompt stage would have put it (the llm stage alone here).
+        turn = make_turn("Count: one two three", prompt=[Message("user", "Count: one two three")])
+        result = await run_pipeline_async(["llm"], provider=provider, tools=TOOLS, turn=turn)
+    finally:
+        await provider.aclose()
+    assert [e["content"] for e in result.of_type("reasoning")] == ["Count the words."]
+    [call] = result.of_type("tool_call")
+    assert (call["call_id"], call["arguments"]) == ("toolu_p", {"text": "one two three"})
+    [done] = result.of_type("tool_result")
+    assert done["ok"] and done["content"] == "3"
+    assert result.complete is not None
+    assert (result.complete["message"], result.complete["mode"]) == ("Three.", "non-stream")
+    assert [r.stream for r in fake.requests] == [True, False, False]
+    second = fake.requests[2].body["messages"]
+    assert second[1]["content"][0] == {
+        "type": "thinking",
+        "thinking": "Count the words.",
+        "signature": "sig-plain",
+    }
+    assert second[2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_p", "content": "3"}
+    ]
