@@ -8,13 +8,14 @@ import json
 from typing import Any
 
 import jsonschema
+from prometheus_client.parser import text_string_to_metric_families
 
 from server.http.ops import openapi_spec
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
 from tests.fakes.threaded import ThreadedFakes
 from tests.support.server import RunningServer
-from tests.support.sse import bearer, events, json_request, start_stream
+from tests.support.sse import bearer, events, json_request, request, start_stream
 
 ANTHROPIC_KEY = "sk-ant-api03-E2ESECRET0123456789abcdef"
 OPENAI_KEY = "sk-e2e-secret-0123456789abcdef"
@@ -143,7 +144,10 @@ def test_hang_before_the_first_token_moves_on(
     start_server: StartServer, fakes: ThreadedFakes
 ) -> None:
     fakes.anthropic.script(Reply(hang_at=0))
-    server = start(start_server, fakes, SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS="0.5")
+    # The first-token timeout also bounds the wait for the response headers: half a second
+    # could pass on a loaded machine before the fake even reads the request, and then there
+    # would be no upstream connection to see closed.
+    server = start(start_server, fakes)
     evs = ask(server)
     end = terminal(evs)
     assert end["type"] == "complete" and end["provider"] == "openai"
@@ -193,3 +197,42 @@ def test_models_lists_anthropic(start_server: StartServer, fakes: ThreadedFakes)
     assert completion["usage"]["prompt_tokens_details"] == {"cached_tokens": 2000}
     assert fakes.anthropic.requests[-1].body["model"] == "claude-sonnet-4-6"
     assert fakes.openai.requests == []
+
+
+def test_readyz_and_metrics_name_anthropic(start_server: StartServer, fakes: ThreadedFakes) -> None:
+    """One turn falls back from an overloaded Claude, one is answered and one interrupted by
+    it: /readyz lists the instance in chain order, and every provider metric carries its
+    name."""
+    fakes.anthropic.script(
+        Reply(status=529, message="Overloaded"),
+        Reply(status=529, message="Overloaded"),
+        Reply(text=["Claude ", "here."]),
+        Reply(text=["Partial ", "answer ", "lost"], error_event_at=2),
+    )
+    server = start(start_server, fakes)
+    status, ready, _ = json_request(server.url, "GET", "/readyz")
+    assert status == 200 and ready is not None
+    assert ready["providers"] == ["anthropic", "openai"]
+    assert terminal(ask(server))["provider"] == "openai"
+    assert terminal(ask(server))["provider"] == "anthropic"
+    assert terminal(ask(server))["code"] == "upstream_interrupted"
+
+    response = request(server.url, "GET", "/metrics")
+    text = response.body().decode()
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        return samples.get((name, frozenset(labels.items())), 0.0)
+
+    assert value("sluice_llm_attempts_total", provider="anthropic", mode="stream") == 3
+    assert value("sluice_llm_attempts_total", provider="anthropic", mode="non-stream") == 1
+    assert value("sluice_llm_fallbacks_total", provider="anthropic", reason="unavailable") == 1
+    assert value("sluice_llm_interruptions_total", provider="anthropic", reason="unavailable") == 1
+    assert value("sluice_llm_call_duration_seconds_count", provider="anthropic", mode="stream")
+    assert value("sluice_time_to_first_chunk_seconds_count", provider="anthropic") == 2
+    assert ("sluice_provider_circuit_state", frozenset({("provider", "anthropic")})) in samples
+    assert ANTHROPIC_KEY not in text

@@ -85,6 +85,26 @@ def test_memory_breakdown_runs() -> None:
     assert "server/" in done.stdout  # sluice's own lines are among those measured
 
 
+def test_anthropic_stream_memory_comparison_runs() -> None:
+    """``python -m bench.provider_memory`` (the figures in docs/providers.md) measures every
+    path: ours holds less per open stream than the SDK's stream on the same client."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.provider_memory", "--streams", "8", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {
+        line.rsplit(None, 2)[0].strip(): float(line.split()[-2])
+        for line in done.stdout.splitlines()[1:]
+    }
+    assert len(rows) == 4, done.stdout
+    ours = rows["ours (aiohttp transport, streamed bytes + jiter)"]
+    assert 0 < ours < rows["SDK AsyncStream (same pooled client)"], done.stdout
+
+
 def test_sluice_on_postgres_runs_beside_sluice_on_sqlite(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:

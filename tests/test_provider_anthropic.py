@@ -18,7 +18,7 @@ import pytest
 
 from plugins.providers.anthropic import AnthropicOptions, AnthropicProvider
 from plugins.providers.anthropic_prompt import MAX_BREAKPOINTS, cache_breakpoints, to_anthropic
-from server.config import load_settings
+from server.config import _WELL_KNOWN, load_settings
 from server.contract import FailureKind, GenerationParams, Message, ProviderError
 from server.llm.transport import provider_context
 from server.registry import load_providers
@@ -579,3 +579,19 @@ def test_plugins_command_lists_the_anthropic_instance(tmp_path: Path) -> None:
     assert instance["options"]["model"] == "claude-haiku-4-5"
     assert instance["options"]["prompt_caching"] is True
     assert KEY not in done.stdout + done.stderr
+
+
+def test_the_readme_table_and_the_provider_docs_name_every_anthropic_setting() -> None:
+    """The well-known names the configuration honours for Anthropic, its key and every
+    ``[llm.anthropic]`` option are where a user looks for them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.startswith("| `")]
+    names = {name for name in _WELL_KNOWN if name.startswith("ANTHROPIC_")}
+    assert names == {"ANTHROPIC_BASE_URL", "ANTHROPIC_MODEL"}
+    for name in [*names, "ANTHROPIC_API_KEY"]:
+        assert any(f"`{name}`" in line for line in table), name
+    assert any("`SLUICE_PROVIDERS`" in line and "anthropic" in line for line in table)
+    providers = (ROOT / "docs" / "providers.md").read_text(encoding="utf-8")
+    for option in AnthropicOptions.model_fields:
+        if option != "api_key_env":  # shared by every type, documented once for all
+            assert f"`[llm.anthropic] {option}`" in providers, option

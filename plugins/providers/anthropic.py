@@ -3,15 +3,21 @@
 As for OpenAI: the SDK makes the request (the key, ``anthropic-version``, base URL, error
 classes) on the server's pooled HTTP client; the streamed events are read as bytes
 from ``with_streaming_response`` and parsed with ``jiter``, without the SDK's typed event
-per frame (per-chunk SDK objects are the main cost of a relay: ``docs/performance.md``).
-Plain calls use the typed SDK result: one object per answer is cheap.
+per frame (per-chunk SDK objects are the main cost of a relay: ``docs/providers.md`` has the
+figures). Plain calls use the typed SDK result: one object per answer is cheap.
 
 The stream is a sequence of events: ``message_start`` (the input usage),
 ``content_block_start`` / ``content_block_delta`` / ``content_block_stop`` per block,
 ``message_delta`` (stop reason, output usage), ``message_stop``; ``ping`` at any time, and an
-``error`` event (``overloaded_error``…) that can come after text. Only text deltas are answer
-text; thinking and tool-input deltas are other block types, left for the events that will
-carry them.
+``error`` event (``overloaded_error``…) that can come after text. Blocks, by their index:
+
+* ``text``: ``text_delta`` pieces are the answer's text;
+* ``thinking``: ``thinking_delta`` pieces are yielded as :class:`ReasoningPart` pieces as they
+  come, the block's ``signature_delta`` as a part with that signature at the block's end;
+* ``redacted_thinking``: its encrypted ``data`` as a part to send back as it came;
+* ``tool_use``: the ``input_json_delta`` pieces are put together and the call yielded as a
+  :class:`ToolCall` when the block stops (arguments that are not a JSON object give a call
+  with ``arguments_error``).
 
 SDK retries are off (``max_retries=0``): the fallback chain is the only retry loop.
 
@@ -22,6 +28,7 @@ installed provider to see which are configured should not pay for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx2
@@ -37,13 +44,23 @@ from server import (
     ProviderContext,
     ProviderError,
     ProviderOptions,
+    ReasoningPart,
+    Tool,
+    ToolCall,
     Usage,
     body_reader,
+    parse_arguments,
     redact,
     retry_after_from_headers,
 )
 
-from .anthropic_prompt import mark_cache_breakpoints, to_anthropic
+from .anthropic_prompt import (
+    SOURCE,
+    in_tool_loop_without_thinking,
+    mark_cache_breakpoints,
+    to_anthropic,
+    tools_to_anthropic,
+)
 
 if TYPE_CHECKING:
     import anthropic
@@ -76,6 +93,10 @@ class AnthropicOptions(ProviderOptions):
     # Anthropic caches no prefix shorter than its model's minimum: 1,024 tokens on most
     # models, more on some. No mark is set before the prompt is estimated to reach this.
     cache_min_tokens: int = Field(1024, ge=1)
+    # Extended thinking: the tokens Claude may think for before it answers (at least 1,024,
+    # Anthropic's minimum). None: no thinking. The answer keeps max_output_tokens of its
+    # own: max_tokens is sent as the budget plus that.
+    thinking_budget_tokens: int | None = Field(None, ge=1024)
     # Extra request headers, e.g. an anthropic-beta flag.
     headers: dict[str, str] = Field(default_factory=dict)
     # The environment variable holding the key. Default: ANTHROPIC_API_KEY for the instance
@@ -104,6 +125,13 @@ def _usage_of(raw: dict[str, Any]) -> Usage:
         cached_tokens=read,
         cache_creation_tokens=written,
     )
+
+
+def _call_of(call_id: str, name: str, arguments: object) -> ToolCall:
+    """A plain answer's ``tool_use`` block as a call: its ``input`` is parsed already."""
+    if isinstance(arguments, dict):
+        return ToolCall(call_id, name, arguments)
+    return ToolCall(call_id, name, {}, "the arguments must be a JSON object")
 
 
 class AnthropicProvider:
@@ -157,18 +185,30 @@ class AnthropicProvider:
         messages: list[Message],
         max_output_tokens: int,
         params: GenerationParams | None,
+        tools: Sequence[Tool] = (),
     ) -> dict[str, Any]:
         system, turns = to_anthropic(messages)
+        wire_tools = tools_to_anthropic(tools)
         if self.options.prompt_caching:
-            mark_cache_breakpoints(system, turns, min_tokens=self.options.cache_min_tokens)
-        # The Messages API wants max_tokens on every request.
+            mark_cache_breakpoints(
+                system, turns, tools=wire_tools, min_tokens=self.options.cache_min_tokens
+            )
+        budget = self.options.thinking_budget_tokens
+        if budget is not None and in_tool_loop_without_thinking(turns):
+            budget = None  # see in_tool_loop_without_thinking
+        # The Messages API wants max_tokens on every request; with thinking, it must exceed
+        # the budget (thinking counts against it).
         body: dict[str, Any] = {
             "model": self.model,
             "messages": turns,
-            "max_tokens": max_output_tokens,
+            "max_tokens": max_output_tokens + (budget or 0),
         }
         if system:
             body["system"] = system
+        if wire_tools:
+            body["tools"] = wire_tools
+        if budget is not None:
+            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
         if params is not None:
             sampling: dict[str, float] = {}
             if params.temperature is not None:
@@ -179,8 +219,20 @@ class AnthropicProvider:
                         FailureKind.BAD_REQUEST,
                         f"{self.name} takes a temperature between 0 and 1.",
                     )
+                if budget is not None:
+                    # Thinking takes no temperature: refused, not dropped (the contract).
+                    raise ProviderError(
+                        FailureKind.BAD_REQUEST,
+                        f"{self.name} thinks before it answers and then takes no temperature.",
+                    )
                 sampling["temperature"] = params.temperature
             if params.top_p is not None:
+                if budget is not None and params.top_p < 0.95:
+                    raise ProviderError(
+                        FailureKind.BAD_REQUEST,
+                        f"{self.name} thinks before it answers and then takes a top_p of "
+                        "0.95 to 1 only.",
+                    )
                 sampling["top_p"] = params.top_p
             if sampling:
                 # The SDK's typed parameters no longer list temperature and top_p (recent
@@ -199,8 +251,9 @@ class AnthropicProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> _AnthropicStream:
-        return _AnthropicStream(self, messages, max_output_tokens, params, timeout)
+        return _AnthropicStream(self, (messages, max_output_tokens, params, tools), timeout)
 
     async def complete(
         self,
@@ -209,21 +262,35 @@ class AnthropicProvider:
         max_output_tokens: int,
         timeout: float,
         params: GenerationParams | None = None,
+        tools: Sequence[Tool] = (),
     ) -> Completion:
         import anthropic
 
         client = self._require_client()
-        body = self._body(messages, max_output_tokens, params)
+        body = self._body(messages, max_output_tokens, params, tools)
         try:
             response = await client.messages.create(**body, timeout=httpx2.Timeout(timeout))
         except anthropic.APIError as error:
             raise self.error_from_sdk(error) from None
-        text = "".join(block.text for block in response.content if block.type == "text")
+        text: list[str] = []
+        calls: list[ToolCall] = []
+        reasoning: list[ReasoningPart] = []
+        for block in response.content:
+            if block.type == "text":
+                text.append(block.text)
+            elif block.type == "tool_use":
+                calls.append(_call_of(block.id, block.name, block.input))
+            elif block.type == "thinking":
+                reasoning.append(ReasoningPart(block.thinking, block.signature, SOURCE))
+            elif block.type == "redacted_thinking":
+                reasoning.append(ReasoningPart("", source=SOURCE, redacted=block.data))
         return Completion(
-            text=text,
+            text="".join(text),
             usage=_usage_of(response.usage.model_dump()),
             finish_reason=_finish_reason(response.stop_reason),
             model=response.model or self.model,
+            tool_calls=tuple(calls),
+            reasoning=tuple(reasoning),
         )
 
     async def aclose(self) -> None:
@@ -317,30 +384,25 @@ class AnthropicProvider:
         )
 
 
+_Request = tuple[list[Message], int, GenerationParams | None, Sequence[Tool]]
+
+
 class _AnthropicStream(JSONFrameStream):
     """One streaming call to ``/v1/messages``: events read as bytes. The answer is whole at
     ``message_stop`` (or once ``message_delta`` gave the stop reason); a body that ends
     before either was cut short."""
 
-    def __init__(
-        self,
-        provider: AnthropicProvider,
-        messages: list[Message],
-        max_output_tokens: int,
-        params: GenerationParams | None,
-        timeout: float,
-    ) -> None:
+    def __init__(self, provider: AnthropicProvider, request: _Request, timeout: float) -> None:
         super().__init__(provider.name, provider._key)
         self._provider = provider
         # The body is built when the stream opens: a parameter the upstream cannot take is
         # a ProviderError from the first __anext__, as the contract says.
-        self._request: tuple[list[Message], int, GenerationParams | None] | None = (
-            messages,
-            max_output_tokens,
-            params,
-        )
+        self._request: _Request | None = request
         self._timeout = timeout
         self._usage: dict[str, Any] = {}
+        # index -> the open block's state: a tool_use's [id, name, input pieces, input at
+        # its start], a thinking block's [signature]. Text blocks need none.
+        self._blocks: dict[int, list[Any]] = {}
 
     async def _open(self) -> BodyReader:
         import anthropic
@@ -370,10 +432,22 @@ class _AnthropicStream(JSONFrameStream):
         kind = frame.get("type")
         if kind == "content_block_delta":
             delta = frame["delta"]
-            if delta.get("type") == "text_delta":
+            what = delta.get("type")
+            if what == "text_delta":
                 return str(delta["text"])
-            return None  # thinking, signature, tool input, citations: not answer text
-        if kind == "message_start":
+            if what == "thinking_delta":
+                if delta["thinking"]:
+                    self._calls.append(ReasoningPart(str(delta["thinking"])))
+            elif what == "input_json_delta":
+                self._blocks[frame["index"]][2].append(str(delta["partial_json"]))
+            elif what == "signature_delta":
+                self._blocks[frame["index"]][0] = str(delta["signature"])
+            return None  # citations and delta types added later: not answer text
+        if kind == "content_block_start":
+            return self._start(frame["index"], frame["content_block"])
+        if kind == "content_block_stop":
+            self._stop(frame["index"])
+        elif kind == "message_start":
             self._count(frame["message"].get("usage"))
         elif kind == "message_delta":
             reason = frame["delta"].get("stop_reason")
@@ -382,11 +456,36 @@ class _AnthropicStream(JSONFrameStream):
             self._count(frame.get("usage"))
         elif kind == "message_stop":
             self._mark_whole()
-        elif kind == "content_block_start":
-            block = frame["content_block"]
-            if block.get("type") == "text" and block.get("text"):
-                return str(block["text"])
-        return None  # ping, content_block_stop, and event types added later
+        return None  # ping, and event types added later
+
+    def _start(self, index: int, block: dict[str, Any]) -> str | None:
+        kind = block.get("type")
+        if kind == "text":
+            return str(block["text"]) if block.get("text") else None
+        if kind == "tool_use":
+            # The input starts as {} and comes whole in the input_json_delta pieces; a
+            # proxy that gives it whole at the start sends no pieces.
+            self._blocks[index] = [str(block["id"]), str(block["name"]), [], block.get("input")]
+        elif kind == "thinking":
+            self._blocks[index] = [block.get("signature") or None]
+            if block.get("thinking"):
+                self._calls.append(ReasoningPart(str(block["thinking"])))
+        elif kind == "redacted_thinking":
+            self._calls.append(ReasoningPart("", source=SOURCE, redacted=str(block["data"])))
+        return None
+
+    def _stop(self, index: int) -> None:
+        state = self._blocks.pop(index, None)
+        if state is None:
+            return
+        if len(state) == 4:
+            call_id, name, pieces, whole = state
+            if pieces or not whole:
+                self._calls.append(parse_arguments(call_id, name, "".join(pieces)))
+            else:
+                self._calls.append(_call_of(call_id, name, whole))
+        elif state[0]:
+            self._calls.append(ReasoningPart("", signature=state[0], source=SOURCE))
 
     def _count(self, raw: Any) -> None:
         """``message_start`` carries the input figures, ``message_delta`` the output so

@@ -563,6 +563,19 @@ _ANTHROPIC_ERRORS = {
 _ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
 
 
+@dataclass
+class AnthropicReply(Reply):
+    """A :class:`Reply` that thinks first: ``thinking`` pieces streamed as one ``thinking``
+    block's ``thinking_delta`` events, then its ``signature`` (``signature_delta``); a
+    ``redacted`` block's data after it. ``tool_calls`` (from :class:`Reply`) become
+    ``tool_use`` blocks after the text, their input JSON text streamed in
+    ``argument_piece``-character ``input_json_delta`` pieces."""
+
+    thinking: list[str] = field(default_factory=list)
+    signature: str = "sig-fake-0"
+    redacted: str | None = None
+
+
 class _AnthropicHandler(_Handler):
     fake: FakeAnthropic
 
@@ -578,17 +591,25 @@ class _AnthropicHandler(_Handler):
             self.fail(reply, self._error(reply.status, reply.message))
             return
         model = body.get("model", "fake")
-        stop = _ANTHROPIC_STOP.get(reply.finish_reason, reply.finish_reason)
+        stop = "tool_use" if reply.tool_calls else reply.finish_reason
+        stop = _ANTHROPIC_STOP.get(stop, stop)
         if not stream:
-            message = self._message(model, [{"type": "text", "text": "".join(reply.text)}])
+            message = self._message(model, self._whole_blocks(reply))
             message.update(stop_reason=stop, usage=self._usage(len(reply.text)))
             self.finish(message)
             return
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
         head = self._event("message_start", {"message": self._message(model, [])})
-        head += self._event(
-            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
-        )
+        thinking = self._thinking_events(reply)
+        head += b"".join(frame for _, frame in thinking)
+        index = len({block for block, _ in thinking})
+        text_index = index
+        if reply.text:
+            head += self._event(
+                "content_block_start",
+                {"index": text_index, "content_block": {"type": "text", "text": ""}},
+            )
+            index += 1
         head += self._event("ping", {})
         if not await self.send(head, reply):
             return
@@ -612,10 +633,12 @@ class _AnthropicHandler(_Handler):
                 frame = b"event: content_block_delta\ndata: {not json\n\n"
             else:
                 delta = {"type": "text_delta", "text": piece}
-                frame = self._event("content_block_delta", {"index": 0, "delta": delta})
+                frame = self._event("content_block_delta", {"index": text_index, "delta": delta})
             if not await self.send(frame, reply):
                 return
-        tail = self._event("content_block_stop", {"index": 0})
+        tail = self._event("content_block_stop", {"index": text_index}) if reply.text else b""
+        for frame in self._tool_use_events(reply, index):
+            tail += frame
         usage = {"output_tokens": len(reply.text)} if reply.usage else None
         tail += self._event(
             "message_delta",
@@ -627,6 +650,68 @@ class _AnthropicHandler(_Handler):
                 await self.hang()
                 return
             self.finish()
+
+    def _thinking_events(self, reply: Reply) -> list[tuple[int, bytes]]:
+        """(block index, event) of the thinking block and the redacted one, if any."""
+        if not isinstance(reply, AnthropicReply):
+            return []
+        frames: list[tuple[int, bytes]] = []
+        index = 0
+        if reply.thinking:
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            frames.append(
+                (0, self._event("content_block_start", {"index": 0, "content_block": block}))
+            )
+            for piece in reply.thinking:
+                delta = {"type": "thinking_delta", "thinking": piece}
+                frames.append((0, self._event("content_block_delta", {"index": 0, "delta": delta})))
+            delta = {"type": "signature_delta", "signature": reply.signature}
+            frames.append((0, self._event("content_block_delta", {"index": 0, "delta": delta})))
+            frames.append((0, self._event("content_block_stop", {"index": 0})))
+            index += 1
+        if reply.redacted is not None:
+            block = {"type": "redacted_thinking", "data": reply.redacted}
+            start = {"index": index, "content_block": block}
+            frames.append((index, self._event("content_block_start", start)))
+            frames.append((index, self._event("content_block_stop", {"index": index})))
+        return frames
+
+    def _tool_use_events(self, reply: Reply, first_index: int) -> list[bytes]:
+        """Each call a ``tool_use`` block: its start with an empty input, then its input
+        JSON text in pieces, then its stop (Anthropic streams one block at a time)."""
+        frames: list[bytes] = []
+        size = reply.argument_piece
+        for offset, (call_id, name, arguments) in enumerate(reply.tool_calls):
+            index = first_index + offset
+            block = {"type": "tool_use", "id": call_id, "name": name, "input": {}}
+            frames.append(
+                self._event("content_block_start", {"index": index, "content_block": block})
+            )
+            for at in range(0, len(arguments), size):
+                delta = {"type": "input_json_delta", "partial_json": arguments[at : at + size]}
+                frames.append(self._event("content_block_delta", {"index": index, "delta": delta}))
+            frames.append(self._event("content_block_stop", {"index": index}))
+        return frames
+
+    @staticmethod
+    def _whole_blocks(reply: Reply) -> list[dict[str, Any]]:
+        """A plain answer's content: thinking, redacted thinking, text, tool uses."""
+        blocks: list[dict[str, Any]] = []
+        if isinstance(reply, AnthropicReply):
+            if reply.thinking:
+                thinking = "".join(reply.thinking)
+                blocks.append(
+                    {"type": "thinking", "thinking": thinking, "signature": reply.signature}
+                )
+            if reply.redacted is not None:
+                blocks.append({"type": "redacted_thinking", "data": reply.redacted})
+        if reply.text:
+            blocks.append({"type": "text", "text": "".join(reply.text)})
+        for call_id, name, arguments in reply.tool_calls:
+            blocks.append(
+                {"type": "tool_use", "id": call_id, "name": name, "input": json.loads(arguments)}
+            )
+        return blocks
 
     @staticmethod
     def _event(kind: str, data: dict[str, Any]) -> bytes:
@@ -660,7 +745,8 @@ class FakeAnthropic(_FakeBase):
     """``base_url`` for the SDK is ``fake.url`` (the host root: the SDK adds ``/v1``).
 
     ``usage`` is what every answer reports for its prompt (Anthropic's names: the input
-    tokens outside the cache, and those written to and read from it)."""
+    tokens outside the cache, and those written to and read from it). Script an
+    :class:`AnthropicReply` for an answer that thinks first."""
 
     def __init__(self) -> None:
         super().__init__()
