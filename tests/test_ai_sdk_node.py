@@ -15,12 +15,17 @@ import pytest
 
 from server.core.sse import encode_event
 from server.core.ui_message_stream import UIMessageEncoder
+from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
 from tests.fakes.threaded import ThreadedFakes, threaded_fakes
 from tests.support.ai_sdk import ai_sdk_modules, run_node
+from tests.support.redis_server import RedisServer
 from tests.support.server import RunningServer, launch
 from tests.support.sse import bearer, json_request, request, start_stream
 from tests.support.tool_package import ENABLED_TOOLS, write_tool_package
+
+# How a stopped answer ends, in the AI SDK's protocol.
+ABORTED = b'data: {"type":"abort","reason":"cancelled"}\n\ndata: [DONE]\n\n'
 
 
 @pytest.fixture(scope="session")
@@ -218,7 +223,7 @@ def test_a_stop_through_sluice_ends_the_stream_with_abort(
     assert status == 200 and answer == {"stream_id": stream_id, "cancelled": True}
     raw += stream.body()
     assert fakes.run(fakes.openai.wait_closed(closed_before + 1, within=1.0)) < 1.0
-    assert raw.endswith(b'data: {"type":"abort","reason":"cancelled"}\n\ndata: [DONE]\n\n')
+    assert raw.endswith(ABORTED)
     # The AI SDK reads it as a stopped message, not an error.
     seen = run_node(modules, server.url, "parse", body=raw.decode())
     assert seen["error"] is None and [p["text"] for p in parts(seen, "text")] == ["first "]
@@ -334,3 +339,44 @@ def test_a_long_conversation_fits_the_chat_body_limit(
     said = [*earlier, {"id": "last", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]
     seen = run_node(modules, server.url, "send", chatId="long-1", messages=said)
     assert seen["error"] is None and parts(seen, "text")[0]["text"] == "Hello, world!"
+
+
+def test_a_chat_resumes_and_stops_through_another_instance(
+    modules: Path,
+    start_server: StartServer,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    fakes: ThreadedFakes,
+) -> None:
+    """Two processes on one Redis (history shared, as PostgreSQL would be): a chat answered
+    by one is resumed from the other, from its start, and stopped through it."""
+    env = {
+        "REDIS_URL": redis_server.url,
+        "SLUICE_LLM__PROVIDERS": "openai",
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fakes.openai.base_url,
+    }
+    shared = tmp_path / "shared-data"
+    shared.mkdir()
+    producer, other = (start_server(env, data_dir=shared) for _ in range(2))
+    pieces = [f"word{i} " for i in range(30)]
+    fakes.openai.default = Reply(text=pieces, interval=0.05)
+    left = run_node(modules, producer.url, "leave", chatId="roaming", text="Tell me a story")
+    seen = run_node(modules, other.url, "resume", chatId="roaming")
+    assert seen["chunks"][0] == left["chunks"][0]
+    assert [p["text"] for p in parts(seen, "text")] == ["".join(pieces)]
+    assert seen["chunks"][-1]["type"] == "finish"
+
+    fakes.openai.script(Reply(text=["first ", "never"], hang_at=1))
+    said = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "Go on"}]}
+    body = {"id": "roaming", "messages": [said], "trigger": "submit-message"}
+    stream = request(producer.url, "POST", "/api/chat", body=body, headers=bearer("tok-alice"))
+    raw = b""
+    while b"text-delta" not in raw:
+        raw += stream.response.read1(65536)
+    stream_id = stream.headers["X-Stream-Id"]
+    status, _, _ = json_request(
+        other.url, "POST", f"/api/streams/{stream_id}/cancel", headers=bearer("tok-alice")
+    )
+    assert status == 200
+    assert stream.body().endswith(ABORTED)
