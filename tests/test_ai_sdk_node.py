@@ -380,3 +380,36 @@ def test_a_chat_resumes_and_stops_through_another_instance(
     )
     assert status == 200
     assert stream.body().endswith(ABORTED)
+
+
+def test_a_second_message_while_the_chat_answers_is_refused_and_regenerate_asks_again(
+    modules: Path, server: RunningServer, fakes: ThreadedFakes
+) -> None:
+    fakes.openai.script(Reply(text=["w0 ", "w1 ", "never"], hang_at=2))
+    left = run_node(modules, server.url, "leave", chatId="busy", text="First")
+    stream_id = left["chunks"][0]["messageMetadata"]["streamId"]
+    user = [{"id": "u", "role": "user", "parts": [{"type": "text", "text": "Second"}]}]
+    refused = run_node(modules, server.url, "refused", chatId="busy", messages=user)
+    error = json.loads(refused["thrown"])["error"]
+    assert error == error | {"code": "turn_in_progress", "stream_id": stream_id}
+    status, _, _ = json_request(
+        server.url, "POST", f"/api/streams/{stream_id}/cancel", headers=bearer("tok-alice")
+    )
+    assert status == 200
+    run_node(modules, server.url, "resume", chatId="busy")  # until that answer has ended
+    fakes.openai.default = Reply(text=["Again."])
+    first = {"id": "u", "role": "user", "parts": [{"type": "text", "text": "First"}]}
+    seen = run_node(
+        modules, server.url, "send", chatId="busy", messages=[first], trigger="regenerate-message"
+    )
+    assert [p["text"] for p in parts(seen, "text")] == ["Again."]
+    said = history(server, "alice", "busy")
+    assert (
+        said[0][0] == "user"
+        and said[0][1] == "First"
+        and said[-2:]
+        == [
+            ("user", "First"),
+            ("assistant", "Again."),
+        ]
+    )

@@ -39,6 +39,7 @@ __all__ = ["DONE", "HEADER_NAME", "HEADER_VALUE", "UIMessageEncoder", "finish_re
 HEADER_NAME = "x-vercel-ai-ui-message-stream"
 HEADER_VALUE = "v1"
 DONE = b"data: [DONE]\n\n"
+_DELTA_END = b"}\n\n"
 
 # sluice's (and the providers') finish reasons in the protocol's enumeration.
 _FINISH_REASONS = {
@@ -99,12 +100,17 @@ class UIMessageEncoder:
     def frames(self, frames: list[bytes]) -> bytes:
         """sluice's frames, as UI message chunks."""
         out: list[bytes] = []
+        append = out.append
+        chunk_content = sse.chunk_content
         for frame in frames:
-            literal = sse.chunk_content(frame)
+            literal = chunk_content(frame)
             if literal is not None:  # first: nearly every frame is one
                 if self._open_kind != "text":
                     self._open("text", out)
-                out.append(self._delta_prefix + literal + b"}\n\n")
+                # Three pieces for the one join below, rather than a new bytes object each.
+                append(self._delta_prefix)
+                append(literal)
+                append(_DELTA_END)
                 continue
             kind = sse.frame_kind(frame)
             if kind == b"context":

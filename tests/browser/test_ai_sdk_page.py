@@ -180,3 +180,30 @@ def test_stop_stops_the_model_not_only_the_page(
     path = f"/api/chat/{chat_id}/stream"
     assert json_request(server.url, "GET", path, headers=cookie(chat))[0] == 204
     chat.assert_clean()
+
+
+def test_a_tool_waiting_for_approval_runs_once_allowed_on_the_page(
+    start_server: StartServer,
+    fakes: ThreadedFakes,
+    tools_path: str,
+    chat_page: Any,
+    bundle: Path,
+) -> None:
+    fakes.openai.script(
+        Reply(text=[], tool_calls=[("c1", "guarded_echo", '{"text": "one"}')]),
+        Reply(text=["Allowed and done."]),
+    )
+    server = test_tool_turns.start(start_server, fakes, tools_path)
+    chat = chat_page(server)
+    open_example(chat, bundle)
+    send(chat, "Echo one, carefully")
+    tool = assistant(chat).locator(".tool[data-tool='guarded_echo']")
+    expect(tool).to_have_attribute("data-state", "approval-requested")
+    # The model is not asked again until the owner decides.
+    assert len(fakes.openai.requests) == 1
+    tool.get_by_role("button", name="Allow").click()
+    expect(tool).to_have_attribute("data-state", "output-available")
+    expect(tool.locator(".output")).to_have_text("guarded: one")
+    expect(assistant(chat).locator(".text")).to_have_text("Allowed and done.")
+    expect(chat.page.locator("main")).to_have_attribute("data-status", "ready")
+    chat.assert_clean()
