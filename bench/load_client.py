@@ -330,12 +330,8 @@ class SSEStream(asyncio.Protocol):
                 totals.errors["second terminal event"] += 1
             self.terminal = "complete"
             return
-        try:
-            payload = _loads(data)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            totals.errors["frame is not a JSON object"] += 1
+        payload = self._json_object(data)
+        if payload is None:
             return
         if "error" in payload:
             self.terminal = "error"
@@ -352,6 +348,17 @@ class SSEStream(asyncio.Protocol):
         if content:
             self._text(content, now)
 
+    def _json_object(self, data: str) -> dict[str, Any] | None:
+        """A frame's JSON object; None, counted as an error, when it is not one."""
+        try:
+            payload = _loads(data)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.totals.errors["frame is not a JSON object"] += 1
+            return None
+        return payload
+
     def _ai_sdk(self, data: str, now: int) -> None:
         """One ``data:`` frame of the AI SDK's UI message stream protocol."""
         totals = self.totals
@@ -360,12 +367,8 @@ class SSEStream(asyncio.Protocol):
                 self.terminal = "error"
                 self.error = "[DONE] before finish"
             return
-        try:
-            payload = _loads(data)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            totals.errors["frame is not a JSON object"] += 1
+        payload = self._json_object(data)
+        if payload is None:
             return
         kind = payload.get("type")
         if kind == "text-delta":
