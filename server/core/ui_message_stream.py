@@ -117,8 +117,7 @@ class UIMessageEncoder:
                 continue
             data = sse.decode_frame(frame)
             if kind == b"status":
-                status = {"stage": data["stage"], "state": data["state"]}
-                status["progress"] = data["progress"]
+                status = {key: data[key] for key in ("stage", "state", "progress")}
                 out.append(_frame({"type": "data-status", "id": "status", "data": status}))
             elif kind == b"reasoning":
                 if self._open_kind != "reasoning":

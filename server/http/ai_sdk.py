@@ -136,7 +136,8 @@ class ChatStreamHandler(EventStreamMixin):
     """``GET /api/chat/{chat_id}/stream``: the answer being written in the chat, from its
     start; 204 when there is none (the AI SDK's ``reconnectToStream`` then resumes nothing).
 
-    Any instance answers: the chat's active turn and its log are shared (section 10)."""
+    Any instance answers: with shared stores the chat's active turn and its log are seen by
+    every instance."""
 
     async def get(self, chat_id: str) -> None:
         identity = _caller(self)
