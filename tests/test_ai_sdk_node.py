@@ -180,24 +180,29 @@ def test_a_session_the_server_made_continues_under_its_own_id(
 def test_a_client_that_leaves_does_not_stop_the_answer_and_reconnects_to_it(
     modules: Path, server: RunningServer, fakes: ThreadedFakes
 ) -> None:
-    pieces = [f"word{i} " for i in range(30)]
+    pieces = [f"word{i} " for i in range(40)]
     fakes.openai.default = Reply(text=pieces, interval=0.05)
-    left = run_node(modules, server.url, "leave", chatId="leaver", text="Tell me a story")
-    stream_id = left["chunks"][0]["messageMetadata"]["streamId"]
-    assert left["chunks"][-1]["type"] == "text-delta"
-    seen = run_node(modules, server.url, "resume", chatId="leaver")
+    both = run_node(modules, server.url, "leaveAndResume", chatId="leaver", text="Tell me a story")
+    left, seen = both["left"], both["resumed"]
+    stream_id = left[0]["messageMetadata"]["streamId"]
+    assert left[-1]["type"] == "text-delta"
     # From its start, the same message: the text whole, though the first reader had left.
     assert seen["chunks"][0]["messageId"] == stream_id
     assert [p["text"] for p in parts(seen, "text")] == ["".join(pieces)]
     assert seen["chunks"][-1]["type"] == "finish"
     # Finished: nothing to reconnect to (204), as the AI SDK expects.
     assert run_node(modules, server.url, "resume", chatId="leaver") == {"none": True}
-    # Nor for a chat that is someone else's.
-    fakes.openai.default = Reply(text=pieces, interval=0.05)
-    run_node(modules, server.url, "leave", chatId="leaver", text="Once more")
+    # Nor, while it answers, for a chat that is someone else's.
+    fakes.openai.script(Reply(text=["one ", "two ", "never"], hang_at=2))
+    left = run_node(modules, server.url, "leave", chatId="leaver", text="Once more")["chunks"]
     assert run_node(modules, server.url, "resume", token="tok-bob", chatId="leaver") == {
         "none": True
     }
+    stream_id = left[0]["messageMetadata"]["streamId"]
+    status, body, _ = json_request(
+        server.url, "POST", f"/api/streams/{stream_id}/cancel", headers=bearer("tok-alice")
+    )
+    assert status == 200 and body is not None and body["cancelled"] is True  # it was answering
 
 
 def test_a_stop_through_sluice_ends_the_stream_with_abort(
@@ -361,9 +366,16 @@ def test_a_chat_resumes_and_stops_through_another_instance(
     producer, other = (start_server(env, data_dir=shared) for _ in range(2))
     pieces = [f"word{i} " for i in range(30)]
     fakes.openai.default = Reply(text=pieces, interval=0.05)
-    left = run_node(modules, producer.url, "leave", chatId="roaming", text="Tell me a story")
-    seen = run_node(modules, other.url, "resume", chatId="roaming")
-    assert seen["chunks"][0] == left["chunks"][0]
+    both = run_node(
+        modules,
+        producer.url,
+        "leaveAndResume",
+        resumeUrl=other.url,
+        chatId="roaming",
+        text="Tell me a story",
+    )
+    left, seen = both["left"], both["resumed"]
+    assert seen["chunks"][0] == left[0]
     assert [p["text"] for p in parts(seen, "text")] == ["".join(pieces)]
     assert seen["chunks"][-1]["type"] == "finish"
 

@@ -115,7 +115,8 @@ def test_use_chat_sends_streams_shows_the_tool_step_and_resumes_after_a_reload(
     bundle: Path,
     artifacts: Path,
 ) -> None:
-    words = [f"w{i} " for i in range(40)]
+    # Eight seconds of answer: a reload on a busy machine is back long before its end.
+    words = [f"w{i} " for i in range(80)]
     fakes.openai.script(
         Reply(text=["Checking. "], tool_calls=[("c1", "echo", '{"text": "hi"}')]),
         Reply(text=words, interval=0.1),

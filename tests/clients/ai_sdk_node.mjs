@@ -16,9 +16,9 @@ const input = JSON.parse(await new Promise((resolve) => {
   process.stdin.on("end", () => resolve(text || "{}"));
 }));
 
-const transport = (token = process.env.TOKEN) =>
+const transport = (token = process.env.TOKEN, base = process.env.BASE_URL) =>
   new DefaultChatTransport({
-    api: `${process.env.BASE_URL}/api/chat`,
+    api: `${base}/api/chat`,
     headers: token ? { Authorization: `Bearer ${token}` } : {},
   });
 
@@ -84,6 +84,17 @@ const scenarios = {
     }
     controller.abort();
     return { chunks };
+  },
+
+  // Leave after the first text, then reconnect at once (through another instance when
+  // input.resumeUrl names one), as a page reloaded mid-answer does.
+  async leaveAndResume() {
+    const { chunks: left } = await scenarios.leave();
+    const stream = await transport(undefined, input.resumeUrl).reconnectToStream({
+      chatId: input.chatId,
+    });
+    if (stream === null) return { left, resumed: null };
+    return { left, resumed: await read(stream) };
   },
 
   // reconnectToStream as useChat calls it on mount with resume: true.

@@ -7,6 +7,7 @@ React, zod and esbuild they need, installed together once into the user's cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -30,8 +31,10 @@ SCRIPT = ROOT / "tests" / "clients" / "ai_sdk_node.mjs"
 
 
 def ai_sdk_modules() -> Path:
-    """The ``node_modules`` directory holding :data:`AI_SDK_PACKAGES`."""
-    return cached_npm_packages("ai-sdk-6.0.325", AI_SDK_PACKAGES)
+    """The ``node_modules`` directory holding :data:`AI_SDK_PACKAGES`, cached under a name
+    that changes with any of their versions (a new pin is a new install, never a mix)."""
+    pins = hashlib.sha256(json.dumps(AI_SDK_PACKAGES, sort_keys=True).encode()).hexdigest()
+    return cached_npm_packages(f"ai-sdk-{pins[:12]}", AI_SDK_PACKAGES)
 
 
 def run_node(
