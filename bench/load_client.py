@@ -12,6 +12,11 @@ the response is read as OpenAI's wire format: ``chat.completion.chunk`` frames (
 the role delta, counts as the "first status"), ``data: [DONE]`` as the terminal event, and a
 ``data: {"error": ...}`` frame as a failed end.
 
+With ``--ai-sdk`` the request is the body the Vercel AI SDK's ``DefaultChatTransport`` sends
+(a chat id of its own for every stream) and the response is read as its UI message stream
+protocol: ``start`` counts as the "first status", ``text-delta`` chunks carry the text,
+``finish`` is the terminal event and ``error`` / ``abort`` a failed end.
+
 Run: ``python -m bench.load_client --url http://127.0.0.1:8000/chat --concurrency 50 --total 100
 --tokens 500`` prints a JSON summary (see ``summarize``).
 """
@@ -25,6 +30,7 @@ import json
 import math
 import re
 import resource
+import secrets
 import sys
 import time
 from collections import Counter
@@ -41,6 +47,9 @@ except ImportError:  # pragma: no cover - orjson is in the bench extra
 
 MARK_RE = re.compile(r"⟨(\d+):(\d+)⟩")
 TERMINAL = ("complete", "error")
+# Chat ids of this client process: every AI SDK stream is a chat of its own (two turns at
+# once in one chat would be refused), and none is a chat of an earlier run.
+_CHATS = "bench-" + secrets.token_hex(4)
 
 
 @dataclass
@@ -49,6 +58,7 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "Tell me a story."
     openai_model: str | None = None  # speak OpenAI's Chat Completions, asking for this model
+    ai_sdk: bool = False  # speak the Vercel AI SDK's chat transport and stream protocol
 
     def request_bytes(self, index: int) -> bytes:
         parts = urlsplit(self.url)
@@ -60,6 +70,10 @@ class Target:
             message = {"role": "user", "content": text}
             request = {"model": self.openai_model, "messages": [message], "stream": True}
             body = json.dumps(request).encode()
+        elif self.ai_sdk:
+            said = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": text}]}
+            chat = {"id": f"{_CHATS}-{index}", "messages": [said], "trigger": "submit-message"}
+            body = json.dumps(chat).encode()
         else:
             body = json.dumps({"message": text}).encode()
         head = [
@@ -107,11 +121,17 @@ class SSEStream(asyncio.Protocol):
     """One request and its event stream; ``done`` resolves when it has ended, however."""
 
     def __init__(
-        self, totals: Totals, request: bytes, timeout_s: float, openai: bool = False
+        self,
+        totals: Totals,
+        request: bytes,
+        timeout_s: float,
+        openai: bool = False,
+        ai_sdk: bool = False,
     ) -> None:
         self.totals = totals
         self.request = request
         self.openai = openai
+        self.ai_sdk = ai_sdk
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
         self.t0 = time.time_ns()
@@ -266,6 +286,9 @@ class SSEStream(asyncio.Protocol):
         if self.openai and not kind:
             self._openai(data, now)
             return
+        if self.ai_sdk and not kind:
+            self._ai_sdk(data, now)
+            return
         payload: Any = None
         if not kind or kind == "message" or kind in TERMINAL or kind in ("chunk", "tool_result"):
             try:
@@ -307,12 +330,8 @@ class SSEStream(asyncio.Protocol):
                 totals.errors["second terminal event"] += 1
             self.terminal = "complete"
             return
-        try:
-            payload = _loads(data)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            totals.errors["frame is not a JSON object"] += 1
+        payload = self._json_object(data)
+        if payload is None:
             return
         if "error" in payload:
             self.terminal = "error"
@@ -327,11 +346,54 @@ class SSEStream(asyncio.Protocol):
             return
         content = (choices[0].get("delta") or {}).get("content")
         if content:
-            totals.chunk_events += 1
-            if not self.first_chunk:
-                self.first_chunk = True
-                totals.ttfc_ms.append((now - self.t0) / 1e6)
-            self._marks(content, now)
+            self._text(content, now)
+
+    def _json_object(self, data: str) -> dict[str, Any] | None:
+        """A frame's JSON object; None, counted as an error, when it is not one."""
+        try:
+            payload = _loads(data)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.totals.errors["frame is not a JSON object"] += 1
+            return None
+        return payload
+
+    def _ai_sdk(self, data: str, now: int) -> None:
+        """One ``data:`` frame of the AI SDK's UI message stream protocol."""
+        totals = self.totals
+        if data == "[DONE]":
+            if not self.terminal:
+                self.terminal = "error"
+                self.error = "[DONE] before finish"
+            return
+        payload = self._json_object(data)
+        if payload is None:
+            return
+        kind = payload.get("type")
+        if kind == "text-delta":
+            if payload.get("delta"):
+                self._text(payload["delta"], now)
+        elif kind == "start":
+            self.first_status = True
+            totals.ttfs_ms.append((now - self.t0) / 1e6)
+        elif kind in ("tool-output-available", "tool-output-error"):
+            totals.tool_results += 1
+            totals.tool_failures += kind == "tool-output-error"
+        elif kind in ("finish", "error", "abort"):
+            if self.terminal:
+                totals.errors["second terminal event"] += 1
+            self.terminal = "complete" if kind == "finish" else "error"
+            if kind != "finish":
+                self.error = f"{kind} chunk"
+
+    def _text(self, content: str, now: int) -> None:
+        totals = self.totals
+        totals.chunk_events += 1
+        if not self.first_chunk:
+            self.first_chunk = True
+            totals.ttfc_ms.append((now - self.t0) / 1e6)
+        self._marks(content, now)
 
     def _marks(self, content: str, now: int) -> None:
         text = self.carry + content if self.carry else content
@@ -386,10 +448,16 @@ class SSEStream(asyncio.Protocol):
 
 
 async def one_stream(
-    totals: Totals, host: str, port: int, request: bytes, timeout_s: float, openai: bool = False
+    totals: Totals,
+    host: str,
+    port: int,
+    request: bytes,
+    timeout_s: float,
+    openai: bool = False,
+    ai_sdk: bool = False,
 ) -> None:
     loop = asyncio.get_running_loop()
-    proto = SSEStream(totals, request, timeout_s, openai)
+    proto = SSEStream(totals, request, timeout_s, openai, ai_sdk)
     try:
         await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), timeout_s)
     except (OSError, TimeoutError) as exc:
@@ -429,7 +497,7 @@ async def run_load(
         for index in counter:
             request = target.request_bytes(index)
             openai = target.openai_model is not None
-            await one_stream(totals, host, port, request, timeout_s, openai)
+            await one_stream(totals, host, port, request, timeout_s, openai, target.ai_sdk)
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -506,6 +574,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--openai-model", help="send OpenAI Chat Completions requests for this model"
     )
+    parser.add_argument(
+        "--ai-sdk", action="store_true", help="speak the Vercel AI SDK's chat protocol"
+    )
     args = parser.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
     target = Target(
@@ -513,6 +584,7 @@ def main(argv: list[str] | None = None) -> None:
         {k.strip(): v.strip() for k, v in headers.items()},
         args.message,
         args.openai_model,
+        args.ai_sdk,
     )
     result = asyncio.run(
         run_load(

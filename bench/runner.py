@@ -261,10 +261,13 @@ def run_client(
     timeout_s: float = 120.0,
     message: str | None = None,
     openai_model: str | None = None,
+    ai_sdk: bool = False,
 ) -> dict[str, Any]:
     argv = [PY, "-m", "bench.load_client", "--url", url, "--tokens", str(tokens)]
     if openai_model is not None:
         argv += ["--openai-model", openai_model]
+    if ai_sdk:
+        argv.append("--ai-sdk")
     argv += ["--concurrency", str(concurrency), "--total", str(total)]
     argv += ["--ramp-s", str(ramp_s), "--timeout-s", str(timeout_s)]
     for k, v in headers.items():
@@ -428,6 +431,7 @@ class Session:
                 timeout_s=30,
                 message="warm-up bench:tokens=5,interval_ms=0",
                 openai_model=self.system.openai_model,
+                ai_sdk=self.system.ai_sdk,
             )
         return self
 
@@ -467,6 +471,7 @@ class Session:
                 ramp_s=ramp_s,
                 timeout_s=max(120.0, 3 * stream_s + ramp_s + 60),
                 openai_model=self.system.openai_model,
+                ai_sdk=self.system.ai_sdk,
             )
         if w.tool_round:
             server.update(_tool_gap_figures(self.tool_gaps_us()))

@@ -53,6 +53,8 @@ class System:
     redis: bool = False  # the runner starts a redis-server (off the server's core) for it
     # Runs the model's tool calls itself (the "tools" workload); the others only relay text.
     tools: bool = False
+    # Speak the Vercel AI SDK's chat transport and UI message stream protocol to it.
+    ai_sdk: bool = False
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -198,6 +200,16 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_env,
             openai_model="sluice",
+        ),
+        System(
+            name="sluice-ai-sdk",
+            describe="sluice's POST /api/chat (the AI SDK's protocol), full pipeline",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/chat",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_env,
+            tools=True,
+            ai_sdk=True,
         ),
         System(
             name="litellm",

@@ -104,6 +104,9 @@ class LimitSettings(_Section):
     max_header_bytes: int = Field(32768, ge=1024)
     max_message_chars: int = Field(8000, ge=1)
     max_streams_per_user: int = Field(3, ge=1)
+    # POST /api/chat: the AI SDK's transport sends the whole conversation every time (the
+    # server reads only its last user message, bounded by max_message_chars).
+    max_chat_body_bytes: int = Field(1048576, ge=64)
 
 
 class RateLimitSettings(_Section):

@@ -119,6 +119,10 @@ MATRIX: dict[str, list[int]] = {
     # The OpenAI-compatible API: any identity speaks for itself (no user id in the path).
     "POST /v1/chat/completions": [200, 200, 200, 401, 401, 401, 401, 403],
     "GET /v1/models": [200, 200, 200, 401, 401, 401, 401, 200],
+    # The AI SDK's routes: the chat id names a session of whoever calls, so another user
+    # gets a chat of their own (200), and nothing to resume in the owner's (204).
+    "POST /api/chat": [200, 200, 200, 401, 401, 401, 401, 403],
+    "GET /api/chat/{session}/stream": [204, 204, 204, 401, 401, 401, 401, 204],
     "GET /api/me": [200, 200, 200, 200, 401, 401, 200, 200],
     "GET /": [200, 200, 200, 200, 401, 401, 200, 200],
     # Public: no identity is read.
@@ -148,6 +152,11 @@ def test_authorisation_matrix(world: World, endpoint: str, caller: str, expected
         body = {"message": "hi"}
     elif method == "PATCH":
         body = {"title": "Renamed"}
+    elif path == "/api/chat":
+        said = {"role": "user", "parts": [{"type": "text", "text": "hi"}]}
+        # A chat id of its own: the owner's session id posted by another user would make
+        # that user a session of the same id (their own), which the test below rules out.
+        body = {"id": "matrix-chat", "messages": [said], "trigger": "submit-message"}
     elif path == "/v1/chat/completions":
         body = {"model": "sluice", "messages": [{"role": "user", "content": "hi"}]}
     response = request(world.server.url, method, path, body=body, headers=world.headers(caller))

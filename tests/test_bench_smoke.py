@@ -185,3 +185,22 @@ def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
     assert run["tool_failures"] == 0
     assert 0 < run["tool_gap_p50_ms"] <= run["tool_gap_p99_ms"] <= run["tool_gap_max_ms"]
     assert any(line.startswith("| sluice | 3 |") for line in done.stdout.splitlines())
+
+
+def test_ai_sdk_system_reads_the_ai_sdks_protocol(tmp_path: Path) -> None:
+    """``sluice-ai-sdk`` sends ``POST /api/chat`` as the AI SDK's transport does and reads the
+    UI message stream protocol: every token arrives through ``text-delta`` chunks, ``start``
+    is its first status, and each stream ends with ``finish``; in the tools workload the
+    round's ``tool-output-available`` chunks are counted as results."""
+    done, result = run_bench(tmp_path, "throughput", "sluice,sluice-ai-sdk")
+    assert result["skipped"] == {}
+    for system in ("sluice", "sluice-ai-sdk"):
+        (run,) = result["results"][system]
+        assert (run["errors"], run["lost"], run["duplicated"]) == (0, 0, 0), (system, run)
+        assert run["tokens"] == run["streams"] * result["workload"]["tokens"]
+        assert run["ttfs_p50_ms"] is not None and run["ttfc_p50_ms"] is not None
+    assert any(line.startswith("| sluice-ai-sdk |") for line in done.stdout.splitlines())
+    done, result = run_bench(tmp_path, "tools", "sluice-ai-sdk")
+    (run,) = result["results"]["sluice-ai-sdk"]
+    assert run["errors"] == 0 and run["lost"] == 0, run
+    assert run["tool_results"] == run["streams"] == 3 and run["tool_failures"] == 0

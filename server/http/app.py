@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from tornado import web
 
+from server.http.ai_sdk import ChatHandler, ChatStreamHandler
 from server.http.check import CheckStreamHandler
 from server.http.openai_api import ChatCompletionsHandler, ModelHandler, ModelsHandler
 from server.http.ops import MetricsHandler, OpenAPIHandler
@@ -49,6 +50,8 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/sessions/{user_id}", SessionListHandler),
     ("/api/sessions/{user_id}/{session_id}", SessionHandler),
     ("/api/check-stream", CheckStreamHandler),
+    ("/api/chat", ChatHandler),
+    ("/api/chat/{chat_id}/stream", ChatStreamHandler),
     ("/v1/chat/completions", ChatCompletionsHandler),
     ("/v1/models", ModelsHandler),
     ("/v1/models/{model}", ModelHandler),

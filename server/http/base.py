@@ -264,9 +264,13 @@ class JsonBodyHandler(BaseHandler):
         self._size = 0
         self._too_large = False
 
+    def body_limit(self) -> int:
+        """The largest body this route reads (``limits.max_body_bytes`` unless it says)."""
+        return self.state.settings.limits.max_body_bytes
+
     def prepare(self) -> None:
         super().prepare()
-        limit = self.state.settings.limits.max_body_bytes
+        limit = self.body_limit()
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
             # Answered with 413 once the body has been read (and dropped, never buffered):
@@ -276,14 +280,14 @@ class JsonBodyHandler(BaseHandler):
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
-        if self._size > self.state.settings.limits.max_body_bytes:
+        if self._size > self.body_limit():
             self._too_large = True
             self._chunks = []
         elif not self._too_large:
             self._chunks.append(chunk)
 
     def json_body(self) -> dict[str, Any]:
-        limit = self.state.settings.limits.max_body_bytes
+        limit = self.body_limit()
         if self._too_large:
             raise ApiError(413, ApiCode.TOO_LARGE, f"The body is over {limit} bytes.")
         content_type = self.request.headers.get("Content-Type", "")
@@ -310,9 +314,21 @@ class JsonBodyHandler(BaseHandler):
     def chat_request(self) -> tuple[str, str | None]:
         """``(message, session_id)`` from the body, checked against the contract's limits."""
         data = self.json_body()
-        message = data.get("message")
+        message = self.checked_message(data.get("message"), "'message'")
+        session_id = data.get("session_id")
+        if session_id is not None and (
+            not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id)
+        ):
+            raise ApiError(
+                400, ApiCode.BAD_REQUEST, "'session_id' must be 1-64 letters, digits, '_' or '-'."
+            )
+        return message, session_id
+
+    def checked_message(self, message: object, name: str) -> str:
+        """The user's message, checked against the contract's limits; ``name`` says where in
+        the body it was, in the refusal."""
         if not isinstance(message, str) or not message.strip():
-            raise ApiError(400, ApiCode.BAD_REQUEST, "'message' must be a non-empty string.")
+            raise ApiError(400, ApiCode.BAD_REQUEST, f"{name} must be a non-empty string.")
         limit = self.state.settings.limits.max_message_chars
         if len(message) > limit:
             raise ApiError(413, ApiCode.TOO_LARGE, f"The message is over {limit} characters.")
@@ -323,11 +339,4 @@ class JsonBodyHandler(BaseHandler):
         except UnicodeEncodeError:
             # JSON's "\ud800" escapes decode to lone surrogates, which no store can keep.
             raise ApiError(400, ApiCode.BAD_REQUEST, "The message is not valid Unicode.") from None
-        session_id = data.get("session_id")
-        if session_id is not None and (
-            not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id)
-        ):
-            raise ApiError(
-                400, ApiCode.BAD_REQUEST, "'session_id' must be 1-64 letters, digits, '_' or '-'."
-            )
-        return message, session_id
+        return message

@@ -26,9 +26,12 @@ from server.tools.approvals import Decision
 __all__ = [
     "ConversationHandler",
     "ConversationStreamHandler",
+    "EventStreamMixin",
     "StreamCancelHandler",
     "StreamResumeHandler",
     "ToolApprovalHandler",
+    "begin_turn",
+    "owned_stream",
 ]
 
 log = structlog.get_logger("sluice.stream")
@@ -92,32 +95,46 @@ class _TurnStarter(JsonBodyHandler):
         identity: Identity = self.require_user(user_id)
         message, session_id = self.chat_request()
         provider = self.chosen_provider()
-        # History must be reachable before the stream starts: the session stage saves the
-        # user's message before any model is called, and a turn that could not would only
-        # end in an error event. Down, it is a 503 with Retry-After instead; the check is
-        # bounded by the store's timeout.
-        await self.state.sessions.ping()
-        turn = Turn(
-            stream_id=new_stream_id(),
-            user_id=identity.user_id,
-            message=message,
-            client_ip=self.request.remote_ip or "",
-            session_id=session_id,
-            provider=provider,
-        )
-        try:
-            stream_log = await self.state.runner.start(turn)
-        except TurnInProgress as busy:
-            stream_id = busy.active.stream_id
-            raise ApiError(
-                409,
-                ApiCode.TURN_IN_PROGRESS,
-                "An answer is being written in this conversation. Follow it, or wait for it"
-                " to finish before sending the next message.",
-                extra={"stream_id": stream_id},
-                headers={"X-Stream-Id": stream_id},
-            ) from None
-        return turn, stream_log
+        return await begin_turn(self, identity, message, session_id, provider=provider)
+
+
+async def begin_turn(
+    handler: BaseHandler,
+    identity: Identity,
+    message: str,
+    session_id: str | None,
+    *,
+    provider: str | None = None,
+) -> tuple[Turn, StreamLog]:
+    """Start ``identity``'s turn: the one way every route of sluice's (and the AI SDK's)
+    starts one. 503 when history is down; 409 ``turn_in_progress`` when the session already
+    has an answer being written. ``provider`` is the one the client chose (None: the chain)."""
+    # History must be reachable before the stream starts: the session stage saves the
+    # user's message before any model is called, and a turn that could not would only
+    # end in an error event. Down, it is a 503 with Retry-After instead; the check is
+    # bounded by the store's timeout.
+    await handler.state.sessions.ping()
+    turn = Turn(
+        stream_id=new_stream_id(),
+        user_id=identity.user_id,
+        message=message,
+        client_ip=handler.request.remote_ip or "",
+        session_id=session_id,
+        provider=provider,
+    )
+    try:
+        stream_log = await handler.state.runner.start(turn)
+    except TurnInProgress as busy:
+        stream_id = busy.active.stream_id
+        raise ApiError(
+            409,
+            ApiCode.TURN_IN_PROGRESS,
+            "An answer is being written in this conversation. Follow it, or wait for it"
+            " to finish before sending the next message.",
+            extra={"stream_id": stream_id},
+            headers={"X-Stream-Id": stream_id},
+        ) from None
+    return turn, stream_log
 
 
 class ConversationStreamHandler(_TurnStarter, EventStreamMixin):
@@ -142,7 +159,7 @@ class ConversationStreamHandler(_TurnStarter, EventStreamMixin):
             self.state.runner.cancel_local(self._stream_id, "disconnect")
 
 
-async def _owned_stream(handler: BaseHandler, stream_id: str) -> tuple[Identity, StreamLog]:
+async def owned_stream(handler: BaseHandler, stream_id: str) -> tuple[Identity, StreamLog]:
     """The caller and the log of their stream, which the caller must hand back to
     ``state.logs.release``: 401 without identity; 404 when the stream is unknown, expired, or
     someone else's (indistinguishable on purpose); 503 when the log store is down."""
@@ -180,7 +197,7 @@ class StreamResumeHandler(EventStreamMixin):
     """``GET /api/streams/{stream_id}``: replay after Last-Event-ID, then follow live."""
 
     async def get(self, stream_id: str) -> None:
-        _, stream_log = await _owned_stream(self, stream_id)
+        _, stream_log = await owned_stream(self, stream_id)
         try:
             after_id = _last_event_id(self)
             if stream_log.finished and after_id >= stream_log.last_id:
@@ -203,7 +220,7 @@ class StreamCancelHandler(BaseHandler):
     The turn may run on another instance: the cancel then travels through the registry."""
 
     async def post(self, stream_id: str) -> None:
-        identity, stream_log = await _owned_stream(self, stream_id)
+        identity, stream_log = await owned_stream(self, stream_id)
         self.state.logs.release(stream_log)
         self.check_cookie_origin(identity)
         cancelled = await self.state.runner.cancel(stream_id, "cancelled")
@@ -219,7 +236,7 @@ class ToolApprovalHandler(JsonBodyHandler):
     is, finds it: no need to reach that instance."""
 
     async def post(self, stream_id: str, call_id: str) -> None:
-        identity, stream_log = await _owned_stream(self, stream_id)
+        identity, stream_log = await owned_stream(self, stream_id)
         self.state.logs.release(stream_log)
         self.check_cookie_origin(identity)
         approve = self.json_body().get("approve")
