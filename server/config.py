@@ -104,6 +104,19 @@ class LimitSettings(_Section):
     max_header_bytes: int = Field(32768, ge=1024)
     max_message_chars: int = Field(8000, ge=1)
     max_streams_per_user: int = Field(3, ge=1)
+    # Images sent with a message (the stream endpoint's ``images``, /v1's ``image_url`` data
+    # URLs): each at most max_image_bytes decoded, at most max_images in one request. The
+    # requests that may carry images are let grow past max_body_bytes by their images'
+    # base64 alone: the rest of the body (the text) is still held to max_body_bytes.
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    max_images: int = Field(4, ge=0)
+
+    def image_allowance_bytes(self) -> int:
+        """How much larger than ``max_body_bytes`` a body carrying images may be: the
+        base64 of ``max_images`` images of ``max_image_bytes``, with room for their wrapping
+        (a data URL's prefix, the JSON around it)."""
+        base64_size = 4 * -(-self.max_image_bytes // 3)
+        return self.max_images * (base64_size + 256)
 
 
 class RateLimitSettings(_Section):

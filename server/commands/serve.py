@@ -276,7 +276,8 @@ def connection_limits(settings: Settings, open_files: int) -> ConnectionLimits:
         header_timeout=server.header_timeout_seconds,
         body_timeout=server.body_timeout_seconds,
         max_header_bytes=settings.limits.max_header_bytes,
-        max_body_bytes=settings.limits.max_body_bytes,
+        # The largest body of an endpoint that takes images; each endpoint holds its own.
+        max_body_bytes=settings.limits.max_body_bytes + settings.limits.image_allowance_bytes(),
         # Refuse cleanly well before the descriptors run out: streams need an upstream
         # socket each too, and the store its files.
         max_connections=server.max_connections or max(16, open_files * 3 // 4),

@@ -258,15 +258,34 @@ class JsonBodyHandler(BaseHandler):
     soon as it grows past the limit) instead of being buffered first.
     """
 
+    # An endpoint that takes images sets this: its bodies may be larger than
+    # limits.max_body_bytes by the images' allowance (see :meth:`check_text_size`).
+    takes_images = False
+
     def initialize(self) -> None:
         super().initialize()
         self._chunks: list[bytes] = []
         self._size = 0
         self._too_large = False
 
+    def body_limit(self) -> int:
+        limits = self.state.settings.limits
+        if self.takes_images:
+            return limits.max_body_bytes + limits.image_allowance_bytes()
+        return limits.max_body_bytes
+
+    def check_text_size(self, image_chars: int) -> None:
+        """413 when the body without its images' base64 (``image_chars`` characters) is
+        over ``limits.max_body_bytes``: images may make a body large, text may not."""
+        limit = self.state.settings.limits.max_body_bytes
+        if self._size - image_chars > limit:
+            raise ApiError(
+                413, ApiCode.TOO_LARGE, f"The body is over {limit} bytes, its images aside."
+            )
+
     def prepare(self) -> None:
         super().prepare()
-        limit = self.state.settings.limits.max_body_bytes
+        limit = self.body_limit()
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
             # Answered with 413 once the body has been read (and dropped, never buffered):
@@ -276,14 +295,14 @@ class JsonBodyHandler(BaseHandler):
 
     def data_received(self, chunk: bytes) -> None:
         self._size += len(chunk)
-        if self._size > self.state.settings.limits.max_body_bytes:
+        if self._size > self.body_limit():
             self._too_large = True
             self._chunks = []
         elif not self._too_large:
             self._chunks.append(chunk)
 
     def json_body(self) -> dict[str, Any]:
-        limit = self.state.settings.limits.max_body_bytes
+        limit = self.body_limit()
         if self._too_large:
             raise ApiError(413, ApiCode.TOO_LARGE, f"The body is over {limit} bytes.")
         content_type = self.request.headers.get("Content-Type", "")
