@@ -32,6 +32,7 @@ from server import (
     ProviderContext,
     ProviderError,
     ProviderOptions,
+    ReasoningPart,
     Tool,
     Usage,
     body_reader,
@@ -259,12 +260,16 @@ class OpenAIProvider:
             for call in choice.message.tool_calls or ()
             if call.type == "function"
         )
+        # Not in the SDK's typed message: a compatible server's extra field, kept by pydantic.
+        extra = choice.message.model_extra or {}
+        thought = extra.get("reasoning_content") or extra.get("reasoning")
         return Completion(
             text=choice.message.content or "",
             usage=usage,
             finish_reason=choice.finish_reason,
             model=response.model or self.model,
             tool_calls=calls,
+            reasoning=(ReasoningPart(thought),) if isinstance(thought, str) and thought else (),
         )
 
     async def aclose(self) -> None:
@@ -446,6 +451,11 @@ class _OpenAIStream(JSONFrameStream):
             content = delta.get("content")
             if content:
                 text = str(content)
+            # DeepSeek and vLLM stream reasoning as reasoning_content, OpenRouter and
+            # Ollama as reasoning: never answer text.
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if thought and isinstance(thought, str):
+                self._calls.append(ReasoningPart(thought))
             pieces = delta.get("tool_calls")
             if pieces:
                 self._add_call_pieces(pieces)

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from tornado import web
 
-from server.contract import StoreUnavailable
+from server.contract import ImagePart, StoreUnavailable
 from server.http.errors import DEFAULT_CODES, ApiCode, ApiError, unavailable
 from server.http.identity import (
     Identity,
@@ -19,6 +19,7 @@ from server.http.identity import (
     same_origin,
     valid_user_id,
 )
+from server.http.images import ImageReader
 from server.http.state import ServerState
 
 __all__ = ["DEFAULT_CODES", "ApiCode", "ApiError", "BaseHandler", "JsonBodyHandler"]
@@ -326,11 +327,14 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(400, ApiCode.BAD_REQUEST, "The body must be a JSON object.")
         return data
 
-    def chat_request(self) -> tuple[str, str | None]:
-        """``(message, session_id)`` from the body, checked against the contract's limits."""
+    def chat_request(self) -> tuple[str, str | None, list[ImagePart]]:
+        """``(message, session_id, images)`` from the body, checked against the contract's
+        limits. ``images`` is ``[{"data": base64, "media_type"}]`` (:mod:`server.http.images`);
+        a message with images may have no text."""
         data = self.json_body()
+        images = self._images(data.get("images"))
         message = data.get("message")
-        if not isinstance(message, str) or not message.strip():
+        if not isinstance(message, str) or not (message.strip() or images):
             raise ApiError(400, ApiCode.BAD_REQUEST, "'message' must be a non-empty string.")
         limit = self.state.settings.limits.max_message_chars
         if len(message) > limit:
@@ -349,4 +353,26 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(
                 400, ApiCode.BAD_REQUEST, "'session_id' must be 1-64 letters, digits, '_' or '-'."
             )
-        return message, session_id
+        return message, session_id, images
+
+    def _images(self, value: Any) -> list[ImagePart]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'images' must be a list.")
+        limits = self.state.settings.limits
+        reader = ImageReader(limits.max_image_bytes, limits.max_images)
+        images: list[ImagePart] = []
+        for index, item in enumerate(value):
+            where = f"images[{index}]"
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("data"), str)
+                or not isinstance(item.get("media_type"), str)
+            ):
+                raise ApiError(
+                    400, ApiCode.BAD_REQUEST, f'\'{where}\' must be {{"data", "media_type"}}.'
+                )
+            images.append(reader.read(item["data"], item["media_type"], where))
+        self.check_text_size(reader.base64_chars)
+        return images

@@ -58,6 +58,8 @@ class EventStreamMixin(BaseHandler):
 
 
 class _TurnStarter(JsonBodyHandler):
+    takes_images = True
+
     def prepare(self) -> None:
         super().prepare()
         # Who is calling is known from the headers: a caller without identity (or someone
@@ -67,7 +69,7 @@ class _TurnStarter(JsonBodyHandler):
 
     async def start_turn(self, user_id: str) -> tuple[Turn, StreamLog]:
         identity: Identity = self.require_user(user_id)
-        message, session_id = self.chat_request()
+        message, session_id, images = self.chat_request()
         # History must be reachable before the stream starts: the session stage saves the
         # user's message before any model is called, and a turn that could not would only
         # end in an error event. Down, it is a 503 with Retry-After instead; the check is
@@ -79,6 +81,7 @@ class _TurnStarter(JsonBodyHandler):
             message=message,
             client_ip=self.request.remote_ip or "",
             session_id=session_id,
+            images=images,
         )
         try:
             stream_log = await self.state.runner.start(turn)

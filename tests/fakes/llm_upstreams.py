@@ -73,6 +73,9 @@ class Reply:
     # arguments parsed: Gemini has no text form of them).
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
     argument_piece: int = 4
+    # OpenAI-compatible servers' visible reasoning (DeepSeek, vLLM): streamed before the text
+    # as delta.reasoning_content, or message.reasoning_content in a plain answer.
+    reasoning: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -247,6 +250,9 @@ class _OpenAIHandler(_Handler):
         head = self._chunk(model, {"role": "assistant", "content": ""}, None)
         if not await self.send(head, reply):
             return
+        for thought in reply.reasoning:
+            if not await self.send(self._chunk(model, {"reasoning_content": thought}, None), reply):
+                return
         for i, piece in enumerate(reply.text):
             if reply.interval and i:
                 await asyncio.sleep(reply.interval)
@@ -339,6 +345,8 @@ class _OpenAIHandler(_Handler):
     def _completion(model: str, reply: Reply) -> dict[str, Any]:
         text = "".join(reply.text)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if reply.reasoning:
+            message["reasoning_content"] = "".join(reply.reasoning)
         if reply.tool_calls:
             message["tool_calls"] = [
                 {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
