@@ -158,6 +158,10 @@ class AnthropicProvider:
         max_output_tokens: int,
         params: GenerationParams | None,
     ) -> dict[str, Any]:
+        if any(message.images for message in messages):
+            # Text only here: refused rather than answered without the picture, so that
+            # the chain asks a provider that can see it.
+            raise ProviderError(FailureKind.BAD_REQUEST, f"{self.name} is not given images.")
         system, turns = to_anthropic(messages)
         if self.options.prompt_caching:
             mark_cache_breakpoints(system, turns, min_tokens=self.options.cache_min_tokens)
