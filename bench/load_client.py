@@ -12,6 +12,12 @@ the response is read as OpenAI's wire format: ``chat.completion.chunk`` frames (
 the role delta, counts as the "first status"), ``data: [DONE]`` as the terminal event, and a
 ``data: {"error": ...}`` frame as a failed end.
 
+With ``--client-tool NAME`` as well, the client declares that tool (OpenAI ``tools``) and runs
+it itself, as an agent framework does: a stream that ends in ``delta.tool_calls`` and
+``finish_reason: "tool_calls"`` is one tool round, answered by a second request carrying the
+assistant's calls and a ``role: "tool"`` result for each; the turn's tokens come on that one.
+The turn's first status and first chunk are timed from its first request.
+
 Run: ``python -m bench.load_client --url http://127.0.0.1:8000/chat --concurrency 50 --total 100
 --tokens 500`` prints a JSON summary (see ``summarize``).
 """
@@ -49,16 +55,48 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
     message: str = "Tell me a story."
     openai_model: str | None = None  # speak OpenAI's Chat Completions, asking for this model
+    client_tool: str | None = None  # with openai_model: declare this tool and run it here
 
-    def request_bytes(self, index: int) -> bytes:
+    def request_bytes(self, index: int, calls: list[list[str]] | None = None) -> bytes:
+        """The turn's request; with ``calls`` (``[id, name, arguments]`` each, from the first
+        answer), the one that gives the model the client tool's results."""
         parts = urlsplit(self.url)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         text = f"{self.message} #{index}"
         if self.openai_model is not None:
-            message = {"role": "user", "content": text}
-            request = {"model": self.openai_model, "messages": [message], "stream": True}
+            messages: list[dict[str, Any]] = [{"role": "user", "content": text}]
+            request: dict[str, Any] = {"model": self.openai_model, "stream": True}
+            if self.client_tool is not None:
+                request["tools"] = [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": self.client_tool,
+                            "description": "The current time in a time zone.",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"timezone": {"type": "string"}},
+                            },
+                        },
+                    }
+                ]
+            if calls:
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                            for i, n, a in calls
+                        ],
+                    }
+                )
+                messages += [
+                    {"role": "tool", "tool_call_id": i, "content": "12:00 UTC"} for i, _, _ in calls
+                ]
+            request["messages"] = messages
             body = json.dumps(request).encode()
         else:
             body = json.dumps({"message": text}).encode()
@@ -107,14 +145,23 @@ class SSEStream(asyncio.Protocol):
     """One request and its event stream; ``done`` resolves when it has ended, however."""
 
     def __init__(
-        self, totals: Totals, request: bytes, timeout_s: float, openai: bool = False
+        self,
+        totals: Totals,
+        request: bytes,
+        timeout_s: float,
+        openai: bool = False,
+        turn_t0: int | None = None,
     ) -> None:
         self.totals = totals
         self.request = request
         self.openai = openai
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
-        self.t0 = time.time_ns()
+        # A turn's second request (after a client tool round) is timed from its first.
+        self.t0 = time.time_ns() if turn_t0 is None else turn_t0
+        # The client tool calls the answer ended with (index -> [id, name, arguments]).
+        self.calls: dict[int, list[str]] = {}
+        self.tool_round = False
         self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout)
         self.raw = bytearray()
         self.head_done = False
@@ -132,7 +179,7 @@ class SSEStream(asyncio.Protocol):
         self.max_seq = 0
         self.terminal = ""
         self.error = ""
-        self.first_status = False
+        self.first_status = turn_t0 is not None
         self.first_chunk = False
         self.last_rx = 0
         self.max_gap = 0
@@ -325,7 +372,16 @@ class SSEStream(asyncio.Protocol):
         choices = payload.get("choices")
         if not choices:
             return
-        content = (choices[0].get("delta") or {}).get("content")
+        delta = choices[0].get("delta") or {}
+        for piece in delta.get("tool_calls") or ():
+            call = self.calls.setdefault(piece.get("index", 0), ["", "", ""])
+            call[0] = piece.get("id") or call[0]
+            function = piece.get("function") or {}
+            call[1] += function.get("name") or ""
+            call[2] += function.get("arguments") or ""
+        if choices[0].get("finish_reason") == "tool_calls":
+            self.tool_round = True
+        content = delta.get("content")
         if content:
             totals.chunk_events += 1
             if not self.first_chunk:
@@ -374,6 +430,13 @@ class SSEStream(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         error = error or self.error
+        if not error and self.tool_round and self.calls and not self.unique:
+            # A client tool round: the turn's tokens come with the next request.
+            totals.tool_results += len(self.calls)
+            totals.tool_ms.append(0)
+            self.done.set_result(None)
+            return
+        self.tool_round = False
         if self.head_done:
             totals.lost += totals.tokens - self.unique
         else:
@@ -386,16 +449,23 @@ class SSEStream(asyncio.Protocol):
 
 
 async def one_stream(
-    totals: Totals, host: str, port: int, request: bytes, timeout_s: float, openai: bool = False
-) -> None:
+    totals: Totals,
+    host: str,
+    port: int,
+    request: bytes,
+    timeout_s: float,
+    openai: bool = False,
+    turn_t0: int | None = None,
+) -> SSEStream:
     loop = asyncio.get_running_loop()
-    proto = SSEStream(totals, request, timeout_s, openai)
+    proto = SSEStream(totals, request, timeout_s, openai, turn_t0)
     try:
         await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), timeout_s)
     except (OSError, TimeoutError) as exc:
         proto._finish(f"connect: {type(exc).__name__}")
-        return
+        return proto
     await proto.done
+    return proto
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -429,7 +499,11 @@ async def run_load(
         for index in counter:
             request = target.request_bytes(index)
             openai = target.openai_model is not None
-            await one_stream(totals, host, port, request, timeout_s, openai)
+            first = await one_stream(totals, host, port, request, timeout_s, openai)
+            if first.tool_round:  # the client ran its tool: the model answers from the result
+                calls = [first.calls[i] for i in sorted(first.calls)]
+                request = target.request_bytes(index, calls)
+                await one_stream(totals, host, port, request, timeout_s, openai, first.t0)
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -506,6 +580,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--openai-model", help="send OpenAI Chat Completions requests for this model"
     )
+    parser.add_argument(
+        "--client-tool", help="with --openai-model: declare this tool and run its calls here"
+    )
     args = parser.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
     target = Target(
@@ -513,6 +590,7 @@ def main(argv: list[str] | None = None) -> None:
         {k.strip(): v.strip() for k, v in headers.items()},
         args.message,
         args.openai_model,
+        args.client_tool,
     )
     result = asyncio.run(
         run_load(
