@@ -251,6 +251,10 @@ class BaseHandler(web.RequestHandler):
             log.error("request_failed", exc_info=(typ, value, tb))
 
 
+# An image's base64 in a JSON body: a long run of base64 characters (no JSON escapes).
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{4096,}={0,2}")
+
+
 @web.stream_request_body
 class JsonBodyHandler(BaseHandler):
     """Reads a JSON object body of at most ``limits.max_body_bytes``, refusing early.
@@ -317,6 +321,11 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(415, ApiCode.UNSUPPORTED_MEDIA_TYPE, "The body must be UTF-8.")
         raw = b"".join(self._chunks)
         self._chunks = []  # not kept for as long as the response (a stream) lasts
+        if len(raw) > self.state.settings.limits.max_body_bytes:
+            # Only an endpoint that takes images gets here. Before paying for parsing a body
+            # up to the images' allowance, a cheap look: what is not a long base64 run (an
+            # image) must fit the text limit. The exact count follows the parse.
+            self.check_text_size(sum(len(run) for run in _BASE64_RUN.findall(raw)))
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:

@@ -249,7 +249,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
             raise ApiError(
                 400,
                 ApiCode.BAD_REQUEST,
-                f"The tool '{taken[0]}' is one of the server's own: rename yours.",
+                f"The tool '{taken[0]}' is one of the server's own: rename yours in 'tools'.",
                 extra={"param": "tools"},
             )
         choice = request.params.tool_choice
