@@ -16,7 +16,7 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from tests.fakes.llm_upstreams import Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes, openai_env, threaded_fakes
 from tests.support.server import RunningServer, launch
 
 
@@ -36,12 +36,7 @@ def upstreams() -> Iterator[ThreadedFakes]:
 def server(
     upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        "SLUICE_LLM__PROVIDERS": "openai",
-        "OPENAI_API_KEY": "sk-test",
-        "OPENAI_BASE_URL": upstreams.openai.base_url,
-    }
-    running = launch(tmp_path_factory.mktemp("data"), env)
+    running = launch(tmp_path_factory.mktemp("data"), openai_env(upstreams))
     yield running
     running.stop()
 

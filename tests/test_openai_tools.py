@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from tests.fakes.llm_upstreams import Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes, cleared, openai_gemini_env, threaded_fakes
 from tests.support.server import RunningServer, launch
 from tests.support.sse import bearer, events, request
 
@@ -49,26 +49,15 @@ def upstreams() -> Iterator[ThreadedFakes]:
 def server(
     upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    env = {
-        "SLUICE_LLM__PROVIDERS": "openai,gemini",
-        "OPENAI_API_KEY": "sk-test",
-        "OPENAI_BASE_URL": upstreams.openai.base_url,
-        "GEMINI_API_KEY": "gm-test",
-        "GEMINI_BASE_URL": upstreams.gemini.url,
-        "SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS": "5",
-    }
+    env = openai_gemini_env(upstreams, SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS="5")
     running = launch(tmp_path_factory.mktemp("data"), env)
     yield running
     running.stop()
 
 
 @pytest.fixture
-def fakes(upstreams: ThreadedFakes) -> Iterator[ThreadedFakes]:
-    for fake in (upstreams.openai, upstreams.gemini):
-        fake.replies.clear()
-        fake.default = Reply()
-        fake.requests.clear()
-    yield upstreams
+def fakes(upstreams: ThreadedFakes) -> ThreadedFakes:
+    return cleared(upstreams)
 
 
 @pytest.fixture
