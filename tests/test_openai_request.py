@@ -168,6 +168,8 @@ def test_tool_calls_and_results_are_history_and_the_turn_goes_on_from_the_result
     assert all(tool.runs_on_client for tool in request.tools)
     assert request.params.tool_choice == ToolChoice("function", "weather")
     assert request.params.parallel_tool_calls is False
+    # Without tools of its own, the client's parallel_tool_calls asks nothing.
+    assert parse(parallel_tool_calls=False).params.parallel_tool_calls is None
 
 
 def test_arguments_that_are_not_a_json_object_are_refused() -> None:

@@ -396,7 +396,9 @@ def parse_chat_request(
         stop=_stop(data.get("stop")),
         max_output_tokens=_max_tokens(data),
         tool_choice=_tool_choice(data.get("tool_choice")),
-        parallel_tool_calls=parallel,
+        # Only about the client's own tools: sluice runs its own one after another anyway,
+        # and a client that sends it without tools (as some always do) asks nothing of them.
+        parallel_tool_calls=parallel if tools else None,
     )
     return ChatRequest(
         model=model,
