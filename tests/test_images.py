@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from server.contract import ImagePart
+from server.stores.archive import export_history, import_history, read_archive
+from server.stores.sqlite import SQLiteSessionStore
 from tests.fakes.threaded import ThreadedFakes, cleared, openai_gemini_env, threaded_fakes
 from tests.support.server import RunningServer, launch
 from tests.support.sse import bearer, events, json_request, start_stream
@@ -226,3 +231,23 @@ def test_the_stream_endpoint_refuses_bad_images_in_its_own_json(
     assert body is not None and says in body["error"]["message"]
     assert set(body["error"]) >= {"code", "message"} and "type" not in body["error"]
     assert not fakes.openai.requests
+
+
+@pytest.mark.anyio
+async def test_export_and_import_keep_a_messages_images(tmp_path: Path) -> None:
+    """``python -m server export`` / ``import`` write and read the archive this way: the
+    picture stored with a user message arrives whole in the other store."""
+    source = SQLiteSessionStore(tmp_path / "a.sqlite3")
+    target = SQLiteSessionStore(tmp_path / "b.sqlite3")
+    try:
+        await source.open_session("alice", "s_pic", "A picture")
+        image = ImagePart(PNG, "image/png")
+        await source.add_message("alice", "s_pic", "user", "Look", "complete", parts=(image,))
+        archive = io.StringIO()
+        await export_history(source, archive)
+        await import_history(target, read_archive(archive.getvalue().splitlines()))
+        (message,) = await target.messages("alice", "s_pic")
+        assert (message.content, message.parts) == ("Look", (image,))
+    finally:
+        await source.close()
+        await target.close()
