@@ -16,6 +16,11 @@ With ``--ai-sdk`` the request is the body the Vercel AI SDK's ``DefaultChatTrans
 (a chat id of its own for every stream) and the response is read as its UI message stream
 protocol: ``start`` counts as the "first status", ``text-delta`` chunks carry the text,
 ``finish`` is the terminal event and ``error`` / ``abort`` a failed end.
+With ``--client-tool NAME`` as well, the client declares that tool (OpenAI ``tools``) and runs
+it itself, as an agent framework does: a stream that ends in ``delta.tool_calls`` and
+``finish_reason: "tool_calls"`` is one tool round, answered by a second request carrying the
+assistant's calls and a ``role: "tool"`` result for each; the turn's tokens come on that one.
+The turn's first status and first chunk are timed from its first request.
 
 Run: ``python -m bench.load_client --url http://127.0.0.1:8000/chat --concurrency 50 --total 100
 --tokens 500`` prints a JSON summary (see ``summarize``).
@@ -59,16 +64,48 @@ class Target:
     message: str = "Tell me a story."
     openai_model: str | None = None  # speak OpenAI's Chat Completions, asking for this model
     ai_sdk: bool = False  # speak the Vercel AI SDK's chat transport and stream protocol
+    client_tool: str | None = None  # with openai_model: declare this tool and run it here
 
-    def request_bytes(self, index: int) -> bytes:
+    def request_bytes(self, index: int, calls: list[list[str]] | None = None) -> bytes:
+        """The turn's request; with ``calls`` (``[id, name, arguments]`` each, from the first
+        answer), the one that gives the model the client tool's results."""
         parts = urlsplit(self.url)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         text = f"{self.message} #{index}"
         if self.openai_model is not None:
-            message = {"role": "user", "content": text}
-            request = {"model": self.openai_model, "messages": [message], "stream": True}
+            messages: list[dict[str, Any]] = [{"role": "user", "content": text}]
+            request: dict[str, Any] = {"model": self.openai_model, "stream": True}
+            if self.client_tool is not None:
+                request["tools"] = [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": self.client_tool,
+                            "description": "The current time in a time zone.",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"timezone": {"type": "string"}},
+                            },
+                        },
+                    }
+                ]
+            if calls:
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                            for i, n, a in calls
+                        ],
+                    }
+                )
+                messages += [
+                    {"role": "tool", "tool_call_id": i, "content": "12:00 UTC"} for i, _, _ in calls
+                ]
+            request["messages"] = messages
             body = json.dumps(request).encode()
         elif self.ai_sdk:
             said = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": text}]}
@@ -127,6 +164,7 @@ class SSEStream(asyncio.Protocol):
         timeout_s: float,
         openai: bool = False,
         ai_sdk: bool = False,
+        turn_t0: int | None = None,
     ) -> None:
         self.totals = totals
         self.request = request
@@ -134,7 +172,11 @@ class SSEStream(asyncio.Protocol):
         self.ai_sdk = ai_sdk
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
-        self.t0 = time.time_ns()
+        # A turn's second request (after a client tool round) is timed from its first.
+        self.t0 = time.time_ns() if turn_t0 is None else turn_t0
+        # The client tool calls the answer ended with (index -> [id, name, arguments]).
+        self.calls: dict[int, list[str]] = {}
+        self.tool_round = False
         self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout)
         self.raw = bytearray()
         self.head_done = False
@@ -152,7 +194,7 @@ class SSEStream(asyncio.Protocol):
         self.max_seq = 0
         self.terminal = ""
         self.error = ""
-        self.first_status = False
+        self.first_status = turn_t0 is not None
         self.first_chunk = False
         self.last_rx = 0
         self.max_gap = 0
@@ -344,7 +386,16 @@ class SSEStream(asyncio.Protocol):
         choices = payload.get("choices")
         if not choices:
             return
-        content = (choices[0].get("delta") or {}).get("content")
+        delta = choices[0].get("delta") or {}
+        for piece in delta.get("tool_calls") or ():
+            call = self.calls.setdefault(piece.get("index", 0), ["", "", ""])
+            call[0] = piece.get("id") or call[0]
+            function = piece.get("function") or {}
+            call[1] += function.get("name") or ""
+            call[2] += function.get("arguments") or ""
+        if choices[0].get("finish_reason") == "tool_calls":
+            self.tool_round = True
+        content = delta.get("content")
         if content:
             self._text(content, now)
 
@@ -436,6 +487,13 @@ class SSEStream(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
         error = error or self.error
+        if not error and self.tool_round and self.calls and not self.unique:
+            # A client tool round: the turn's tokens come with the next request.
+            totals.tool_results += len(self.calls)
+            totals.tool_ms.append(0)
+            self.done.set_result(None)
+            return
+        self.tool_round = False
         if self.head_done:
             totals.lost += totals.tokens - self.unique
         else:
@@ -455,15 +513,17 @@ async def one_stream(
     timeout_s: float,
     openai: bool = False,
     ai_sdk: bool = False,
-) -> None:
+    turn_t0: int | None = None,
+) -> SSEStream:
     loop = asyncio.get_running_loop()
-    proto = SSEStream(totals, request, timeout_s, openai, ai_sdk)
+    proto = SSEStream(totals, request, timeout_s, openai, ai_sdk, turn_t0)
     try:
         await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), timeout_s)
     except (OSError, TimeoutError) as exc:
         proto._finish(f"connect: {type(exc).__name__}")
-        return
+        return proto
     await proto.done
+    return proto
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -497,7 +557,12 @@ async def run_load(
         for index in counter:
             request = target.request_bytes(index)
             openai = target.openai_model is not None
-            await one_stream(totals, host, port, request, timeout_s, openai, target.ai_sdk)
+            ai_sdk = target.ai_sdk
+            first = await one_stream(totals, host, port, request, timeout_s, openai, ai_sdk)
+            if first.tool_round:  # the client ran its tool: the model answers from the result
+                calls = [first.calls[i] for i in sorted(first.calls)]
+                request = target.request_bytes(index, calls)
+                await one_stream(totals, host, port, request, timeout_s, openai, ai_sdk, first.t0)
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -577,6 +642,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ai-sdk", action="store_true", help="speak the Vercel AI SDK's chat protocol"
     )
+    parser.add_argument(
+        "--client-tool", help="with --openai-model: declare this tool and run its calls here"
+    )
     args = parser.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
     target = Target(
@@ -585,6 +653,7 @@ def main(argv: list[str] | None = None) -> None:
         args.message,
         args.openai_model,
         args.ai_sdk,
+        args.client_tool,
     )
     result = asyncio.run(
         run_load(

@@ -262,12 +262,15 @@ def run_client(
     message: str | None = None,
     openai_model: str | None = None,
     ai_sdk: bool = False,
+    client_tool: str | None = None,
 ) -> dict[str, Any]:
     argv = [PY, "-m", "bench.load_client", "--url", url, "--tokens", str(tokens)]
     if openai_model is not None:
         argv += ["--openai-model", openai_model]
     if ai_sdk:
         argv.append("--ai-sdk")
+    if client_tool is not None:
+        argv += ["--client-tool", client_tool]
     argv += ["--concurrency", str(concurrency), "--total", str(total)]
     argv += ["--ramp-s", str(ramp_s), "--timeout-s", str(timeout_s)]
     for k, v in headers.items():
@@ -432,6 +435,7 @@ class Session:
                 message="warm-up bench:tokens=5,interval_ms=0",
                 openai_model=self.system.openai_model,
                 ai_sdk=self.system.ai_sdk,
+                client_tool=self.client_tool,
             )
         return self
 
@@ -440,6 +444,11 @@ class Session:
             proc.stop()
         if self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    @property
+    def client_tool(self) -> str | None:
+        """The tool the load client declares and runs itself, in the tools workload."""
+        return self.system.client_tool if self.workload.tool_round else None
 
     def tool_gaps_us(self) -> list[float]:
         """The upstream's tool gaps recorded since the last call (bench.fake_upstream)."""
@@ -472,6 +481,7 @@ class Session:
                 timeout_s=max(120.0, 3 * stream_s + ramp_s + 60),
                 openai_model=self.system.openai_model,
                 ai_sdk=self.system.ai_sdk,
+                client_tool=self.client_tool,
             )
         if w.tool_round:
             server.update(_tool_gap_figures(self.tool_gaps_us()))
@@ -731,7 +741,7 @@ def run(
     for name in systems:
         system = SYSTEMS[name]
         why = system.available()
-        if not why and workload.tool_round and not system.tools:
+        if not why and workload.tool_round and not (system.tools or system.client_tool):
             why = "does not run tools"
         if why:
             skipped[name] = why

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.fake_upstream import TOOL_NAME
 from bench.litellm_proxy import (
     LITELLM_MASTER_KEY,
     LITELLM_VERSION,
@@ -55,6 +56,9 @@ class System:
     tools: bool = False
     # Speak the Vercel AI SDK's chat transport and UI message stream protocol to it.
     ai_sdk: bool = False
+    # In the "tools" workload, the load client declares this tool (OpenAI ``tools``) and runs
+    # its calls itself, sending the results in a second request: the /v1 client-tool round.
+    client_tool: str | None = None
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -100,6 +104,15 @@ def _sluice_env(launch: Launch) -> dict[str, str]:
     if launch.workload == "idle":
         # Tokens come every 10 s in the idle workload: a 4 s heartbeat shows up in between.
         env["SLUICE_STREAM__HEARTBEAT_SECONDS"] = "4"
+    return env
+
+
+def _sluice_v1_env(launch: Launch) -> dict[str, str]:
+    env = _sluice_env(launch)
+    if launch.workload == "tools":
+        # The upstream calls current_time: here the client's own tool, so the server offers
+        # none of its own (a client tool may not take a server tool's name).
+        env["SLUICE_TOOLS__ENABLED"] = ""
     return env
 
 
@@ -198,8 +211,9 @@ SYSTEMS: dict[str, System] = {
             argv=lambda launch: [PY, "-m", "server"],
             path="/v1/chat/completions",
             headers={"Authorization": "Bearer bench"},
-            extra_env=_sluice_env,
+            extra_env=_sluice_v1_env,
             openai_model="sluice",
+            client_tool=TOOL_NAME,
         ),
         System(
             name="sluice-ai-sdk",

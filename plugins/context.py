@@ -57,7 +57,12 @@ class ContextStage(Stage):
             kept.pop()
         kept.reverse()
         instructions = [Message("system", text) for text in turn.instructions]
-        return [Message("system", system), *instructions, *kept, Message("user", turn.message)]
+        prompt = [Message("system", system), *instructions, *kept]
+        if turn.message or turn.images:
+            # Empty: the client's tools' results, last in the history, are what the model
+            # answers next.
+            prompt.append(Message("user", turn.message, tuple(turn.images)))
+        return prompt
 
 
 def _size(message: Message) -> int:

@@ -18,6 +18,15 @@ text and calls and the results.
   way by whoever writes its terminal event.)
 * Calls of one round run one after another, in the model's order: approvals are asked one
   at a time, and a turn's tools cannot race each other over shared state.
+* Tools the API client runs itself (``Tool.runs_on_client``: an OpenAI client's ``tools``)
+  are offered like the others, but never run: a round that calls any of them ends the turn
+  with ``finish_reason`` ``"tool_calls"`` and those calls in ``complete.client_tool_calls``.
+  The server tools called in that same round are not run either (nor announced): the client
+  keeps the conversation, and could not give the model back a result it never saw, so the
+  model is left to call them again in the next round, once it has its client tools'
+  results, where they run as usual.
+* ``tool_choice`` ``"required"`` or a named tool holds for the turn's first round only;
+  after a round of calls the model chooses freely (``"auto"``), or it could never stop.
 
 All chunks joined are ``complete.message`` (reasoning never is); ``complete.tool_calls``
 counts the calls run. A round's reasoning goes back to the model with its calls, as one part
@@ -28,6 +37,7 @@ signed thinking blocks back within a tool round.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 
@@ -38,11 +48,13 @@ from server import (
     AnswerResult,
     ErrorCode,
     Event,
+    GenerationParams,
     Message,
     ReasoningPart,
     Stage,
     StoreUnavailable,
     ToolCall,
+    ToolChoice,
     ToolContext,
     ToolResult,
     ToolResultEvent,
@@ -65,7 +77,8 @@ class LLMStage(Stage):
 
     async def run(self, turn: Turn) -> AsyncIterator[Event]:
         service = self.services.tools
-        offered = list(turn.tools) if service is not None else []
+        # Without the tool service only the client's own tools are offered: sluice runs none.
+        offered = [t for t in turn.tools if service is not None or t.runs_on_client]
         messages = list(turn.prompt)
         parts: list[str] = []
         rounds = 0
@@ -73,11 +86,11 @@ class LLMStage(Stage):
         used_ids: set[str] = set()
         last: AnswerResult | None = None
         while True:
-            tools = offered if service is not None and rounds < service.max_rounds else []
+            tools = offered if service is None or rounds < service.max_rounds else []
             answer = self.services.llm.answer(
                 messages,
                 deadline=turn.deadline,
-                params=turn.params,
+                params=_round_params(turn.params, rounds),
                 provider=turn.provider,
                 tools=tools,
             )
@@ -110,10 +123,19 @@ class LLMStage(Stage):
             result = answer.result
             assert result is not None, "an answer read to its end has a result"
             last = result
-            if not calls or service is None:
+            if not calls:
+                break
+            calls = [_unique(call, used_ids) for call in calls]
+            for_client = [call for call in calls if _runs_on_client(turn, call)]
+            if for_client:
+                if len(for_client) < len(calls):
+                    log.info("server_calls_left_for_next_round", calls=len(calls) - len(for_client))
+                turn.finish_reason = "tool_calls"
+                yield _complete(turn, parts, last, calls_run, for_client)
+                return
+            if service is None:
                 break
             rounds += 1
-            calls = [_unique(call, used_ids) for call in calls]
             # Every approval of the round is asked for before any call is announced: a
             # decision may follow its event at once, and a store that fails here ends the
             # turn before it has announced a call it could not settle.
@@ -158,18 +180,7 @@ class LLMStage(Stage):
             messages.append(Message("assistant", "".join(said), (*thoughts.blocks(), *calls)))
             messages.append(Message("tool", "", tuple(results)))
         turn.finish_reason = last.finish_reason
-        yield complete(
-            "".join(parts),
-            session_id=turn.session_id,
-            suggestions=turn.suggestions,
-            provider=last.provider,
-            model=last.model,
-            mode=last.mode,
-            fallback=last.fallback,
-            usage=last.usage.as_dict() if last.usage else None,
-            finish_reason=last.finish_reason,
-            tool_calls=calls_run,
-        )
+        yield _complete(turn, parts, last, calls_run, [])
 
     async def _settle(self, turn: Turn, call: ToolCall, stop: asyncio.Event) -> ToolResultEvent:
         """The call's result: denied, or run."""
@@ -214,6 +225,43 @@ class _Thoughts:
         if any(self._pieces):
             return [*self._done, ReasoningPart("".join(self._pieces), source=self._source)]
         return self._done
+
+
+def _complete(
+    turn: Turn, parts: list[str], last: AnswerResult, calls_run: int, for_client: list[ToolCall]
+) -> Event:
+    return complete(
+        "".join(parts),
+        session_id=turn.session_id,
+        suggestions=turn.suggestions,
+        provider=last.provider,
+        model=last.model,
+        mode=last.mode,
+        fallback=last.fallback,
+        usage=last.usage.as_dict() if last.usage else None,
+        finish_reason="tool_calls" if for_client else last.finish_reason,
+        tool_calls=calls_run,
+        client_tool_calls=tuple(
+            {"call_id": call.call_id, "name": call.name, "arguments": dict(call.arguments)}
+            for call in for_client
+        ),
+    )
+
+
+_AUTO = ToolChoice("auto")
+
+
+def _round_params(params: GenerationParams, rounds: int) -> GenerationParams:
+    """The turn's parameters for a round: a forced choice only before the first calls."""
+    choice = params.tool_choice
+    if rounds and choice is not None and choice.mode in ("required", "function"):
+        return dataclasses.replace(params, tool_choice=_AUTO)
+    return params
+
+
+def _runs_on_client(turn: Turn, call: ToolCall) -> bool:
+    found = turn.tools.get(call.name)
+    return found is not None and found.runs_on_client
 
 
 def _needs_approval(turn: Turn, call: ToolCall) -> bool:

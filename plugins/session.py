@@ -382,7 +382,9 @@ class SessionStage(WrapperStage):
             for said in _as_said(m)
         ]
         # Saved before any model is called: whatever happens next, the user's words are kept.
-        asked = await store.add_message(turn.user_id, session_id, "user", turn.message, "complete")
+        asked = await store.add_message(
+            turn.user_id, session_id, "user", turn.message, "complete", parts=tuple(turn.images)
+        )
         return session_id, asked, dict(record.memory)
 
     async def _save(
@@ -473,8 +475,10 @@ def _as_said(stored: StoredMessage) -> list[Message]:
     Every call gets a result, as providers require: one whose turn was torn down before its
     result (nothing yielded the ``cancelled`` result) is given one saying so; a result whose
     call is not in its round is left out."""
+    if stored.role == "user":  # its parts are its images
+        return [Message("user", stored.content, stored.parts)]
     if not stored.parts:
-        return [Message("user" if stored.role == "user" else "assistant", stored.content)]
+        return [Message("assistant", stored.content)]
     said: list[Message] = []
     text: list[str] = []
     thoughts: list[ReasoningPart] = []

@@ -107,6 +107,19 @@ class LimitSettings(_Section):
     # POST /api/chat: the AI SDK's transport sends the whole conversation every time (the
     # server reads only its last user message, bounded by max_message_chars).
     max_chat_body_bytes: int = Field(1048576, ge=64)
+    # Images sent with a message (the stream endpoint's ``images``, /v1's ``image_url`` data
+    # URLs): each at most max_image_bytes decoded, at most max_images in one request. The
+    # requests that may carry images are let grow past max_body_bytes by their images'
+    # base64 alone: the rest of the body (the text) is still held to max_body_bytes.
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    max_images: int = Field(4, ge=0)
+
+    def image_allowance_bytes(self) -> int:
+        """How much larger than ``max_body_bytes`` a body carrying images may be: the
+        base64 of ``max_images`` images of ``max_image_bytes``, with room for their wrapping
+        (a data URL's prefix, the JSON around it)."""
+        base64_size = 4 * -(-self.max_image_bytes // 3)
+        return self.max_images * (base64_size + 256)
 
 
 class RateLimitSettings(_Section):

@@ -236,3 +236,36 @@ def test_readyz_and_metrics_name_anthropic(start_server: StartServer, fakes: Thr
     assert value("sluice_time_to_first_chunk_seconds_count", provider="anthropic") == 2
     assert ("sluice_provider_circuit_state", frozenset({("provider", "anthropic")})) in samples
     assert ANTHROPIC_KEY not in text
+
+
+def test_what_the_anthropic_provider_cannot_take_it_refuses_and_the_chain_asks_on(
+    start_server: StartServer, fakes: ThreadedFakes
+) -> None:
+    """The Anthropic provider is given neither tools nor images: a /v1 request with the
+    client's own tools, or a picture, is refused there (not answered without them), and the
+    chain's next provider answers it; asked of Anthropic alone, it fails."""
+    server = start(start_server, fakes)
+    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
+    png = "data:image/png;base64,iVBORw0KGgoAAAAA"
+    picture = [{"type": "image_url", "image_url": {"url": png}}, {"type": "text", "text": "?"}]
+    for extra in ({"tools": [weather]}, {"messages": [{"role": "user", "content": picture}]}):
+        body = {"model": "sluice", "messages": [{"role": "user", "content": "Hi"}], **extra}
+        status, answer, headers = json_request(
+            server.url, "POST", "/v1/chat/completions", body=body, headers=AUTH
+        )
+        assert status == 200 and answer is not None, answer
+        assert headers["X-Sluice-Provider"] == "openai"
+    assert not fakes.anthropic.requests
+    assert "tools" in fakes.openai.requests[0].body
+    parts = fakes.openai.requests[1].body["messages"][-1]["content"]
+    assert [part["type"] for part in parts] == ["text", "image_url"]
+    body = {
+        "model": "anthropic",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [weather],
+    }
+    status, answer, _ = json_request(
+        server.url, "POST", "/v1/chat/completions", body=body, headers=AUTH
+    )
+    assert status >= 400 and answer is not None
+    assert not fakes.anthropic.requests

@@ -174,17 +174,20 @@ def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
     """``--workload tools``: the fake upstream answers each turn's first request with a streamed
     tool call (OpenAI's ``delta.tool_calls``) and records, per call, the gap until the request
     carrying its result; every turn runs its round and still delivers all its tokens. Systems
-    that do not run tools are skipped, not run into a failure."""
-    done, result = run_bench(tmp_path, "tools", "sluice,tornado")
+    that do not run tools are skipped, not run into a failure. ``sluice-v1`` is the /v1
+    client-tool round: the load client declares the tool, runs the call sluice hands back and
+    sends its result in a second request, which the upstream sees the same way."""
+    done, result = run_bench(tmp_path, "tools", "sluice,sluice-v1,tornado")
     assert result["skipped"] == {"tornado": "does not run tools"}
-    (run,) = result["results"]["sluice"]
-    assert run["errors"] == 0 and (run["lost"], run["duplicated"]) == (0, 0), run
-    assert run["tokens"] == run["streams"] * result["workload"]["tokens"]
-    # One round per turn, each seen by the upstream (the warm-up's are not counted).
-    assert run["tool_rounds"] == run["tool_results"] == run["streams"] == 3
-    assert run["tool_failures"] == 0
-    assert 0 < run["tool_gap_p50_ms"] <= run["tool_gap_p99_ms"] <= run["tool_gap_max_ms"]
-    assert any(line.startswith("| sluice | 3 |") for line in done.stdout.splitlines())
+    for system in ("sluice", "sluice-v1"):
+        (run,) = result["results"][system]
+        assert run["errors"] == 0 and (run["lost"], run["duplicated"]) == (0, 0), run
+        assert run["tokens"] == run["streams"] * result["workload"]["tokens"]
+        # One round per turn, each seen by the upstream (the warm-up's are not counted).
+        assert run["tool_rounds"] == run["tool_results"] == run["streams"] == 3
+        assert run["tool_failures"] == 0
+        assert 0 < run["tool_gap_p50_ms"] <= run["tool_gap_p99_ms"] <= run["tool_gap_max_ms"]
+        assert any(line.startswith(f"| {system} | 3 |") for line in done.stdout.splitlines())
 
 
 def test_ai_sdk_system_reads_the_ai_sdks_protocol(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def test_node_error_classes(
     assert "NotFoundError" in seen["unknownModel"]["classes"]
     assert seen["unknownModel"]["code"] == "model_not_found"
     assert "BadRequestError" in seen["tools"]["classes"]
-    assert seen["tools"]["param"] == "tools"
+    assert seen["tools"]["param"] == "tools" and "current_time" in seen["tools"]["message"]
     assert not fakes.openai.requests
 
 
@@ -122,3 +122,28 @@ def test_node_abort_closes_the_upstream(
     fakes.openai.script(Reply(text=["first ", "never"], hang_at=1))
     assert node(openai_package, server, "abort") == {"first": "first "}
     assert fakes.run(fakes.openai.wait_closed(1, within=1.0)) < 1.0
+
+
+def test_node_run_tools_loop(
+    openai_package: Path, server: RunningServer, fakes: ThreadedFakes
+) -> None:
+    """The npm package's ``runTools`` helper runs its own tool on the call sluice hands
+    back, sends the result, and reads the model's answer: plain, then streaming."""
+    for _ in range(2):
+        fakes.openai.script(
+            Reply(text=[], tool_calls=[("call_w", "get_weather", '{"city": "Paris"}')]),
+            Reply(text=["It is sunny ", "in Paris."]),
+        )
+    seen = node(openai_package, server, "runTools")
+    for mode in ("plain", "stream"):
+        assert seen[mode]["ran"] == ["Paris"]
+        assert seen[mode]["content"] == "It is sunny in Paris."
+        assert seen[mode]["roles"] == ["user", "assistant", "tool", "assistant"]
+    # Each loop: the call's round, then the answer from the client's result.
+    assert len(fakes.openai.requests) == 4
+    for asked in (fakes.openai.requests[1], fakes.openai.requests[3]):
+        assert asked.body["messages"][-1] == {
+            "role": "tool",
+            "tool_call_id": "call_w",
+            "content": "Sunny in Paris",
+        }

@@ -273,18 +273,20 @@ def test_errors_are_the_sdks_own_classes(server: RunningServer, fakes: ThreadedF
         sdk.chat.completions.create(model="gpt-17", messages=USER)
     assert unknown.value.code == "model_not_found" and unknown.value.param == "model"
 
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    tools = [{"type": "function", "function": {"name": "current_time", "parameters": {}}}]
     for extra, param in (({"tools": tools}, "tools"), ({"n": 2}, "n")):
         with pytest.raises(openai.BadRequestError) as refused:
             sdk.chat.completions.create(model="sluice", messages=USER, **extra)
         assert refused.value.param == param and param in refused.value.message
-    image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    # A server tool's name taken by a client tool (above), an image by address (here).
+    image = [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
     with pytest.raises(openai.BadRequestError) as no_images:
         sdk.chat.completions.create(
             model="sluice",
             messages=[{"role": "user", "content": image}],  # type: ignore[list-item,misc]
         )
     assert no_images.value.param == "messages[0].content[0].image_url"
+    assert "fetches nothing" in no_images.value.message
     assert not fakes.openai.requests  # nothing refused reached a provider
 
 

@@ -65,7 +65,13 @@ if TYPE_CHECKING:
 # key (it builds its client then), not by every server start that merely has the provider
 # installed.
 
-__all__ = ["GeminiOptions", "GeminiProvider", "to_gemini", "tools_to_gemini"]
+__all__ = [
+    "GeminiOptions",
+    "GeminiProvider",
+    "to_gemini",
+    "tool_config_to_gemini",
+    "tools_to_gemini",
+]
 
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -143,6 +149,29 @@ def tools_to_gemini(tools: Sequence[Tool]) -> list[dict[str, Any]]:
             ]
         }
     ]
+
+
+_GEMINI_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "function": "ANY"}
+
+
+def tool_config_to_gemini(name: str, params: GenerationParams | None) -> dict[str, Any] | None:
+    """The client's ``tool_choice`` as Gemini's ``toolConfig`` (None: Gemini's default).
+    Gemini cannot be told to make one call at a time: ``parallel_tool_calls: false`` is
+    refused rather than dropped."""
+    if params is None:
+        return None
+    if params.parallel_tool_calls is False:
+        raise ProviderError(
+            FailureKind.BAD_REQUEST,
+            f"{name} cannot be kept to one tool call at a time (parallel_tool_calls: false).",
+        )
+    choice = params.tool_choice
+    if choice is None:
+        return None
+    config: dict[str, Any] = {"mode": _GEMINI_MODES[choice.mode]}
+    if choice.mode == "function" and choice.name:
+        config["allowedFunctionNames"] = [choice.name]
+    return {"functionCallingConfig": config}
 
 
 def _call(raw: dict[str, Any]) -> ToolCall:
@@ -281,6 +310,9 @@ class GeminiProvider:
         body: dict[str, Any] = {"contents": contents, "generationConfig": generation}
         if tools:
             body["tools"] = tools_to_gemini(tools)
+            tool_config = tool_config_to_gemini(self.name, params)
+            if tool_config is not None:
+                body["toolConfig"] = tool_config
         if system:
             body["systemInstruction"] = {"parts": [{"text": system}]}
         return json.dumps(body, ensure_ascii=False).encode()
@@ -320,6 +352,9 @@ class GeminiProvider:
             config.tools = [
                 genai_types.Tool.model_validate(declared) for declared in tools_to_gemini(tools)
             ]
+            tool_config = tool_config_to_gemini(self.name, params)
+            if tool_config is not None:
+                config.tool_config = genai_types.ToolConfig.model_validate(tool_config)
         if params is not None:
             config.temperature = params.temperature
             config.top_p = params.top_p

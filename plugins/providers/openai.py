@@ -216,6 +216,15 @@ class OpenAIProvider:
         }
         if tools:
             body["tools"] = tools_to_openai(tools)
+            if params is not None and params.tool_choice is not None:
+                choice = params.tool_choice
+                body["tool_choice"] = (
+                    {"type": "function", "function": {"name": choice.name}}
+                    if choice.mode == "function"
+                    else choice.mode
+                )
+            if params is not None and params.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = params.parallel_tool_calls
         if params is not None:
             if params.temperature is not None:
                 body["temperature"] = params.temperature

@@ -276,7 +276,11 @@ def connection_limits(settings: Settings, open_files: int) -> ConnectionLimits:
         header_timeout=server.header_timeout_seconds,
         body_timeout=server.body_timeout_seconds,
         max_header_bytes=settings.limits.max_header_bytes,
-        max_body_bytes=max(settings.limits.max_body_bytes, settings.limits.max_chat_body_bytes),
+        # The largest body of any endpoint: one that takes images, or the AI SDK's chat.
+        max_body_bytes=max(
+            settings.limits.max_body_bytes + settings.limits.image_allowance_bytes(),
+            settings.limits.max_chat_body_bytes,
+        ),
         # Refuse cleanly well before the descriptors run out: streams need an upstream
         # socket each too, and the store its files.
         max_connections=server.max_connections or max(16, open_files * 3 // 4),

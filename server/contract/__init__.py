@@ -20,7 +20,8 @@ machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) 
   :class:`RateLimiter`) and the answer service (:class:`AnswerService`, :class:`Answer`,
   :class:`AnswerResult`, :class:`AnswerError`).
 * Providers: :class:`Provider`, :class:`ProviderOptions`, :class:`ProviderContext`,
-  :class:`ProviderStream`, :class:`GenerationParams`, :class:`Completion`, :class:`Usage`,
+  :class:`ProviderStream`, :class:`GenerationParams`, :class:`ToolChoice`, :class:`Completion`,
+  :class:`Usage`,
   :class:`Message`, :class:`ProviderError`, :class:`FailureKind`.
 
 Types and protocols only: the helpers for providers that read an HTTP upstream are the
@@ -72,6 +73,7 @@ from server.contract.providers import (
     ProviderError,
     ProviderOptions,
     ProviderStream,
+    ToolChoice,
     Usage,
 )
 from server.contract.stages import (
@@ -156,6 +158,7 @@ __all__ = [
     "ToolArgumentsError",
     "ToolCall",
     "ToolCallEvent",
+    "ToolChoice",
     "ToolContext",
     "ToolError",
     "ToolErrorKind",

@@ -166,9 +166,13 @@ class Complete(EventBase):
     finish_reason: str | None = None
     # How many tool calls ran in the turn (section 11).
     tool_calls: int = 0
+    # The calls of the last round to tools the API client runs itself (``Tool.runs_on_client``):
+    # each ``{"call_id", "name", "arguments"}``; sent only when there are some (finish_reason
+    # is then "tool_calls"). sluice ran none of them: they have no ``tool_call`` event.
+    client_tool_calls: tuple[Mapping[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "type": "complete",
             "message": self.message,
             "session_id": self.session_id,
@@ -181,6 +185,9 @@ class Complete(EventBase):
             "finish_reason": self.finish_reason,
             "tool_calls": self.tool_calls,
         }
+        if self.client_tool_calls:
+            data["client_tool_calls"] = [dict(call) for call in self.client_tool_calls]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +308,7 @@ def complete(
     usage: Mapping[str, Any] | None,
     finish_reason: str | None = None,
     tool_calls: int = 0,
+    client_tool_calls: tuple[Mapping[str, Any], ...] = (),
 ) -> Complete:
     """The ``complete`` event that ends a turn with its answer."""
     return Complete(
@@ -314,6 +322,7 @@ def complete(
         usage,
         finish_reason,
         tool_calls,
+        tuple(client_tool_calls),
     )
 
 
@@ -378,6 +387,7 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
             data.get("usage"),
             data.get("finish_reason"),
             int(data.get("tool_calls") or 0),
+            tuple(data.get("client_tool_calls") or ()),
         )
     if kind == "error":
         return Error(

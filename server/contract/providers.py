@@ -42,6 +42,7 @@ __all__ = [
     "ProviderError",
     "ProviderOptions",
     "ProviderStream",
+    "ToolChoice",
     "Usage",
 ]
 
@@ -80,6 +81,20 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether and which tool the model must call, as an OpenAI client asked (``tool_choice``).
+
+    ``mode`` is ``"auto"`` (the model decides), ``"none"`` (no call), ``"required"`` (at
+    least one call) or ``"function"``: a call to the tool ``name``. Gemini says ``AUTO``,
+    ``NONE``, ``ANY`` (with ``allowedFunctionNames`` for one tool); Anthropic ``auto``,
+    ``none``, ``any``, ``tool``.
+    """
+
+    mode: Literal["auto", "none", "required", "function"]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationParams:
     """How the model should sample, as a client asked (OpenAI's names and meanings).
 
@@ -90,12 +105,19 @@ class GenerationParams:
     ``temperature``, ``topP``, ``stopSequences`` in ``generationConfig``) and must not
     silently drop one it was given: if its upstream cannot honour it, fail with
     ``FailureKind.BAD_REQUEST``.
+
+    ``tool_choice`` and ``parallel_tool_calls`` (None: the provider's default) concern the
+    ``tools`` of the call; a provider reads them only when it is given tools. The llm stage
+    passes a ``"required"`` or ``"function"`` choice to a turn's first round only: once the
+    model has called, later rounds of the same turn are ``"auto"``, or it would call forever.
     """
 
     temperature: float | None = None
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     max_output_tokens: int | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     def is_default(self) -> bool:
         return self == DEFAULT_PARAMS

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from server.contract.answers import AnswerResult, AnswerService
 from server.contract.events import Event
+from server.contract.parts import ImagePart
 from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message
 from server.contract.stores import RateLimiter, SessionStore
 from server.contract.tools import ToolService
@@ -51,6 +52,9 @@ class Turn:
 
     stream_id: str
     user_id: str
+    # The user's new message. Empty when the turn continues a conversation the client keeps
+    # whose last messages are its tools' results (``client_history`` then ends with them):
+    # the prompt ends with the history, and no user message is added.
     message: str
     client_ip: str
     session_id: str | None = None
@@ -90,6 +94,10 @@ class Turn:
     # plugins and MCP servers' tools) made as the turn starts, so a stage before ``llm``
     # may add or remove tools for this turn alone (``turn.tools.remove("shell")``).
     tools: ToolSet = field(default_factory=ToolSet)
+    # The images sent with ``message`` (the stream endpoint's ``images``, an OpenAI client's
+    # ``image_url`` parts): the context stage gives them to the model with the message, and
+    # the session stage stores them with it.
+    images: list[ImagePart] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,6 +93,12 @@ class Tool:
     :meth:`from_schema` from a JSON schema you already have (an MCP server's tools are made
     that way). ``requires_approval`` makes every call wait for its owner's decision.
     ``source`` says where it came from, for listings and logs (``"mcp:<server>"``, a package).
+
+    ``runs_on_client`` marks a tool the API client declared and runs itself (an OpenAI
+    client's ``tools``; make one with :meth:`for_client`): the model is offered it like any
+    other, but sluice never runs it. A round in which the model calls one ends the turn with
+    ``finish_reason`` ``"tool_calls"`` and those calls in ``complete.client_tool_calls``, for
+    the client to run and answer in its next request.
     """
 
     name: str
@@ -102,6 +108,22 @@ class Tool:
     invoke: Invoker = field(repr=False)
     requires_approval: bool = False
     source: str = ""
+    runs_on_client: bool = False
+
+    @classmethod
+    def for_client(cls, name: str, description: str, input_schema: Mapping[str, Any]) -> Tool:
+        """A tool the client runs: offered to the model, never run by sluice (its calls end
+        the turn). Its arguments are not checked here: the client checks its own."""
+
+        def validate(raw: Mapping[str, Any]) -> Any:
+            return raw
+
+        async def invoke(validated: Any, context: ToolContext) -> Any:
+            raise ToolError(f"{name!r} is run by the client, not by the server")
+
+        return cls(
+            name, description, input_schema, validate, invoke, source="client", runs_on_client=True
+        )
 
     @classmethod
     def from_function(

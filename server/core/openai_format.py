@@ -5,8 +5,15 @@ endpoint reads the same log and sends each event as OpenAI would:
 
 * ``status`` and ``context`` events have no OpenAI form: they are dropped;
 * a ``chunk`` becomes ``data: {"object": "chat.completion.chunk", ... "delta": {"content"}}``;
+* a ``reasoning`` event becomes a chunk with ``delta.reasoning_content`` (the field DeepSeek
+  and vLLM stream reasoning in, and their clients read), never ``content``;
 * ``complete`` becomes the chunk with ``finish_reason``, the usage chunk when the client asked
-  (``stream_options.include_usage``), then ``data: [DONE]``;
+  (``stream_options.include_usage``), then ``data: [DONE]``. The calls of a turn that ended
+  on the client's own tools (``complete.client_tool_calls``) come first, as OpenAI streams
+  them: per call, a ``delta.tool_calls`` chunk with its ``index``, ``id``, ``type`` and
+  name (arguments ``""``), then one with its arguments' JSON text; the finish reason is then
+  ``"tool_calls"``. Tool calls sluice ran itself (``tool_call`` / ``tool_result`` events)
+  have no OpenAI form, like ``status``: the client sees only their outcome in the text;
 * ``error`` becomes ``data: {"error": {...}}`` and nothing after it, as OpenAI ends a stream
   that failed (its SDKs raise ``APIError`` on it).
 
@@ -18,7 +25,8 @@ per response. Nothing is decoded per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.core.sse import encode_data
@@ -120,6 +128,27 @@ class ChunkEncoder:
     def text(self, text: str) -> bytes:
         return self.content(_dumps(text).encode())
 
+    def reasoning(self, text: str) -> bytes:
+        """A frame with the next piece of the model's reasoning."""
+        return self._head + b'{"reasoning_content":' + _dumps(text).encode() + b"}" + self._tail
+
+    def tool_calls(self, calls: Sequence[Mapping[str, Any]]) -> bytes:
+        """The client's tool calls as OpenAI streams them: per call, its head, then its
+        arguments."""
+        frames: list[bytes] = []
+        for index, call in enumerate(calls):
+            head = {
+                "index": index,
+                "id": call["call_id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            arguments = {"index": index, "function": {"arguments": _arguments(call)}}
+            for piece in (head, arguments):
+                frames.append(self._head + b'{"tool_calls":[' + _dumps(piece).encode() + b"]}")
+                frames.append(self._tail)
+        return b"".join(frames)
+
     def finish(self, finish_reason: str | None) -> bytes:
         reason = _dumps(finish_reason or "stop")
         usage = ',"usage":null' if self.include_usage else ""
@@ -132,8 +161,13 @@ class ChunkEncoder:
         return f'data: {self.stream_head},"choices":[],"usage":{body}}}\n\n'.encode()
 
     def end(self, complete: Mapping[str, Any], finish_reason: str | None) -> bytes:
-        """Everything after the last text: the finish chunk, usage if asked, ``[DONE]``."""
-        frames = self.finish(finish_reason)
+        """Everything after the last text: the client's tool calls, the finish chunk, usage
+        if asked, ``[DONE]``."""
+        calls = complete.get("client_tool_calls") or ()
+        if calls:
+            frames = self.tool_calls(calls) + self.finish("tool_calls")
+        else:
+            frames = self.finish(finish_reason)
         if self.include_usage:
             frames += self.usage(complete.get("usage"))
         return frames + DONE
@@ -144,14 +178,39 @@ def error_frame(error: Mapping[str, Any]) -> bytes:
     return b"data: " + encode_data(dict(error)).encode() + b"\n\n"
 
 
+def _arguments(call: Mapping[str, Any]) -> str:
+    """A call's arguments as OpenAI gives them: JSON text."""
+    return json.dumps(call.get("arguments") or {}, ensure_ascii=False)
+
+
 def completion_object(
     completion_id: str,
     created: int,
     model: str,
     complete: Mapping[str, Any],
     finish_reason: str | None,
+    reasoning: str = "",
 ) -> dict[str, Any]:
-    """A non-streaming answer: OpenAI's ``chat.completion`` object."""
+    """A non-streaming answer: OpenAI's ``chat.completion`` object. The client's tool calls
+    (``complete.client_tool_calls``) are ``message.tool_calls``, with ``content`` null when
+    the model said nothing besides, as OpenAI answers; ``reasoning`` (the turn's
+    ``reasoning`` events joined) is ``message.reasoning_content`` when there is some."""
+    text = complete.get("message", "")
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    calls = complete.get("client_tool_calls") or ()
+    if calls:
+        finish_reason = "tool_calls"
+        message["content"] = text or None
+        message["tool_calls"] = [
+            {
+                "id": call["call_id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": _arguments(call)},
+            }
+            for call in calls
+        ]
+    if reasoning:
+        message["reasoning_content"] = reasoning
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -160,11 +219,7 @@ def completion_object(
         "choices": [
             {
                 "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": complete.get("message", ""),
-                    "refusal": None,
-                },
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish_reason or "stop",
             }

@@ -110,7 +110,13 @@ class TurnRunner:
             return stream_log
         turn.deadline = time.monotonic() + self.settings.stream.max_duration_seconds
         if self.tools is not None:
+            # The server's tools, and the client's own that the API put on the turn. The API
+            # refused names the server's take; one that appeared since (an MCP server that
+            # just connected) yields to the client's, which is what the client was told of.
+            client_tools = [item for item in turn.tools if item.runs_on_client]
             turn.tools = self.tools()
+            for item in client_tools:
+                turn.tools.add(item, replace=True)
         cancellation = Cancellation()
         task = asyncio.create_task(
             self._produce(turn, stream_log, cancellation), name=turn.stream_id

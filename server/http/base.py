@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from tornado import web
 
-from server.contract import StoreUnavailable
+from server.contract import ImagePart, StoreUnavailable
 from server.http.errors import DEFAULT_CODES, ApiCode, ApiError, unavailable
 from server.http.identity import (
     Identity,
@@ -19,6 +19,7 @@ from server.http.identity import (
     same_origin,
     valid_user_id,
 )
+from server.http.images import ImageReader
 from server.http.state import ServerState
 
 __all__ = ["DEFAULT_CODES", "ApiCode", "ApiError", "BaseHandler", "JsonBodyHandler"]
@@ -250,6 +251,10 @@ class BaseHandler(web.RequestHandler):
             log.error("request_failed", exc_info=(typ, value, tb))
 
 
+# An image's base64 in a JSON body: a long run of base64 characters (no JSON escapes).
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{4096,}={0,2}")
+
+
 @web.stream_request_body
 class JsonBodyHandler(BaseHandler):
     """Reads a JSON object body of at most ``limits.max_body_bytes``, refusing early.
@@ -258,6 +263,10 @@ class JsonBodyHandler(BaseHandler):
     soon as it grows past the limit) instead of being buffered first.
     """
 
+    # An endpoint that takes images sets this: its bodies may be larger than
+    # limits.max_body_bytes by the images' allowance (see :meth:`check_text_size`).
+    takes_images = False
+
     def initialize(self) -> None:
         super().initialize()
         self._chunks: list[bytes] = []
@@ -265,8 +274,21 @@ class JsonBodyHandler(BaseHandler):
         self._too_large = False
 
     def body_limit(self) -> int:
-        """The largest body this route reads (``limits.max_body_bytes`` unless it says)."""
-        return self.state.settings.limits.max_body_bytes
+        """The largest body this route reads: ``limits.max_body_bytes`` unless it says, and
+        more by the images' allowance when it takes images."""
+        limits = self.state.settings.limits
+        if self.takes_images:
+            return limits.max_body_bytes + limits.image_allowance_bytes()
+        return limits.max_body_bytes
+
+    def check_text_size(self, image_chars: int) -> None:
+        """413 when the body without its images' base64 (``image_chars`` characters) is
+        over ``limits.max_body_bytes``: images may make a body large, text may not."""
+        limit = self.state.settings.limits.max_body_bytes
+        if self._size - image_chars > limit:
+            raise ApiError(
+                413, ApiCode.TOO_LARGE, f"The body is over {limit} bytes, its images aside."
+            )
 
     def prepare(self) -> None:
         super().prepare()
@@ -301,6 +323,11 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(415, ApiCode.UNSUPPORTED_MEDIA_TYPE, "The body must be UTF-8.")
         raw = b"".join(self._chunks)
         self._chunks = []  # not kept for as long as the response (a stream) lasts
+        if self.takes_images and len(raw) > self.state.settings.limits.max_body_bytes:
+            # Only an endpoint that takes images gets here. Before paying for parsing a body
+            # up to the images' allowance, a cheap look: what is not a long base64 run (an
+            # image) must fit the text limit. The exact count follows the parse.
+            self.check_text_size(sum(len(run) for run in _BASE64_RUN.findall(raw)))
         try:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -311,10 +338,13 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(400, ApiCode.BAD_REQUEST, "The body must be a JSON object.")
         return data
 
-    def chat_request(self) -> tuple[str, str | None]:
-        """``(message, session_id)`` from the body, checked against the contract's limits."""
+    def chat_request(self) -> tuple[str, str | None, list[ImagePart]]:
+        """``(message, session_id, images)`` from the body, checked against the contract's
+        limits. ``images`` is ``[{"data": base64, "media_type"}]`` (:mod:`server.http.images`);
+        a message with images may have no text."""
         data = self.json_body()
-        message = self.checked_message(data.get("message"), "'message'")
+        images = self._images(data.get("images"))
+        message = self.checked_message(data.get("message"), "'message'", empty=bool(images))
         session_id = data.get("session_id")
         if session_id is not None and (
             not isinstance(session_id, str) or not SESSION_ID.fullmatch(session_id)
@@ -322,12 +352,12 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(
                 400, ApiCode.BAD_REQUEST, "'session_id' must be 1-64 letters, digits, '_' or '-'."
             )
-        return message, session_id
+        return message, session_id, images
 
-    def checked_message(self, message: object, name: str) -> str:
+    def checked_message(self, message: object, name: str, *, empty: bool = False) -> str:
         """The user's message, checked against the contract's limits; ``name`` says where in
-        the body it was, in the refusal."""
-        if not isinstance(message, str) or not message.strip():
+        the body it was, in the refusal. ``empty``: it may be blank (images carry it)."""
+        if not isinstance(message, str) or not (message.strip() or empty):
             raise ApiError(400, ApiCode.BAD_REQUEST, f"{name} must be a non-empty string.")
         limit = self.state.settings.limits.max_message_chars
         if len(message) > limit:
@@ -340,3 +370,25 @@ class JsonBodyHandler(BaseHandler):
             # JSON's "\ud800" escapes decode to lone surrogates, which no store can keep.
             raise ApiError(400, ApiCode.BAD_REQUEST, "The message is not valid Unicode.") from None
         return message
+
+    def _images(self, value: Any) -> list[ImagePart]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'images' must be a list.")
+        limits = self.state.settings.limits
+        reader = ImageReader(limits.max_image_bytes, limits.max_images)
+        images: list[ImagePart] = []
+        for index, item in enumerate(value):
+            where = f"images[{index}]"
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("data"), str)
+                or not isinstance(item.get("media_type"), str)
+            ):
+                raise ApiError(
+                    400, ApiCode.BAD_REQUEST, f'\'{where}\' must be {{"data", "media_type"}}.'
+                )
+            images.append(reader.read(item["data"], item["media_type"], where))
+        self.check_text_size(reader.base64_chars)
+        return images

@@ -75,10 +75,18 @@ def body_ceiling(max_body_bytes: int) -> int:
 
 
 def error_response(
-    status: int, code: str, message: str, *, retry_after: int | None = None
+    status: int,
+    code: str,
+    message: str,
+    *,
+    retry_after: int | None = None,
+    openai: bool = False,
 ) -> bytes:
-    """A complete HTTP/1.1 response with the JSON error body, closing the connection."""
+    """A complete HTTP/1.1 response with the JSON error body, closing the connection;
+    ``openai``: as OpenAI's error object, for the OpenAI-compatible API's paths."""
     error: dict[str, Any] = {"code": code, "message": message}
+    if openai:
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
     headers = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         "Content-Type: application/json; charset=utf-8",
@@ -104,6 +112,14 @@ _HEADERS_TOO_LARGE = error_response(
     431, ApiCode.HEADERS_TOO_LARGE, "The request line or headers are too large."
 )
 _BODY_TOO_LARGE = error_response(413, ApiCode.TOO_LARGE, "The body is too large.")
+# The same refusals on /v1/, whose clients' SDKs read OpenAI's error object.
+_OPENAI_PREFIX = "/v1/"
+_OPENAI_BODY_LATE = error_response(
+    408, ApiCode.REQUEST_TIMEOUT, "The request's body did not arrive in time.", openai=True
+)
+_OPENAI_BODY_TOO_LARGE = error_response(
+    413, ApiCode.TOO_LARGE, "The body is too large.", openai=True
+)
 _SERVER_FULL = error_response(
     503,
     ApiCode.UNAVAILABLE,
@@ -344,6 +360,7 @@ class _TimedRequest(httputil.HTTPMessageDelegate):
         "_forwarded",
         "_inner",
         "_mark",
+        "_openai",
         "_received",
         "_refused",
         "_server",
@@ -365,6 +382,7 @@ class _TimedRequest(httputil.HTTPMessageDelegate):
         self._stream = stream
         self._server = server
         self._forwarded = False
+        self._openai = False
         self._refused = False
         self._received = 0
         loop = server._loop
@@ -403,7 +421,7 @@ class _TimedRequest(httputil.HTTPMessageDelegate):
 
     def _check_body(self) -> None:
         self._timer = None
-        self._refuse(_BODY_LATE)
+        self._refuse(_OPENAI_BODY_LATE if self._openai else _BODY_LATE)
 
     def _refuse(self, response: bytes | None) -> None:
         """End the request: ``response`` is written as the connection closes (nothing when
@@ -427,10 +445,12 @@ class _TimedRequest(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         self._cancel_timer()
+        path = getattr(start_line, "path", "")
+        self._openai = path.startswith(_OPENAI_PREFIX)
         length = headers.get("Content-Length", "")
         declared = int(length) if length.isdigit() else None
         if declared is not None and declared > self._server.ceiling:
-            self._refuse(_BODY_TOO_LARGE)
+            self._refuse(_OPENAI_BODY_TOO_LARGE if self._openai else _BODY_TOO_LARGE)
             return None
         expects_body = bool(declared) or "Transfer-Encoding" in headers
         # A body read with its headers (most JSON requests come in one packet) needs no
@@ -449,7 +469,7 @@ class _TimedRequest(httputil.HTTPMessageDelegate):
         self._received += len(chunk)
         if self._received > self._server.ceiling:
             self._cancel_timer()
-            self._refuse(_BODY_TOO_LARGE)
+            self._refuse(_OPENAI_BODY_TOO_LARGE if self._openai else _BODY_TOO_LARGE)
             return None
         return self._inner.data_received(chunk)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from server.contract import ErrorCode, StoreUnavailable, Turn
+from server.contract import ErrorCode, StoreUnavailable, ToolSet, Turn
 from server.core import openai_format as wire
 from server.core import sse
 from server.core.coordination import TurnInProgress
@@ -124,6 +124,8 @@ class ModelHandler(OpenAIErrorsMixin):
 class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixin):
     """``POST /v1/chat/completions``: a turn, answered in OpenAI's format."""
 
+    takes_images = True
+
     def initialize(self) -> None:
         super().initialize()
         self._stream_id: str | None = None
@@ -149,9 +151,14 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         if identity is None:
             raise ApiError(401, ApiCode.UNAUTHORIZED, "Send 'Authorization: Bearer <token>'.")
         self.check_cookie_origin(identity)
+        limits = self.state.settings.limits
         request = parse_chat_request(
-            self.json_body(), max_message_chars=self.state.settings.limits.max_message_chars
+            self.json_body(),
+            max_message_chars=limits.max_message_chars,
+            max_image_bytes=limits.max_image_bytes,
+            max_images=limits.max_images,
         )
+        self.check_text_size(request.image_chars)
         provider = provider_for(self.state.chain.providers, request.model)
         session_id = self.request.headers.get(_SESSION_HEADER)
         if session_id is not None and not SESSION_ID.fullmatch(session_id):
@@ -160,6 +167,17 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
                 ApiCode.BAD_REQUEST,
                 f"{_SESSION_HEADER} must be 1-64 letters, digits, '_' or '-'.",
             )
+        if session_id is not None and (request.tools or not request.message):
+            # A stored session's history is the server's: it has no place for the client's
+            # tools' calls and results, which the client would have to send back anyway.
+            raise ApiError(
+                400,
+                ApiCode.BAD_REQUEST,
+                f"The client's own tools need the conversation kept by the client: send it"
+                f" all in 'messages', without {_SESSION_HEADER}.",
+                extra={"param": "tools"},
+            )
+        client_tools = self._client_tools(request)
         if session_id is not None:
             # A stored session needs history reachable before the stream starts (503 with
             # Retry-After otherwise, as for sluice's own endpoints). A conversation the
@@ -176,6 +194,8 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
             instructions=request.instructions,
             params=request.params,
             provider=provider,
+            tools=client_tools,
+            images=request.images,
         )
         try:
             stream_log = await self.state.runner.start(turn)
@@ -198,6 +218,37 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
             await self._stream(turn, stream_log, request)
         else:
             await self._complete(turn, stream_log, request)
+
+    def _client_tools(self, request: ChatRequest) -> ToolSet:
+        """The client's tools, refused when one is named like a server tool (the model could
+        not tell them apart), and ``tool_choice`` checked against all the turn's tools."""
+        make_tools = self.state.runner.tools
+        server_names = make_tools().names() if make_tools is not None else []
+        taken = [item.name for item in request.tools if item.name in server_names]
+        if taken:
+            raise ApiError(
+                400,
+                ApiCode.BAD_REQUEST,
+                f"The tool '{taken[0]}' is one of the server's own: rename yours in 'tools'.",
+                extra={"param": "tools"},
+            )
+        choice = request.params.tool_choice
+        names = [*server_names, *(item.name for item in request.tools)]
+        if choice is not None and choice.mode in ("required", "function") and not names:
+            raise ApiError(
+                400,
+                ApiCode.BAD_REQUEST,
+                f"'tool_choice' is '{choice.mode}', but there are no tools to call.",
+                extra={"param": "tool_choice"},
+            )
+        if choice is not None and choice.mode == "function" and choice.name not in names:
+            raise ApiError(
+                400,
+                ApiCode.BAD_REQUEST,
+                f"'tool_choice' names '{choice.name}', which is not one of the tools.",
+                extra={"param": "tool_choice"},
+            )
+        return ToolSet(request.tools)
 
     # -- waiting on the log ---------------------------------------------------------------
 
@@ -224,8 +275,11 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
         until = loop.time() + self.state.settings.stream.heartbeat_seconds
         while not stream_log.finished and loop.time() < until:
             frames = stream_log.frames_after(0)
-            if frames and sse.chunk_content(frames[-1]) is not None:
-                break  # text: the answer has started
+            if frames and (
+                sse.chunk_content(frames[-1]) is not None
+                or sse.frame_kind(frames[-1]) == b"reasoning"
+            ):
+                break  # text or reasoning: the answer has started
             if not await self._wait(stream_log, until):
                 return
         refusal = self._refusal(stream_log)
@@ -261,7 +315,9 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
                 out.append(encoder.content(literal))
                 continue
             kind = sse.frame_kind(frame)
-            if kind == b"complete":
+            if kind == b"reasoning":
+                out.append(encoder.reasoning(str(sse.decode_frame(frame).get("content", ""))))
+            elif kind == b"complete":
                 out.append(encoder.end(sse.decode_frame(frame), self._turn.finish_reason))
             elif kind == b"error":
                 data = sse.decode_frame(frame)
@@ -305,5 +361,10 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
                 request.model,
                 terminal.as_dict(),
                 turn.finish_reason,
+                reasoning="".join(
+                    str(sse.decode_frame(frame).get("content", ""))
+                    for frame in stream_log.frames_after(0)
+                    if sse.frame_kind(frame) == b"reasoning"
+                ),
             )
         )

@@ -7,11 +7,12 @@ owns everything about sending it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
-from server.contract import ErrorCode, Turn
+from server.contract import ErrorCode, ImagePart, Turn
 from server.core.coordination import TurnInProgress
 from server.core.runner import new_stream_id
 from server.core.streamlog import StreamLog, wait_for_terminal
@@ -64,6 +65,8 @@ class EventStreamMixin(BaseHandler):
 
 
 class _TurnStarter(JsonBodyHandler):
+    takes_images = True
+
     def initialize(self) -> None:
         super().initialize()
         self._body: dict[str, Any] | None = None
@@ -93,9 +96,11 @@ class _TurnStarter(JsonBodyHandler):
 
     async def start_turn(self, user_id: str) -> tuple[Turn, StreamLog]:
         identity: Identity = self.require_user(user_id)
-        message, session_id = self.chat_request()
+        message, session_id, images = self.chat_request()
         provider = self.chosen_provider()
-        return await begin_turn(self, identity, message, session_id, provider=provider)
+        return await begin_turn(
+            self, identity, message, session_id, provider=provider, images=images
+        )
 
 
 async def begin_turn(
@@ -105,10 +110,12 @@ async def begin_turn(
     session_id: str | None,
     *,
     provider: str | None = None,
+    images: Sequence[ImagePart] = (),
 ) -> tuple[Turn, StreamLog]:
     """Start ``identity``'s turn: the one way every route of sluice's (and the AI SDK's)
     starts one. 503 when history is down; 409 ``turn_in_progress`` when the session already
-    has an answer being written. ``provider`` is the one the client chose (None: the chain)."""
+    has an answer being written. ``provider`` is the one the client chose (None: the chain),
+    ``images`` the pictures sent with the message."""
     # History must be reachable before the stream starts: the session stage saves the
     # user's message before any model is called, and a turn that could not would only
     # end in an error event. Down, it is a 503 with Retry-After instead; the check is
@@ -121,6 +128,7 @@ async def begin_turn(
         client_ip=handler.request.remote_ip or "",
         session_id=session_id,
         provider=provider,
+        images=list(images),
     )
     try:
         stream_log = await handler.state.runner.start(turn)

@@ -206,6 +206,9 @@ class AnswerStream:
         # one that knows no tools still answers text.
         self._extra: dict[str, Any] = {"tools": tools} if tools else {}
         self._extra_for_tools = self._extra
+        # The API client's own tools: a provider that knows no tools cannot offer them, and
+        # an answer without them is not what the client asked for, so it is refused there.
+        self._client_tools = any(item.runs_on_client for item in tools)
         self._entries = chain.entries if entries is None else entries
         limit = params.max_output_tokens if params is not None else None
         # The client's limit can lower the configured one, never raise it.
@@ -256,6 +259,11 @@ class AnswerStream:
                     chain.observer.on_attempt(provider.name, mode)
                     started = chain.clock()
                     try:
+                        if self._client_tools and not entry.takes_tools:
+                            raise ProviderError(
+                                FailureKind.BAD_REQUEST,
+                                f"{provider.name} cannot be offered the client's tools.",
+                            )
                         if mode == STREAM:
                             async for delta in self._stream(provider, fallback):
                                 yield delta

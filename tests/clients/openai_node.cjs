@@ -46,6 +46,46 @@ const scenarios = {
     };
   },
 
+  // The package's own tool loop: it runs the client's tool when sluice hands back the
+  // model's call, and sends the result, until the model answers. Streaming and not.
+  async runTools() {
+    const seen = {};
+    for (const stream of [false, true]) {
+      const ran = [];
+      const runner = client().chat.completions.runTools({
+        model: "openai",
+        stream,
+        messages: [{ role: "user", content: "Weather in Paris?" }],
+        tools: [
+          {
+            type: "function",
+            function: {
+              name: "get_weather",
+              description: "Today's weather in a city.",
+              parameters: {
+                type: "object",
+                properties: { city: { type: "string" } },
+                required: ["city"],
+              },
+              parse: JSON.parse,
+              function: async ({ city }) => {
+                ran.push(city);
+                return `Sunny in ${city}`;
+              },
+            },
+          },
+        ],
+      });
+      const content = await runner.finalContent();
+      seen[stream ? "stream" : "plain"] = {
+        ran,
+        content,
+        roles: runner.messages.map((m) => m.role),
+      };
+    }
+    return seen;
+  },
+
   async complete() {
     const completion = await client().chat.completions.create({ model: "openai", messages });
     return {
@@ -64,7 +104,8 @@ const scenarios = {
         client().chat.completions.create({
           model: "sluice",
           messages,
-          tools: [{ type: "function", function: { name: "f", parameters: {} } }],
+          // A client tool named like one of the server's own.
+          tools: [{ type: "function", function: { name: "current_time", parameters: {} } }],
         }),
     };
     const seen = {};

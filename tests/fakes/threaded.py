@@ -9,7 +9,7 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from tests.fakes.llm_upstreams import FakeAnthropic, FakeGemini, FakeOpenAI
+from tests.fakes.llm_upstreams import FakeAnthropic, FakeGemini, FakeOpenAI, Reply
 
 __all__ = ["ThreadedFakes", "openai_env", "threaded_fakes"]
 
@@ -37,6 +37,28 @@ def openai_env(fakes: ThreadedFakes, **env: str) -> dict[str, str]:
         "SLUICE_LLM__IDLE_TIMEOUT_SECONDS": "30",
         **env,
     }
+
+
+def openai_gemini_env(fakes: ThreadedFakes, **env: str) -> dict[str, str]:
+    """Server environment for the fake OpenAI, then the fake Gemini: each answers alone when
+    a /v1 request names it as its model."""
+    return {
+        "SLUICE_LLM__PROVIDERS": "openai,gemini",
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_BASE_URL": fakes.openai.base_url,
+        "GEMINI_API_KEY": "gm-test",
+        "GEMINI_BASE_URL": fakes.gemini.url,
+        **env,
+    }
+
+
+def cleared(fakes: ThreadedFakes) -> ThreadedFakes:
+    """The fakes with no scripted replies or recorded requests left over from a test before."""
+    for fake in (fakes.openai, fakes.gemini):
+        fake.replies.clear()
+        fake.default = Reply()
+        fake.requests.clear()
+    return fakes
 
 
 @contextmanager
