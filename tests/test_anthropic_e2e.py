@@ -238,12 +238,12 @@ def test_readyz_and_metrics_name_anthropic(start_server: StartServer, fakes: Thr
     assert ANTHROPIC_KEY not in text
 
 
-def test_what_the_anthropic_provider_cannot_take_it_refuses_and_the_chain_asks_on(
+def test_claude_is_given_the_clients_tools_and_pictures(
     start_server: StartServer, fakes: ThreadedFakes
 ) -> None:
-    """The Anthropic provider is given neither tools nor images: a /v1 request with the
-    client's own tools, or a picture, is refused there (not answered without them), and the
-    chain's next provider answers it; asked of Anthropic alone, it fails."""
+    """A /v1 request with the client's own tools, or a picture, is answered by Claude (first
+    in the chain) with them in the Messages API's shape: a tool with its schema, an image
+    block of the picture's bytes."""
     server = start(start_server, fakes)
     weather = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
     png = "data:image/png;base64,iVBORw0KGgoAAAAA"
@@ -254,18 +254,13 @@ def test_what_the_anthropic_provider_cannot_take_it_refuses_and_the_chain_asks_o
             server.url, "POST", "/v1/chat/completions", body=body, headers=AUTH
         )
         assert status == 200 and answer is not None, answer
-        assert headers["X-Sluice-Provider"] == "openai"
-    assert not fakes.anthropic.requests
-    assert "tools" in fakes.openai.requests[0].body
-    parts = fakes.openai.requests[1].body["messages"][-1]["content"]
-    assert [part["type"] for part in parts] == ["text", "image_url"]
-    body = {
-        "model": "anthropic",
-        "messages": [{"role": "user", "content": "Hi"}],
-        "tools": [weather],
+        assert headers["X-Sluice-Provider"] == "anthropic"
+    assert not fakes.openai.requests
+    assert [tool["name"] for tool in fakes.anthropic.requests[0].body["tools"]] == ["get_weather"]
+    blocks = fakes.anthropic.requests[1].body["messages"][-1]["content"]
+    image = next(block for block in blocks if block["type"] == "image")
+    assert image["source"] == {
+        "type": "base64",
+        "media_type": "image/png",
+        "data": "iVBORw0KGgoAAAAA",
     }
-    status, answer, _ = json_request(
-        server.url, "POST", "/v1/chat/completions", body=body, headers=AUTH
-    )
-    assert status >= 400 and answer is not None
-    assert not fakes.anthropic.requests

@@ -187,10 +187,6 @@ class AnthropicProvider:
         params: GenerationParams | None,
         tools: Sequence[Tool] = (),
     ) -> dict[str, Any]:
-        if any(message.images for message in messages):
-            # Text only here: refused rather than answered without the picture, so that
-            # the chain asks a provider that can see it.
-            raise ProviderError(FailureKind.BAD_REQUEST, f"{self.name} is not given images.")
         system, turns = to_anthropic(messages)
         wire_tools = tools_to_anthropic(tools)
         if self.options.prompt_caching:
