@@ -46,6 +46,7 @@ from server.contract import (
     ToolCall,
 )
 from server.llm.circuit import Circuit, CircuitState
+from server.observability.tracing import Tracer
 
 __all__ = ["AnswerStream", "ChainObserver", "LLMChain"]
 
@@ -255,13 +256,16 @@ class AnswerStream:
                     self._extra = self._extra_for_tools if entry.takes_tools else {}
                     chain.observer.on_attempt(provider.name, mode)
                     started = chain.clock()
+                    deltas = (
+                        self._stream(provider, fallback)
+                        if mode == STREAM
+                        else self._plain(provider, fallback)
+                    )
+                    if chain.tracer is not None:
+                        deltas = self._traced(chain.tracer, deltas, provider, mode)
                     try:
-                        if mode == STREAM:
-                            async for delta in self._stream(provider, fallback):
-                                yield delta
-                        else:
-                            async for delta in self._plain(provider, fallback):
-                                yield delta
+                        async for delta in deltas:
+                            yield delta
                     except ProviderError as error:
                         last = error
                         _log_failure(provider, mode, error)
@@ -397,6 +401,38 @@ class AnswerStream:
                 finish_reason="length" if self.capped else stream.finish_reason,
             )
 
+    async def _traced(
+        self,
+        tracer: Tracer,
+        deltas: AsyncGenerator[str | ToolCall | ReasoningPart, None],
+        provider: Provider,
+        mode: str,
+    ) -> AsyncGenerator[str | ToolCall | ReasoningPart, None]:
+        """``deltas`` inside the call's span, which is current while the call runs: the
+        request upstream carries its ``traceparent``. Only when traces are on: one more
+        generator per delta is their price, not everyone's."""
+        span = tracer.model_call(provider, mode, self._max_output_tokens)
+        try:
+            async for delta in deltas:
+                yield delta
+            if self.result is not None:
+                span.answered(self.result)
+        except ProviderError as error:
+            span.failed(error.kind.value, error.message)
+            raise
+        except _DeadlineExceeded:
+            span.failed("timeout")
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            span.failed("cancelled")
+            raise
+        except Exception as error:
+            span.failed(type(error).__qualname__)
+            raise
+        finally:
+            await deltas.aclose()
+            span.end()
+
     def _cut_at_cap(self, delta: str) -> str:
         """``delta`` (already counted) cut to what ``llm.max_answer_chars`` allows: an
         upstream that ignores ``max_tokens`` cannot grow an answer (and the memory and
@@ -513,8 +549,10 @@ class LLMChain:
         circuit_cooldown: float,
         clock: Callable[[], float] = time.monotonic,
         observer: ChainObserver | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.providers = list(providers)
+        self.tracer = tracer
         self.max_output_tokens = max_output_tokens
         self.max_answer_chars = max_answer_chars
         self.first_token_timeout = first_token_timeout
