@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ class Launch:
     workload: str
     database_url: str = ""  # a new, empty PostgreSQL database, for systems that need one
     redis_url: str = ""  # a redis-server the runner started for this run (System.redis)
+    otlp_url: str = ""  # an OTLP/HTTP sink the runner started for this run (System.otlp)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class System:
     redis: bool = False  # the runner starts a redis-server (off the server's core) for it
     # Runs the model's tool calls itself (the "tools" workload); the others only relay text.
     tools: bool = False
+    otlp: bool = False  # the runner starts an OTLP/HTTP sink (bench.otlp_sink) for its traces
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -62,6 +65,8 @@ class System:
             folder = self.cwd()
             if folder is None or not (folder / "server" / "__main__.py").exists():
                 return f"set {BASELINE_ENV} to a checkout of the commit to compare with"
+        if self.otlp and importlib.util.find_spec("opentelemetry.sdk") is None:
+            return "the OpenTelemetry SDK is not installed: pip install -e '.[otel]'"
         return self.prepare()
 
     def env(self, launch: Launch) -> dict[str, str]:
@@ -99,6 +104,15 @@ def _sluice_env(launch: Launch) -> dict[str, str]:
         # Tokens come every 10 s in the idle workload: a 4 s heartbeat shows up in between.
         env["SLUICE_STREAM__HEARTBEAT_SECONDS"] = "4"
     return env
+
+
+def _sluice_traced_env(launch: Launch) -> dict[str, str]:
+    return {
+        **_sluice_env(launch),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": launch.otlp_url,
+        # Exports while the load runs, so that their CPU is measured with it.
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
 
 
 def _litellm_argv(launch: Launch) -> list[str]:
@@ -162,6 +176,16 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_env,
             tools=True,
+        ),
+        System(
+            name="sluice-traced",
+            describe="sluice with OpenTelemetry traces exported over OTLP/HTTP to a local sink",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_traced_env,
+            tools=True,
+            otlp=True,
         ),
         System(
             name="sluice-pg",

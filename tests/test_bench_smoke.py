@@ -165,3 +165,17 @@ def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
     assert run["tool_failures"] == 0
     assert 0 < run["tool_gap_p50_ms"] <= run["tool_gap_p99_ms"] <= run["tool_gap_max_ms"]
     assert any(line.startswith("| sluice | 3 |") for line in done.stdout.splitlines())
+
+
+def test_traced_system_exports_every_turns_spans(tmp_path: Path) -> None:
+    """``sluice-traced`` sends its traces to the bench's OTLP sink, and the run counts what
+    arrived while the load was measured: each turn's request, turn, five stages and one model
+    call (the warm-up's spans are not counted)."""
+    done, result = run_bench(tmp_path, "throughput", "sluice,sluice-traced")
+    assert result["skipped"] == {}
+    (traced,) = result["results"]["sluice-traced"]
+    assert traced["errors"] == 0 and (traced["lost"], traced["duplicated"]) == (0, 0), traced
+    assert traced["spans_per_turn"] == 8 and traced["spans"] == 8 * traced["streams"]
+    (plain,) = result["results"]["sluice"]
+    assert "spans" not in plain
+    assert any(line.startswith("| sluice-traced |") for line in done.stdout.splitlines())

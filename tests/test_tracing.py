@@ -9,6 +9,7 @@ upstream is sent a ``traceparent`` of the same trace, and log lines carry the tr
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes
 from tests.support.otlp_receiver import OTLPReceiver, ReceivedSpan, otlp_receiver
-from tests.support.server import RunningServer
+from tests.support.server import ROOT, RunningServer
 from tests.support.sse import events, request
 from tests.support.tool_package import ENABLED_TOOLS, write_tool_package
 
@@ -221,6 +222,39 @@ def test_without_otel_variables_no_trace_code_is_loaded(
     assert traced == []
     assert all("traceparent" not in {k.lower() for k in r.headers} for r in fakes.openai.requests)
     assert not any("trace_id" in line for line in server.lines)
+
+
+def _documented_environment() -> dict[str, str]:
+    """The ``export`` lines of the block docs/operations.md gives for a collector."""
+    page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- traces-env -->\n```sh\n(.*?)```", page, re.S)
+    assert block is not None
+    lines = block[1].splitlines()
+    assert lines[-1] == "python -m server"
+    exports = [line.split("#")[0].strip() for line in lines if line.startswith("export ")]
+    return dict(line.removeprefix("export ").split("=", 1) for line in exports)
+
+
+def test_the_documented_collector_settings_send_sampled_traces(
+    start_server: StartServer, receiver: OTLPReceiver
+) -> None:
+    """The operations guide's variables, as written, with the collector's address swapped
+    for the receiver's: a trace the caller sampled is exported under the documented name."""
+    environ = _documented_environment()
+    assert environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT") == "http://localhost:4318"
+    server = start_server(
+        {
+            **environ,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+    )
+    trace_id = secrets.token_hex(16)
+    evs = _turn(server, {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"})
+    assert evs[-1]["type"] == "complete"
+    spans = receiver.wait_for(lambda got: any(s.trace_id == trace_id for s in got))
+    first = next(s for s in spans if s.trace_id == trace_id)
+    assert first.resource["service.name"] == environ["OTEL_SERVICE_NAME"] == "sluice-prod"
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ from server.contract import (
     ToolCall,
 )
 from server.llm.circuit import Circuit, CircuitState
-from server.observability.tracing import Tracer
+from server.observability.tracing import ModelCallScope, Tracer
 
 __all__ = ["AnswerStream", "ChainObserver", "LLMChain"]
 
@@ -261,12 +261,17 @@ class AnswerStream:
                         if mode == STREAM
                         else self._plain(provider, fallback)
                     )
+                    # The call's span is current while it runs: the request upstream carries
+                    # its traceparent. Inline rather than a wrapping generator: nothing per delta.
+                    span: ModelCallScope | None = None
                     if chain.tracer is not None:
-                        deltas = self._traced(chain.tracer, deltas, provider, mode)
+                        span = chain.tracer.model_call(provider, mode, self._max_output_tokens)
                     try:
                         async for delta in deltas:
                             yield delta
                     except ProviderError as error:
+                        if span is not None:
+                            span.failed(error.kind.value, error.message)
                         last = error
                         _log_failure(provider, mode, error)
                         if self.text_sent:
@@ -292,6 +297,16 @@ class AnswerStream:
                         if plain_next:
                             continue
                         break
+                    except BaseException as error:  # the deadline, a cancel, a close
+                        if span is not None:
+                            span.failed(_error_type(error))
+                        raise
+                    else:
+                        if span is not None and self.result is not None:
+                            span.answered(self.result)
+                    finally:
+                        if span is not None:
+                            span.end()
                     if self.result is None:  # the call ended without a word
                         verdict = True
                         last = None
@@ -401,38 +416,6 @@ class AnswerStream:
                 finish_reason="length" if self.capped else stream.finish_reason,
             )
 
-    async def _traced(
-        self,
-        tracer: Tracer,
-        deltas: AsyncGenerator[str | ToolCall | ReasoningPart, None],
-        provider: Provider,
-        mode: str,
-    ) -> AsyncGenerator[str | ToolCall | ReasoningPart, None]:
-        """``deltas`` inside the call's span, which is current while the call runs: the
-        request upstream carries its ``traceparent``. Only when traces are on: one more
-        generator per delta is their price, not everyone's."""
-        span = tracer.model_call(provider, mode, self._max_output_tokens)
-        try:
-            async for delta in deltas:
-                yield delta
-            if self.result is not None:
-                span.answered(self.result)
-        except ProviderError as error:
-            span.failed(error.kind.value, error.message)
-            raise
-        except _DeadlineExceeded:
-            span.failed("timeout")
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            span.failed("cancelled")
-            raise
-        except Exception as error:
-            span.failed(type(error).__qualname__)
-            raise
-        finally:
-            await deltas.aclose()
-            span.end()
-
     def _cut_at_cap(self, delta: str) -> str:
         """``delta`` (already counted) cut to what ``llm.max_answer_chars`` allows: an
         upstream that ignores ``max_tokens`` cannot grow an answer (and the memory and
@@ -508,6 +491,15 @@ class AnswerStream:
             retryable=not config_only,
             retry_after=retry_after,
         )
+
+
+def _error_type(error: BaseException) -> str:
+    """A span's ``error.type`` for what ended a provider call other than its own failure."""
+    if isinstance(error, _DeadlineExceeded):
+        return "timeout"
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    return type(error).__qualname__
 
 
 def _log_failure(provider: Provider, mode: str, error: ProviderError) -> None:
