@@ -224,6 +224,26 @@ def test_without_otel_variables_no_trace_code_is_loaded(
     assert not any("trace_id" in line for line in server.lines)
 
 
+def test_asked_for_traces_without_the_sdk_the_server_says_so_and_serves(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """The extra not installed: one warning naming the install command, and answers as
+    usual. (A ``sitecustomize`` hides the SDK from this one server, as if it were absent.)"""
+    site = tmp_path / "no-sdk"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        'import sys\nsys.modules["opentelemetry.sdk"] = None  # import fails: not installed\n'
+    )
+    server = start_server(
+        {"PYTHONPATH": str(site), "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    )
+    warning = server.wait_for_log("tracing_unavailable")
+    assert "pip install 'sluice[otel]'" in warning["hint"]
+    evs = _turn(server, {"traceparent": f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"})
+    assert evs[-1]["type"] == "complete"
+    assert not any("trace_id" in line for line in server.lines)
+
+
 def _documented_environment() -> dict[str, str]:
     """The ``export`` lines of the block docs/operations.md gives for a collector."""
     page = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")

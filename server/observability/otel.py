@@ -142,6 +142,9 @@ class OtelTracer:
     def __init__(self, provider: TracerProvider) -> None:
         self._provider = provider
         self._tracer = provider.get_tracer("sluice", _version())
+        # A provider's span name and fixed attributes, made at its first call: the same
+        # for every call but the max_tokens and mode, and not worth making again per turn.
+        self._calls: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> OtelTracer:
@@ -183,25 +186,15 @@ class OtelTracer:
         return _Scope(*self._start(f"stage {name}", SpanKind.INTERNAL, {"sluice.stage": name}))
 
     def model_call(self, provider: Provider, mode: str, max_output_tokens: int) -> _ModelCallScope:
-        kind = str(getattr(type(provider), "name", "") or provider.name)
-        system = _GENAI_PROVIDERS.get(kind, kind)
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": system,
-            "gen_ai.system": system,
-            "gen_ai.request.model": provider.model,
+        known = self._calls.get((provider.name, provider.model))
+        if known is None:
+            known = self._calls[provider.name, provider.model] = _call_attributes(provider)
+        name, fixed = known
+        attributes = {
+            **fixed,
             "gen_ai.request.max_tokens": max_output_tokens,
-            "sluice.provider": provider.name,
             "sluice.mode": mode,
         }
-        base_url = getattr(provider, "base_url", None)
-        if isinstance(base_url, str) and base_url:
-            url = URL(base_url)
-            if url.host:
-                attributes["server.address"] = url.host
-                if url.port is not None:
-                    attributes["server.port"] = url.port
-        name = f"chat {provider.model}" if provider.model else "chat"
         return _ModelCallScope(*self._start(name, SpanKind.CLIENT, attributes))
 
     def tool_call(self, tool: Tool | None, call: ToolCall) -> _ToolScope:
@@ -220,6 +213,27 @@ class OtelTracer:
 
     def shutdown(self) -> None:
         self._provider.shutdown()
+
+
+def _call_attributes(provider: Provider) -> tuple[str, dict[str, Any]]:
+    """A provider call span's name and the attributes that are the same on every call."""
+    kind = str(getattr(type(provider), "name", "") or provider.name)
+    system = _GENAI_PROVIDERS.get(kind, kind)
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": system,
+        "gen_ai.system": system,
+        "gen_ai.request.model": provider.model,
+        "sluice.provider": provider.name,
+    }
+    base_url = getattr(provider, "base_url", None)
+    if isinstance(base_url, str) and base_url:
+        url = URL(base_url)
+        if url.host:
+            attributes["server.address"] = url.host
+            if url.port is not None:
+                attributes["server.port"] = url.port
+    return (f"chat {provider.model}" if provider.model else "chat"), attributes
 
 
 def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
