@@ -115,6 +115,15 @@ def _sluice_traced_env(launch: Launch) -> dict[str, str]:
     }
 
 
+def _sluice_sampled_env(launch: Launch) -> dict[str, str]:
+    # A tenth of the turns traced, as docs/operations.md suggests for production.
+    return {
+        **_sluice_traced_env(launch),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+
+
 def _litellm_argv(launch: Launch) -> list[str]:
     config = Path(launch.data_dir) / "litellm.yaml"
     config.write_text(litellm_config(launch.upstream_url))
@@ -184,6 +193,16 @@ SYSTEMS: dict[str, System] = {
             path="/api/conversation-stream/bench-user",
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_traced_env,
+            tools=True,
+            otlp=True,
+        ),
+        System(
+            name="sluice-traced-10pct",
+            describe="sluice-traced with a tenth of the turns sampled (parentbased_traceidratio)",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_sampled_env,
             tools=True,
             otlp=True,
         ),
