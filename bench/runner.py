@@ -339,6 +339,50 @@ class RedisProbe:
             out["redis_cpu_s"] = round(sampler.cpu_seconds() - cpu0, 3)
 
 
+class OtlpSink:
+    """bench.otlp_sink for one run of a traced system (System.otlp), on the runner's cores."""
+
+    # The traced systems' OTEL_BSP_SCHEDULE_DELAY is 200 ms: a count unchanged across this
+    # long has had every export due.
+    SETTLED_S = 0.6
+
+    def __init__(self, proc: Proc, port: int) -> None:
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+
+    @classmethod
+    def start(cls, log_dir: Path) -> OtlpSink:
+        port = free_port()
+        proc = Proc(
+            f"otlp-sink-{port}", [PY, "-m", "bench.otlp_sink", "--port", str(port)], {}, log_dir
+        )
+        wait_ready(proc, port, "/spans")
+        return cls(proc, port)
+
+    def spans(self) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", "/spans")
+            count: int = json.loads(conn.getresponse().read())["spans"]
+        finally:
+            conn.close()
+        return count
+
+    def settled(self, timeout_s: float = 30.0) -> int:
+        """The span count once the server has exported what it had (it stops growing)."""
+        deadline = time.monotonic() + timeout_s
+        last, since = self.spans(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = self.spans()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= self.SETTLED_S:
+                break
+        return last
+
+
 @dataclass
 class Session:
     """One system up with its upstream, for one repetition (or one idle size)."""
@@ -352,6 +396,7 @@ class Session:
     sampler: Sampler | None = None
     data_dir: str = ""
     redis: RedisProbe | None = None
+    otlp: OtlpSink | None = None
 
     @property
     def url(self) -> str:
@@ -402,6 +447,11 @@ class Session:
                 self.redis = RedisProbe.start(self.log_dir, self.data_dir)
                 self.procs.append(self.redis.proc)
                 redis_url = self.redis.url
+            otlp_url = ""
+            if self.system.otlp:
+                self.otlp = OtlpSink.start(self.log_dir)
+                self.procs.append(self.otlp.proc)
+                otlp_url = self.otlp.url
             launch = Launch(
                 self.port,
                 f"http://127.0.0.1:{self.upstream_port}/v1",
@@ -409,6 +459,7 @@ class Session:
                 w.name,
                 database_url,
                 redis_url,
+                otlp_url,
             )
             argv = self.system.argv(launch)
             if SERVER_CPU not in os.sched_getaffinity(0):  # the runner left the server's core
@@ -468,6 +519,8 @@ class Session:
         if w.tool_round:
             self.tool_gaps_us()  # the warm-up's rounds: not measured
         redis = self.redis
+        otlp = self.otlp
+        spans_before = otlp.settled() if otlp is not None else 0  # the warm-up's
         with contextlib.ExitStack() as stack:
             server = stack.enter_context(self.sampler.running())
             shared = stack.enter_context(redis.watching()) if redis is not None else {}
@@ -483,6 +536,10 @@ class Session:
                 ai_sdk=self.system.ai_sdk,
                 client_tool=self.client_tool,
             )
+            if otlp is not None:
+                # Still measured: the CPU of exporting this load's spans is the load's.
+                server["spans"] = otlp.settled() - spans_before
+                server["spans_per_turn"] = round(server["spans"] / max(1, total), 1)
         if w.tool_round:
             server.update(_tool_gap_figures(self.tool_gaps_us()))
         cpu_s = server["server_cpu_s"]
@@ -613,6 +670,7 @@ COLUMNS: dict[str, list[Column]] = {
         # One short answer at a time: what a turn's own work (history included) costs.
         ("tokens/CPU-s", "tokens_per_cpu_s", 0),
         *_REDIS_COLUMNS,
+        ("spans/turn", "spans_per_turn", 1),  # the traced systems' (System.otlp)
         ("peak RSS MiB", "rss_peak_mib", 0),
         ("foreign CPU % core 0", "foreign_cpu_pct", 0),
     ],
@@ -620,6 +678,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("events/s", "events_per_s", 0),
         ("tokens/s", "tokens_per_s", 0),
         ("tokens/CPU-s", "tokens_per_cpu_s", 0),
+        ("spans/turn", "spans_per_turn", 1),
         ("1st status p50 ms", "ttfs_p50_ms", 1),
         ("1st status p99 ms", "ttfs_p99_ms", 1),
         ("1st chunk p50 ms", "ttfc_p50_ms", 0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class Launch:
     workload: str
     database_url: str = ""  # a new, empty PostgreSQL database, for systems that need one
     redis_url: str = ""  # a redis-server the runner started for this run (System.redis)
+    otlp_url: str = ""  # an OTLP/HTTP sink the runner started for this run (System.otlp)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class System:
     # In the "tools" workload, the load client declares this tool (OpenAI ``tools``) and runs
     # its calls itself, sending the results in a second request: the /v1 client-tool round.
     client_tool: str | None = None
+    otlp: bool = False  # the runner starts an OTLP/HTTP sink (bench.otlp_sink) for its traces
 
     def available(self) -> str | None:
         """None when it can run here, else why not."""
@@ -68,6 +71,8 @@ class System:
             folder = self.cwd()
             if folder is None or not (folder / "server" / "__main__.py").exists():
                 return f"set {BASELINE_ENV} to a checkout of the commit to compare with"
+        if self.otlp and importlib.util.find_spec("opentelemetry.sdk") is None:
+            return "the OpenTelemetry SDK is not installed: pip install -e '.[otel]'"
         return self.prepare()
 
     def env(self, launch: Launch) -> dict[str, str]:
@@ -114,6 +119,24 @@ def _sluice_v1_env(launch: Launch) -> dict[str, str]:
         # none of its own (a client tool may not take a server tool's name).
         env["SLUICE_TOOLS__ENABLED"] = ""
     return env
+
+
+def _sluice_traced_env(launch: Launch) -> dict[str, str]:
+    return {
+        **_sluice_env(launch),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": launch.otlp_url,
+        # Exports while the load runs, so that their CPU is measured with it.
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+
+
+def _sluice_sampled_env(launch: Launch) -> dict[str, str]:
+    # A tenth of the turns traced, as docs/operations.md suggests for production.
+    return {
+        **_sluice_traced_env(launch),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
 
 
 def _litellm_argv(launch: Launch) -> list[str]:
@@ -177,6 +200,26 @@ SYSTEMS: dict[str, System] = {
             headers={"Authorization": "Bearer bench"},
             extra_env=_sluice_env,
             tools=True,
+        ),
+        System(
+            name="sluice-traced",
+            describe="sluice with OpenTelemetry traces exported over OTLP/HTTP to a local sink",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_traced_env,
+            tools=True,
+            otlp=True,
+        ),
+        System(
+            name="sluice-traced-10pct",
+            describe="sluice-traced with a tenth of the turns sampled (parentbased_traceidratio)",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_sampled_env,
+            tools=True,
+            otlp=True,
         ),
         System(
             name="sluice-pg",

@@ -25,6 +25,7 @@ from server.llm.chain import LLMChain
 from server.llm.transport import provider_context
 from server.observability.metrics import PrometheusTelemetry
 from server.observability.telemetry import Telemetry
+from server.observability.tracing import start_tracing
 from server.registry import load_providers, load_stages, load_tools
 from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
@@ -51,6 +52,8 @@ def build_state(
     environ = os.environ if environ is None else environ
     if telemetry is None:
         telemetry = PrometheusTelemetry(settings)
+    # None unless OTEL_* variables ask for traces and the SDK is installed.
+    tracer = start_tracing(environ)
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     # Every admitted stream may hold one upstream connection.
@@ -58,7 +61,12 @@ def build_state(
     provider_environ = dict(environ)
 
     def context_for(name: str) -> ProviderContext:
-        return provider_context(provider_environ, name=name, max_connections=max_connections)
+        return provider_context(
+            provider_environ,
+            name=name,
+            max_connections=max_connections,
+            inject=tracer.inject if tracer is not None else None,
+        )
 
     providers, problems = load_providers(settings, context_for)
     names = [provider.name for provider in providers]
@@ -79,6 +87,7 @@ def build_state(
         circuit_failures=llm.circuit_failures,
         circuit_cooldown=llm.circuit_cooldown_seconds,
         observer=telemetry,
+        tracer=tracer,
     )
     sessions = session_store(settings)
     stream = settings.stream
@@ -124,7 +133,7 @@ def build_state(
             burst=settings.rate_limit.burst,
         ),
         llm=chain,
-        tools=ServerTools(settings.tools, approvals),
+        tools=ServerTools(settings.tools, approvals, tracer),
     )
     stages = load_stages(settings, services)
     if isinstance(registry, RedisTurnRegistry):
@@ -132,12 +141,13 @@ def build_state(
         # history rules), in whichever process finds it.
         registry.on_lost(lambda lost: _turn_lost(stages, lost))
     runner = TurnRunner(
-        Pipeline(stages, telemetry=telemetry),
+        Pipeline(stages, telemetry=telemetry, tracer=tracer),
         logs,
         settings,
         telemetry=telemetry,
         registry=registry,
         tools=turn_tools,
+        tracer=tracer,
     )
     settings.auth.secret_key = load_or_create_secret(settings.auth.secret_key, data_dir)
     return ServerState(
@@ -154,6 +164,7 @@ def build_state(
         telemetry=telemetry,
         approvals=approvals,
         mcp=mcp,
+        tracer=tracer,
     )
 
 

@@ -207,3 +207,17 @@ def test_ai_sdk_system_reads_the_ai_sdks_protocol(tmp_path: Path) -> None:
     (run,) = result["results"]["sluice-ai-sdk"]
     assert run["errors"] == 0 and run["lost"] == 0, run
     assert run["tool_results"] == run["streams"] == 3 and run["tool_failures"] == 0
+
+
+def test_traced_system_exports_every_turns_spans(tmp_path: Path) -> None:
+    """``sluice-traced`` sends its traces to the bench's OTLP sink, and the run counts what
+    arrived while the load was measured: each turn's request, turn, five stages and one model
+    call (the warm-up's spans are not counted)."""
+    done, result = run_bench(tmp_path, "throughput", "sluice,sluice-traced")
+    assert result["skipped"] == {}
+    (traced,) = result["results"]["sluice-traced"]
+    assert traced["errors"] == 0 and (traced["lost"], traced["duplicated"]) == (0, 0), traced
+    assert traced["spans_per_turn"] == 8 and traced["spans"] == 8 * traced["streams"]
+    (plain,) = result["results"]["sluice"]
+    assert "spans" not in plain
+    assert any(line.startswith("| sluice-traced |") for line in done.stdout.splitlines())

@@ -40,6 +40,7 @@ from server.config import ConfigError, Settings
 from server.http.connections import ConnectionLimits, GuardedHTTPServer
 from server.http.state import ServerState
 from server.observability.logging import configure_logging
+from server.observability.tracing import tracing_wanted
 from server.registry import import_plugins
 
 __all__ = [
@@ -59,7 +60,7 @@ log = structlog.get_logger("sluice")
 def run(settings: Settings) -> int:
     """Serve with ``settings`` until stopped; the process's exit status (2: could not start,
     with one line on stderr saying why)."""
-    configure_logging(settings.log)
+    configure_logging(settings.log, trace_ids=tracing_wanted(os.environ))
     workers, warning = worker_count(settings, os.environ)
     if warning is not None:
         log.warning("web_concurrency_ignored", reason=warning)
@@ -372,6 +373,8 @@ async def serve(
     await _released("stream logs", state.logs.close())  # what is left of drained turns' logs
     await _released("shared stores", registry.close())
     await _released("history", state.sessions.close())
+    if state.tracer is not None:  # the spans still buffered, the last turns' among them
+        await _released("traces", asyncio.to_thread(state.tracer.shutdown))
     log.info("stopped")
 
 

@@ -35,6 +35,7 @@ from server.contract import (
     AnyStage,
     Chunk,
     Complete,
+    Error,
     ErrorCode,
     Event,
     Rest,
@@ -45,6 +46,7 @@ from server.contract import (
 )
 from server.core.cancellation import cancellation_event, current_reason
 from server.observability.telemetry import Telemetry
+from server.observability.tracing import SpanScope, Tracer
 
 __all__ = ["Pipeline"]
 
@@ -52,12 +54,19 @@ log = structlog.get_logger("sluice.pipeline")
 
 
 class Pipeline:
-    def __init__(self, stages: Sequence[AnyStage], *, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        stages: Sequence[AnyStage],
+        *,
+        telemetry: Telemetry | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.stages = list(stages)
         self.names = [stage.name for stage in self.stages]
         self._wrapper = [isinstance(stage, WrapperStage) for stage in self.stages]
         self._starts, self._dones = _status_events(self.names, self._wrapper)
         self._telemetry = telemetry or Telemetry()
+        self._tracer = tracer
 
     def run(self, turn: Turn) -> AsyncIterator[Event]:
         return self._run_from(turn, 0)
@@ -77,6 +86,10 @@ class Pipeline:
             stage = self.stages[position]
             yield self._starts[position]
             started = time.perf_counter()
+            # The stage's span is current while it runs: a wrapper's holds the later stages'.
+            span: SpanScope | None = None
+            if self._tracer is not None:
+                span = self._tracer.stage(stage.name)
             events: AsyncIterator[Event]
             is_wrapper = self._wrapper[position]
             # The text a wrapper let through, for its complete's message.
@@ -99,20 +112,28 @@ class Pipeline:
                             yield self._stage_done(position, started)
                         else:  # failed: timed, but not reported done
                             self._telemetry.stage_done(stage.name, time.perf_counter() - started)
+                            if span is not None and isinstance(event, Error):
+                                span.failed(event.code.value, event.message)
                         yield event
                         return
                     if sent is not None and isinstance(event, Chunk):
                         sent.append(event.content)
                     yield event
             except asyncio.CancelledError:
+                if span is not None:
+                    span.failed("cancelled")
                 yield _after_cancel()
                 return
-            except Exception:
+            except Exception as failure:
                 log.exception("stage_failed", stage=stage.name, stream_id=turn.stream_id)
+                if span is not None:
+                    span.failed(type(failure).__qualname__)
                 yield _internal_error()
                 return
             finally:
                 await events.aclose()  # type: ignore[union-attr]
+                if span is not None:
+                    span.end()
             # Not kept (closed, but with its frame) while the later stages run: for the
             # life of the stream.
             del events

@@ -30,6 +30,7 @@ from server.core.open_calls import TOOL_EVENT_TYPES, OpenToolCalls
 from server.core.pipeline import Pipeline
 from server.core.streamlog import LogFull, StreamLog, StreamLogStore
 from server.observability.telemetry import Telemetry
+from server.observability.tracing import Tracer, TurnScope
 
 __all__ = ["ActiveTurn", "TurnInProgress", "TurnRunner", "new_session_id", "new_stream_id"]
 
@@ -69,8 +70,12 @@ class TurnRunner:
         telemetry: Telemetry | None = None,
         registry: TurnRegistry | None = None,
         tools: Callable[[], ToolSet] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.pipeline = pipeline
+        # The producer task is made while the request's span is current: its turn span,
+        # and all below it, join the request's trace even after the request has ended.
+        self.tracer = tracer
         # Makes each admitted turn's own set of tools (None: turns get none).
         self.tools = tools
         self.logs = logs
@@ -185,6 +190,9 @@ class TurnRunner:
         # and hashed user on every log line) stay with the turn and nothing else.
         self._running[turn.stream_id].started = True
         cancellation.make_current()
+        span: TurnScope | None = None
+        if self.tracer is not None:
+            span = self.tracer.turn(turn)
         self.telemetry.turn_started(turn)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(
@@ -278,6 +286,9 @@ class TurnRunner:
             except Exception:  # a shared store down: its leases lapse on their own
                 log.warning("turn_release_failed", stream_id=turn.stream_id, exc_info=True)
             self.telemetry.turn_ended(turn, terminal, time.monotonic() - started, first_chunk)
+            if span is not None:  # after the turn's last log line, which carries its trace id
+                span.ended(terminal)
+                span.end()
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop taking turns, let running ones finish within the grace period, then end the

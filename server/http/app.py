@@ -63,6 +63,8 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
 _TEMPLATES = {handler: template for template, handler in ROUTES}
 _TEMPLATES[StaticHandler] = "/static/{path}"
 _QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
+# The routes a request span is made for (when traces are on): not probes and scrapes.
+_TRACED = {handler: route for handler, route in _TEMPLATES.items() if route not in _QUIET_PATHS}
 
 
 def _pattern(template: str) -> str:
@@ -96,6 +98,7 @@ def make_app(state: ServerState, **extra: Any) -> web.Application:
         cookie_secret=state.settings.auth.secret_key,
         default_handler_class=NotFoundHandler,
         log_function=_log_request,
+        sluice_traced_routes=_TRACED,
         xsrf_cookies=False,  # cookie writes are checked by Origin instead (identity.py)
         **extra,
     )

@@ -21,6 +21,7 @@ from server.http.identity import (
 )
 from server.http.images import ImageReader
 from server.http.state import ServerState
+from server.observability.tracing import RequestScope
 
 __all__ = ["DEFAULT_CODES", "ApiCode", "ApiError", "BaseHandler", "JsonBodyHandler"]
 
@@ -74,6 +75,7 @@ class BaseHandler(web.RequestHandler):
         # every open stream (docs/performance.md).
         self._identity: Identity | None = None
         self._identity_resolved = False
+        self._trace: RequestScope | None = None  # this request's span, when traces are on
 
     @property
     def state(self) -> ServerState:
@@ -89,6 +91,15 @@ class BaseHandler(web.RequestHandler):
         self._set_cors_headers()
 
     def prepare(self) -> None:
+        tracer = self.state.tracer
+        if tracer is not None:
+            # The request's span is current in the request's own task from here on, so the
+            # turn it starts (and every line it logs) joins the client's trace.
+            route = self.settings["sluice_traced_routes"].get(type(self))
+            if route is not None:
+                scheme = "https" if self.request_is_https() else "http"
+                method = self.request.method or "GET"
+                self._trace = tracer.request(method, route, scheme, self.request.headers)
         if not _forwarded_warning.given and not self.state.settings.server.trust_proxy:
             _forwarded_warning.check(self.request.headers)
         # Bound in this request's own task (Tornado runs each request as one): every line
@@ -98,6 +109,14 @@ class BaseHandler(web.RequestHandler):
             rid = secrets.token_hex(8)
         self.set_header("X-Request-Id", rid)
         structlog.contextvars.bind_contextvars(request_id=rid)
+
+    def on_finish(self) -> None:
+        # After the request's log line (Tornado logs, then calls this): it has the trace id.
+        span = self._trace
+        if span is not None:
+            self._trace = None
+            span.responded(self.get_status())
+            span.end()
 
     # -- CORS (off unless server.cors_origins lists origins) -------------------------------
 

@@ -11,6 +11,7 @@ from server.core.streamlog import StreamLogStore
 from server.http.identity import TokenAuthenticator
 from server.llm.chain import LLMChain
 from server.observability.telemetry import Telemetry
+from server.observability.tracing import Tracer
 from server.tools.approvals import ApprovalStore
 from server.tools.mcp_servers import MCPTools
 
@@ -32,3 +33,4 @@ class ServerState:
     telemetry: Telemetry
     approvals: ApprovalStore  # tool calls waiting for their owner's decision
     mcp: MCPTools  # started with the server; its tools join every turn's
+    tracer: Tracer | None = None  # None: traces off (server.observability.tracing)

@@ -46,6 +46,7 @@ from server.contract import (
     ToolCall,
 )
 from server.llm.circuit import Circuit, CircuitState
+from server.observability.tracing import ModelCallScope, Tracer
 
 __all__ = ["AnswerStream", "ChainObserver", "LLMChain"]
 
@@ -258,19 +259,27 @@ class AnswerStream:
                     self._extra = self._extra_for_tools if entry.takes_tools else {}
                     chain.observer.on_attempt(provider.name, mode)
                     started = chain.clock()
+                    deltas = (
+                        self._stream(provider, fallback)
+                        if mode == STREAM
+                        else self._plain(provider, fallback)
+                    )
+                    # The call's span is current while it runs: the request upstream carries
+                    # its traceparent. Inline rather than a wrapping generator: nothing per delta.
+                    span: ModelCallScope | None = None
+                    if chain.tracer is not None:
+                        span = chain.tracer.model_call(provider, mode, self._max_output_tokens)
                     try:
                         if self._client_tools and not entry.takes_tools:
                             raise ProviderError(
                                 FailureKind.BAD_REQUEST,
                                 f"{provider.name} cannot be offered the client's tools.",
                             )
-                        if mode == STREAM:
-                            async for delta in self._stream(provider, fallback):
-                                yield delta
-                        else:
-                            async for delta in self._plain(provider, fallback):
-                                yield delta
+                        async for delta in deltas:
+                            yield delta
                     except ProviderError as error:
+                        if span is not None:
+                            span.failed(error.kind.value, error.message)
                         last = error
                         _log_failure(provider, mode, error)
                         if self.text_sent:
@@ -296,6 +305,16 @@ class AnswerStream:
                         if plain_next:
                             continue
                         break
+                    except BaseException as error:  # the deadline, a cancel, a close
+                        if span is not None:
+                            span.failed(_error_type(error))
+                        raise
+                    else:
+                        if span is not None and self.result is not None:
+                            span.answered(self.result)
+                    finally:
+                        if span is not None:
+                            span.end()
                     if self.result is None:  # the call ended without a word
                         verdict = True
                         last = None
@@ -482,6 +501,15 @@ class AnswerStream:
         )
 
 
+def _error_type(error: BaseException) -> str:
+    """A span's ``error.type`` for what ended a provider call other than its own failure."""
+    if isinstance(error, _DeadlineExceeded):
+        return "timeout"
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    return type(error).__qualname__
+
+
 def _log_failure(provider: Provider, mode: str, error: ProviderError) -> None:
     # The operator's view: which provider, at which address. The client's message names
     # neither (a person cannot act on an internal host, and it is not theirs to know).
@@ -521,8 +549,10 @@ class LLMChain:
         circuit_cooldown: float,
         clock: Callable[[], float] = time.monotonic,
         observer: ChainObserver | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.providers = list(providers)
+        self.tracer = tracer
         self.max_output_tokens = max_output_tokens
         self.max_answer_chars = max_answer_chars
         self.first_token_timeout = first_token_timeout

@@ -17,10 +17,11 @@ own transport needs (``bench/provider_cpu.py``). The openai SDK ships such a tra
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 
 import aiohttp
 import httpx2
+from multidict import istr
 from yarl import URL
 
 from server.contract import ProviderContext
@@ -68,6 +69,10 @@ def _mapped(error: aiohttp.ClientError) -> type[httpx2.TransportError]:
         return httpx2.ReadError
     return httpx2.NetworkError
 
+
+# Adds trace context headers (traceparent) for the current span to a carrier: a Tracer's
+# ``inject`` when traces are on (server.observability.tracing).
+Inject = Callable[[MutableMapping[str, str]], None]
 
 # A proxy's URL and credentials, or (None, None) for a direct connection.
 _Proxy = tuple[URL | None, aiohttp.BasicAuth | None]
@@ -118,8 +123,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     send their own key, and aiohttp refuses a request that has both an ``Authorization``
     header and netrc credentials for its host."""
 
-    def __init__(self, limits: httpx2.Limits) -> None:
+    def __init__(self, limits: httpx2.Limits, inject: Inject | None = None) -> None:
         self._limits = limits
+        self._inject = inject
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str | None, int | None], _Proxy] = {}
 
@@ -152,13 +158,20 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             request.headers.pop("transfer-encoding", None)  # aiohttp frames the body itself
         url = URL(str(request.url))
         proxy, proxy_auth = await self._proxy_for(url)
+        headers = aiohttp_headers(request)
+        if self._inject is not None:
+            # Added here rather than to the request's headers: each value is new, and
+            # aiohttp_headers shares the values that repeat from request to request.
+            carrier: dict[str, str] = {}
+            self._inject(carrier)
+            headers.extend((istr(name), value) for name, value in carrier.items())
         try:
             response = await self._session.request(
                 request.method,
                 url,
                 proxy=proxy,
                 proxy_auth=proxy_auth,
-                headers=aiohttp_headers(request),
+                headers=headers,
                 data=data,
                 allow_redirects=False,
                 auto_decompress=False,  # httpx2 decodes, as it would with its own transport
@@ -197,11 +210,12 @@ def limits_for(max_connections: int) -> httpx2.Limits:
     )
 
 
-def pooled_http_client(max_connections: int) -> httpx2.AsyncClient:
+def pooled_http_client(max_connections: int, inject: Inject | None = None) -> httpx2.AsyncClient:
     """The HTTP client providers hand their SDK (``ProviderContext.http_client``): httpx2's
-    API on aiohttp. Proxy variables are read by aiohttp."""
+    API on aiohttp. Proxy variables are read by aiohttp; ``inject`` adds the trace context
+    to every request."""
     return httpx2.AsyncClient(
-        transport=AiohttpTransport(limits_for(max_connections)),
+        transport=AiohttpTransport(limits_for(max_connections), inject),
         timeout=httpx2.Timeout(60.0, connect=10.0),
         follow_redirects=True,
         trust_env=False,
@@ -209,12 +223,16 @@ def pooled_http_client(max_connections: int) -> httpx2.AsyncClient:
 
 
 def provider_context(
-    environ: Mapping[str, str], *, name: str = "", max_connections: int = 256
+    environ: Mapping[str, str],
+    *,
+    name: str = "",
+    max_connections: int = 256,
+    inject: Inject | None = None,
 ) -> ProviderContext:
     """A :class:`ProviderContext` whose ``http_client()`` is :func:`pooled_http_client`."""
     return ProviderContext(
         environ=environ,
         max_connections=max_connections,
         name=name,
-        http_client=lambda: pooled_http_client(max_connections),
+        http_client=lambda: pooled_http_client(max_connections, inject),
     )

@@ -5,6 +5,9 @@ or a turn carries them (``server.http.base``, ``server.observability.turnlog``).
 standard library's loggers (Tornado's, the fallback chain's) go through the same renderer,
 so a log collector sees one format.
 
+With traces on, every line logged while a span is current carries its ``trace_id`` and
+``span_id`` (``trace_ids=True``); off, the processor is not there at all.
+
 Tracebacks stay server-side and carry no local variables: locals would put tokens, cookies
 and message text into the log.
 """
@@ -22,13 +25,17 @@ from server.config import LogSettings
 __all__ = ["configure_logging"]
 
 
-def configure_logging(settings: LogSettings) -> None:
+def configure_logging(settings: LogSettings, *, trace_ids: bool = False) -> None:
     level = getattr(logging, settings.level.upper())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    if trace_ids:
+        from server.observability.otel import add_trace_ids  # the SDK: only with traces on
+
+        shared.insert(1, add_trace_ids)
     renderer: structlog.types.Processor
     use_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
     if use_json:

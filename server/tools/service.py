@@ -11,6 +11,7 @@ import time
 
 from server.config import ToolSettings
 from server.contract import Tool, ToolCall, ToolContext, ToolResultEvent
+from server.observability.tracing import Tracer
 from server.tools.approvals import APPROVED, CANCELLED, ApprovalStore
 from server.tools.runner import run_tool_call
 
@@ -22,7 +23,10 @@ _KEEP_AFTER_SECONDS = 3600.0
 
 
 class ServerTools:
-    def __init__(self, settings: ToolSettings, approvals: ApprovalStore) -> None:
+    def __init__(
+        self, settings: ToolSettings, approvals: ApprovalStore, tracer: Tracer | None = None
+    ) -> None:
+        self.tracer = tracer
         self.settings = settings
         self.approvals = approvals
         self.max_rounds = settings.max_rounds
@@ -47,11 +51,22 @@ class ServerTools:
     ) -> ToolResultEvent:
         settings = self.settings
         left = deadline - time.monotonic()
-        run = await run_tool_call(
-            tool,
-            call,
-            context,
-            timeout=max(0.001, min(settings.timeout_seconds, left)),
-            max_result_chars=settings.max_result_chars,
-        )
+        span = self.tracer.tool_call(tool, call) if self.tracer is not None else None
+        try:
+            run = await run_tool_call(
+                tool,
+                call,
+                context,
+                timeout=max(0.001, min(settings.timeout_seconds, left)),
+                max_result_chars=settings.max_result_chars,
+            )
+            if span is not None:
+                span.finished(run.result)
+        except BaseException:  # the turn was cancelled while the tool ran
+            if span is not None:
+                span.failed("cancelled")
+            raise
+        finally:
+            if span is not None:
+                span.end()
         return run.event()
