@@ -12,7 +12,14 @@ from collections.abc import Mapping
 import structlog
 
 from server.config import ConfigError, Settings
-from server.contract import AnyStage, LostTurn, ProviderContext, RateLimitStore, Services
+from server.contract import (
+    AnyStage,
+    LostTurn,
+    ProviderContext,
+    RateLimitStore,
+    Services,
+    SessionStore,
+)
 from server.contract.toolset import ToolSet
 from server.core.coordination import MemoryTurnRegistry, TurnRegistry
 from server.core.pipeline import Pipeline
@@ -30,13 +37,20 @@ from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
 from server.stores.redis.approvals import RedisApprovals
+from server.stores.redis.budgets import RedisBudgets
 from server.stores.redis.client import RedisContext
 from server.stores.redis.rate_limits import RedisRateLimitStore
 from server.stores.redis.registry import RedisTurnRegistry
 from server.stores.redis.streamlog import RedisStreamLogStore
+from server.stores.sqlite import SQLiteSessionStore
 from server.tools.approvals import ApprovalStore, MemoryApprovals
 from server.tools.mcp_servers import MCPTools
 from server.tools.service import ServerTools
+from server.usage.book import UsageBook
+from server.usage.budgets import BudgetCounter, MemoryBudgets
+from server.usage.ledger import Ledger
+from server.usage.ledger_sqlite import SQLiteLedger
+from server.usage.pricing import Prices
 
 __all__ = ["build_state", "make_app"]
 
@@ -86,6 +100,7 @@ def build_state(
     logs: StreamLogStore
     registry: TurnRegistry
     approvals: ApprovalStore
+    counters: BudgetCounter
     if settings.store.redis_url:
         redis = RedisContext(
             settings.store.redis_url,
@@ -98,6 +113,7 @@ def build_state(
         )
         registry = RedisTurnRegistry(redis)
         approvals = RedisApprovals(redis)
+        counters = RedisBudgets(redis)
     else:
         rate_limit_store = MemoryRateLimitStore()
         logs = MemoryStreamLogStore(
@@ -105,6 +121,18 @@ def build_state(
         )
         registry = MemoryTurnRegistry()
         approvals = MemoryApprovals()
+        counters = MemoryBudgets()
+    usage = UsageBook(
+        ledger=_ledger(settings, sessions),
+        counters=counters,
+        prices=Prices(settings.pricing),
+        budgets=settings.budgets,
+        telemetry=telemetry,
+        # A reservation lapses after the longest a turn may run (its process died).
+        hold_seconds=stream.max_duration_seconds + 60,
+        max_output_tokens=llm.max_output_tokens,
+        models={provider.name: provider.model for provider in providers},
+    )
     plugin_tools = load_tools(settings)
     mcp = MCPTools.from_settings(settings.mcp)
 
@@ -125,6 +153,7 @@ def build_state(
         ),
         llm=chain,
         tools=ServerTools(settings.tools, approvals),
+        usage=usage,
     )
     stages = load_stages(settings, services)
     if isinstance(registry, RedisTurnRegistry):
@@ -154,7 +183,20 @@ def build_state(
         telemetry=telemetry,
         approvals=approvals,
         mcp=mcp,
+        usage=usage,
     )
+
+
+def _ledger(settings: Settings, sessions: SessionStore) -> Ledger:
+    """The usage ledger, in the history's database."""
+    if isinstance(sessions, SQLiteSessionStore):
+        return SQLiteLedger(sessions.path)
+    # Imported here, as the sessions store is: a server on SQLite never loads asyncpg.
+    from server.stores.postgres import PostgresSessionStore
+    from server.usage.ledger_postgres import PostgresLedger
+
+    assert isinstance(sessions, PostgresSessionStore)
+    return PostgresLedger(sessions)
 
 
 async def _turn_lost(stages: list[AnyStage], lost: LostTurn) -> None:

@@ -68,10 +68,16 @@ class OpenAIOptions(ProviderOptions):
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
+    prompt = raw.get("prompt_tokens_details")
+    completion = raw.get("completion_tokens_details")
     return Usage(
         input_tokens=raw.get("prompt_tokens"),
         output_tokens=raw.get("completion_tokens"),
         total_tokens=raw.get("total_tokens"),
+        cached_tokens=prompt.get("cached_tokens") if isinstance(prompt, dict) else None,
+        reasoning_tokens=(
+            completion.get("reasoning_tokens") if isinstance(completion, dict) else None
+        ),
     )
 
 
@@ -240,11 +246,7 @@ class OpenAIProvider:
         choice = response.choices[0]
         usage = None
         if response.usage is not None:
-            usage = Usage(
-                input_tokens=response.usage.prompt_tokens,
-                output_tokens=response.usage.completion_tokens,
-                total_tokens=response.usage.total_tokens,
-            )
+            usage = _usage(response.usage.model_dump())
         calls = tuple(
             parse_arguments(call.id, call.function.name, call.function.arguments)
             for call in choice.message.tool_calls or ()

@@ -113,6 +113,8 @@ class Usage:
     included; ``cached_tokens`` is the part of them read from the cache, and
     ``cache_creation_tokens`` the part written to it (Anthropic bills both apart from the
     rest of the input). A provider without a prompt cache leaves both None.
+    ``reasoning_tokens`` is the part of ``output_tokens`` the model spent reasoning, when the
+    provider says (OpenAI's ``completion_tokens_details.reasoning_tokens``).
     """
 
     input_tokens: int | None = None
@@ -120,6 +122,7 @@ class Usage:
     total_tokens: int | None = None
     cached_tokens: int | None = None
     cache_creation_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
     def as_dict(self) -> dict[str, int | None]:
         """The figures for ``complete.usage``; the cache's only when the provider gave them."""
@@ -132,6 +135,8 @@ class Usage:
             figures["cached_tokens"] = self.cached_tokens
         if self.cache_creation_tokens is not None:
             figures["cache_creation_tokens"] = self.cache_creation_tokens
+        if self.reasoning_tokens is not None:
+            figures["reasoning_tokens"] = self.reasoning_tokens
         return figures
 
 

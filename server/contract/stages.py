@@ -17,7 +17,7 @@ stage's ``Options`` model (unknown keys refused).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,10 +25,11 @@ from pydantic import BaseModel, ConfigDict
 
 from server.contract.answers import AnswerResult, AnswerService
 from server.contract.events import Event
-from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message
+from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message, Usage
 from server.contract.stores import RateLimiter, SessionStore
 from server.contract.tools import ToolService
 from server.contract.toolset import ToolSet
+from server.contract.usage import UsageService
 
 __all__ = [
     "AnyStage",
@@ -90,6 +91,13 @@ class Turn:
     # plugins and MCP servers' tools) made as the turn starts, so a stage before ``llm``
     # may add or remove tools for this turn alone (``turn.tools.remove("shell")``).
     tools: ToolSet = field(default_factory=ToolSet)
+    # The caller's verified JWT claims (empty for a cookie or a static token): a stage may
+    # read its own claims here (the usage stage: ``budget_group``).
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    # Filled by the llm stage: the tokens of every model call of the turn so far, summed,
+    # as the providers counted them; None once a call ended without its figures (stopped,
+    # or a provider that sends none), so that whoever records usage knows to estimate.
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +130,15 @@ class Services:
     ``sessions`` keeps conversations (SQLite, or PostgreSQL with ``DATABASE_URL``);
     ``rate_limits`` takes tokens from the configured buckets (``[rate_limit]``);
     ``llm`` answers a prompt through the provider fallback chain; ``tools`` runs tool calls
-    under the ``[tools]`` limits and waits for approvals (None: the turn offers no tools).
+    under the ``[tools]`` limits and waits for approvals (None: the turn offers no tools);
+    ``usage`` keeps the usage ledger and the budgets (``[budgets]``, ``[pricing]``).
     """
 
     sessions: SessionStore
     rate_limits: RateLimiter
     llm: AnswerService
     tools: ToolService | None = None
+    usage: UsageService | None = None
 
 
 class _BaseStage:

@@ -30,6 +30,7 @@ from server.http.streams import (
     StreamResumeHandler,
     ToolApprovalHandler,
 )
+from server.http.usage import UsageHandler, UsageListHandler
 from server.internals.tornado_internals import GZipExceptEventStream
 
 __all__ = ["ROUTES", "make_app"]
@@ -49,6 +50,8 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/sessions/{user_id}", SessionListHandler),
     ("/api/sessions/{user_id}/{session_id}", SessionHandler),
     ("/api/check-stream", CheckStreamHandler),
+    ("/api/usage", UsageListHandler),
+    ("/api/usage/{user_id}", UsageHandler),
     ("/v1/chat/completions", ChatCompletionsHandler),
     ("/v1/models", ModelsHandler),
     ("/v1/models/{model}", ModelHandler),

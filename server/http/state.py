@@ -13,6 +13,7 @@ from server.llm.chain import LLMChain
 from server.observability.telemetry import Telemetry
 from server.tools.approvals import ApprovalStore
 from server.tools.mcp_servers import MCPTools
+from server.usage.book import UsageBook
 
 __all__ = ["ServerState"]
 
@@ -32,3 +33,4 @@ class ServerState:
     telemetry: Telemetry
     approvals: ApprovalStore  # tool calls waiting for their owner's decision
     mcp: MCPTools  # started with the server; its tools join every turn's
+    usage: UsageBook  # the usage ledger, prices and budgets

@@ -79,6 +79,7 @@ class _TurnStarter(JsonBodyHandler):
             message=message,
             client_ip=self.request.remote_ip or "",
             session_id=session_id,
+            claims=identity.claims,
         )
         try:
             stream_log = await self.state.runner.start(turn)
