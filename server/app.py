@@ -18,7 +18,6 @@ from server.contract import (
     ProviderContext,
     RateLimitStore,
     Services,
-    SessionStore,
 )
 from server.contract.toolset import ToolSet
 from server.core.coordination import MemoryTurnRegistry, TurnRegistry
@@ -42,14 +41,12 @@ from server.stores.redis.client import RedisContext
 from server.stores.redis.rate_limits import RedisRateLimitStore
 from server.stores.redis.registry import RedisTurnRegistry
 from server.stores.redis.streamlog import RedisStreamLogStore
-from server.stores.sqlite import SQLiteSessionStore
 from server.tools.approvals import ApprovalStore, MemoryApprovals
 from server.tools.mcp_servers import MCPTools
 from server.tools.service import ServerTools
 from server.usage.book import UsageBook
 from server.usage.budgets import BudgetCounter, MemoryBudgets
-from server.usage.ledger import Ledger
-from server.usage.ledger_sqlite import SQLiteLedger
+from server.usage.ledgers import ledger_for
 from server.usage.pricing import Prices
 
 __all__ = ["build_state", "make_app"]
@@ -123,7 +120,7 @@ def build_state(
         approvals = MemoryApprovals()
         counters = MemoryBudgets()
     usage = UsageBook(
-        ledger=_ledger(settings, sessions),
+        ledger=ledger_for(sessions),
         counters=counters,
         prices=Prices(settings.pricing),
         budgets=settings.budgets,
@@ -185,18 +182,6 @@ def build_state(
         mcp=mcp,
         usage=usage,
     )
-
-
-def _ledger(settings: Settings, sessions: SessionStore) -> Ledger:
-    """The usage ledger, in the history's database."""
-    if isinstance(sessions, SQLiteSessionStore):
-        return SQLiteLedger(sessions.path)
-    # Imported here, as the sessions store is: a server on SQLite never loads asyncpg.
-    from server.stores.postgres import PostgresSessionStore
-    from server.usage.ledger_postgres import PostgresLedger
-
-    assert isinstance(sessions, PostgresSessionStore)
-    return PostgresLedger(sessions)
 
 
 async def _turn_lost(stages: list[AnyStage], lost: LostTurn) -> None:

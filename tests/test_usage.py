@@ -8,9 +8,14 @@ after a restart; a JWT's ``budget_group`` picks the group's budget; operators re
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -19,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
-from tests.support.server import RunningServer
+from tests.support.server import ROOT, RunningServer, base_env
 from tests.support.sse import bearer, events, json_request, request, start_stream
 
 ALICE = bearer("tok-alice")
@@ -221,3 +226,58 @@ def test_a_jwt_claim_chooses_the_group_and_operators_read_everyone(
     # An operator's token opens usage and nothing else.
     status, _, _ = json_request(server.url, "GET", "/api/sessions/ops", headers=OPERATOR)
     assert status == 401
+
+
+def usage_command(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        env=base_env(data_dir) | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_usage_command_and_the_ledger_moving_from_sqlite_to_postgres(
+    start_server: StartServer, database_url: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "sqlite"
+    data_dir.mkdir()
+    server = start_server(data_dir=data_dir)
+    for user, token in (("alice", "tok-alice"), ("bob", "tok-bob"), ("alice", "tok-alice")):
+        frames = events(start_stream(server.url, "Hi", user=user, token=token).read_all())
+        assert frames[-1]["type"] == "complete"
+    server.stop()
+
+    table = usage_command(data_dir, "usage")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:4] == ["user_id", "provider", "model", "answers"]
+    assert [row.split()[:4] for row in rows] == [
+        ["alice", "demo", "sluice-demo", "2"],
+        ["bob", "demo", "sluice-demo", "1"],
+    ]
+    csv_out = usage_command(data_dir, "usage", "--format", "csv", "--since", "2020-01-01")
+    assert csv_out.returncode == 0, csv_out.stderr
+    sqlite_rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    assert [(r["user_id"], r["answers"], r["cost_usd"]) for r in sqlite_rows] == [
+        ("alice", "2", ""),  # the demo has no price: no cost, not 0
+        ("bob", "1", ""),
+    ]
+    nothing = usage_command(data_dir, "usage", "--until", "2020-01-01", "--format", "csv")
+    assert nothing.stdout.splitlines()[1:] == []
+
+    # Export with the SQLite settings, import with DATABASE_URL: the ledger moves too.
+    export_file = tmp_path / "history.jsonl"
+    exported = usage_command(data_dir, "export", "--output", str(export_file))
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 3 usage entries" in exported.stderr
+    pg = {"DATABASE_URL": database_url}
+    for attempt in ("imported 3 usage entries (0 were there", "imported 0 usage entries (3 were"):
+        imported = usage_command(tmp_path, "import", "--replace", str(export_file), env=pg)
+        assert imported.returncode == 0, imported.stderr
+        assert attempt in imported.stderr
+    moved = usage_command(tmp_path, "usage", "--format", "csv", "--since", "2020-01-01", env=pg)
+    assert moved.returncode == 0, moved.stderr
+    assert list(csv.DictReader(io.StringIO(moved.stdout))) == sqlite_rows
