@@ -3,6 +3,7 @@
 
 const STAGE_LABELS = {
   rate_limit: "Checking limits",
+  usage: "Checking your budget",
   session: "Loading the conversation",
   intent: "Understanding your message",
   context: "Gathering context",
