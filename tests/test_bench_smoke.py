@@ -165,3 +165,15 @@ def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
     assert run["tool_failures"] == 0
     assert 0 < run["tool_gap_p50_ms"] <= run["tool_gap_p99_ms"] <= run["tool_gap_max_ms"]
     assert any(line.startswith("| sluice | 3 |") for line in done.stdout.splitlines())
+
+
+def test_usage_ledger_and_budgets_on_and_off_run_clean(tmp_path: Path) -> None:
+    """The systems docs/performance.md compares for the usage ledger's cost: with it and
+    budgets on (every turn reserved, settled and costed) and off, embedded and on Redis."""
+    systems = ["sluice-nousage", "sluice-budgets", "sluice-redis-nousage", "sluice-redis-budgets"]
+    _, result = run_bench(tmp_path, "throughput", ",".join(systems))
+    assert result["skipped"] == {}
+    for system in systems:
+        (run,) = result["results"][system]
+        assert run["errors"] == 0, (system, run["error_kinds"])
+        assert run["tokens"] == run["streams"] * result["workload"]["tokens"], system

@@ -5,11 +5,14 @@ the last of a budget, and what was spent survives a restart of the instances and
 
 from __future__ import annotations
 
+import math
+import signal
+import time
 from pathlib import Path
 
 from tests.conftest import StartServer
 from tests.support.redis_server import RedisServer
-from tests.support.sse import bearer, events, json_request, start_stream
+from tests.support.sse import bearer, events, json_request, request, start_stream
 
 OPERATOR = bearer("op-secret")
 
@@ -59,3 +62,42 @@ def test_two_instances_cannot_both_spend_the_last_of_a_budget_and_restarts_keep_
     assert status == 200 and body is not None and body["budget"]["used_tokens"] == spent
     bob = events(start_stream(third.url, "Hi", user="bob", token="tok-bob").read_all())
     assert bob[-1]["type"] == "complete"
+
+
+def test_an_answer_whose_instance_dies_mid_stream_is_recorded_estimated_by_another(
+    start_server: StartServer, redis_server: RedisServer, database_url: str
+) -> None:
+    env = {
+        "REDIS_URL": redis_server.url,
+        "DATABASE_URL": database_url,
+        "SLUICE_ADMIN_TOKENS": "op-secret:ops",
+        "SLUICE_BUDGETS__TOKENS_PER_USER": "1000000",
+        "SLUICE_LLM__DEMO__WORDS_PER_SECOND": "8",
+    }
+    producer, other = start_server(env), start_server(env)
+    stream = start_stream(producer.url, "Tell me a long story")
+    stream_id = stream.headers["X-Stream-Id"]
+    stream.until(lambda f: f.event == "chunk")
+    producer.process.send_signal(signal.SIGKILL)
+    stream.close()
+    # The other instance finds the lease lapsed and ends the stream for its readers...
+    ending = events(
+        request(
+            other.url, "GET", f"/api/streams/{stream_id}", headers=bearer("tok-alice")
+        ).read_all()
+    )
+    assert ending[-1]["code"] == "internal"
+    sent = "".join(e["content"] for e in ending if e["type"] == "chunk")
+    # ... and records the answer, estimated from what its client was sent.
+    deadline = time.monotonic() + 10
+    while True:
+        status, body, _ = json_request(other.url, "GET", "/api/usage/alice", headers=OPERATOR)
+        assert status == 200 and body is not None
+        if body["totals"]["answers"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # polled: the entry is written just after the terminal event
+    totals = body["totals"]
+    assert totals["answers"] == 1 and totals["estimated_answers"] == 1
+    assert totals["output_tokens"] == math.ceil(len(sent) / 4)
+    assert body["by_model"][0]["provider"] is None  # who was writing died with the process
+    assert body["budget"]["used_tokens"] == totals["input_tokens"] + totals["output_tokens"]
