@@ -26,6 +26,7 @@ from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.server import ROOT, RunningServer, base_env
 from tests.support.sse import bearer, events, json_request, request, start_stream
+from tests.test_openapi import check
 
 ALICE = bearer("tok-alice")
 OPERATOR = bearer("op-secret")
@@ -156,7 +157,17 @@ def test_a_turn_over_budget_is_refused_before_the_model_is_asked_even_after_a_re
     )
     assert status == 429 and body is not None
     assert body["error"]["code"] == "insufficient_quota"
+    assert body["error"]["type"] == "insufficient_quota"
     assert int(headers["Retry-After"]) > 0
+    status, body, _ = json_request(
+        server.url,
+        "POST",
+        "/v1/chat/completions",
+        body={"model": "sluice", "stream": True, "messages": [{"role": "user", "content": "5"}]},
+        headers=ALICE,
+    )
+    assert status == 429 and body is not None  # refused before the stream began
+    assert body["error"]["code"] == "insufficient_quota"
     assert len(fakes.openai.requests) == asked  # no model was asked for any of them
 
     budget = usage(server)["budget"]
@@ -211,14 +222,17 @@ def test_a_jwt_claim_chooses_the_group_and_operators_read_everyone(
     carol = usage(server, "carol", **staff)
     assert carol["budget"]["group"] == "staff" and carol["budget"]["limit_tokens"] == 1000000
     assert carol["totals"]["answers"] == 2
+    check("get", "/api/usage/{user_id}", 200, carol, "application/json")
 
     # Operators: anyone's usage, and the list; nobody else.
     assert usage(server, "dave", **OPERATOR)["totals"]["answers"] == 1
     status, body, _ = json_request(server.url, "GET", "/api/usage", headers=OPERATOR)
     assert status == 200 and body is not None
     assert {u["user_id"]: u["totals"]["answers"] for u in body["users"]} == {"carol": 2, "dave": 1}
-    status, _, _ = json_request(server.url, "GET", "/api/usage", headers=plain)
+    check("get", "/api/usage", 200, body, "application/json")
+    status, body, _ = json_request(server.url, "GET", "/api/usage", headers=plain)
     assert status == 403
+    check("get", "/api/usage", 403, body, "application/json")
     status, _, _ = json_request(server.url, "GET", "/api/usage/carol", headers=plain)
     assert status == 403
     status, _, _ = json_request(server.url, "GET", "/api/usage?since=yesterday", headers=OPERATOR)
