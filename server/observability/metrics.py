@@ -13,6 +13,7 @@ else. The log lines of a turn come from
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -70,6 +71,7 @@ class PrometheusTelemetry(TurnLog):
         self._models: set[str] = set(settings.pricing)
         self._tools: set[str] = set()
         self._groups = frozenset(["default", *settings.budgets.groups])
+        self._usage_children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._providers: frozenset[str] = frozenset(settings.llm.providers)
 
         self.streams_open = Gauge(
@@ -315,15 +317,27 @@ class PrometheusTelemetry(TurnLog):
         estimated: bool,
     ) -> None:
         super().answer_recorded(provider, model, tokens, cost_usd, estimated)
-        who = self._provider(provider)
-        what = _named(model, self._models)
-        for kind in TOKEN_KINDS:
-            self.tokens.labels(who, what, kind).inc(tokens.get(kind, 0))
+        priced = cost_usd is not None
+        key = (provider, model, estimated, priced)
+        bound = self._usage_children.get(key)
+        if bound is None:
+            # Bound once per provider, model and kind of answer: labels() is most of a
+            # counter's cost, and this runs at every answer's end.
+            who = self._provider(provider)
+            what = _named(model, self._models)
+            bound = (
+                tuple(self.tokens.labels(who, what, kind).inc for kind in TOKEN_KINDS),
+                self.cost.labels(who, what).inc,
+                self.answers.labels(who, what, str(estimated).lower(), str(priced).lower()).inc,
+            )
+            if len(self._usage_children) < 4 * _MAX_NAMES:
+                self._usage_children[key] = bound
+        token_incs, cost_inc, answers_inc = bound
+        for kind, inc in zip(TOKEN_KINDS, token_incs, strict=True):
+            inc(tokens.get(kind, 0))
         if cost_usd is not None:
-            self.cost.labels(who, what).inc(cost_usd)
-        self.answers.labels(
-            who, what, str(estimated).lower(), str(cost_usd is not None).lower()
-        ).inc()
+            cost_inc(cost_usd)
+        answers_inc()
 
     def budget_refused(self, group: str) -> None:
         super().budget_refused(group)

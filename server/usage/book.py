@@ -71,6 +71,7 @@ class UsageBook:
         # reservation is priced at the model it will most likely get.
         self._models = dict(models)
         self._held: dict[str, _Held] = {}
+        self._period = (0.0, 0.0)  # the current period's bounds, computed once per period
         # The group each user was last seen with here, for an operator's report.
         self._groups: dict[str, str] = {}
 
@@ -88,6 +89,12 @@ class UsageBook:
             return None
         return limits
 
+    def _period_now(self, now: float) -> tuple[float, float]:
+        start, end = self._period
+        if not start <= now < end:
+            self._period = start, end = period_at(self.budgets.period, now)
+        return start, end
+
     def _key(self, user_id: str, start: float) -> str:
         return f"{user_id}:{int(start)}"
 
@@ -99,7 +106,7 @@ class UsageBook:
         if limits is None:
             return None
         now = time.time()
-        start, end = period_at(self.budgets.period, now)
+        start, end = self._period_now(now)
         key = self._key(turn.user_id, start)
         prompt = estimate_tokens(len(turn.message))
         tokens = prompt + self._max_output_tokens
