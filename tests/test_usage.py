@@ -174,7 +174,7 @@ def test_a_turn_over_budget_is_refused_before_the_model_is_asked_even_after_a_re
     assert budget["period"] == "day" and budget["limit_tokens"] == 10
     assert budget["used_tokens"] == 14 and budget["limit_usd"] is None
     assert abs(budget["resets_at"] - (time.time() + seconds_to_midnight())) < 60
-    assert metric(server, "sluice_budget_refusals_total", group="default") == 3
+    assert metric(server, "sluice_budget_refusals_total", group="default") == 4
 
     # A restart keeps what was spent: the counters are rebuilt from the ledger.
     server.stop()
