@@ -64,6 +64,9 @@ def _tokens(chars: int) -> int:
 
 
 class UsageStage(WrapperStage):
+    # Bookkeeping: no status events (two a turn, a tenth of a short answer's cost).
+    quiet = True
+
     async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
         book = self.services.usage
         if book is None:  # the server lends none: pass through

@@ -55,7 +55,7 @@ def test_redaction_plugin_in_a_real_stream(
     ).read_all()
     events = [f.data for f in frames if f.data]
     stages = [e["stage"] for e in events if e["type"] == "status" and e["state"] == "start"]
-    assert stages == ["rate_limit", "usage", "session", "intent", "context", "redact_email", "llm"]
+    assert stages == ["rate_limit", "session", "intent", "context", "redact_email", "llm"]
     chunks = "".join(e["content"] for e in events if e["type"] == "chunk")
     complete = events[-1]
     assert complete["type"] == "complete"

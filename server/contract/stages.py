@@ -147,6 +147,9 @@ class _BaseStage:
     Options: ClassVar[type[StageOptions]] = StageOptions
     # True for a stage that always yields a terminal event (the answer): nothing may follow.
     ends_turn: ClassVar[bool] = False
+    # True for a stage whose work a client need not watch (the usage ledger): the pipeline
+    # sends no ``status`` events for it, which saves two events a turn.
+    quiet: ClassVar[bool] = False
 
     def __init__(self, options: Any, services: Services) -> None:
         self.options = options

@@ -3,7 +3,6 @@
 
 const STAGE_LABELS = {
   rate_limit: "Checking limits",
-  usage: "Checking your budget",
   session: "Loading the conversation",
   intent: "Understanding your message",
   context: "Gathering context",
