@@ -94,6 +94,16 @@ def test_an_answer_is_recorded_with_the_providers_figures_and_its_cost(
         server.url, "GET", "/api/usage/alice?since=0&until=1", headers=ALICE
     )
     assert status == 200 and body is not None and body["totals"]["answers"] == 0
+    # An OpenAI API client that keeps its own conversation (nothing stored) is counted too.
+    status, body, _ = json_request(
+        server.url,
+        "POST",
+        "/v1/chat/completions",
+        body={"model": "sluice", "messages": [{"role": "user", "content": "Hi again"}]},
+        headers=ALICE,
+    )
+    assert status == 200, body
+    assert usage(server)["totals"]["answers"] == 2
 
 
 def test_a_stopped_answer_is_estimated_and_a_model_without_a_price_costs_null(
