@@ -183,6 +183,60 @@ def _sluice_redis_env(workers: int) -> Callable[[Launch], dict[str, str]]:
     return env
 
 
+# The pipeline without the usage stage: no ledger, no budgets (the "off" of the usage runs).
+_NO_USAGE = "rate_limit,session,intent,context,llm"
+
+
+def _with_usage(
+    base: Callable[[Launch], dict[str, str]], on: bool
+) -> Callable[[Launch], dict[str, str]]:
+    """``base``'s environment with the usage ledger and budgets on (a budget no load reaches,
+    so every turn is admitted and settled, and prices, so every answer is costed) or off."""
+
+    def env(launch: Launch) -> dict[str, str]:
+        if not on:
+            return {**base(launch), "SLUICE_PIPELINE__STAGES": _NO_USAGE}
+        return {
+            **base(launch),
+            "SLUICE_BUDGETS__TOKENS_PER_USER": str(10**15),
+            "SLUICE_BUDGETS__USD_PER_USER": str(10**9),
+            "SLUICE_PRICING__GPT-4O-MINI__INPUT_PER_MILLION": "0.15",
+            "SLUICE_PRICING__GPT-4O-MINI__CACHED_INPUT_PER_MILLION": "0.075",
+            "SLUICE_PRICING__GPT-4O-MINI__OUTPUT_PER_MILLION": "0.60",
+        }
+
+    return env
+
+
+def _usage_systems() -> list[System]:
+    """sluice with the usage ledger and budgets off and on, embedded and on Redis."""
+    found = []
+    for redis, base in ((False, _sluice_env), (True, _sluice_redis_env(1))):
+        for on in (False, True):
+            name = "sluice" + ("-redis" if redis else "") + ("-budgets" if on else "-nousage")
+            found.append(
+                System(
+                    name=name,
+                    describe=(
+                        "sluice"
+                        + (" with REDIS_URL" if redis else "")
+                        + (
+                            ", the usage ledger and budgets on (priced, limits never reached)"
+                            if on
+                            else ", without the usage stage (no ledger, no budgets)"
+                        )
+                    ),
+                    argv=lambda launch: [PY, "-m", "server"],
+                    path="/api/conversation-stream/bench-user",
+                    headers={"Authorization": "Bearer bench"},
+                    extra_env=_with_usage(base, on),
+                    redis=redis,
+                    tools=True,
+                )
+            )
+    return found
+
+
 SYSTEMS: dict[str, System] = {
     s.name: s
     for s in [
@@ -300,6 +354,7 @@ SYSTEMS: dict[str, System] = {
             redis=True,
             tools=True,
         ),
+        *_usage_systems(),
         System(
             name="tornado",
             describe="bare Tornado handler, AsyncOpenAI typed stream, write+flush per chunk",

@@ -59,6 +59,7 @@ from server import (
     ToolResult,
     ToolResultEvent,
     Turn,
+    Usage,
     chunk,
     complete,
     error,
@@ -123,6 +124,7 @@ class LLMStage(Stage):
             result = answer.result
             assert result is not None, "an answer read to its end has a result"
             last = result
+            turn.usage = _added(turn.usage if rounds else None, result.usage)
             if not calls:
                 break
             calls = [_unique(call, used_ids) for call in calls]
@@ -262,6 +264,30 @@ def _round_params(params: GenerationParams, rounds: int) -> GenerationParams:
 def _runs_on_client(turn: Turn, call: ToolCall) -> bool:
     found = turn.tools.get(call.name)
     return found is not None and found.runs_on_client
+
+
+def _added(total: Usage | None, more: Usage | None) -> Usage:
+    """The turn's usage so far with one more call's. Input and output stay None once any
+    call did not count them (whoever records usage then estimates them); the cache's and
+    reasoning's figures are parts of those, and a call that names none had none."""
+    more = more or Usage()
+    if total is None:
+        return dataclasses.replace(more)
+
+    def both(a: int | None, b: int | None) -> int | None:
+        return None if a is None or b is None else a + b
+
+    def either(a: int | None, b: int | None) -> int | None:
+        return None if a is None and b is None else (a or 0) + (b or 0)
+
+    return Usage(
+        input_tokens=both(total.input_tokens, more.input_tokens),
+        output_tokens=both(total.output_tokens, more.output_tokens),
+        total_tokens=both(total.total_tokens, more.total_tokens),
+        cached_tokens=either(total.cached_tokens, more.cached_tokens),
+        cache_creation_tokens=either(total.cache_creation_tokens, more.cache_creation_tokens),
+        reasoning_tokens=either(total.reasoning_tokens, more.reasoning_tokens),
+    )
 
 
 def _needs_approval(turn: Turn, call: ToolCall) -> bool:

@@ -90,7 +90,9 @@ log = structlog.get_logger("sluice.session")
 
 
 # Errors that end a turn before any model is asked.
-_NO_ANSWER = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_STREAMS})
+_NO_ANSWER = frozenset(
+    {ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_STREAMS, ErrorCode.BUDGET_EXHAUSTED}
+)
 
 
 class SessionOptions(StageOptions):

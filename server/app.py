@@ -12,7 +12,13 @@ from collections.abc import Mapping
 import structlog
 
 from server.config import ConfigError, Settings
-from server.contract import AnyStage, LostTurn, ProviderContext, RateLimitStore, Services
+from server.contract import (
+    AnyStage,
+    LostTurn,
+    ProviderContext,
+    RateLimitStore,
+    Services,
+)
 from server.contract.toolset import ToolSet
 from server.core.coordination import MemoryTurnRegistry, TurnRegistry
 from server.core.pipeline import Pipeline
@@ -31,6 +37,7 @@ from server.stores.history import session_store
 from server.stores.memory import MemoryRateLimitStore
 from server.stores.rate_limits import ConfiguredRateLimiter
 from server.stores.redis.approvals import RedisApprovals
+from server.stores.redis.budgets import RedisBudgets
 from server.stores.redis.client import RedisContext
 from server.stores.redis.rate_limits import RedisRateLimitStore
 from server.stores.redis.registry import RedisTurnRegistry
@@ -38,6 +45,10 @@ from server.stores.redis.streamlog import RedisStreamLogStore
 from server.tools.approvals import ApprovalStore, MemoryApprovals
 from server.tools.mcp_servers import MCPTools
 from server.tools.service import ServerTools
+from server.usage.book import UsageBook
+from server.usage.budgets import BudgetCounter, MemoryBudgets
+from server.usage.ledgers import ledger_for
+from server.usage.pricing import Prices
 
 __all__ = ["build_state", "make_app"]
 
@@ -95,6 +106,7 @@ def build_state(
     logs: StreamLogStore
     registry: TurnRegistry
     approvals: ApprovalStore
+    counters: BudgetCounter
     if settings.store.redis_url:
         redis = RedisContext(
             settings.store.redis_url,
@@ -107,6 +119,7 @@ def build_state(
         )
         registry = RedisTurnRegistry(redis)
         approvals = RedisApprovals(redis)
+        counters = RedisBudgets(redis)
     else:
         rate_limit_store = MemoryRateLimitStore()
         logs = MemoryStreamLogStore(
@@ -114,6 +127,18 @@ def build_state(
         )
         registry = MemoryTurnRegistry()
         approvals = MemoryApprovals()
+        counters = MemoryBudgets()
+    usage = UsageBook(
+        ledger=ledger_for(sessions),
+        counters=counters,
+        prices=Prices(settings.pricing),
+        budgets=settings.budgets,
+        telemetry=telemetry,
+        # A reservation lapses after the longest a turn may run (its process died).
+        hold_seconds=stream.max_duration_seconds + 60,
+        max_output_tokens=llm.max_output_tokens,
+        models={provider.name: provider.model for provider in providers},
+    )
     plugin_tools = load_tools(settings)
     mcp = MCPTools.from_settings(settings.mcp)
 
@@ -134,6 +159,7 @@ def build_state(
         ),
         llm=chain,
         tools=ServerTools(settings.tools, approvals, tracer),
+        usage=usage,
     )
     stages = load_stages(settings, services)
     if isinstance(registry, RedisTurnRegistry):
@@ -165,6 +191,7 @@ def build_state(
         approvals=approvals,
         mcp=mcp,
         tracer=tracer,
+        usage=usage,
     )
 
 

@@ -49,6 +49,21 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
     return run_history_command(settings, args)
 
 
+def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    from server.commands.usage import run_usage_command
+    from server.observability.logging import configure_logging
+
+    quiet = "warning" if settings.log.level == "info" else settings.log.level
+    configure_logging(settings.log.model_copy(update={"level": quiet}))
+    return run_usage_command(settings, args)
+
+
+def _moment(text: str) -> float:
+    from server.commands.usage import moment
+
+    return moment(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sluice",
@@ -94,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
         help="overwrite sessions that exist already (default: refuse, change nothing)",
     )
     load.set_defaults(run=_history, command="import")
+    usage = commands.add_parser(
+        "usage", help="what every user spent in a period (the usage ledger), as a table or CSV"
+    )
+    usage.add_argument(
+        "--since", type=_moment, help="epoch seconds or a UTC date (default: the budget period)"
+    )
+    usage.add_argument("--until", type=_moment, help="epoch seconds or a UTC date, exclusive")
+    usage.add_argument("--user", help="only this user (default: everyone)")
+    usage.add_argument("--format", choices=("table", "csv"), default="table")
+    usage.set_defaults(run=_usage)
     return parser
 
 

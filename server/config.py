@@ -128,7 +128,7 @@ class RateLimitSettings(_Section):
 
 
 class PipelineSettings(_Section):
-    stages: list[str] = ["rate_limit", "session", "intent", "context", "llm"]
+    stages: list[str] = ["rate_limit", "usage", "session", "intent", "context", "llm"]
 
     _split = field_validator("stages", mode="before")(_split_list)
 
@@ -209,6 +209,8 @@ class MCPServerSettings(_Section):
 class AuthSettings(_Section):
     secret_key: str = ""
     api_tokens: dict[str, str] = {}
+    # Operators' bearer tokens ("token:name,..."): they may read anyone's usage.
+    admin_tokens: dict[str, str] = {}
     jwt_secret: str = ""
     cookie_name: str = "sluice_uid"
     cookie_max_age_days: int = Field(365, ge=1)
@@ -225,10 +227,10 @@ class AuthSettings(_Section):
             )
         return value
 
-    @field_validator("api_tokens", mode="before")
+    @field_validator("api_tokens", "admin_tokens", mode="before")
     @classmethod
     def _parse_tokens(cls, value: Any) -> Any:
-        # SLUICE_API_TOKENS="token:user_id,token:user_id"
+        # SLUICE_API_TOKENS="token:user_id,token:user_id" (SLUICE_ADMIN_TOKENS: token:name)
         if isinstance(value, str):
             tokens: dict[str, str] = {}
             for pair in filter(None, (p.strip() for p in value.split(","))):
@@ -238,6 +240,29 @@ class AuthSettings(_Section):
                 tokens[token] = user_id
             return tokens
         return value
+
+
+class PriceSettings(_Section):
+    """One model's prices in USD per million tokens (``[pricing."<model>"]``)."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    # Prompt tokens read from a cache; unset: charged as any other input.
+    cached_input_per_million: float | None = Field(None, ge=0)
+
+
+class BudgetLimits(_Section):
+    """What one user may spend in a period; unset: no limit of that kind."""
+
+    tokens_per_user: int | None = Field(None, ge=0)
+    usd_per_user: float | None = Field(None, ge=0)
+
+
+class BudgetSettings(BudgetLimits):
+    # When budgets reset: midnight UTC ("day") or the first of the month ("month").
+    period: Literal["day", "month"] = "month"
+    # A group's table is that group's budget whole (chosen by the JWT claim budget_group).
+    groups: dict[str, BudgetLimits] = {}
 
 
 class StoreSettings(_Section):
@@ -289,6 +314,8 @@ class Settings(BaseModel):
     auth: AuthSettings = AuthSettings()
     store: StoreSettings = StoreSettings()
     log: LogSettings = LogSettings()
+    pricing: dict[str, PriceSettings] = {}
+    budgets: BudgetSettings = BudgetSettings()
     # SLUICE_ENV: "production" turns on the demo guard.
     env: str = "development"
 
@@ -323,11 +350,19 @@ _WELL_KNOWN: dict[str, tuple[str, ...]] = {
     "SLUICE_SECRET_KEY": ("auth", "secret_key"),
     "SLUICE_API_TOKENS": ("auth", "api_tokens"),
     "SLUICE_JWT_SECRET": ("auth", "jwt_secret"),
+    "SLUICE_ADMIN_TOKENS": ("auth", "admin_tokens"),
     "SLUICE_DATA_DIR": ("server", "data_dir"),
     "SLUICE_ENV": ("env",),
 }
 
-_SECRET_KEYS = {"secret_key", "api_tokens", "jwt_secret", "api_key", "database_url"}
+_SECRET_KEYS = {
+    "secret_key",
+    "api_tokens",
+    "admin_tokens",
+    "jwt_secret",
+    "api_key",
+    "database_url",
+}
 # An MCP server's environment and HTTP headers carry its keys and tokens.
 _MCP_SECRET_KEYS = {"env", "headers"}
 

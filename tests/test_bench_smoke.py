@@ -221,3 +221,15 @@ def test_traced_system_exports_every_turns_spans(tmp_path: Path) -> None:
     (plain,) = result["results"]["sluice"]
     assert "spans" not in plain
     assert any(line.startswith("| sluice-traced |") for line in done.stdout.splitlines())
+
+
+def test_usage_ledger_and_budgets_on_and_off_run_clean(tmp_path: Path) -> None:
+    """The systems docs/performance.md compares for the usage ledger's cost: with it and
+    budgets on (every turn reserved, settled and costed) and off, embedded and on Redis."""
+    systems = ["sluice-nousage", "sluice-budgets", "sluice-redis-nousage", "sluice-redis-budgets"]
+    _, result = run_bench(tmp_path, "throughput", ",".join(systems))
+    assert result["skipped"] == {}
+    for system in systems:
+        (run,) = result["results"][system]
+        assert run["errors"] == 0, (system, run["error_kinds"])
+        assert run["tokens"] == run["streams"] * result["workload"]["tokens"], system

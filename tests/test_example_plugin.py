@@ -28,7 +28,7 @@ def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def config_with_redaction(tmp_path: Path) -> Path:
     """The shipped config.toml with one line changed: the stage list."""
     original = (ROOT / "config.toml").read_text(encoding="utf-8")
-    line = 'stages = ["rate_limit", "session", "intent", "context", "llm"]'
+    line = 'stages = ["rate_limit", "usage", "session", "intent", "context", "llm"]'
     assert original.count(line) == 1
     enabled = line.replace('"context", "llm"', '"context", "redact_email", "llm"')
     path = tmp_path / "config.toml"

@@ -69,7 +69,14 @@ def test_turn_lines_carry_ids_and_a_hashed_user_and_no_secrets(start_server: Sta
     assert finished["outcome"] == "complete" and finished["provider"] == "demo"
     assert finished["ttft_ms"] > 0 and finished["duration_ms"] >= finished["ttft_ms"]
     assert finished["answer_chars"] > 0
-    assert set(finished["stages_ms"]) == {"rate_limit", "session", "intent", "context", "llm"}
+    assert set(finished["stages_ms"]) == {
+        "rate_limit",
+        "usage",
+        "session",
+        "intent",
+        "context",
+        "llm",
+    }
     # Lines logged inside the turn (the chain's) carry the bound ids too.
     attempt = server.wait_for_log("provider_attempt", stream_id=bearer_stream)
     assert attempt["user"] == started["user"] and attempt["provider"] == "demo"

@@ -20,7 +20,11 @@ ALICE = bearer("tok-alice")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 # Every label name the server may use; anything else would be a new (maybe unbounded) one.
-ALLOWED_LABELS = {"outcome", "code", "provider", "stage", "kind", "cause", "mode", "reason", "le"}
+ALLOWED_LABELS = {
+    *("outcome", "code", "provider", "stage", "kind", "cause", "mode", "reason", "le"),
+    # Usage: model and tool names (at most a hundred of each), budget groups (configured).
+    *("model", "tool", "group", "estimated", "priced"),
+}
 
 
 def scrape(server: RunningServer) -> tuple[str, Samples]:

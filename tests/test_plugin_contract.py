@@ -124,7 +124,7 @@ def make_plugin_package(
     return site
 
 
-PIPELINE = 'stages = ["rate_limit", "session", "intent", "context", "llm"]'
+PIPELINE = 'stages = ["rate_limit", "usage", "session", "intent", "context", "llm"]'
 
 
 def config_with(stages: list[str]) -> str:

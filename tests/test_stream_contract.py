@@ -49,7 +49,7 @@ def test_headers_and_framing(demo_server: RunningServer) -> None:
     progress = [s["progress"] for s in statuses]
     assert progress == sorted(progress) and progress[0] == 0 and progress[-1] == 100
     stages = [s["stage"] for s in statuses if s["state"] == "start"]
-    assert stages == ["rate_limit", "session", "intent", "context", "llm"]
+    assert stages == ["rate_limit", "session", "intent", "context", "llm"]  # usage is quiet
 
     complete = evs[-1]
     chunks = [e["content"] for e in evs if e["type"] == "chunk"]

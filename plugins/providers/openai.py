@@ -80,11 +80,13 @@ class OpenAIOptions(ProviderOptions):
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
+    prompt = raw.get("prompt_tokens_details")
     details = raw.get("completion_tokens_details")
     return Usage(
         input_tokens=raw.get("prompt_tokens"),
         output_tokens=raw.get("completion_tokens"),
         total_tokens=raw.get("total_tokens"),
+        cached_tokens=prompt.get("cached_tokens") if isinstance(prompt, dict) else None,
         reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
     )
 

@@ -15,8 +15,15 @@ from typing import TextIO
 
 from server.config import Settings
 from server.contract import SessionExists, StoreUnavailable
-from server.stores.archive import ArchiveError, export_history, import_history, read_archive
+from server.stores.archive import (
+    ArchiveError,
+    export_history,
+    export_usage,
+    import_history,
+    read_archive_with_usage,
+)
 from server.stores.history import session_store
+from server.usage.ledgers import ledger_for
 
 __all__ = ["run_history_command"]
 
@@ -35,13 +42,19 @@ async def _run(settings: Settings, args: argparse.Namespace, file: TextIO) -> in
             _say(f"the history schema in {where} is up to date")
         elif args.command == "export":
             counts = await export_history(store, file, args.user)
+            entries = await export_usage(ledger_for(store), file, args.user)
             whose = f"user {args.user!r}" if args.user else "everyone"
             _say(f"exported {counts} ({whose}) from {where}")
+            if entries:
+                _say(f"exported {entries} usage entries")
         else:
-            sessions = read_archive(file)
+            sessions, usage = read_archive_with_usage(file)
             _say(f"read {len(sessions)} sessions from {args.file}")
             counts = await import_history(store, sessions, replace=args.replace)
             _say(f"imported {counts} into {where}; every one checked")
+            if usage:
+                new = await ledger_for(store).import_entries(usage)
+                _say(f"imported {new} usage entries ({len(usage) - new} were there already)")
         return 0
     except StoreUnavailable as error:
         _say(f"history unavailable: {error.reason}")

@@ -18,7 +18,8 @@ machinery (``server.core``, ``server.llm``, ``server.http``, ``server.stores``) 
   :class:`ToolArgumentsError`.
 * Services a stage may call: :class:`Services` with the stores (:class:`SessionStore`,
   :class:`RateLimiter`) and the answer service (:class:`AnswerService`, :class:`Answer`,
-  :class:`AnswerResult`, :class:`AnswerError`).
+  :class:`AnswerResult`, :class:`AnswerError`), and the usage ledger and budgets
+  (:class:`UsageService`, :class:`Spent`).
 * Providers: :class:`Provider`, :class:`ProviderOptions`, :class:`ProviderContext`,
   :class:`ProviderStream`, :class:`GenerationParams`, :class:`ToolChoice`, :class:`Completion`,
   :class:`Usage`,
@@ -108,6 +109,7 @@ from server.contract.tools import (
     tool,
 )
 from server.contract.toolset import ToolSet
+from server.contract.usage import Spent, UsageService
 
 __all__ = [
     "TERMINAL_TYPES",
@@ -147,6 +149,7 @@ __all__ = [
     "SessionMatch",
     "SessionRecord",
     "SessionStore",
+    "Spent",
     "Stage",
     "StageOptions",
     "Status",
@@ -168,6 +171,7 @@ __all__ = [
     "ToolSet",
     "Turn",
     "Usage",
+    "UsageService",
     "WrapperStage",
     "chunk",
     "complete",

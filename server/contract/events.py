@@ -49,6 +49,9 @@ class ErrorCode(enum.StrEnum):
 
     RATE_LIMITED = "rate_limited"
     """Too many turns from this user or address; ``retry_after`` says when to try again."""
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    """The user's budget for the period is spent (``[budgets]``); not retryable before
+    ``retry_after``, the seconds to the period's reset."""
     TOO_MANY_STREAMS = "too_many_streams"
     """The user has ``limits.max_streams_per_user`` answers in progress already."""
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"

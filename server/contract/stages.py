@@ -17,7 +17,7 @@ stage's ``Options`` model (unknown keys refused).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,10 +26,11 @@ from pydantic import BaseModel, ConfigDict
 from server.contract.answers import AnswerResult, AnswerService
 from server.contract.events import Event
 from server.contract.parts import ImagePart
-from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message
+from server.contract.providers import DEFAULT_PARAMS, GenerationParams, Message, Usage
 from server.contract.stores import RateLimiter, SessionStore
 from server.contract.tools import ToolService
 from server.contract.toolset import ToolSet
+from server.contract.usage import UsageService
 
 __all__ = [
     "AnyStage",
@@ -98,6 +99,13 @@ class Turn:
     # ``image_url`` parts): the context stage gives them to the model with the message, and
     # the session stage stores them with it.
     images: list[ImagePart] = field(default_factory=list)
+    # The caller's verified JWT claims (empty for a cookie or a static token): a stage may
+    # read its own claims here (the usage stage: ``budget_group``).
+    claims: Mapping[str, Any] = field(default_factory=dict)
+    # Filled by the llm stage: the tokens of every model call of the turn so far, summed,
+    # as the providers counted them; None once a call ended without its figures (stopped,
+    # or a provider that sends none), so that whoever records usage knows to estimate.
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +138,15 @@ class Services:
     ``sessions`` keeps conversations (SQLite, or PostgreSQL with ``DATABASE_URL``);
     ``rate_limits`` takes tokens from the configured buckets (``[rate_limit]``);
     ``llm`` answers a prompt through the provider fallback chain; ``tools`` runs tool calls
-    under the ``[tools]`` limits and waits for approvals (None: the turn offers no tools).
+    under the ``[tools]`` limits and waits for approvals (None: the turn offers no tools);
+    ``usage`` keeps the usage ledger and the budgets (``[budgets]``, ``[pricing]``).
     """
 
     sessions: SessionStore
     rate_limits: RateLimiter
     llm: AnswerService
     tools: ToolService | None = None
+    usage: UsageService | None = None
 
 
 class _BaseStage:
@@ -145,6 +155,9 @@ class _BaseStage:
     Options: ClassVar[type[StageOptions]] = StageOptions
     # True for a stage that always yields a terminal event (the answer): nothing may follow.
     ends_turn: ClassVar[bool] = False
+    # True for a stage whose work a client need not watch (the usage ledger): the pipeline
+    # sends no ``status`` events for it, which saves two events a turn.
+    quiet: ClassVar[bool] = False
 
     def __init__(self, options: Any, services: Services) -> None:
         self.options = options

@@ -3,7 +3,8 @@
 Plain stages run one after another in a loop; a wrapper stage gets ``rest``, which runs every
 later stage. The pipeline, not each stage, keeps the event rules:
 
-* Each stage is announced ``start`` before its first event and ``done`` after its last: a
+* Each stage is announced ``start`` before its first event and ``done`` after its last (but
+  a stage whose class sets ``quiet = True``, bookkeeping a client need not watch): a
   plain stage when its ``run`` ends, a wrapper just before the terminal event leaves it. A
   stage that ends the turn with ``error`` is not reported ``done`` (it failed), and neither
   are the wrappers around it.
@@ -64,14 +65,16 @@ class Pipeline:
         self.stages = list(stages)
         self.names = [stage.name for stage in self.stages]
         self._wrapper = [isinstance(stage, WrapperStage) for stage in self.stages]
-        self._starts, self._dones = _status_events(self.names, self._wrapper)
+        # Stages that keep their work to themselves (``quiet = True``) are not announced.
+        self._quiet = [bool(getattr(stage, "quiet", False)) for stage in self.stages]
+        self._starts, self._dones = _status_events(self.names, self._wrapper, self._quiet)
         self._telemetry = telemetry or Telemetry()
         self._tracer = tracer
 
     def run(self, turn: Turn) -> AsyncIterator[Event]:
         return self._run_from(turn, 0)
 
-    def _stage_done(self, index: int, started: float) -> Status:
+    def _stage_done(self, index: int, started: float) -> Status | None:
         self._telemetry.stage_done(self.names[index], time.perf_counter() - started)
         return self._dones[index]
 
@@ -84,7 +87,9 @@ class Pipeline:
         """
         for position in range(index, len(self.stages)):
             stage = self.stages[position]
-            yield self._starts[position]
+            start = self._starts[position]
+            if start is not None:
+                yield start
             started = time.perf_counter()
             # The stage's span is current while it runs: a wrapper's holds the later stages'.
             span: SpanScope | None = None
@@ -109,7 +114,9 @@ class Pipeline:
                                     yield Chunk(event.message)
                                 elif text != event.message:
                                     event = dataclasses.replace(event, message=text)
-                            yield self._stage_done(position, started)
+                            done = self._stage_done(position, started)
+                            if done is not None:
+                                yield done
                         else:  # failed: timed, but not reported done
                             self._telemetry.stage_done(stage.name, time.perf_counter() - started)
                             if span is not None and isinstance(event, Error):
@@ -137,7 +144,9 @@ class Pipeline:
             # Not kept (closed, but with its frame) while the later stages run: for the
             # life of the stream.
             del events
-            yield self._stage_done(position, started)
+            done = self._stage_done(position, started)
+            if done is not None:
+                yield done
             if is_wrapper:
                 return  # the stages after it ran inside it, through rest
 
@@ -148,27 +157,37 @@ class Pipeline:
         return rest
 
 
-def _status_events(names: list[str], wrapper: list[bool]) -> tuple[list[Status], list[Status]]:
+def _status_events(
+    names: list[str], wrapper: list[bool], quiet: list[bool]
+) -> tuple[list[Status | None], list[Status | None]]:
     """Each stage's ``start`` and ``done`` status, with progress by its place in the order
     the events are sent: starts and plain stages' dones in pipeline order, then the
-    wrappers' dones, innermost first."""
+    wrappers' dones, innermost first. A quiet stage has none (None)."""
     count = len(names)
     start_at = [0] * count
     done_at = [0] * count
     position = 0
     for index in range(count):
+        if quiet[index]:
+            continue
         start_at[index] = position
         position += 1
         if not wrapper[index]:
             done_at[index] = position
             position += 1
     for index in reversed(range(count)):
-        if wrapper[index]:
+        if wrapper[index] and not quiet[index]:
             done_at[index] = position
             position += 1
     last = max(position - 1, 1)
-    starts = [Status(n, "start", 100 * start_at[i] // last) for i, n in enumerate(names)]
-    dones = [Status(n, "done", 100 * done_at[i] // last) for i, n in enumerate(names)]
+    starts: list[Status | None] = [
+        None if quiet[i] else Status(n, "start", 100 * start_at[i] // last)
+        for i, n in enumerate(names)
+    ]
+    dones: list[Status | None] = [
+        None if quiet[i] else Status(n, "done", 100 * done_at[i] // last)
+        for i, n in enumerate(names)
+    ]
     return starts, dones
 
 

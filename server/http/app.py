@@ -31,6 +31,7 @@ from server.http.streams import (
     StreamResumeHandler,
     ToolApprovalHandler,
 )
+from server.http.usage import UsageHandler, UsageListHandler
 from server.internals.tornado_internals import GZipExceptEventStream
 
 __all__ = ["ROUTES", "make_app"]
@@ -52,6 +53,8 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/check-stream", CheckStreamHandler),
     ("/api/chat", ChatHandler),
     ("/api/chat/{chat_id}/stream", ChatStreamHandler),
+    ("/api/usage", UsageListHandler),
+    ("/api/usage/{user_id}", UsageHandler),
     ("/v1/chat/completions", ChatCompletionsHandler),
     ("/v1/models", ModelsHandler),
     ("/v1/models/{model}", ModelHandler),

@@ -57,6 +57,7 @@ DEFAULT_CODES: dict[int, tuple[str, str]] = {
 # A stream's terminal error -> the status the JSON endpoint answers it with.
 EVENT_STATUS: dict[str, int] = {
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.BUDGET_EXHAUSTED: 429,
     ErrorCode.TOO_MANY_STREAMS: 429,
     ErrorCode.UPSTREAM_UNAVAILABLE: 502,
     ErrorCode.UPSTREAM_INTERRUPTED: 502,

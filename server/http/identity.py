@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import jwt
@@ -39,6 +40,8 @@ USER_ID_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 class Identity:
     user_id: str
     method: Literal["cookie", "token", "jwt"]
+    # A JWT's verified claims (``budget_group`` chooses the user's budget); empty otherwise.
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class InvalidCredentials(Exception):
@@ -61,7 +64,18 @@ class TokenAuthenticator:
     def __init__(self, auth: AuthSettings) -> None:
         # Digests of equal length: comparing them takes the same time whatever the lengths.
         self._tokens = [(_digest(token), user_id) for token, user_id in auth.api_tokens.items()]
+        self._admins = [(_digest(token), name) for token, name in auth.admin_tokens.items()]
         self._jwt_secret = auth.jwt_secret
+
+    def operator(self, token: str) -> str | None:
+        """The operator's name when ``token`` is one of ``SLUICE_ADMIN_TOKENS``, else None.
+        Operators' tokens open the usage of every user, and nothing else."""
+        raw = _digest(token)
+        found: str | None = None
+        for candidate, name in self._admins:
+            if hmac.compare_digest(raw, candidate):
+                found = name
+        return found
 
     def authenticate(self, token: str) -> Identity:
         raw = _digest(token)
@@ -73,10 +87,11 @@ class TokenAuthenticator:
         if found is not None:
             return Identity(found, "token")
         if self._jwt_secret and token.count(".") == 2:
-            return Identity(self._decode_jwt(token), "jwt")
+            claims = self._decode_jwt(token)
+            return Identity(claims["sub"], "jwt", claims)
         raise InvalidCredentials("The bearer token is not valid.")
 
-    def _decode_jwt(self, token: str) -> str:
+    def _decode_jwt(self, token: str) -> dict[str, Any]:
         try:
             claims = jwt.decode(
                 token,
@@ -91,7 +106,7 @@ class TokenAuthenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not valid_user_id(subject):
             raise InvalidCredentials("The bearer token names no valid user.")
-        return subject
+        return claims
 
 
 def load_or_create_secret(configured: str, data_dir: Path) -> str:

@@ -51,6 +51,13 @@ _SESSION_HEADER = "X-Session-Id"
 
 # A turn's terminal error as an HTTP status: the JSON endpoint's map; anything else is 500.
 _STATUS = {**EVENT_STATUS, ErrorCode.INTERNAL: 500}
+# sluice's codes that OpenAI names otherwise: a spent budget is OpenAI's spent quota, which
+# every OpenAI client already tells apart from a rate limit.
+_OPENAI_CODES: dict[str, str] = {ErrorCode.BUDGET_EXHAUSTED: "insufficient_quota"}
+
+
+def _openai_code(code: str) -> str:
+    return _OPENAI_CODES.get(code, code)
 
 
 class OpenAIErrorsMixin(BaseHandler):
@@ -79,9 +86,9 @@ class OpenAIErrorsMixin(BaseHandler):
             seconds = max(1, round(retry_after + 0.499))
             extra["retry_after"] = seconds
             self.set_header("Retry-After", str(seconds))
-        body = wire.error_object(
-            message, type=wire.error_type(status_code), code=str(code), param=param, **extra
-        )
+        code = _openai_code(str(code))
+        kind = code if code == "insufficient_quota" else wire.error_type(status_code)
+        body = wire.error_object(message, type=kind, code=code, param=param, **extra)
         self.write_json(body, status_code)
 
 
@@ -189,6 +196,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
             message=request.message,
             client_ip=self.request.remote_ip or "",
             session_id=session_id,
+            claims=identity.claims,
             # A stored session keeps its own history; otherwise the client's is the history.
             client_history=None if session_id is not None else request.history,
             instructions=request.instructions,
@@ -327,7 +335,7 @@ class ChatCompletionsHandler(OpenAIErrorsMixin, JsonBodyHandler, EventStreamMixi
                 body = wire.error_object(
                     str(data.get("message", "")),
                     type=wire.error_type(status),
-                    code=code,
+                    code=_openai_code(code),
                     **extra,
                 )
                 out.append(wire.error_frame(body))

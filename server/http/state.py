@@ -14,6 +14,7 @@ from server.observability.telemetry import Telemetry
 from server.observability.tracing import Tracer
 from server.tools.approvals import ApprovalStore
 from server.tools.mcp_servers import MCPTools
+from server.usage.book import UsageBook
 
 __all__ = ["ServerState"]
 
@@ -33,4 +34,5 @@ class ServerState:
     telemetry: Telemetry
     approvals: ApprovalStore  # tool calls waiting for their owner's decision
     mcp: MCPTools  # started with the server; its tools join every turn's
+    usage: UsageBook  # the usage ledger, prices and budgets
     tracer: Tracer | None = None  # None: traces off (server.observability.tracing)

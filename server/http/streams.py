@@ -129,6 +129,7 @@ async def begin_turn(
         session_id=session_id,
         provider=provider,
         images=list(images),
+        claims=identity.claims,
     )
     try:
         stream_log = await handler.state.runner.start(turn)

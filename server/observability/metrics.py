@@ -13,6 +13,7 @@ else. The log lines of a turn come from
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -27,6 +28,7 @@ OUTCOMES = frozenset(
     {
         "complete",
         "rate_limited",
+        "budget_exhausted",
         "too_many_streams",
         "upstream_unavailable",
         "upstream_interrupted",
@@ -41,6 +43,11 @@ CIRCUIT_STATES = {"closed": 0, "half_open": 1, "open": 2}
 FALLBACK_REASONS = frozenset(kind.value for kind in FailureKind) | {"circuit_open", "empty"}
 _MODES = ("stream", "non-stream")
 DISCONNECT_CAUSES = frozenset({"client_gone", "slow_reader"})
+TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+TOOL_OUTCOMES = frozenset({"ok", "denied", "timeout", "invalid_arguments", "failed", "cancelled"})
+# Tool and model names come from plugins, MCP servers and upstreams: at most this many of
+# each get their own label value, the rest are counted as "other".
+_MAX_NAMES = 100
 
 # Seconds. First chunks are a fraction of a second to tens of seconds; whole turns to minutes.
 _TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60)
@@ -61,6 +68,10 @@ class PrometheusTelemetry(TurnLog):
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry = CollectorRegistry()
         self._stages = frozenset(settings.pipeline.stages)
+        self._models: set[str] = set(settings.pricing)
+        self._tools: set[str] = set()
+        self._groups = frozenset(["default", *settings.budgets.groups])
+        self._usage_children: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._providers: frozenset[str] = frozenset(settings.llm.providers)
 
         self.streams_open = Gauge(
@@ -173,6 +184,39 @@ class PrometheusTelemetry(TurnLog):
             registry=registry,
         )
 
+        self.tokens = Counter(
+            "sluice_tokens",
+            "Tokens of recorded answers, by provider, model and kind: input (cached"
+            " included), output (reasoning included), cached, reasoning.",
+            ["provider", "model", "kind"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "sluice_cost_usd",
+            "Cost of recorded answers in USD, from [pricing] (unpriced models add nothing).",
+            ["provider", "model"],
+            registry=registry,
+        )
+        self.answers = Counter(
+            "sluice_usage_answers",
+            "Answers recorded in the usage ledger, by provider, model, whether their"
+            " tokens were estimated and whether the model has a price.",
+            ["provider", "model", "estimated", "priced"],
+            registry=registry,
+        )
+        self.budget_refusals = Counter(
+            "sluice_budget_refusals",
+            "Turns refused because the user's budget is spent (budget_exhausted), by group.",
+            ["group"],
+            registry=registry,
+        )
+        self.tool_calls = Counter(
+            "sluice_tool_calls",
+            "Tool calls ended, by tool and outcome: ok or the error kind.",
+            ["tool", "outcome"],
+            registry=registry,
+        )
+
     def providers_configured(self, names: Iterable[str]) -> None:
         """Name the providers (labels are limited to these); their circuits start closed."""
         self._providers = frozenset(names)
@@ -261,3 +305,56 @@ class PrometheusTelemetry(TurnLog):
         value = CIRCUIT_STATES.get(state)
         if value is not None:
             self.circuit_state.labels(self._provider(provider)).set(value)
+
+    # -- usage -------------------------------------------------------------------------------
+
+    def answer_recorded(
+        self,
+        provider: str | None,
+        model: str | None,
+        tokens: dict[str, int],
+        cost_usd: float | None,
+        estimated: bool,
+    ) -> None:
+        super().answer_recorded(provider, model, tokens, cost_usd, estimated)
+        priced = cost_usd is not None
+        key = (provider, model, estimated, priced)
+        bound = self._usage_children.get(key)
+        if bound is None:
+            # Bound once per provider, model and kind of answer: labels() is most of a
+            # counter's cost, and this runs at every answer's end.
+            who = self._provider(provider)
+            what = _named(model, self._models)
+            bound = (
+                tuple(self.tokens.labels(who, what, kind).inc for kind in TOKEN_KINDS),
+                self.cost.labels(who, what).inc,
+                self.answers.labels(who, what, str(estimated).lower(), str(priced).lower()).inc,
+            )
+            if len(self._usage_children) < 4 * _MAX_NAMES:
+                self._usage_children[key] = bound
+        token_incs, cost_inc, answers_inc = bound
+        for kind, inc in zip(TOKEN_KINDS, token_incs, strict=True):
+            inc(tokens.get(kind, 0))
+        if cost_usd is not None:
+            cost_inc(cost_usd)
+        answers_inc()
+
+    def budget_refused(self, group: str) -> None:
+        super().budget_refused(group)
+        self.budget_refusals.labels(_bounded(group, self._groups)).inc()
+
+    def tool_finished(self, tool: str, outcome: str) -> None:
+        super().tool_finished(tool, outcome)
+        self.tool_calls.labels(_named(tool, self._tools), _bounded(outcome, TOOL_OUTCOMES)).inc()
+
+
+def _named(name: str | None, seen: set[str]) -> str:
+    """``name`` as a label value while fewer than ``_MAX_NAMES`` were seen, else "other"."""
+    if name is None:
+        return "none"
+    if name in seen:
+        return name
+    if len(seen) < _MAX_NAMES:
+        seen.add(name)
+        return name
+    return "other"

@@ -47,3 +47,22 @@ class Telemetry(ChainObserver):
     def store_unavailable(self, store: str) -> None:
         """A request was answered 503 because ``store`` ("sessions", "redis") could not be
         reached."""
+
+    # -- usage (server/usage/book.py) -------------------------------------------------------
+
+    def answer_recorded(
+        self,
+        provider: str | None,
+        model: str | None,
+        tokens: dict[str, int],
+        cost_usd: float | None,
+        estimated: bool,
+    ) -> None:
+        """An answer went into the usage ledger: ``tokens`` by kind (input, output, cached,
+        reasoning), its cost (None: the model has no price)."""
+
+    def budget_refused(self, group: str) -> None:
+        """A turn was refused because the user's budget (of ``group``) is spent."""
+
+    def tool_finished(self, tool: str, outcome: str) -> None:
+        """A tool call ended: ``outcome`` is ``ok`` or its error kind."""

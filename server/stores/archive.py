@@ -8,6 +8,13 @@ The format, one JSON object per line::
      "created_at", "reply_to", "provider", "model", "mode", "fallback", "input_tokens",
      "output_tokens", "time_to_first_token_ms", "duration_ms", "parts"}
 
+    {"type": "usage", "user_id", "session_id", "stream_id", "provider", "model",
+     "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
+     "estimated", "created_at"}
+
+``usage`` lines (the usage ledger, one per answer, after every session) come from a server
+with the ledger; an import skips an entry whose ``stream_id`` is recorded already.
+
 ``parts`` is the message in order when it is more than its text (an answer whose model
 called tools: text, ``tool_call`` and ``tool_result`` parts, as ``GET /api/sessions/...``
 shows them), else ``[]``; a line without it (an export from before tool calls were kept)
@@ -30,8 +37,19 @@ from typing import Any, TextIO
 from server.contract.parts import Part, part_from_dict, part_to_dict
 from server.contract.stores import AnswerFacts, ArchivedSession, SessionStore, StoredMessage
 from server.stores.rows import FACT_COLUMNS
+from server.usage.ledger import COLUMNS as USAGE_COLUMNS
+from server.usage.ledger import Ledger, LedgerEntry
 
-__all__ = ["ArchiveError", "Counts", "count", "export_history", "import_history", "read_archive"]
+__all__ = [
+    "ArchiveError",
+    "Counts",
+    "count",
+    "export_history",
+    "export_usage",
+    "import_history",
+    "read_archive",
+    "read_archive_with_usage",
+]
 
 FORMAT = "sluice.history"
 VERSION = 1
@@ -129,6 +147,30 @@ async def export_history(store: SessionStore, out: TextIO, user_id: str | None =
     return counts
 
 
+async def export_usage(ledger: Ledger, out: TextIO, user_id: str | None = None) -> int:
+    """Write the usage ledger's entries (of ``user_id``) after the sessions; how many."""
+    written = 0
+    async for entry in ledger.entries(user_id):
+        out.write(_dump({"type": "usage", **entry.as_json()}))
+        written += 1
+    return written
+
+
+def _usage_entry(line: dict[str, Any], number: int) -> LedgerEntry:
+    values = {name: line.get(name) for name in USAGE_COLUMNS}
+    try:
+        entry = LedgerEntry(**values)  # type: ignore[arg-type]
+    except TypeError:
+        raise ArchiveError(f"line {number}: a usage entry that is not one") from None
+    for name in ("user_id", "stream_id"):
+        _need(line, name, str, number)
+    for name in ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens"):
+        _need(line, name, int, number)
+    _need(line, "created_at", (int, float), number)
+    _need(line, "estimated", bool, number)
+    return entry
+
+
 def _need(line: dict[str, Any], key: str, kind: type | tuple[type, ...], number: int) -> Any:
     value = line.get(key)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
@@ -147,8 +189,16 @@ def _parts(line: dict[str, Any], number: int) -> tuple[Part, ...]:
 
 
 def read_archive(lines: Iterable[str]) -> list[ArchivedSession]:
-    """Parse an export; ArchiveError names the first line that is wrong."""
+    """Parse an export's sessions; ArchiveError names the first line that is wrong."""
+    return read_archive_with_usage(lines)[0]
+
+
+def read_archive_with_usage(
+    lines: Iterable[str],
+) -> tuple[list[ArchivedSession], list[LedgerEntry]]:
+    """Parse an export: its sessions and its usage entries."""
     sessions: dict[tuple[str, str], ArchivedSession] = {}
+    usage: list[LedgerEntry] = []
     header_seen = False
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -169,6 +219,9 @@ def read_archive(lines: Iterable[str]) -> list[ArchivedSession]:
                     f" version {VERSION}"
                 )
             header_seen = True
+            continue
+        if kind == "usage":
+            usage.append(_usage_entry(line, number))
             continue
         key = (_need(line, "user_id", str, number), _need(line, "session_id", str, number))
         if kind == "session":
@@ -202,7 +255,7 @@ def read_archive(lines: Iterable[str]) -> list[ArchivedSession]:
             raise ArchiveError(f"line {number}: unknown type {kind!r}")
     if not header_seen:
         raise ArchiveError("the file is empty")
-    return list(sessions.values())
+    return list(sessions.values()), usage
 
 
 def _fingerprint(session: ArchivedSession) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -219,6 +219,11 @@ class PostgresSessionStore:
                 log.info("database_reachable", database=self.where)
         except _UNREACHABLE as error:
             raise self._unavailable(error) from None
+
+    def connection(self) -> AbstractAsyncContextManager[asyncpg.pool.PoolConnectionProxy]:
+        """A pooled connection for another table of this database (the usage ledger), with
+        the same handling of a database that is down."""
+        return self._connection()
 
     # -- the store contract --------------------------------------------------------------
 

@@ -64,6 +64,8 @@ class Reply:
     split_utf8: bool = False  # write every frame in pieces cut inside UTF-8 characters
     refuse_stream: bool = False  # 400 to a streaming request; plain requests answer
     usage: bool = True
+    # OpenAI: the prompt tokens its usage says were read from the cache (None: no details).
+    cached_tokens: int | None = None
     finish_reason: str = "stop"
     interval: float = 0.0  # pause between text frames
     gzip: bool = False  # gzip the stream, although the client asked for identity
@@ -304,12 +306,14 @@ class _OpenAIHandler(_Handler):
         finish = "tool_calls" if reply.tool_calls else reply.finish_reason
         tail = self._chunk(model, {}, finish)
         if reply.usage and body.get("stream_options", {}).get("include_usage"):
-            usage = {
+            usage: dict[str, Any] = {
                 "prompt_tokens": 11,
                 "completion_tokens": len(reply.text),
                 "total_tokens": 11 + len(reply.text),
             }
             usage.update(self._reasoning_usage(reply))
+            if reply.cached_tokens is not None:
+                usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
             tail += self._frame(
                 {
                     "id": "chatcmpl-fake",

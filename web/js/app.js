@@ -4,6 +4,7 @@
 import * as api from "./api.js";
 import { factsFor, rememberFacts } from "./answer-facts.js";
 import { runCheck } from "./check.js";
+import { refreshBudget } from "./budget-note.js";
 import { describeError } from "./errors.js";
 import { HistorySearch } from "./history-search.js";
 import { AnswerView, userMessage } from "./message-view.js";
@@ -327,6 +328,7 @@ function send(text, retryView = null) {
   const run = ui.streaming.checked ? runStreaming : runPlain;
   run(message, turn).then((outcome) => {
     endTurn();
+    refreshBudget(state.userId);
     if (outcome?.busyWith) answerElsewhere(message, question, view);
   });
 }
@@ -429,7 +431,7 @@ async function consume(events, turn, retry) {
         view.li.dataset.received = "error";
         stage.hide();
         // Refused before any model was asked: nothing of this turn is stored.
-        if (!["rate_limited", "too_many_streams"].includes(data.code)) {
+        if (!["rate_limited", "too_many_streams", "budget_exhausted"].includes(data.code)) {
           state.shownMessages += turn.followed ? 1 : 2;
         }
         const desc = describeError(data);
@@ -654,6 +656,7 @@ async function start() {
   const m = /^#session=(.+)$/.exec(location.hash);
   if (m) await openSession(decodeURIComponent(m[1]));
   else refreshSessions();
+  refreshBudget(state.userId);
   ui.input.focus();
 }
 

@@ -13,6 +13,7 @@
 const MESSAGES = {
   rate_limited: "You're sending messages faster than allowed.",
   too_many_streams: "Another answer is still being written.",
+  budget_exhausted: "Your usage budget is used up for now.",
   upstream_unavailable: "The answer service is unavailable right now.",
   upstream_interrupted: "The answer was interrupted before it finished.",
   timeout: "The answer took too long.",

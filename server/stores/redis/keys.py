@@ -11,6 +11,7 @@ __all__ = [
     "LIVE",
     "active_key",
     "approval_key",
+    "budget_keys",
     "cancel_key",
     "log_key",
     "meta_key",
@@ -62,3 +63,11 @@ def rate_key(bucket: str) -> str:
 def wake_key(instance: str) -> str:
     """A stream the process's tail also reads, to be woken when it has a new log to follow."""
     return f"{PREFIX}wake:{instance}"
+
+
+def budget_keys(counter: str) -> list[str]:
+    """A user's budget in one period (``counter`` is ``<user>:<period start>``): a hash of
+    what was spent (``tokens``, ``usd``); the running turns' holds, a sorted set of stream
+    ids by expiry (ms); and a hash of what each holds (``"<tokens> <usd>"``)."""
+    base = f"{PREFIX}budget:{counter}"
+    return [base, base + ":holds", base + ":held"]

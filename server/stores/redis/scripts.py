@@ -9,6 +9,9 @@ from __future__ import annotations
 __all__ = [
     "ADMIT",
     "APPEND",
+    "BUDGET_RESERVE",
+    "BUDGET_SEED",
+    "BUDGET_SETTLE",
     "EXPIRED",
     "RENEW",
     "RESCUE",
@@ -222,4 +225,66 @@ if not state then return {0, ''} end
 if state ~= 'pending' then return {0, state} end
 redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 return {1, ARGV[1]}
+"""
+
+# A budget's admission. KEYS: spent, holds, held (keys.budget_keys)
+# ARGV: stream id, tokens, usd, limit tokens (-1: none), limit usd (-1: none), hold ms
+# -> {"unseeded"} | {"ok" | "over", spent tokens, spent usd}
+BUDGET_RESERVE = (
+    _NOW
+    + """
+local spent = redis.call('HMGET', KEYS[1], 'tokens', 'usd')
+if not spent[1] then
+  return {'unseeded'}
+end
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, sid in ipairs(lapsed) do
+  redis.call('HDEL', KEYS[3], sid)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local tokens = tonumber(spent[1])
+local usd = tonumber(spent[2])
+local held_tokens, held_usd = 0, 0
+for _, value in ipairs(redis.call('HVALS', KEYS[3])) do
+  local t, u = string.match(value, '^(%S+) (%S+)$')
+  held_tokens = held_tokens + tonumber(t)
+  held_usd = held_usd + tonumber(u)
+end
+local limit_tokens = tonumber(ARGV[4])
+local limit_usd = tonumber(ARGV[5])
+if (limit_tokens >= 0 and tokens + held_tokens >= limit_tokens)
+    or (limit_usd >= 0 and usd + held_usd >= limit_usd) then
+  return {'over', spent[1], spent[2]}
+end
+local hold_ms = tonumber(ARGV[6])
+redis.call('ZADD', KEYS[2], now + hold_ms, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < hold_ms then ttl = hold_ms end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return {'ok', spent[1], spent[2]}
+"""
+)
+
+# Starts a period's counter from the ledger's sum, unless it exists. KEYS: spent
+# ARGV: tokens, usd, expire at (epoch ms)
+BUDGET_SEED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'tokens', ARGV[1], 'usd', ARGV[2])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+end
+return 1
+"""
+
+# A turn's spending in place of its hold. KEYS: spent, holds, held
+# ARGV: stream id, tokens, usd. A counter that is gone is left to be seeded from the ledger.
+BUDGET_SETTLE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[2])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'usd', ARGV[3])
+end
+return 1
 """

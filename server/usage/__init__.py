@@ -1,0 +1,1 @@
+"""Usage: the ledger of what every answer cost, prices, budget periods and counters."""
