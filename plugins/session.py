@@ -25,6 +25,13 @@ and calls, then a ``tool`` message with the results, round by round. They are sa
 the final text; the drafts saved as the answer streams, and an answer kept after its process
 died (``turn_lost``), are text only.
 
+A conversation is a tree (edits and regenerations make alternatives): the model is given
+the current branch only, the path to the message the new one follows. A turn that edits a
+message (``turn.edit_of``) saves the new user message beside it, after the same earlier
+messages; one that answers a message again (``turn.answer_again``) saves no user message and
+adds the new answer beside that message's earlier answers. The new message becomes the
+session's current leaf.
+
 A turn whose process died mid-answer is kept by the instance that finds it (shared stores):
 the same rules (``turn_lost``), with what the stream log says its client was sent.
 
@@ -202,6 +209,7 @@ class _Draft:
                     new,
                     "incomplete",
                     reply_to=self.asked,
+                    parent=self.asked,
                 )
             else:
                 await self.store.append_to_message(
@@ -248,6 +256,7 @@ class _Draft:
                 reply_to=self.asked,
                 facts=facts,
                 parts=parts,
+                parent=self.asked,
             )
         elif self._extends_saved(content):
             await self.store.append_to_message(
@@ -332,15 +341,36 @@ class SessionStage(WrapperStage):
         record = await store.open_session(turn.user_id, session_id, self._title(turn.message))
         turn.session_id = record.session_id
         turn.memory = dict(record.memory)
-        earlier = await store.messages(turn.user_id, session_id)
+        tree = await store.message_tree(turn.user_id, session_id)
+        # The model is given the branch the new message continues, never its alternatives.
+        again = None if turn.answer_again is None else tree.get(turn.answer_again)
+        replaced = None if turn.edit_of is None else tree.get(turn.edit_of)
+        if again is not None:  # a new variant of this message's answer
+            earlier = tree.path_to(again.parent_id)
+        elif replaced is not None:  # a new branch beside the edited message
+            earlier = tree.path_to(replaced.parent_id)
+        else:
+            earlier = tree.branch()
         turn.history = [
             said
             for m in earlier[-self.options.history_messages :]
             if (m.content or m.parts) and m.role in ("user", "assistant")
             for said in _as_said(m)
         ]
+        if again is not None:
+            # Until the new answer has a row the branch ends at the question, as for any
+            # turn, rather than at the answer being replaced.
+            await store.set_leaf(turn.user_id, session_id, again.id)
+            return session_id, again.id, dict(record.memory)
         # Saved before any model is called: whatever happens next, the user's words are kept.
-        asked = await store.add_message(turn.user_id, session_id, "user", turn.message, "complete")
+        asked = await store.add_message(
+            turn.user_id,
+            session_id,
+            "user",
+            turn.message,
+            "complete",
+            parent=earlier[-1].id if earlier else None,
+        )
         return session_id, asked, dict(record.memory)
 
     async def _save(
@@ -397,7 +427,7 @@ class SessionStage(WrapperStage):
         )
         if draft is None:
             await store.add_message(
-                user_id, session_id, "assistant", lost.partial, status, reply_to=asked
+                user_id, session_id, "assistant", lost.partial, status, reply_to=asked, parent=asked
             )
         elif draft.status == "incomplete" and len(lost.partial) >= len(draft.content):
             await store.update_message(user_id, session_id, draft.id, lost.partial, status)

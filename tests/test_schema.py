@@ -227,7 +227,7 @@ async def test_a_sqlite_history_at_0003_upgrades_to_keep_tool_parts(tmp_path: Pa
     assert sqlite_revision(path) == "0003"
     store = SQLiteSessionStore(path)
     try:
-        assert sqlite_revision(path) == HEAD_REVISION == "0004"
+        assert sqlite_revision(path) == HEAD_REVISION
         await _check_upgraded(store)
     finally:
         await store.close()
@@ -248,7 +248,7 @@ async def test_a_postgres_history_at_0003_upgrades_to_keep_tool_parts(
     store = PostgresSessionStore(url, timeout=10)
     try:
         await store.open()
-        assert postgres.psql("SELECT version_num FROM alembic_version", _name(url)) == "0004"
+        assert postgres.psql("SELECT version_num FROM alembic_version", _name(url)) == HEAD_REVISION
         await _check_upgraded(store)
     finally:
         await store.close()

@@ -307,9 +307,10 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(400, ApiCode.BAD_REQUEST, "The body must be a JSON object.")
         return data
 
-    def chat_request(self) -> tuple[str, str | None]:
-        """``(message, session_id)`` from the body, checked against the contract's limits."""
-        data = self.json_body()
+    def chat_request(self, data: dict[str, Any] | None = None) -> tuple[str, str | None]:
+        """``(message, session_id)`` from the body (or ``data``, the body read already),
+        checked against the contract's limits."""
+        data = self.json_body() if data is None else data
         message = data.get("message")
         if not isinstance(message, str) or not message.strip():
             raise ApiError(400, ApiCode.BAD_REQUEST, "'message' must be a non-empty string.")

@@ -14,6 +14,7 @@ from server.core.coordination import TurnInProgress
 from server.core.runner import new_stream_id
 from server.core.streamlog import StreamLog, wait_for_terminal
 from server.http.base import ApiCode, ApiError, BaseHandler, JsonBodyHandler
+from server.http.branching import branch_ask, branch_point, session_of
 from server.http.errors import EVENT_STATUS, retry_after_for
 from server.http.event_stream import EventStream
 from server.http.identity import Identity
@@ -67,18 +68,27 @@ class _TurnStarter(JsonBodyHandler):
 
     async def start_turn(self, user_id: str) -> tuple[Turn, StreamLog]:
         identity: Identity = self.require_user(user_id)
-        message, session_id = self.chat_request()
+        data = self.json_body()
+        ask = branch_ask(data)
+        session_id: str | None
+        if ask.regenerating:  # the message is the one answered again
+            message, session_id = "", session_of(data)
+        else:
+            message, session_id = self.chat_request(data)
         # History must be reachable before the stream starts: the session stage saves the
         # user's message before any model is called, and a turn that could not would only
         # end in an error event. Down, it is a 503 with Retry-After instead; the check is
         # bounded by the store's timeout.
         await self.state.sessions.ping()
+        point = await branch_point(self.state.sessions, identity.user_id, session_id, ask)
         turn = Turn(
             stream_id=new_stream_id(),
             user_id=identity.user_id,
-            message=message,
+            message=point.message if point.message is not None else message,
             client_ip=self.request.remote_ip or "",
             session_id=session_id,
+            edit_of=point.edit_of,
+            answer_again=point.answer_again,
         )
         try:
             stream_log = await self.state.runner.start(turn)
