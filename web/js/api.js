@@ -57,8 +57,8 @@ export async function decideTool(streamId, callId, approve) {
 }
 
 /** The non-streaming turn: resolves to the whole answer. */
-export async function converse(userId, message, sessionId, signal) {
-  const body = { message };
+export async function converse(userId, message, sessionId, signal, extra = null) {
+  const body = { message, ...extra };
   if (sessionId) body.session_id = sessionId;
   const r = await fetch(`/api/conversation/${enc(userId)}`, {
     method: "POST",
@@ -70,8 +70,11 @@ export async function converse(userId, message, sessionId, signal) {
 }
 
 /** The streaming turn: an async iterator of {type, id, data}. */
-export function streamConversation(userId, message, sessionId, { signal, onConnection, nudge } = {}) {
-  const body = { message };
+export function streamConversation(
+  userId, message, sessionId, { signal, onConnection, nudge, extra } = {},
+) {
+  // extra: edit_of or regenerate (branches.js)
+  const body = { message, ...extra };
   if (sessionId) body.session_id = sessionId;
   return streamEvents({
     url: `/api/conversation-stream/${enc(userId)}`,

@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import { factsFor, rememberFacts } from "./answer-facts.js";
+import { Branches } from "./branches.js";
 import { runCheck } from "./check.js";
 import { describeError } from "./errors.js";
 import { AnswerView, userMessage } from "./message-view.js";
@@ -145,6 +146,7 @@ function showSession(session) {
     }
   }
   state.shownMessages = session.messages.length;
+  branches.apply(session);
   renderContext(session.context);
   state.autoScroll = true;
   follow();
@@ -274,9 +276,34 @@ function endTurn() {
   setBusy(false);
   stage.hide();
   refreshSessions();
+  refreshBranches();
 }
 
-function send(text, retryView = null) {
+// Edit, regenerate and ‹ 2/2 ›: the turn's messages get their ids and controls
+// once it is stored.
+const branches = new Branches({
+  list: ui.list,
+  userId: () => state.userId,
+  sessionId: () => state.sessionId,
+  busy: () => Boolean(state.turn),
+  send: (text, replaced, extra) => send(text, replaced, extra),
+  show: (session) => showSession(session),
+  fail: (text) => showToast(text),
+});
+
+async function refreshBranches() {
+  if (!state.sessionId || !state.userId) return;
+  try {
+    const session = await api.getSession(state.userId, state.sessionId);
+    if (state.turn || session.session_id !== state.sessionId) return;
+    state.shownMessages = session.messages.length;
+    branches.apply(session);
+  } catch {
+    /* the controls come with the next redraw */
+  }
+}
+
+function send(text, retryView = null, extra = null) {
   const message = text.trim();
   if (!message || state.turn || !state.userId) return;
   ui.empty.hidden = true;
@@ -289,6 +316,7 @@ function send(text, retryView = null) {
   state.autoScroll = true;
   follow();
   const turn = startTurn(view, message);
+  turn.extra = extra;
   const run = ui.streaming.checked ? runStreaming : runPlain;
   run(message, turn).then((outcome) => {
     endTurn();
@@ -343,6 +371,7 @@ function followAnswer(streamId, question, redrawAfter = false) {
 async function runStreaming(message, turn) {
   stage.waiting("Sending…");
   const events = api.streamConversation(state.userId, message, state.sessionId, {
+    extra: turn.extra,
     signal: turn.abort.signal,
     nudge,
     onConnection: (info) => {
@@ -350,7 +379,7 @@ async function runStreaming(message, turn) {
       connection.set(info);
     },
   });
-  return consume(events, turn, () => send(message, turn.view));
+  return consume(events, turn, () => send(message, turn.view, turn.extra));
 }
 
 /**
@@ -432,7 +461,9 @@ async function runPlain(message, turn) {
   stage.waiting("Waiting for the whole answer…");
   connection.set({ state: "connecting", attempt: 0 });
   try {
-    const answer = await api.converse(state.userId, message, state.sessionId, turn.abort.signal);
+    const answer = await api.converse(
+      state.userId, message, state.sessionId, turn.abort.signal, turn.extra,
+    );
     setSession(answer.session_id);
     view.li.dataset.received = "complete";
     state.shownMessages += 2;
