@@ -12,6 +12,7 @@ from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.server import RunningServer
 from tests.support.sse import bearer, events, json_request, request
+from tests.test_openapi import check
 
 ALICE = bearer("tok-alice")
 
@@ -31,6 +32,7 @@ def session(server: RunningServer, session_id: str, query: str = "") -> dict[str
         server.url, "GET", f"/api/sessions/alice/{session_id}{query}", headers=ALICE
     )
     assert status == 200 and data is not None
+    check("GET", "/api/sessions/{user_id}/{session_id}", status, data, "application/json")
     return data
 
 
@@ -96,6 +98,9 @@ def test_edit_regenerate_and_switch_give_the_model_the_current_branch_only(
         headers=ALICE,
     )
     assert status == 200 and switched is not None
+    check(
+        "POST", "/api/sessions/{user_id}/{session_id}/branch", status, switched, "application/json"
+    )
     assert said(switched) == [
         ("user", "What is 2+2?", 1, 2),
         ("assistant", "4", 1, 1),
