@@ -123,6 +123,7 @@ class _Draft:
         "every_chars",
         "every_seconds",
         "first_text",
+        "leaf_before",
         "message_id",
         "parts",
         "saved_chars",
@@ -157,6 +158,9 @@ class _Draft:
         self._timer: asyncio.TimerHandle | None = None
         # Tool calls and results handed on, each with how much text came before it.
         self.tools: list[tuple[int, ToolCall | ToolResult]] = []
+        # A regeneration moved the leaf to its question: where it was, to go back to when
+        # no answer comes of it.
+        self.leaf_before: int | None = None
 
     def tool_event(self, event: ToolCallEvent | ToolResultEvent) -> None:
         part: ToolCall | ToolResult
@@ -291,7 +295,7 @@ class SessionStage(WrapperStage):
                 yield event
             return
         try:
-            session_id, asked, remembered = await self._open(turn)
+            session_id, asked, remembered, leaf_before = await self._open(turn)
         except StoreUnavailable as failure:
             log.warning("history_unavailable", reason=failure.reason)
             yield error(
@@ -302,6 +306,7 @@ class SessionStage(WrapperStage):
             )
             return
         draft = _Draft(self.services.sessions, turn, session_id, asked, self.options)
+        draft.leaf_before = leaf_before
         terminal: Event | None = None
         try:
             async for event in rest(turn):
@@ -331,11 +336,12 @@ class SessionStage(WrapperStage):
             if terminal is None:  # the turn was torn down around us: keep what was sent
                 await self._save(turn, session_id, draft, None, remembered)
 
-    async def _open(self, turn: Turn) -> tuple[str, int, dict[str, Any]]:
+    async def _open(self, turn: Turn) -> tuple[str, int, dict[str, Any], int | None]:
         """Open (or create) the session, load its memory and recent history into ``turn``,
-        and save the user's message; the session id, the message's id and the memory as
-        loaded. A method of its own so that the session's stored messages are not kept, in
-        ``wrap``'s frame, for as long as the answer streams."""
+        and save the user's message; the session id, the message's id, the memory as
+        loaded, and for a regeneration the leaf it moved from. A method of its own so that
+        the session's stored messages are not kept, in ``wrap``'s frame, for as long as the
+        answer streams."""
         store = self.services.sessions
         session_id = turn.session_id or "s_" + secrets.token_urlsafe(9)
         record = await store.open_session(turn.user_id, session_id, self._title(turn.message))
@@ -361,7 +367,7 @@ class SessionStage(WrapperStage):
             # Until the new answer has a row the branch ends at the question, as for any
             # turn, rather than at the answer being replaced.
             await store.set_leaf(turn.user_id, session_id, again.id)
-            return session_id, again.id, dict(record.memory)
+            return session_id, again.id, dict(record.memory), tree.leaf_id
         # Saved before any model is called: whatever happens next, the user's words are kept.
         asked = await store.add_message(
             turn.user_id,
@@ -371,7 +377,7 @@ class SessionStage(WrapperStage):
             "complete",
             parent=earlier[-1].id if earlier else None,
         )
-        return session_id, asked, dict(record.memory)
+        return session_id, asked, dict(record.memory), None
 
     async def _save(
         self,
@@ -385,7 +391,14 @@ class SessionStage(WrapperStage):
         if isinstance(terminal, Complete):
             answer, status = terminal.message, "complete"
         elif isinstance(terminal, Error) and terminal.code in _NO_ANSWER:
-            return  # no model was asked: there is no answer to record
+            # No model was asked: there is no answer to record, and a regeneration leaves
+            # the answer it would have replaced on the branch.
+            if draft.leaf_before is not None:
+                try:
+                    await store.set_leaf(turn.user_id, session_id, draft.leaf_before)
+                except StoreUnavailable as failure:
+                    log.warning("branch_not_restored", reason=failure.reason)
+            return
         else:
             answer = draft.text()
             status = _cut_short(answer)

@@ -163,3 +163,31 @@ def test_edit_and_regenerate_name_messages_of_the_session_or_are_refused(
         headers=bearer("tok-bob"),
     )
     assert status == 403
+
+
+def test_a_regeneration_refused_before_any_model_keeps_the_answer_on_the_branch(
+    start_server: StartServer, fakes: ThreadedFakes
+) -> None:
+    """With the rate limit after the session stage, a regeneration it refuses has moved the
+    leaf to the question already: it must go back, or the answer would drop out of view."""
+    server = start_server(
+        openai_env(
+            fakes,
+            SLUICE_PIPELINE__STAGES="session,rate_limit,intent,context,llm",
+            SLUICE_RATE_LIMIT__BURST="1",
+            SLUICE_RATE_LIMIT__REQUESTS_PER_MINUTE="1",
+        )
+    )
+    ask(server, message="Hello", session_id="limited")
+    frames = request(
+        server.url,
+        "POST",
+        "/api/conversation-stream/alice",
+        body={"session_id": "limited", "regenerate": True},
+        headers=ALICE,
+    ).read_all()
+    assert events(frames)[-1]["code"] == "rate_limited"
+    assert said(session(server, "limited")) == [
+        ("user", "Hello", 1, 1),
+        ("assistant", "Hello, world!", 1, 1),
+    ]
