@@ -97,6 +97,7 @@ async function refreshSessions() {
     const sessions = (await api.listSessions(state.userId))
       .filter((s) => !state.pendingDeletes.has(s.session_id));
     renderSessions(sessions, state.sessionId, { open: openSession, remove: removeSession });
+    return sessions;
   } catch {
     /* the list is a convenience: keep the old one */
   }
@@ -275,8 +276,10 @@ function endTurn() {
   state.turn = null;
   setBusy(false);
   stage.hide();
-  refreshSessions();
-  refreshBranches();
+  // Only a conversation the server has stored (listed) is read back for its branches.
+  refreshSessions().then((sessions) => {
+    if (sessions?.some((s) => s.session_id === state.sessionId)) refreshBranches();
+  });
 }
 
 // Edit, regenerate and ‹ 2/2 ›: the turn's messages get their ids and controls
