@@ -32,6 +32,13 @@ first piece to the next text, tool call or end of the turn. The message's ``cont
 the answer alone. Later turns give the blocks back with the round they belong to, and each
 provider drops what it cannot use (none of them takes another's reasoning).
 
+A conversation is a tree (edits and regenerations make alternatives): the model is given
+the current branch only, the path to the message the new one follows. A turn that edits a
+message (``turn.edit_of``) saves the new user message beside it, after the same earlier
+messages; one that answers a message again (``turn.answer_again``) saves no user message and
+adds the new answer beside that message's earlier answers. The new message becomes the
+session's current leaf.
+
 A turn whose process died mid-answer is kept by the instance that finds it (shared stores):
 the same rules (``turn_lost``), with what the stream log says its client was sent.
 
@@ -128,6 +135,7 @@ class _Draft:
         "every_chars",
         "every_seconds",
         "first_text",
+        "leaf_before",
         "message_id",
         "parts",
         "resume_due",
@@ -167,6 +175,9 @@ class _Draft:
         self.steps: list[tuple[int, ToolCall | ToolResult | _Thought]] = []
         self.thinking: _Thought | None = None  # the reasoning block still going on
         self.resume_due = 0  # ``due_chars`` while a reasoning block holds it at 0
+        # A regeneration moved the leaf to its question: where it was, to go back to when
+        # no answer comes of it.
+        self.leaf_before: int | None = None
 
     def tool_event(self, event: ToolCallEvent | ToolResultEvent) -> None:
         self.end_thinking()
@@ -242,6 +253,7 @@ class _Draft:
                     new,
                     "incomplete",
                     reply_to=self.asked,
+                    parent=self.asked,
                 )
             else:
                 await self.store.append_to_message(
@@ -288,6 +300,7 @@ class _Draft:
                 reply_to=self.asked,
                 facts=facts,
                 parts=parts,
+                parent=self.asked,
             )
         elif self._extends_saved(content):
             await self.store.append_to_message(
@@ -322,7 +335,7 @@ class SessionStage(WrapperStage):
                 yield event
             return
         try:
-            session_id, asked, remembered = await self._open(turn)
+            session_id, asked, remembered, leaf_before = await self._open(turn)
         except StoreUnavailable as failure:
             log.warning("history_unavailable", reason=failure.reason)
             yield error(
@@ -333,6 +346,7 @@ class SessionStage(WrapperStage):
             )
             return
         draft = _Draft(self.services.sessions, turn, session_id, asked, self.options)
+        draft.leaf_before = leaf_before
         terminal: Event | None = None
         try:
             async for event in rest(turn):
@@ -366,28 +380,49 @@ class SessionStage(WrapperStage):
             if terminal is None:  # the turn was torn down around us: keep what was sent
                 await self._save(turn, session_id, draft, None, remembered)
 
-    async def _open(self, turn: Turn) -> tuple[str, int, dict[str, Any]]:
+    async def _open(self, turn: Turn) -> tuple[str, int, dict[str, Any], int | None]:
         """Open (or create) the session, load its memory and recent history into ``turn``,
-        and save the user's message; the session id, the message's id and the memory as
-        loaded. A method of its own so that the session's stored messages are not kept, in
-        ``wrap``'s frame, for as long as the answer streams."""
+        and save the user's message; the session id, the message's id, the memory as
+        loaded, and for a regeneration the leaf it moved from. A method of its own so that
+        the session's stored messages are not kept, in ``wrap``'s frame, for as long as the
+        answer streams."""
         store = self.services.sessions
         session_id = turn.session_id or "s_" + secrets.token_urlsafe(9)
         record = await store.open_session(turn.user_id, session_id, self._title(turn.message))
         turn.session_id = record.session_id
         turn.memory = dict(record.memory)
-        earlier = await store.messages(turn.user_id, session_id)
+        tree = await store.message_tree(turn.user_id, session_id)
+        # The model is given the branch the new message continues, never its alternatives.
+        again = None if turn.answer_again is None else tree.get(turn.answer_again)
+        replaced = None if turn.edit_of is None else tree.get(turn.edit_of)
+        if again is not None:  # a new variant of this message's answer
+            earlier = tree.path_to(again.parent_id)
+        elif replaced is not None:  # a new branch beside the edited message
+            earlier = tree.path_to(replaced.parent_id)
+        else:
+            earlier = tree.branch()
         turn.history = [
             said
             for m in earlier[-self.options.history_messages :]
             if (m.content or m.parts) and m.role in ("user", "assistant")
             for said in _as_said(m)
         ]
+        if again is not None:
+            # Until the new answer has a row the branch ends at the question, as for any
+            # turn, rather than at the answer being replaced.
+            await store.set_leaf(turn.user_id, session_id, again.id)
+            return session_id, again.id, dict(record.memory), tree.leaf_id
         # Saved before any model is called: whatever happens next, the user's words are kept.
         asked = await store.add_message(
-            turn.user_id, session_id, "user", turn.message, "complete", parts=tuple(turn.images)
+            turn.user_id,
+            session_id,
+            "user",
+            turn.message,
+            "complete",
+            parts=tuple(turn.images),
+            parent=earlier[-1].id if earlier else None,
         )
-        return session_id, asked, dict(record.memory)
+        return session_id, asked, dict(record.memory), None
 
     async def _save(
         self,
@@ -401,7 +436,14 @@ class SessionStage(WrapperStage):
         if isinstance(terminal, Complete):
             answer, status = terminal.message, "complete"
         elif isinstance(terminal, Error) and terminal.code in _NO_ANSWER:
-            return  # no model was asked: there is no answer to record
+            # No model was asked: there is no answer to record, and a regeneration leaves
+            # the answer it would have replaced on the branch.
+            if draft.leaf_before is not None:
+                try:
+                    await store.set_leaf(turn.user_id, session_id, draft.leaf_before)
+                except StoreUnavailable as failure:
+                    log.warning("branch_not_restored", reason=failure.reason)
+            return
         else:
             answer = draft.text()
             status = _cut_short(answer)
@@ -443,7 +485,7 @@ class SessionStage(WrapperStage):
         )
         if draft is None:
             await store.add_message(
-                user_id, session_id, "assistant", lost.partial, status, reply_to=asked
+                user_id, session_id, "assistant", lost.partial, status, reply_to=asked, parent=asked
             )
         elif draft.status == "incomplete" and len(lost.partial) >= len(draft.content):
             await store.update_message(user_id, session_id, draft.id, lost.partial, status)

@@ -79,6 +79,11 @@ class Turn:
     # oldest first: when this is not None the session stage neither loads nor saves
     # history, and uses this as ``history``. None: a stored session (the usual case).
     client_history: list[Message] | None = None
+    # Set by the API for a stored session: the user message this one replaces (it starts a
+    # new branch beside it, from the same earlier messages), or the user message to answer
+    # again (a new variant of its answer; no user message is saved). None: carry on.
+    edit_of: int | None = None
+    answer_again: int | None = None
     # The client's own instructions (OpenAI "system" / "developer" messages): the context
     # stage places them after the server's system prompt, never in its place.
     instructions: list[str] = field(default_factory=list)

@@ -8,6 +8,7 @@ test suite.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,6 +18,8 @@ from server.contract.parts import Part, part_to_dict
 __all__ = [
     "AnswerFacts",
     "ArchivedSession",
+    "Leaf",
+    "MessageTree",
     "RateLimitStore",
     "RateLimiter",
     "SessionExists",
@@ -82,10 +85,14 @@ class StoredMessage:
     # :class:`ToolCall` parts, then their :class:`ToolResult` parts. Empty: ``content`` is
     # the whole message.
     parts: tuple[Part, ...] = ()
+    # The message this one follows in the conversation's tree (None for a first message):
+    # an edited message and the one it replaces share a parent, as do an answer's variants.
+    parent_id: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": self.id,
+            "parent_id": self.parent_id,
             "role": self.role,
             "content": self.content,
             "status": self.status,
@@ -115,6 +122,8 @@ class SessionRecord:
     title: str
     updated_at: float
     memory: dict[str, Any] = field(default_factory=dict)
+    # The last message of the branch the user is on (None: the newest message).
+    leaf_id: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -133,7 +142,8 @@ class ArchivedSession:
     """One session with everything in it, as export and import move it between stores.
 
     Message ids are the source store's: an importing store gives new ones and rewrites
-    ``reply_to`` to match.
+    ``reply_to``, ``parent_id`` and ``leaf_id`` to match. ``messages`` is the whole tree in
+    id order (a parent before its children).
     """
 
     user_id: str
@@ -143,6 +153,72 @@ class ArchivedSession:
     created_at: float
     updated_at: float
     messages: list[StoredMessage] = field(default_factory=list)
+    leaf_id: int | None = None
+
+
+class Leaf(enum.Enum):
+    """Where :meth:`SessionStore.add_message` puts a message when no parent is named."""
+
+    CURRENT = "current"  # after the session's current leaf: the conversation carries on
+
+
+@dataclass(slots=True)
+class MessageTree:
+    """A session's messages as a tree: every message (id order, so a parent comes before
+    its children) and the leaf of the branch the user is on.
+
+    Edits and regenerations make siblings (messages with one parent); the conversation as
+    it stands, the one the model is given, is :meth:`branch`."""
+
+    messages: list[StoredMessage]
+    leaf_id: int | None = None
+    _by_id: dict[int, StoredMessage] = field(init=False, repr=False)
+    _children: dict[int | None, list[StoredMessage]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {message.id: message for message in self.messages}
+        self._children = {}
+        for message in self.messages:
+            self._children.setdefault(message.parent_id, []).append(message)
+
+    def get(self, message_id: int) -> StoredMessage | None:
+        return self._by_id.get(message_id)
+
+    def path_to(self, message_id: int | None) -> list[StoredMessage]:
+        """The messages from the first to ``message_id``, oldest first ([] for None or an
+        id not in the tree)."""
+        path: list[StoredMessage] = []
+        seen: set[int] = set()
+        message = None if message_id is None else self._by_id.get(message_id)
+        while message is not None and message.id not in seen:  # a loop could only be a bug
+            seen.add(message.id)
+            path.append(message)
+            message = None if message.parent_id is None else self._by_id.get(message.parent_id)
+        path.reverse()
+        return path
+
+    def branch(self) -> list[StoredMessage]:
+        """The current branch: the path to the leaf, or to the newest message when the leaf
+        is unknown (a session imported without one)."""
+        leaf = self.leaf_id if self.leaf_id in self._by_id else None
+        if leaf is None and self.messages:
+            leaf = self.messages[-1].id
+        return self.path_to(leaf)
+
+    def siblings(self, message: StoredMessage) -> list[StoredMessage]:
+        """``message`` and the alternatives to it (the same parent), oldest first."""
+        return self._children.get(message.parent_id, [message])
+
+    def latest_leaf(self, message_id: int) -> int:
+        """The newest message at or under ``message_id``: switching to a message carries
+        on to where that branch was last written."""
+        newest = message_id
+        below = [*self._children.get(message_id, ())]
+        while below:
+            message = below.pop()
+            newest = max(newest, message.id)
+            below.extend(self._children.get(message.id, ()))
+        return newest
 
 
 class SessionStore(Protocol):
@@ -168,9 +244,12 @@ class SessionStore(Protocol):
         reply_to: int | None = None,
         facts: AnswerFacts | None = None,
         parts: Sequence[Part] = (),
+        parent: int | Leaf | None = Leaf.CURRENT,
     ) -> int:
-        """Append a message (with its ``parts``, see :attr:`StoredMessage.parts`); its id,
-        which rises with every message of the store."""
+        """Add a message (with its ``parts``, see :attr:`StoredMessage.parts`) after
+        ``parent`` (a message of the session, None for a first message, by default the
+        current leaf) and make it the session's leaf; its id, which rises with every
+        message of the store."""
         ...
 
     async def update_message(
@@ -223,7 +302,18 @@ class SessionStore(Protocol):
         each keep what they learnt); returns the memory after the merge."""
         ...
 
-    async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]: ...
+    async def messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
+        """The conversation as it stands: the current branch, oldest first."""
+        ...
+
+    async def message_tree(self, user_id: str, session_id: str) -> MessageTree:
+        """Every message of the session, alternatives included, and the current leaf."""
+        ...
+
+    async def set_leaf(self, user_id: str, session_id: str, message_id: int) -> bool:
+        """Make ``message_id`` the session's current leaf (switching branch); False when
+        the session has no such message."""
+        ...
 
     async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None: ...
 

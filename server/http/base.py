@@ -357,11 +357,13 @@ class JsonBodyHandler(BaseHandler):
             raise ApiError(400, ApiCode.BAD_REQUEST, "The body must be a JSON object.")
         return data
 
-    def chat_request(self) -> tuple[str, str | None, list[ImagePart]]:
-        """``(message, session_id, images)`` from the body, checked against the contract's
-        limits. ``images`` is ``[{"data": base64, "media_type"}]`` (:mod:`server.http.images`);
-        a message with images may have no text."""
-        data = self.json_body()
+    def chat_request(
+        self, data: dict[str, Any] | None = None
+    ) -> tuple[str, str | None, list[ImagePart]]:
+        """``(message, session_id, images)`` from the body (or ``data``, the body read
+        already), checked against the contract's limits. ``images`` is ``[{"data": base64,
+        "media_type"}]`` (:mod:`server.http.images`); a message with images may have no text."""
+        data = self.json_body() if data is None else data
         images = self._images(data.get("images"))
         message = self.checked_message(data.get("message"), "'message'", empty=bool(images))
         session_id = data.get("session_id")

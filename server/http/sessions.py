@@ -1,14 +1,18 @@
-"""``/api/sessions/{user_id}[/{session_id}]``: a user's conversations and their history,
-found by words (``?q=``), renamed, deleted."""
+"""``/api/sessions/{user_id}[/{session_id}[/branch]]``: a user's conversations and their
+history, found by words (``?q=``), renamed, deleted, and which branch of a conversation's
+tree is the current one."""
 
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
+from server.contract import MessageTree, SessionRecord
+from server.core.coordination import ActiveTurn
 from server.http.base import SESSION_ID, ApiCode, ApiError, BaseHandler, JsonBodyHandler
 from server.stores.search import query_words
 
-__all__ = ["SessionHandler", "SessionListHandler"]
+__all__ = ["SessionBranchHandler", "SessionHandler", "SessionListHandler"]
 
 # A search answers with at most this many conversations, newest first.
 SEARCH_LIMIT = 50
@@ -60,22 +64,10 @@ class SessionHandler(JsonBodyHandler):
         record = await store.get_session(user_id, session_id)
         if record is None:
             raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
-        messages = await store.messages(user_id, session_id)
+        tree = await store.message_tree(user_id, session_id)
         active = await self.state.runner.active_turn(user_id, session_id)
-        last = messages[-1] if messages else None
-        if active is not None and last and (last.role, last.status) == ("assistant", "incomplete"):
-            # The answer being written is saved as it streams; a client follows it through
-            # active_turn (the stream log, from its start), so it is not listed twice.
-            messages = messages[:-1]
-        self.write_json(
-            {
-                "session_id": session_id,
-                "title": record.title,
-                "messages": [message.as_json() for message in messages],
-                "context": record.memory,
-                "active_turn": active.as_json() if active is not None else None,
-            }
-        )
+        alternatives = self.get_query_argument("alternatives", "") in ("1", "true")
+        self.write_json(_session_json(record, tree, active, alternatives=alternatives))
 
     async def patch(self, user_id: str, session_id: str) -> None:
         """``{"title": str}``: rename the conversation (its owner only: the path's user)."""
@@ -104,3 +96,75 @@ class SessionHandler(JsonBodyHandler):
             raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
         self.set_status(204)
         self.finish()
+
+
+class SessionBranchHandler(JsonBodyHandler):
+    """``POST /api/sessions/{user_id}/{session_id}/branch`` ``{"message_id"}``: make the
+    branch through that message the current one (the ``‹ 1/2 ›`` arrows). The branch goes
+    on to the newest message under it, where that branch was last written; the answer is
+    the session as ``GET`` gives it. 409 while an answer is being written: it would join
+    its own branch when saved, not the one switched to."""
+
+    async def post(self, user_id: str, session_id: str) -> None:
+        self.require_user(user_id)
+        if not SESSION_ID.fullmatch(session_id):
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
+        message_id = self.json_body().get("message_id")
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise ApiError(400, ApiCode.BAD_REQUEST, "'message_id' must be a message's id.")
+        store = self.state.sessions
+        record = await store.get_session(user_id, session_id)
+        if record is None:
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
+        active = await self.state.runner.active_turn(user_id, session_id)
+        if active is not None:
+            raise ApiError(
+                409,
+                ApiCode.TURN_IN_PROGRESS,
+                "An answer is being written in this conversation: switch once it is done.",
+                extra={"stream_id": active.stream_id},
+                headers={"X-Stream-Id": active.stream_id},
+            )
+        tree = await store.message_tree(user_id, session_id)
+        if tree.get(message_id) is None:
+            raise ApiError(400, ApiCode.BAD_REQUEST, "No message of that id in this session.")
+        await store.set_leaf(user_id, session_id, tree.latest_leaf(message_id))
+        tree = await store.message_tree(user_id, session_id)
+        self.write_json(_session_json(record, tree, None, alternatives=False))
+
+
+def _session_json(
+    record: SessionRecord, tree: MessageTree, active: ActiveTurn | None, *, alternatives: bool
+) -> dict[str, Any]:
+    """The session as the API shows it: the current branch as ``messages``, each with where
+    it stands among its alternatives, and (asked for) every message off the branch."""
+    branch = tree.branch()
+    last = branch[-1] if branch else None
+    if active is not None and last and (last.role, last.status) == ("assistant", "incomplete"):
+        # The answer being written is saved as it streams; a client follows it through
+        # active_turn (the stream log, from its start), so it is not listed twice.
+        branch = branch[:-1]
+    messages = []
+    for message in branch:
+        siblings = [sibling.id for sibling in tree.siblings(message)]
+        messages.append(
+            message.as_json()
+            | {
+                "siblings": {
+                    "index": siblings.index(message.id) + 1,
+                    "count": len(siblings),
+                    "ids": siblings,
+                }
+            }
+        )
+    data: dict[str, Any] = {
+        "session_id": record.session_id,
+        "title": record.title,
+        "messages": messages,
+        "context": record.memory,
+        "active_turn": active.as_json() if active is not None else None,
+    }
+    if alternatives:
+        on_branch = {message.id for message in tree.branch()}
+        data["alternatives"] = [m.as_json() for m in tree.messages if m.id not in on_branch]
+    return data

@@ -17,6 +17,7 @@ from server.core.coordination import TurnInProgress
 from server.core.runner import new_stream_id
 from server.core.streamlog import StreamLog, wait_for_terminal
 from server.http.base import ApiCode, ApiError, BaseHandler, JsonBodyHandler
+from server.http.branching import branch_ask, branch_point, session_of
 from server.http.errors import EVENT_STATUS, retry_after_for
 from server.http.event_stream import EventStream
 from server.http.identity import Identity
@@ -96,10 +97,25 @@ class _TurnStarter(JsonBodyHandler):
 
     async def start_turn(self, user_id: str) -> tuple[Turn, StreamLog]:
         identity: Identity = self.require_user(user_id)
-        message, session_id, images = self.chat_request()
+        data = self.json_body()
+        ask = branch_ask(data)
+        session_id: str | None
+        images: list[ImagePart] = []
+        if ask.regenerating:  # the message is the one answered again
+            message, session_id = "", session_of(data)
+        else:
+            message, session_id, images = self.chat_request(data)
         provider = self.chosen_provider()
+        point = await branch_point(self.state.sessions, identity.user_id, session_id, ask)
         return await begin_turn(
-            self, identity, message, session_id, provider=provider, images=images
+            self,
+            identity,
+            point.message if point.message is not None else message,
+            session_id,
+            provider=provider,
+            images=images,
+            edit_of=point.edit_of,
+            answer_again=point.answer_again,
         )
 
 
@@ -111,11 +127,14 @@ async def begin_turn(
     *,
     provider: str | None = None,
     images: Sequence[ImagePart] = (),
+    edit_of: int | None = None,
+    answer_again: int | None = None,
 ) -> tuple[Turn, StreamLog]:
     """Start ``identity``'s turn: the one way every route of sluice's (and the AI SDK's)
     starts one. 503 when history is down; 409 ``turn_in_progress`` when the session already
     has an answer being written. ``provider`` is the one the client chose (None: the chain),
-    ``images`` the pictures sent with the message."""
+    ``images`` the pictures sent with the message; ``edit_of`` / ``answer_again`` the message
+    a new branch starts beside, or whose answer is asked again (``server.http.branching``)."""
     # History must be reachable before the stream starts: the session stage saves the
     # user's message before any model is called, and a turn that could not would only
     # end in an error event. Down, it is a 503 with Retry-After instead; the check is
@@ -130,6 +149,8 @@ async def begin_turn(
         provider=provider,
         images=list(images),
         claims=identity.claims,
+        edit_of=edit_of,
+        answer_again=answer_again,
     )
     try:
         stream_log = await handler.state.runner.start(turn)

@@ -3,10 +3,11 @@
 The format, one JSON object per line::
 
     {"type": "sluice.history", "version": 1}
-    {"type": "session", "user_id", "session_id", "title", "memory", "created_at", "updated_at"}
+    {"type": "session", "user_id", "session_id", "title", "memory", "created_at", "updated_at",
+     "leaf_id"}
     {"type": "message", "user_id", "session_id", "id", "role", "content", "status",
      "created_at", "reply_to", "provider", "model", "mode", "fallback", "input_tokens",
-     "output_tokens", "time_to_first_token_ms", "duration_ms", "parts"}
+     "output_tokens", "time_to_first_token_ms", "duration_ms", "parts", "parent_id"}
 
     {"type": "usage", "user_id", "session_id", "stream_id", "provider", "model",
      "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
@@ -19,6 +20,11 @@ with the ledger; an import skips an entry whose ``stream_id`` is recorded alread
 called tools: text, ``tool_call`` and ``tool_result`` parts, as ``GET /api/sessions/...``
 shows them), else ``[]``; a line without it (an export from before tool calls were kept)
 reads as ``[]``.
+
+``parent_id`` is the message a message follows (edits and regenerations make a tree) and the
+session's ``leaf_id`` the last message of its current branch. A session whose lines have no
+``parent_id`` (an export from before conversations were trees) reads as one line of
+messages, each after the one before, its leaf the last.
 
 Each session's line comes before its messages', messages in the order they were said. Ids
 are the exporting store's: the importing store gives new ones and rewrites ``reply_to``.
@@ -104,6 +110,7 @@ def _session_line(session: ArchivedSession) -> dict[str, Any]:
         "memory": session.memory,
         "created_at": session.created_at,
         "updated_at": session.updated_at,
+        "leaf_id": session.leaf_id,
     }
 
 
@@ -121,6 +128,7 @@ def _message_line(session: ArchivedSession, message: StoredMessage) -> dict[str,
     }
     line.update((name, getattr(message.facts, name)) for name in FACT_COLUMNS)
     line["parts"] = [part_to_dict(part) for part in message.parts]
+    line["parent_id"] = message.parent_id
     return line
 
 
@@ -199,6 +207,7 @@ def read_archive_with_usage(
     """Parse an export: its sessions and its usage entries."""
     sessions: dict[tuple[str, str], ArchivedSession] = {}
     usage: list[LedgerEntry] = []
+    trees: set[tuple[str, str]] = set()  # sessions whose lines say each message's parent
     header_seen = False
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -234,6 +243,7 @@ def read_archive_with_usage(
                 memory=_need(line, "memory", dict, number),
                 created_at=float(_need(line, "created_at", (int, float), number)),
                 updated_at=float(_need(line, "updated_at", (int, float), number)),
+                leaf_id=_optional_id(line, "leaf_id", number),
             )
         elif kind == "message":
             session = sessions.get(key)
@@ -249,20 +259,46 @@ def read_archive_with_usage(
                     reply_to=line.get("reply_to"),
                     facts=AnswerFacts(**{name: line.get(name) for name in FACT_COLUMNS}),
                     parts=_parts(line, number),
+                    parent_id=_optional_id(line, "parent_id", number),
                 )
             )
+            if "parent_id" in line:
+                trees.add(key)
         else:
             raise ArchiveError(f"line {number}: unknown type {kind!r}")
     if not header_seen:
         raise ArchiveError("the file is empty")
+    for key, session in sessions.items():
+        if key not in trees:
+            _as_one_line(session)
     return list(sessions.values()), usage
+
+
+def _optional_id(line: dict[str, Any], key: str, number: int) -> int | None:
+    value = line.get(key)
+    if value is None:
+        return None
+    return int(_need(line, key, int, number))
+
+
+def _as_one_line(session: ArchivedSession) -> None:
+    """A session exported before conversations were trees: each message after the one
+    before it, as the store's own upgrade reads such a history."""
+    previous: int | None = None
+    for message in session.messages:
+        message.parent_id = previous
+        previous = message.id
+    if session.leaf_id is None:
+        session.leaf_id = previous
 
 
 def _fingerprint(session: ArchivedSession) -> tuple[Any, ...]:
     """What must survive a move, without the store-given ids."""
     positions = {message.id: i for i, message in enumerate(session.messages)}
+    leaf = session.leaf_id
     return (
         session.title,
+        None if leaf is None else positions.get(leaf),
         json.dumps(session.memory, sort_keys=True),
         session.created_at,
         session.updated_at,
@@ -273,6 +309,7 @@ def _fingerprint(session: ArchivedSession) -> tuple[Any, ...]:
                 m.status,
                 m.created_at,
                 None if m.reply_to is None else positions.get(m.reply_to),
+                None if m.parent_id is None else positions.get(m.parent_id),
                 m.facts,
                 m.parts,
             )

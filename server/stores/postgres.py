@@ -35,6 +35,8 @@ from server.contract.parts import Part
 from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
+    Leaf,
+    MessageTree,
     SessionExists,
     SessionMatch,
     SessionRecord,
@@ -77,8 +79,18 @@ _SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
 _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
-    + ", parts_json)"
-    + " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    + ", parts_json, parent_id)"
+    + " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+)
+# The same, with the parent read from the session's leaf when $18 says so: in one statement,
+# which sees the leaf as it was before the UPDATE that moves it to the new message.
+_ADD_MESSAGE = (
+    _INSERT_MESSAGE.replace(
+        "$17)",
+        "CASE WHEN $18::boolean THEN (SELECT leaf_id FROM sessions"
+        " WHERE user_id = $1 AND session_id = $2) ELSE $17::bigint END)",
+    )
+    + " RETURNING id"
 )
 _SET_PARTS = (
     "UPDATE messages SET parts_json = $4 WHERE id = $3 AND user_id = $1 AND session_id = $2"
@@ -235,9 +247,9 @@ class PostgresSessionStore:
                 "WITH created AS ("
                 " INSERT INTO sessions (user_id, session_id, title, created_at, updated_at)"
                 " VALUES ($1, $2, $3, $4, $4) ON CONFLICT DO NOTHING"
-                " RETURNING session_id, title, updated_at, memory::text)"
+                " RETURNING session_id, title, updated_at, memory::text, leaf_id)"
                 " SELECT * FROM created UNION ALL"
-                " SELECT session_id, title, updated_at, memory::text FROM sessions"
+                " SELECT session_id, title, updated_at, memory::text, leaf_id FROM sessions"
                 " WHERE user_id = $1 AND session_id = $2 LIMIT 1",
                 user_id,
                 session_id,
@@ -245,7 +257,7 @@ class PostgresSessionStore:
                 now,
             )
         assert row is not None
-        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]))
+        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     async def add_message(
         self,
@@ -258,14 +270,16 @@ class PostgresSessionStore:
         reply_to: int | None = None,
         facts: AnswerFacts | None = None,
         parts: Sequence[Part] = (),
+        parent: int | Leaf | None = Leaf.CURRENT,
     ) -> int:
         now = time.time()
         async with self._connection() as db:
             # One statement, so one round trip and atomic: the message and the session's
             # new updated_at.
             message_id = await db.fetchval(
-                f"WITH added AS ({_INSERT_MESSAGE} RETURNING id),"
-                " touched AS (UPDATE sessions SET updated_at = $6"
+                f"WITH added AS ({_ADD_MESSAGE}),"
+                " touched AS (UPDATE sessions SET updated_at = $6,"
+                " leaf_id = (SELECT id FROM added)"
                 " WHERE user_id = $1 AND session_id = $2)"
                 " SELECT id FROM added",
                 user_id,
@@ -277,6 +291,8 @@ class PostgresSessionStore:
                 reply_to,
                 *fact_values(facts),
                 parts_json(parts),
+                None if isinstance(parent, Leaf) else parent,
+                isinstance(parent, Leaf),
             )
         return int(message_id)
 
@@ -393,19 +409,35 @@ class PostgresSessionStore:
         async with self._connection() as db, db.transaction(isolation="repeatable_read"):
             # One snapshot: a part added between the two reads would otherwise show twice
             # or not at all once the final save folds it in.
-            return await _messages(db, user_id, session_id)
+            return (await _tree(db, user_id, session_id)).branch()
+
+    async def message_tree(self, user_id: str, session_id: str) -> MessageTree:
+        async with self._connection() as db, db.transaction(isolation="repeatable_read"):
+            return await _tree(db, user_id, session_id)
+
+    async def set_leaf(self, user_id: str, session_id: str, message_id: int) -> bool:
+        async with self._connection() as db:
+            result = await db.execute(
+                "UPDATE sessions SET leaf_id = $3 WHERE user_id = $1 AND session_id = $2"
+                " AND EXISTS (SELECT 1 FROM messages WHERE id = $3 AND user_id = $1"
+                " AND session_id = $2)",
+                user_id,
+                session_id,
+                message_id,
+            )
+        return result != "UPDATE 0"
 
     async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None:
         async with self._connection() as db:
             row = await db.fetchrow(
-                "SELECT session_id, title, updated_at, memory::text FROM sessions"
+                "SELECT session_id, title, updated_at, memory::text, leaf_id FROM sessions"
                 " WHERE user_id = $1 AND session_id = $2",
                 user_id,
                 session_id,
             )
         if row is None:
             return None
-        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]))
+        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     async def list_sessions(self, user_id: str, limit: int = 100) -> list[SessionRecord]:
         async with self._connection() as db:
@@ -484,7 +516,7 @@ class PostgresSessionStore:
                 user_id,
             )
             for row in sessions:
-                messages = await _messages(db, row[0], row[1])
+                tree = await _tree(db, row[0], row[1])
                 yield ArchivedSession(
                     user_id=row[0],
                     session_id=row[1],
@@ -492,7 +524,8 @@ class PostgresSessionStore:
                     memory=json.loads(row[3]),
                     created_at=row[4],
                     updated_at=row[5],
-                    messages=messages,
+                    messages=tree.messages,
+                    leaf_id=tree.leaf_id,
                 )
 
     async def import_sessions(
@@ -547,6 +580,14 @@ class PostgresSessionStore:
                         new_ids.get(message.reply_to) if message.reply_to is not None else None,
                         *fact_values(message.facts),
                         parts_json(message.parts),
+                        new_ids.get(message.parent_id) if message.parent_id is not None else None,
+                    )
+                if session.leaf_id is not None:
+                    await db.execute(
+                        "UPDATE sessions SET leaf_id = $3 WHERE user_id = $1 AND session_id = $2",
+                        session.user_id,
+                        session.session_id,
+                        new_ids.get(session.leaf_id),
                     )
 
     async def ping(self) -> None:
@@ -560,6 +601,16 @@ class PostgresSessionStore:
             except TimeoutError:
                 self._pool.terminate()
             self._pool = None
+
+
+async def _tree(db: asyncpg.pool.PoolConnectionProxy, user_id: str, session_id: str) -> MessageTree:
+    """A session's messages and its leaf; call inside a snapshot."""
+    leaf = await db.fetchval(
+        "SELECT leaf_id FROM sessions WHERE user_id = $1 AND session_id = $2",
+        user_id,
+        session_id,
+    )
+    return MessageTree(await _messages(db, user_id, session_id), leaf)
 
 
 async def _messages(

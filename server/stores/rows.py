@@ -40,6 +40,7 @@ MESSAGE_COLUMNS = (
     "reply_to",
     *FACT_COLUMNS,
     "parts_json",
+    "parent_id",
 )
 
 
@@ -91,6 +92,7 @@ def message_from_row(row: Row) -> StoredMessage:
             duration_ms=row[13],
         ),
         parts=parts_from_json(row[14]),
+        parent_id=row[15],
     )
 
 

@@ -25,6 +25,8 @@ from server.contract.parts import Part
 from server.contract.stores import (
     AnswerFacts,
     ArchivedSession,
+    Leaf,
+    MessageTree,
     SessionExists,
     SessionMatch,
     SessionRecord,
@@ -47,8 +49,9 @@ _SELECT_MESSAGES = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages"
 _INSERT_MESSAGE = (
     "INSERT INTO messages (user_id, session_id, role, content, status, created_at, reply_to, "
     + ", ".join(FACT_COLUMNS)
-    + ", parts_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    + ", parts_json, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_LEAF = "SELECT leaf_id FROM sessions WHERE user_id = ? AND session_id = ?"
 _SET_PARTS = "UPDATE messages SET parts_json = ? WHERE id = ? AND user_id = ? AND session_id = ?"
 
 # A part goes in only while its message exists (a deleted session takes no more text).
@@ -144,22 +147,30 @@ class SQLiteSessionStore:
         reply_to: int | None = None,
         facts: AnswerFacts | None = None,
         parts: Sequence[Part] = (),
+        parent: int | Leaf | None = Leaf.CURRENT,
     ) -> int:
         now = time.time()
-        with self._db:
+        # One transaction: the leaf read, the message after it, and the new leaf.
+        with self._transaction():
+            if isinstance(parent, Leaf):
+                row = self._db.execute(_LEAF, (user_id, session_id)).fetchone()
+                parent = None if row is None else row[0]
             cursor = self._db.execute(
                 _INSERT_MESSAGE,
                 (
                     *(user_id, session_id, role, content, status, now, reply_to),
                     *fact_values(facts),
                     parts_json(parts),
+                    parent,
                 ),
             )
+            message_id = int(cursor.lastrowid or 0)
             self._db.execute(
-                "UPDATE sessions SET updated_at = ? WHERE user_id = ? AND session_id = ?",
-                (now, user_id, session_id),
+                "UPDATE sessions SET updated_at = ?, leaf_id = ?"
+                " WHERE user_id = ? AND session_id = ?",
+                (now, message_id, user_id, session_id),
             )
-        return int(cursor.lastrowid or 0)
+        return message_id
 
     async def update_message(
         self,
@@ -273,9 +284,29 @@ class SQLiteSessionStore:
         # would otherwise leave text out or show it twice.
         self._db.execute("BEGIN")
         try:
-            return self._messages(user_id, session_id)
+            return self._tree(user_id, session_id).branch()
         finally:
             self._db.execute("COMMIT")
+
+    async def message_tree(self, user_id: str, session_id: str) -> MessageTree:
+        self._db.execute("BEGIN")
+        try:
+            return self._tree(user_id, session_id)
+        finally:
+            self._db.execute("COMMIT")
+
+    def _tree(self, user_id: str, session_id: str) -> MessageTree:
+        row = self._db.execute(_LEAF, (user_id, session_id)).fetchone()
+        return MessageTree(self._messages(user_id, session_id), None if row is None else row[0])
+
+    async def set_leaf(self, user_id: str, session_id: str, message_id: int) -> bool:
+        cursor = self._db.execute(
+            "UPDATE sessions SET leaf_id = ?1 WHERE user_id = ?2 AND session_id = ?3"
+            " AND EXISTS (SELECT 1 FROM messages WHERE id = ?1 AND user_id = ?2"
+            " AND session_id = ?3)",
+            (message_id, user_id, session_id),
+        )
+        return cursor.rowcount > 0
 
     def _messages(self, user_id: str, session_id: str) -> list[StoredMessage]:
         rows = self._db.execute(
@@ -287,13 +318,13 @@ class SQLiteSessionStore:
 
     async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None:
         row = self._db.execute(
-            "SELECT session_id, title, updated_at, memory FROM sessions"
+            "SELECT session_id, title, updated_at, memory, leaf_id FROM sessions"
             " WHERE user_id = ? AND session_id = ?",
             (user_id, session_id),
         ).fetchone()
         if row is None:
             return None
-        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]))
+        return SessionRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
     async def list_sessions(self, user_id: str, limit: int = 100) -> list[SessionRecord]:
         rows = self._db.execute(
@@ -359,7 +390,7 @@ class SQLiteSessionStore:
                 (user_id, user_id),
             ).fetchall()
             for row in sessions:
-                messages = self._messages(row[0], row[1])
+                tree = self._tree(row[0], row[1])
                 yield ArchivedSession(
                     user_id=row[0],
                     session_id=row[1],
@@ -367,7 +398,8 @@ class SQLiteSessionStore:
                     memory=json.loads(row[3]),
                     created_at=row[4],
                     updated_at=row[5],
-                    messages=messages,
+                    messages=tree.messages,
+                    leaf_id=tree.leaf_id,
                 )
         finally:
             self._db.execute("COMMIT")
@@ -410,6 +442,7 @@ class SQLiteSessionStore:
                 new_ids: dict[int, int] = {}
                 for message in session.messages:
                     reply_to = new_ids.get(message.reply_to) if message.reply_to else None
+                    parent = new_ids.get(message.parent_id) if message.parent_id else None
                     cursor = self._db.execute(
                         _INSERT_MESSAGE,
                         (
@@ -422,9 +455,15 @@ class SQLiteSessionStore:
                             reply_to,
                             *fact_values(message.facts),
                             parts_json(message.parts),
+                            parent,
                         ),
                     )
                     new_ids[message.id] = int(cursor.lastrowid or 0)
+                if session.leaf_id is not None:
+                    self._db.execute(
+                        "UPDATE sessions SET leaf_id = ? WHERE user_id = ? AND session_id = ?",
+                        (new_ids.get(session.leaf_id), session.user_id, session.session_id),
+                    )
 
     async def ping(self) -> None:
         try:

@@ -79,8 +79,8 @@ export async function searchSessions(userId, query, signal) {
 }
 
 /** The non-streaming turn: resolves to the whole answer. */
-export async function converse(userId, message, sessionId, signal, model = null) {
-  const body = { message };
+export async function converse(userId, message, sessionId, signal, model = null, extra = null) {
+  const body = { message, ...extra };
   if (sessionId) body.session_id = sessionId;
   if (model) body.model = model;
   const r = await fetch(`/api/conversation/${enc(userId)}`, {
@@ -94,9 +94,10 @@ export async function converse(userId, message, sessionId, signal, model = null)
 
 /** The streaming turn: an async iterator of {type, id, data}. */
 export function streamConversation(
-  userId, message, sessionId, { signal, onConnection, nudge, model = null } = {},
+  userId, message, sessionId, { signal, onConnection, nudge, model = null, extra } = {},
 ) {
-  const body = { message };
+  // extra: edit_of or regenerate (branches.js)
+  const body = { message, ...extra };
   if (sessionId) body.session_id = sessionId;
   if (model) body.model = model;
   return streamEvents({

@@ -3,6 +3,7 @@
 
 import * as api from "./api.js";
 import { factsFor, rememberFacts } from "./answer-facts.js";
+import { Branches } from "./branches.js";
 import { runCheck } from "./check.js";
 import { refreshBudget } from "./budget-note.js";
 import { describeError } from "./errors.js";
@@ -110,7 +111,7 @@ async function refreshSessions() {
     const found = query
       ? await api.searchSessions(state.userId, query)
       : await api.listSessions(state.userId);
-    if (request !== state.listRequests) return;
+    if (request !== state.listRequests) return undefined;
     const sessions = found.filter((s) => !state.pendingDeletes.has(s.session_id));
     renderSessions(
       sessions,
@@ -118,6 +119,7 @@ async function refreshSessions() {
       { open: openSession, remove: removeSession, rename: renameSession },
       { searching: Boolean(query) },
     );
+    return sessions;
   } catch {
     /* the list is a convenience: keep the old one */
   }
@@ -168,6 +170,7 @@ function showSession(session) {
   }
   state.shownMessages = session.messages.length;
   state.lastSent = lastQuestion;
+  branches.apply(session);
   renderContext(session.context);
   state.autoScroll = true;
   follow();
@@ -308,10 +311,37 @@ function endTurn() {
   state.turn = null;
   setBusy(false);
   stage.hide();
-  refreshSessions();
+  // Only a conversation the server has stored (listed) is read back for its branches.
+  refreshSessions().then((sessions) => {
+    if (sessions?.some((s) => s.session_id === state.sessionId)) refreshBranches();
+  });
 }
 
-function send(text, retryView = null) {
+// Edit, regenerate and ‹ 2/2 ›: the turn's messages get their ids and controls
+// once it is stored.
+const branches = new Branches({
+  list: ui.list,
+  userId: () => state.userId,
+  sessionId: () => state.sessionId,
+  busy: () => Boolean(state.turn),
+  send: (text, replaced, extra) => send(text, replaced, extra),
+  show: (session) => showSession(session),
+  fail: (text) => showToast(text),
+});
+
+async function refreshBranches() {
+  if (!state.sessionId || !state.userId) return;
+  try {
+    const session = await api.getSession(state.userId, state.sessionId);
+    if (state.turn || session.session_id !== state.sessionId) return;
+    state.shownMessages = session.messages.length;
+    branches.apply(session);
+  } catch {
+    /* the controls come with the next redraw */
+  }
+}
+
+function send(text, retryView = null, extra = null) {
   const message = text.trim();
   if (!message || state.turn || !state.userId) return;
   state.lastSent = message;
@@ -325,6 +355,7 @@ function send(text, retryView = null) {
   state.autoScroll = true;
   follow();
   const turn = startTurn(view, message);
+  turn.extra = extra;
   const run = ui.streaming.checked ? runStreaming : runPlain;
   run(message, turn).then((outcome) => {
     endTurn();
@@ -380,6 +411,7 @@ function followAnswer(streamId, question, redrawAfter = false) {
 async function runStreaming(message, turn) {
   stage.waiting("Sending…");
   const events = api.streamConversation(state.userId, message, state.sessionId, {
+    extra: turn.extra,
     signal: turn.abort.signal,
     model: models.chosen(),
     nudge,
@@ -388,7 +420,7 @@ async function runStreaming(message, turn) {
       connection.set(info);
     },
   });
-  return consume(events, turn, () => send(message, turn.view));
+  return consume(events, turn, () => send(message, turn.view, turn.extra));
 }
 
 /**
@@ -471,7 +503,7 @@ async function runPlain(message, turn) {
   connection.set({ state: "connecting", attempt: 0 });
   try {
     const answer = await api.converse(
-      state.userId, message, state.sessionId, turn.abort.signal, models.chosen(),
+      state.userId, message, state.sessionId, turn.abort.signal, models.chosen(), turn.extra,
     );
     setSession(answer.session_id);
     view.li.dataset.received = "complete";

@@ -9,5 +9,5 @@ start-up, and the shared store tests run both). Generate the skeleton with::
 and set :data:`HEAD_REVISION` to its id (``tests/test_schema.py`` fails until you do).
 """
 
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 """The newest revision's id: a SQLite file already at it opens without loading Alembic."""
