@@ -211,13 +211,13 @@ def test_ai_sdk_system_reads_the_ai_sdks_protocol(tmp_path: Path) -> None:
 
 def test_traced_system_exports_every_turns_spans(tmp_path: Path) -> None:
     """``sluice-traced`` sends its traces to the bench's OTLP sink, and the run counts what
-    arrived while the load was measured: each turn's request, turn, five stages and one model
+    arrived while the load was measured: each turn's request, turn, six stages and one model
     call (the warm-up's spans are not counted)."""
     done, result = run_bench(tmp_path, "throughput", "sluice,sluice-traced")
     assert result["skipped"] == {}
     (traced,) = result["results"]["sluice-traced"]
     assert traced["errors"] == 0 and (traced["lost"], traced["duplicated"]) == (0, 0), traced
-    assert traced["spans_per_turn"] == 8 and traced["spans"] == 8 * traced["streams"]
+    assert traced["spans_per_turn"] == 9 and traced["spans"] == 9 * traced["streams"]
     (plain,) = result["results"]["sluice"]
     assert "spans" not in plain
     assert any(line.startswith("| sluice-traced |") for line in done.stdout.splitlines())

@@ -19,7 +19,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.fakes.llm_upstreams import Reply
+from tests.fakes.llm_upstreams import Reply, ThinkingReply
 from tests.fakes.threaded import ThreadedFakes, cleared, openai_gemini_env, threaded_fakes
 from tests.support.server import RunningServer, launch
 from tests.support.sse import bearer, events, request
@@ -327,7 +327,7 @@ def test_a_mixed_round_returns_the_client_calls_and_runs_nothing(
 def test_reasoning_is_reasoning_content_never_content(
     sdk: openai.OpenAI, fakes: ThreadedFakes
 ) -> None:
-    fakes.openai.default = Reply(reasoning=["The user ", "greets me."], text=["Hello!"])
+    fakes.openai.default = ThinkingReply(reasoning=["The user ", "greets me."], text=["Hello!"])
     chunks = list(
         sdk.chat.completions.create(
             model="openai",

@@ -98,7 +98,7 @@ def test_cors_for_listed_origins_only(start_server: StartServer) -> None:
     assert allowed == {"authorization", "content-type", "last-event-id", "x-session-id"}
     preflight = request(server.url, "OPTIONS", "/api/sessions/alice/s1", headers={"Origin": LISTED})
     preflight.body()
-    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, DELETE"
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, PATCH, DELETE"
 
     # An origin that is not listed gets no CORS headers and no preflight.
     evil = "https://evil.example"

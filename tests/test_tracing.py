@@ -117,11 +117,13 @@ def test_a_turn_is_one_trace_from_the_client_through_stages_model_and_tools(
     assert turn.attributes["sluice.outcome"] == "complete" and not turn.error
     assert turn.attributes["gen_ai.conversation.id"] == evs[-1]["session_id"]
 
-    # Stages in the configured order: session is a wrapper, so the later stages are its.
+    # Stages in the configured order: usage and session are wrappers, so each later stage
+    # is the one before's.
     stages = {s.attributes["sluice.stage"]: s for s in spans if s.name.startswith("stage ")}
-    assert set(stages) == {"rate_limit", "session", "intent", "context", "llm"}
+    assert set(stages) == {"rate_limit", "usage", "session", "intent", "context", "llm"}
     assert stages["rate_limit"].parent_span_id == turn.span_id
-    assert stages["session"].parent_span_id == turn.span_id
+    assert stages["usage"].parent_span_id == turn.span_id
+    assert stages["session"].parent_span_id == stages["usage"].span_id
     for inner in ("intent", "context", "llm"):
         assert stages[inner].parent_span_id == stages["session"].span_id
     llm = stages["llm"]

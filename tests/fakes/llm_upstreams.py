@@ -76,9 +76,6 @@ class Reply:
     # arguments parsed: Gemini has no text form of them).
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
     argument_piece: int = 4
-    # OpenAI-compatible servers' visible reasoning (DeepSeek, vLLM): streamed before the text
-    # as delta.reasoning_content, or message.reasoning_content in a plain answer.
-    reasoning: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -280,9 +277,6 @@ class _OpenAIHandler(_Handler):
                 delta = {"content": None, thinking.reasoning_field: piece}
                 if not await self.send(self._chunk(model, delta, None), reply):
                     return
-        for thought in reply.reasoning:
-            if not await self.send(self._chunk(model, {"reasoning_content": thought}, None), reply):
-                return
         for i, piece in enumerate(reply.text):
             if reply.interval and i:
                 await asyncio.sleep(reply.interval)
@@ -388,8 +382,6 @@ class _OpenAIHandler(_Handler):
         thinking = _thinking(reply)
         if thinking is not None and thinking.reasoning:
             message[thinking.reasoning_field] = "".join(thinking.reasoning)
-        if reply.reasoning:
-            message["reasoning_content"] = "".join(reply.reasoning)
         if reply.tool_calls:
             message["tool_calls"] = [
                 {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
