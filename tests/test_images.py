@@ -23,7 +23,7 @@ from server.stores.archive import export_history, import_history, read_archive
 from server.stores.sqlite import SQLiteSessionStore
 from tests.fakes.threaded import ThreadedFakes, cleared, openai_gemini_env, threaded_fakes
 from tests.support.server import RunningServer, launch
-from tests.support.sse import bearer, events, json_request, start_stream
+from tests.support.sse import bearer, events, json_request, request, start_stream
 
 ALICE = bearer("tok-alice")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -195,13 +195,53 @@ def test_the_stream_endpoint_takes_images_and_history_keeps_them(
     assert status == 200 and session is not None
     asked = session["messages"][0]
     assert asked["role"] == "user" and asked["content"] == "What is this?"
-    assert asked["parts"] == [{"type": "image", "data": image["data"], "media_type": "image/png"}]
+    # The session's JSON gives the picture's address, not its bytes; the address gives them.
+    picture_url = f"/api/sessions/alice/{session_id}/messages/{asked['id']}/images/0"
+    assert asked["parts"] == [{"type": "image", "url": picture_url, "media_type": "image/png"}]
+    picture = request(server.url, "GET", picture_url, headers=ALICE)
+    assert picture.status == 200 and picture.response.read() == PNG
 
     # The next turn of the session gives the model the picture again, as history.
     seen = events(start_stream(server.url, "And now?", session_id=session_id).read_all())
     assert seen[-1]["type"] == "complete"
     earlier = fakes.openai.requests[1].body["messages"]
     assert {"type": "image_url", "image_url": {"url": data_url(PNG)}} in earlier[-3]["content"]
+
+
+def test_a_picture_is_served_to_its_owner_only_and_kept_from_shared_caches(
+    server: RunningServer, fakes: ThreadedFakes
+) -> None:
+    image = {"data": base64.b64encode(GIF).decode(), "media_type": "image/gif"}
+    seen = events(start_stream(server.url, "And this?", images=[image]).read_all())
+    session_id = seen[-1]["session_id"]
+    _, session, _ = json_request(
+        server.url, "GET", f"/api/sessions/alice/{session_id}", headers=ALICE
+    )
+    assert session is not None
+    message_id = session["messages"][0]["id"]
+    path = f"/api/sessions/alice/{session_id}/messages/{message_id}/images/0"
+
+    owner = request(server.url, "GET", path, headers=ALICE)
+    assert owner.status == 200 and owner.response.read() == GIF
+    assert owner.headers["Content-Type"] == "image/gif"
+    assert owner.headers["Cache-Control"].split(",")[0] == "private"
+    assert owner.headers["X-Content-Type-Options"] == "nosniff"
+
+    # Bob asking for it in his own space finds nothing, as for the owner's sessions; in
+    # Alice's space he is refused outright; an index past the message's pictures is 404.
+    bob = bearer("tok-bob")
+    theirs = f"/api/sessions/bob/{session_id}/messages/{message_id}/images/0"
+    assert json_request(server.url, "GET", theirs, headers=bob)[0] == 404
+    assert json_request(server.url, "GET", path, headers=bob)[0] == 403
+    assert json_request(server.url, "GET", path[:-1] + "1", headers=ALICE)[0] == 404
+    answer_id = session["messages"][1]["id"]
+    assert (
+        json_request(
+            server.url, "GET", path.replace(f"/{message_id}/", f"/{answer_id}/"), headers=ALICE
+        )[0]
+        == 404
+    )
+    assert json_request(server.url, "GET", path, headers={})[0] == 401
 
 
 @pytest.mark.parametrize(

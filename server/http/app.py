@@ -22,7 +22,7 @@ from server.http.pages import (
     ReadyHandler,
     StaticHandler,
 )
-from server.http.sessions import SessionHandler, SessionListHandler
+from server.http.sessions import MessageImageHandler, SessionHandler, SessionListHandler
 from server.http.state import ServerState
 from server.http.streams import (
     ConversationHandler,
@@ -49,6 +49,10 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/streams/{stream_id}/tools/{call_id}", ToolApprovalHandler),
     ("/api/sessions/{user_id}", SessionListHandler),
     ("/api/sessions/{user_id}/{session_id}", SessionHandler),
+    (
+        "/api/sessions/{user_id}/{session_id}/messages/{message_id}/images/{index}",
+        MessageImageHandler,
+    ),
     ("/api/check-stream", CheckStreamHandler),
     ("/api/chat", ChatHandler),
     ("/api/chat/{chat_id}/stream", ChatStreamHandler),

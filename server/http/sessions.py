@@ -1,14 +1,17 @@
 """``/api/sessions/{user_id}[/{session_id}]``: a user's conversations and their history,
-found by words (``?q=``), renamed, deleted."""
+found by words (``?q=``), renamed, deleted; the pictures sent with a message, to their owner."""
 
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
+from urllib.parse import quote
 
+from server.contract import ImagePart
 from server.http.base import SESSION_ID, ApiCode, ApiError, BaseHandler, JsonBodyHandler
 from server.stores.search import query_words
 
-__all__ = ["SessionHandler", "SessionListHandler"]
+__all__ = ["MessageImageHandler", "SessionHandler", "SessionListHandler"]
 
 # A search answers with at most this many conversations, newest first.
 SEARCH_LIMIT = 50
@@ -71,7 +74,9 @@ class SessionHandler(JsonBodyHandler):
             {
                 "session_id": session_id,
                 "title": record.title,
-                "messages": [message.as_json() for message in messages],
+                "messages": [
+                    _with_image_urls(message.as_json(), user_id, session_id) for message in messages
+                ],
                 "context": record.memory,
                 "active_turn": active.as_json() if active is not None else None,
             }
@@ -104,3 +109,42 @@ class SessionHandler(JsonBodyHandler):
             raise ApiError(404, ApiCode.NOT_FOUND, "No such session.")
         self.set_status(204)
         self.finish()
+
+
+def _with_image_urls(message: dict[str, Any], user_id: str, session_id: str) -> dict[str, Any]:
+    """The message with each picture's bytes replaced by the address that serves them: a
+    conversation with a few photos stays a small JSON document, and the browser caches each
+    picture on its own (privately: see :class:`MessageImageHandler`)."""
+    base = f"/api/sessions/{quote(user_id, safe='')}/{session_id}/messages/{message['id']}/images"
+    index = 0
+    parts: list[dict[str, Any]] = []
+    for part in message["parts"]:
+        if part["type"] == "image":
+            part = {"type": "image", "media_type": part["media_type"], "url": f"{base}/{index}"}
+            index += 1
+        parts.append(part)
+    message["parts"] = parts
+    return message
+
+
+class MessageImageHandler(BaseHandler):
+    """``GET .../messages/{message_id}/images/{index}``: the ``index``-th picture of a message,
+    its bytes with their own type, to the conversation's owner only (403 for another's user
+    id, 404 for what is not theirs)."""
+
+    async def get(self, user_id: str, session_id: str, message_id: str, index: str) -> None:
+        self.require_user(user_id)
+        if not (SESSION_ID.fullmatch(session_id) and message_id.isdigit() and index.isdigit()):
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such picture.")
+        messages = await self.state.sessions.messages(user_id, session_id)
+        wanted = int(message_id)
+        found = next((m for m in messages if m.id == wanted), None)
+        images = [p for p in found.parts if isinstance(p, ImagePart)] if found else []
+        if int(index) >= len(images):
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such picture.")
+        image = images[int(index)]
+        self.set_header("Content-Type", image.media_type)
+        # The picture is one person's: a shared cache (a proxy, a CDN) must not keep it. It
+        # never changes under its address, so the browser may keep it for a day.
+        self.set_header("Cache-Control", "private, max-age=86400")
+        self.finish(image.data)
