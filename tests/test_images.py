@@ -291,3 +291,57 @@ async def test_export_and_import_keep_a_messages_images(tmp_path: Path) -> None:
     finally:
         await source.close()
         await target.close()
+
+
+@pytest.fixture(scope="module")
+def demo_first(
+    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The demo (which reads text only), then Gemini told it cannot see (``vision =
+    false``), then OpenAI."""
+    env = openai_gemini_env(
+        upstreams,
+        SLUICE_LLM__PROVIDERS="demo,gemini,openai",
+        SLUICE_LLM__GEMINI__VISION="false",
+        SLUICE_LLM__DEMO__WORDS_PER_SECOND="0",
+    )
+    running = launch(tmp_path_factory.mktemp("data"), env)
+    yield running
+    running.stop()
+
+
+def test_a_picture_goes_past_the_providers_that_cannot_see_and_they_get_none(
+    demo_first: RunningServer, fakes: ThreadedFakes
+) -> None:
+    image = {"data": base64.b64encode(PNG).decode(), "media_type": "image/png"}
+    seen = events(start_stream(demo_first.url, "What is this?", images=[image]).read_all())
+    assert seen[-1]["type"] == "complete" and seen[-1]["provider"] == "openai"
+    assert not fakes.gemini.requests
+    user = fakes.openai.requests[0].body["messages"][-1]
+    assert user["content"][1] == {"type": "image_url", "image_url": {"url": data_url(PNG)}}
+
+    # A later turn of text alone may go to one that cannot see: it gets the history
+    # without the picture, and answers.
+    session_id = seen[-1]["session_id"]
+    seen = events(
+        start_stream(demo_first.url, "Thanks", session_id=session_id, model="gemini").read_all()
+    )
+    assert seen[-1]["type"] == "complete" and seen[-1]["provider"] == "gemini"
+    contents = fakes.gemini.requests[0].body["contents"]
+    assert contents[0]["parts"] == [{"text": "What is this?"}]
+    assert not any("inlineData" in part for c in contents for part in c["parts"])
+
+
+def test_a_picture_for_a_model_that_cannot_see_it_is_refused_plainly(
+    demo_first: RunningServer, fakes: ThreadedFakes
+) -> None:
+    image = {"data": base64.b64encode(PNG).decode(), "media_type": "image/png"}
+    for _ in range(6):  # more than the circuit's failures: the refusal does not count as one
+        seen = events(
+            start_stream(demo_first.url, "What is this?", images=[image], model="demo").read_all()
+        )
+        assert seen[-1]["type"] == "error"
+        assert "demo cannot see pictures" in seen[-1]["message"]
+        assert seen[-1]["retryable"] is False
+    seen = events(start_stream(demo_first.url, "Hello", model="demo").read_all())
+    assert seen[-1]["type"] == "complete" and seen[-1]["provider"] == "demo"
