@@ -23,8 +23,9 @@ __all__ = [
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
 # No inline script or style anywhere (docs/api.md): model output cannot become code.
+# blob: images are the pictures the person picked, shown from their own bytes before sending.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )

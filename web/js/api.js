@@ -79,10 +79,11 @@ export async function searchSessions(userId, query, signal) {
 }
 
 /** The non-streaming turn: resolves to the whole answer. */
-export async function converse(userId, message, sessionId, signal, model = null) {
+export async function converse(userId, message, sessionId, signal, model = null, images = []) {
   const body = { message };
   if (sessionId) body.session_id = sessionId;
   if (model) body.model = model;
+  if (images.length) body.images = images;
   const r = await fetch(`/api/conversation/${enc(userId)}`, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
@@ -94,11 +95,12 @@ export async function converse(userId, message, sessionId, signal, model = null)
 
 /** The streaming turn: an async iterator of {type, id, data}. */
 export function streamConversation(
-  userId, message, sessionId, { signal, onConnection, nudge, model = null } = {},
+  userId, message, sessionId, { signal, onConnection, nudge, model = null, images = [] } = {},
 ) {
   const body = { message };
   if (sessionId) body.session_id = sessionId;
   if (model) body.model = model;
+  if (images.length) body.images = images; // [{data: base64, media_type}]
   return streamEvents({
     url: `/api/conversation-stream/${enc(userId)}`,
     init: {

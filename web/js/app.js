@@ -6,6 +6,7 @@ import { factsFor, rememberFacts } from "./answer-facts.js";
 import { runCheck } from "./check.js";
 import { describeError } from "./errors.js";
 import { HistorySearch } from "./history-search.js";
+import { Attachments, picturesOf } from "./attachments.js";
 import { AnswerView, userMessage } from "./message-view.js";
 import { ModelPicker } from "./model-picker.js";
 import { renderSessions } from "./sessions-view.js";
@@ -54,6 +55,16 @@ const state = {
 
 const models = new ModelPicker($("model-picker"), () => state.sessionId);
 const search = new HistorySearch($("session-search"), () => refreshSessions());
+const attachments = new Attachments({
+  button: $("attach"),
+  picker: $("attach-input"),
+  tray: $("attachments"),
+  note: $("attach-note"),
+  limits: $("attach-limits"),
+  // A message may be pictures alone: the box is not required while some wait.
+  onChange: () => { ui.input.required = attachments.count === 0; },
+});
+attachments.listen(ui.form, ui.input);
 setUpTheme();
 
 // Fired when the tab comes back into view or the network returns: a stream
@@ -157,7 +168,7 @@ function showSession(session) {
   let lastQuestion = "";
   for (const m of session.messages) {
     if (m.role === "user") {
-      ui.list.append(userMessage(m.content));
+      ui.list.append(userMessage(m.content, picturesOf(m.parts)));
       lastQuestion = m.content;
     } else if (m.role === "assistant") {
       const view = new AnswerView();
@@ -310,20 +321,22 @@ function endTurn() {
   refreshSessions();
 }
 
-function send(text, retryView = null) {
+/** Send a message; `pictures` {images, shown} as the attachments gave them. */
+function send(text, retryView = null, pictures = { images: [], shown: [] }) {
   const message = text.trim();
-  if (!message || state.turn || !state.userId) return;
+  if ((!message && !pictures.images.length) || state.turn || !state.userId) return;
   state.lastSent = message;
   ui.empty.hidden = true;
   renderSuggestions([], send);
   if (retryView) retryView.li.remove();
-  const question = retryView ? null : userMessage(message);
+  const question = retryView ? null : userMessage(message, pictures.shown);
   if (question) ui.list.append(question);
   const view = new AnswerView({ onPaint: follow });
   ui.list.append(view.li);
   state.autoScroll = true;
   follow();
   const turn = startTurn(view, message);
+  turn.pictures = pictures;
   const run = ui.streaming.checked ? runStreaming : runPlain;
   run(message, turn).then((outcome) => {
     endTurn();
@@ -380,13 +393,14 @@ async function runStreaming(message, turn) {
   const events = api.streamConversation(state.userId, message, state.sessionId, {
     signal: turn.abort.signal,
     model: models.chosen(),
+    images: turn.pictures.images,
     nudge,
     onConnection: (info) => {
       if (info.streamId) turn.streamId = info.streamId;
       connection.set(info);
     },
   });
-  return consume(events, turn, () => send(message, turn.view));
+  return consume(events, turn, () => send(message, turn.view, turn.pictures));
 }
 
 /**
@@ -470,6 +484,7 @@ async function runPlain(message, turn) {
   try {
     const answer = await api.converse(
       state.userId, message, state.sessionId, turn.abort.signal, models.chosen(),
+      turn.pictures.images,
     );
     setSession(answer.session_id);
     view.li.dataset.received = "complete";
@@ -489,7 +504,7 @@ async function runPlain(message, turn) {
       return { busyWith: err.streamId };
     } else {
       const desc = describeError(err);
-      view.fail(desc, desc.retryable ? () => send(message, view) : null);
+      view.fail(desc, desc.retryable ? () => send(message, view, turn.pictures) : null);
       announce(desc.text);
     }
   } finally {
@@ -526,13 +541,13 @@ function autoGrow() {
   ui.input.style.height = `${Math.min(ui.input.scrollHeight, 200)}px`;
 }
 
-ui.form.addEventListener("submit", (e) => {
+ui.form.addEventListener("submit", async (e) => {
   e.preventDefault();
   const text = ui.input.value;
-  if (!text.trim() || state.turn) return;
+  if ((!text.trim() && !attachments.count) || state.turn) return;
   ui.input.value = "";
   autoGrow();
-  send(text);
+  send(text, null, await attachments.take());
 });
 
 ui.input.addEventListener("keydown", (e) => {
