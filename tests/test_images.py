@@ -304,6 +304,7 @@ def demo_first(
         SLUICE_LLM__PROVIDERS="demo,gemini,openai",
         SLUICE_LLM__GEMINI__VISION="false",
         SLUICE_LLM__DEMO__WORDS_PER_SECOND="0",
+        SLUICE_LIMITS__MAX_IMAGES="2",
     )
     running = launch(tmp_path_factory.mktemp("data"), env)
     yield running
@@ -345,3 +346,15 @@ def test_a_picture_for_a_model_that_cannot_see_it_is_refused_plainly(
         assert seen[-1]["retryable"] is False
     seen = events(start_stream(demo_first.url, "Hello", model="demo").read_all())
     assert seen[-1]["type"] == "complete" and seen[-1]["provider"] == "demo"
+
+
+def test_the_page_is_told_the_limits_this_server_holds_pictures_to(
+    demo_first: RunningServer,
+) -> None:
+    status, me, _ = json_request(demo_first.url, "GET", "/api/me", headers=ALICE)
+    assert status == 200 and me is not None
+    assert me["limits"] == {
+        "max_image_bytes": MAX_IMAGE,
+        "max_images": 2,
+        "image_types": ["image/png", "image/jpeg", "image/webp", "image/gif"],
+    }

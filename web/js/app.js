@@ -660,6 +660,7 @@ async function start() {
   try {
     const me = await api.getMe();
     state.userId = me.user_id;
+    attachments.useLimits(me.limits);
   } catch (err) {
     showBanner(`Can't reach the server. ${describeError(err).text}`);
     return;

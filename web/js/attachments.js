@@ -2,12 +2,16 @@
 // dropped, shown as thumbnails that can be removed, checked against the
 // server's limits before anything is uploaded.
 
-// The server's own limits (limits.max_image_bytes, limits.max_images and the
-// types it accepts, checked there too: 413 / 415). Said to the person as LIMITS_TEXT.
-export const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
-export const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
-export const MAX_IMAGES = 4;
-export const LIMITS_TEXT = "PNG, JPEG, WebP or GIF up to 5 MB, 4 at most.";
+const TYPE_NAMES = { "image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP", "image/gif": "GIF" };
+
+/** The limits in words: "PNG, JPEG, WebP or GIF up to 5 MB, 4 at most." */
+function limitsText({ image_types: types, max_image_bytes: bytes, max_images: count }) {
+  const names = types.map((t) => TYPE_NAMES[t] ?? t);
+  const listed = names.length > 1
+    ? `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}` : names.join("");
+  const mb = Math.round((bytes / 1048576) * 10) / 10;
+  return `${listed} up to ${mb} MB, ${count} at most.`;
+}
 
 /** The file's bytes as base64 (what the API takes), without the data URL's head. */
 function base64Of(file) {
@@ -32,20 +36,31 @@ export class Attachments {
    *          note: HTMLElement, limits: HTMLElement, onChange: () => void}} parts
    */
   constructor({ button, picker, tray, note, limits, onChange }) {
+    this.button = button;
+    this.limitsNote = limits;
     this.picker = picker;
     this.tray = tray;
     this.note = note;
     this.onChange = onChange;
     /** @type {{file: File, url: string, li: HTMLElement}[]} */
     this.items = [];
-    picker.accept = IMAGE_TYPES.join(",");
-    button.title = `Attach pictures: ${LIMITS_TEXT}`;
-    limits.textContent = LIMITS_TEXT;
+    this.limits = null; // until the server has said them, nothing can be added
+    button.disabled = true;
     button.addEventListener("click", () => picker.click());
     picker.addEventListener("change", () => {
       this.add([...picker.files]);
       picker.value = ""; // the same file may be chosen again after removing it
     });
+  }
+
+  /** The server's limits (GET /api/me): said on the button, checked on each file. */
+  useLimits(limits) {
+    this.limits = limits;
+    this.text = limitsText(limits);
+    this.picker.accept = limits.image_types.join(",");
+    this.button.title = `Attach pictures: ${this.text}`;
+    this.limitsNote.textContent = this.text;
+    this.button.disabled = false;
   }
 
   get count() {
@@ -54,10 +69,11 @@ export class Attachments {
 
   /** Add what fits; say plainly why the rest was not added. */
   add(files) {
+    if (!this.limits) return;
     const refused = [];
+    const { image_types: types, max_image_bytes: maxBytes, max_images: most } = this.limits;
     for (const file of files) {
-      if (!IMAGE_TYPES.includes(file.type) || file.size > MAX_IMAGE_BYTES
-          || this.items.length >= MAX_IMAGES) {
+      if (!types.includes(file.type) || file.size > maxBytes || this.items.length >= most) {
         refused.push(file.name || "That file");
         continue;
       }
@@ -79,7 +95,7 @@ export class Attachments {
       this.tray.append(li);
       this.items.push(item);
     }
-    this.say(refused.length ? `${refused.join(", ")} not added: ${LIMITS_TEXT}` : "", refused.length > 0);
+    this.say(refused.length ? `${refused.join(", ")} not added: ${this.text}` : "", refused.length > 0);
     this.onChange();
   }
 
@@ -93,7 +109,7 @@ export class Attachments {
 
   say(text, refused) {
     this.tray.hidden = this.items.length === 0;
-    this.note.textContent = text || (this.items.length ? LIMITS_TEXT : "");
+    this.note.textContent = text || (this.items.length ? this.text : "");
     this.note.hidden = !this.note.textContent;
     this.note.dataset.refused = refused ? "true" : "";
   }
