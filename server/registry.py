@@ -232,7 +232,12 @@ def _build(
         options = options_class.model_validate(instance.options)
     except ValidationError as error:
         raise ConfigError(format_validation_error(f"llm.{instance.name}", error)) from None
-    provider: Provider = cls(options, make_context(instance.name))
+    built = cls(options, make_context(instance.name))
+    if not getattr(options, "vision", True):
+        # ``vision = false`` in the instance's table: the chain reads it as the class's own
+        # ``sees_images`` (see server.llm.chain).
+        built.sees_images = False
+    provider: Provider = built
     provider.name = instance.name
     return provider
 

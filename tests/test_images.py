@@ -23,7 +23,7 @@ from server.stores.archive import export_history, import_history, read_archive
 from server.stores.sqlite import SQLiteSessionStore
 from tests.fakes.threaded import ThreadedFakes, cleared, openai_gemini_env, threaded_fakes
 from tests.support.server import RunningServer, launch
-from tests.support.sse import bearer, events, json_request, start_stream
+from tests.support.sse import bearer, events, json_request, request, start_stream
 
 ALICE = bearer("tok-alice")
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -195,13 +195,53 @@ def test_the_stream_endpoint_takes_images_and_history_keeps_them(
     assert status == 200 and session is not None
     asked = session["messages"][0]
     assert asked["role"] == "user" and asked["content"] == "What is this?"
-    assert asked["parts"] == [{"type": "image", "data": image["data"], "media_type": "image/png"}]
+    # The session's JSON gives the picture's address, not its bytes; the address gives them.
+    picture_url = f"/api/sessions/alice/{session_id}/messages/{asked['id']}/images/0"
+    assert asked["parts"] == [{"type": "image", "url": picture_url, "media_type": "image/png"}]
+    picture = request(server.url, "GET", picture_url, headers=ALICE)
+    assert picture.status == 200 and picture.response.read() == PNG
 
     # The next turn of the session gives the model the picture again, as history.
     seen = events(start_stream(server.url, "And now?", session_id=session_id).read_all())
     assert seen[-1]["type"] == "complete"
     earlier = fakes.openai.requests[1].body["messages"]
     assert {"type": "image_url", "image_url": {"url": data_url(PNG)}} in earlier[-3]["content"]
+
+
+def test_a_picture_is_served_to_its_owner_only_and_kept_from_shared_caches(
+    server: RunningServer, fakes: ThreadedFakes
+) -> None:
+    image = {"data": base64.b64encode(GIF).decode(), "media_type": "image/gif"}
+    seen = events(start_stream(server.url, "And this?", images=[image]).read_all())
+    session_id = seen[-1]["session_id"]
+    _, session, _ = json_request(
+        server.url, "GET", f"/api/sessions/alice/{session_id}", headers=ALICE
+    )
+    assert session is not None
+    message_id = session["messages"][0]["id"]
+    path = f"/api/sessions/alice/{session_id}/messages/{message_id}/images/0"
+
+    owner = request(server.url, "GET", path, headers=ALICE)
+    assert owner.status == 200 and owner.response.read() == GIF
+    assert owner.headers["Content-Type"] == "image/gif"
+    assert owner.headers["Cache-Control"].split(",")[0] == "private"
+    assert owner.headers["X-Content-Type-Options"] == "nosniff"
+
+    # Bob asking for it in his own space finds nothing, as for the owner's sessions; in
+    # Alice's space he is refused outright; an index past the message's pictures is 404.
+    bob = bearer("tok-bob")
+    theirs = f"/api/sessions/bob/{session_id}/messages/{message_id}/images/0"
+    assert json_request(server.url, "GET", theirs, headers=bob)[0] == 404
+    assert json_request(server.url, "GET", path, headers=bob)[0] == 403
+    assert json_request(server.url, "GET", path[:-1] + "1", headers=ALICE)[0] == 404
+    answer_id = session["messages"][1]["id"]
+    assert (
+        json_request(
+            server.url, "GET", path.replace(f"/{message_id}/", f"/{answer_id}/"), headers=ALICE
+        )[0]
+        == 404
+    )
+    assert json_request(server.url, "GET", path, headers={})[0] == 401
 
 
 @pytest.mark.parametrize(
@@ -251,3 +291,70 @@ async def test_export_and_import_keep_a_messages_images(tmp_path: Path) -> None:
     finally:
         await source.close()
         await target.close()
+
+
+@pytest.fixture(scope="module")
+def demo_first(
+    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The demo (which reads text only), then Gemini told it cannot see (``vision =
+    false``), then OpenAI."""
+    env = openai_gemini_env(
+        upstreams,
+        SLUICE_LLM__PROVIDERS="demo,gemini,openai",
+        SLUICE_LLM__GEMINI__VISION="false",
+        SLUICE_LLM__DEMO__WORDS_PER_SECOND="0",
+        SLUICE_LIMITS__MAX_IMAGES="2",
+    )
+    running = launch(tmp_path_factory.mktemp("data"), env)
+    yield running
+    running.stop()
+
+
+def test_a_picture_goes_past_the_providers_that_cannot_see_and_they_get_none(
+    demo_first: RunningServer, fakes: ThreadedFakes
+) -> None:
+    image = {"data": base64.b64encode(PNG).decode(), "media_type": "image/png"}
+    seen = events(start_stream(demo_first.url, "What is this?", images=[image]).read_all())
+    assert seen[-1]["type"] == "complete" and seen[-1]["provider"] == "openai"
+    assert not fakes.gemini.requests
+    user = fakes.openai.requests[0].body["messages"][-1]
+    assert user["content"][1] == {"type": "image_url", "image_url": {"url": data_url(PNG)}}
+
+    # A later turn of text alone may go to one that cannot see: it gets the history
+    # without the picture, and answers.
+    session_id = seen[-1]["session_id"]
+    seen = events(
+        start_stream(demo_first.url, "Thanks", session_id=session_id, model="gemini").read_all()
+    )
+    assert seen[-1]["type"] == "complete" and seen[-1]["provider"] == "gemini"
+    contents = fakes.gemini.requests[0].body["contents"]
+    assert contents[0]["parts"] == [{"text": "What is this?"}]
+    assert not any("inlineData" in part for c in contents for part in c["parts"])
+
+
+def test_a_picture_for_a_model_that_cannot_see_it_is_refused_plainly(
+    demo_first: RunningServer, fakes: ThreadedFakes
+) -> None:
+    image = {"data": base64.b64encode(PNG).decode(), "media_type": "image/png"}
+    for _ in range(6):  # more than the circuit's failures: the refusal does not count as one
+        seen = events(
+            start_stream(demo_first.url, "What is this?", images=[image], model="demo").read_all()
+        )
+        assert seen[-1]["type"] == "error"
+        assert "demo cannot see pictures" in seen[-1]["message"]
+        assert seen[-1]["retryable"] is False
+    seen = events(start_stream(demo_first.url, "Hello", model="demo").read_all())
+    assert seen[-1]["type"] == "complete" and seen[-1]["provider"] == "demo"
+
+
+def test_the_page_is_told_the_limits_this_server_holds_pictures_to(
+    demo_first: RunningServer,
+) -> None:
+    status, me, _ = json_request(demo_first.url, "GET", "/api/me", headers=ALICE)
+    assert status == 200 and me is not None
+    assert me["limits"] == {
+        "max_image_bytes": MAX_IMAGE,
+        "max_images": 2,
+        "image_types": ["image/png", "image/jpeg", "image/webp", "image/gif"],
+    }

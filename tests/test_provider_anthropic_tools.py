@@ -29,6 +29,7 @@ from server import (
     ProviderError,
     ReasoningPart,
     ToolCall,
+    ToolChoice,
     ToolErrorKind,
     ToolResult,
     tool,
@@ -511,3 +512,31 @@ async def test_a_plain_tool_round_through_the_llm_stage(fake: FakeAnthropic) -> 
     assert second[2]["content"] == [
         {"type": "tool_result", "tool_use_id": "toolu_p", "content": "3"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "wire"),
+    [
+        (ToolChoice("auto"), None, {"type": "auto"}),
+        (ToolChoice("none"), None, {"type": "none"}),
+        (ToolChoice("required"), None, {"type": "any"}),
+        (ToolChoice("function", "word_count"), None, {"type": "tool", "name": "word_count"}),
+        (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+        (ToolChoice("required"), False, {"type": "any", "disable_parallel_tool_use": True}),
+        (None, None, None),
+    ],
+)
+def test_the_clients_tool_choice_in_the_messages_api_s_shape(
+    choice: ToolChoice | None, parallel: bool | None, wire: dict[str, Any] | None
+) -> None:
+    params = GenerationParams(tool_choice=choice, parallel_tool_calls=parallel)
+    body = make("http://127.0.0.1:9")._body([Message("user", "Hi")], 64, params, TOOLS)
+    assert body.get("tool_choice") == wire
+
+
+def test_a_forced_call_with_thinking_is_refused_not_dropped() -> None:
+    params = GenerationParams(tool_choice=ToolChoice("required"))
+    provider = make("http://127.0.0.1:9", thinking_budget_tokens=1024)
+    with pytest.raises(ProviderError) as refused:
+        provider._body([Message("user", "Hi")], 64, params, TOOLS)
+    assert refused.value.kind is FailureKind.BAD_REQUEST

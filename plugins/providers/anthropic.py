@@ -242,7 +242,33 @@ class AnthropicProvider:
                 body["extra_body"] = sampling
             if params.stop:
                 body["stop_sequences"] = list(params.stop)
+            choice = self._tool_choice(params, thinking=budget is not None)
+            if choice is not None and wire_tools:
+                body["tool_choice"] = choice
         return body
+
+    def _tool_choice(self, params: GenerationParams, *, thinking: bool) -> dict[str, Any] | None:
+        """The client's ``tool_choice`` and ``parallel_tool_calls`` as the Messages API's
+        ``tool_choice`` (None: the API's default): ``required`` is ``any``, a named function
+        ``tool``, one call at a time ``disable_parallel_tool_use``. Thinking allows only
+        ``auto`` and ``none``: a forced call is refused then, not dropped."""
+        wanted = params.tool_choice
+        if wanted is None and params.parallel_tool_calls is not False:
+            return None
+        mode = "auto" if wanted is None else wanted.mode
+        if thinking and mode in ("required", "function"):
+            raise ProviderError(
+                FailureKind.BAD_REQUEST,
+                f"{self.name} thinks before it answers and then cannot be made to call a tool.",
+            )
+        choice: dict[str, Any] = {
+            "type": {"auto": "auto", "none": "none", "required": "any", "function": "tool"}[mode]
+        }
+        if mode == "function" and wanted is not None:
+            choice["name"] = wanted.name
+        if params.parallel_tool_calls is False and mode != "none":
+            choice["disable_parallel_tool_use"] = True
+        return choice
 
     def stream(
         self,

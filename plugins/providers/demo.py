@@ -176,6 +176,9 @@ class _DemoStream:
 class DemoProvider:
     name: str = "demo"
     Options: ClassVar[type[ProviderOptions]] = DemoOptions
+    # It reads text only: a message with pictures goes to a provider that can see them, or
+    # is refused plainly when none can, rather than answered as if they were not there.
+    sees_images = False
 
     def __init__(self, options: DemoOptions, context: ProviderContext) -> None:
         self.options = options

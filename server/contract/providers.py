@@ -243,6 +243,9 @@ class ProviderOptions(BaseModel):
 
     model: str = ""
     base_url: str | None = None
+    # False: this instance's model cannot see pictures. A turn whose message carries some
+    # skips it (the chain asks the next provider) and its history is given without them.
+    vision: bool = True
 
 
 class Provider(Protocol):

@@ -22,7 +22,12 @@ from server.http.pages import (
     ReadyHandler,
     StaticHandler,
 )
-from server.http.sessions import SessionBranchHandler, SessionHandler, SessionListHandler
+from server.http.sessions import (
+    MessageImageHandler,
+    SessionBranchHandler,
+    SessionHandler,
+    SessionListHandler,
+)
 from server.http.state import ServerState
 from server.http.streams import (
     ConversationHandler,
@@ -51,6 +56,10 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     ("/api/sessions/{user_id}", SessionListHandler),
     ("/api/sessions/{user_id}/{session_id}", SessionHandler),
     ("/api/sessions/{user_id}/{session_id}/branch", SessionBranchHandler),
+    (
+        "/api/sessions/{user_id}/{session_id}/messages/{message_id}/images/{index}",
+        MessageImageHandler,
+    ),
     ("/api/check-stream", CheckStreamHandler),
     ("/api/chat", ChatHandler),
     ("/api/chat/{chat_id}/stream", ChatStreamHandler),

@@ -9,6 +9,7 @@ from tornado import web
 
 from server.contract import StoreUnavailable
 from server.http.base import DEFAULT_CODES, ApiCode, ApiError, BaseHandler
+from server.http.images import IMAGE_TYPES
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -23,8 +24,9 @@ __all__ = [
 WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
 # No inline script or style anywhere (docs/api.md): model output cannot become code.
+# blob: images are the pictures the person picked, shown from their own bytes before sending.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
 )
@@ -59,13 +61,21 @@ class StaticHandler(web.StaticFileHandler):
 
 
 class MeHandler(BaseHandler):
-    """``GET /api/me``: who the caller is; a browser without the cookie gets one."""
+    """``GET /api/me``: who the caller is, and the limits a picture is held to; a browser
+    without the cookie gets one."""
 
     def get(self) -> None:
         identity = self.identity()
         if identity is None:
             identity = self.ensure_cookie_identity()
-        self.write_json({"user_id": identity.user_id})
+        limits = self.state.settings.limits
+        # The picture limits, so that the page says and checks the ones this server holds.
+        pictures = {
+            "max_image_bytes": limits.max_image_bytes,
+            "max_images": limits.max_images,
+            "image_types": list(IMAGE_TYPES),
+        }
+        self.write_json({"user_id": identity.user_id, "limits": pictures})
 
 
 class HealthHandler(BaseHandler):

@@ -1,18 +1,19 @@
 """``/api/sessions/{user_id}[/{session_id}[/branch]]``: a user's conversations and their
-history, found by words (``?q=``), renamed, deleted, and which branch of a conversation's
-tree is the current one."""
+history, found by words (``?q=``), renamed, deleted, which branch of a conversation's tree
+is the current one; the pictures sent with a message, to their owner."""
 
 from __future__ import annotations
 
 import unicodedata
 from typing import Any
+from urllib.parse import quote
 
-from server.contract import MessageTree, SessionRecord
+from server.contract import ImagePart, MessageTree, SessionRecord
 from server.core.coordination import ActiveTurn
 from server.http.base import SESSION_ID, ApiCode, ApiError, BaseHandler, JsonBodyHandler
 from server.stores.search import query_words
 
-__all__ = ["SessionBranchHandler", "SessionHandler", "SessionListHandler"]
+__all__ = ["MessageImageHandler", "SessionBranchHandler", "SessionHandler", "SessionListHandler"]
 
 # A search answers with at most this many conversations, newest first.
 SEARCH_LIMIT = 50
@@ -67,7 +68,7 @@ class SessionHandler(JsonBodyHandler):
         tree = await store.message_tree(user_id, session_id)
         active = await self.state.runner.active_turn(user_id, session_id)
         alternatives = self.get_query_argument("alternatives", "") in ("1", "true")
-        self.write_json(_session_json(record, tree, active, alternatives=alternatives))
+        self.write_json(_session_json(user_id, record, tree, active, alternatives=alternatives))
 
     async def patch(self, user_id: str, session_id: str) -> None:
         """``{"title": str}``: rename the conversation (its owner only: the path's user)."""
@@ -130,11 +131,16 @@ class SessionBranchHandler(JsonBodyHandler):
             raise ApiError(400, ApiCode.BAD_REQUEST, "No message of that id in this session.")
         await store.set_leaf(user_id, session_id, tree.latest_leaf(message_id))
         tree = await store.message_tree(user_id, session_id)
-        self.write_json(_session_json(record, tree, None, alternatives=False))
+        self.write_json(_session_json(user_id, record, tree, None, alternatives=False))
 
 
 def _session_json(
-    record: SessionRecord, tree: MessageTree, active: ActiveTurn | None, *, alternatives: bool
+    user_id: str,
+    record: SessionRecord,
+    tree: MessageTree,
+    active: ActiveTurn | None,
+    *,
+    alternatives: bool,
 ) -> dict[str, Any]:
     """The session as the API shows it: the current branch as ``messages``, each with where
     it stands among its alternatives, and (asked for) every message off the branch."""
@@ -148,7 +154,7 @@ def _session_json(
     for message in branch:
         siblings = [sibling.id for sibling in tree.siblings(message)]
         messages.append(
-            message.as_json()
+            _with_image_urls(message.as_json(), user_id, record.session_id)
             | {
                 "siblings": {
                     "index": siblings.index(message.id) + 1,
@@ -166,5 +172,48 @@ def _session_json(
     }
     if alternatives:
         on_branch = {message.id for message in tree.branch()}
-        data["alternatives"] = [m.as_json() for m in tree.messages if m.id not in on_branch]
+        data["alternatives"] = [
+            _with_image_urls(m.as_json(), user_id, record.session_id)
+            for m in tree.messages
+            if m.id not in on_branch
+        ]
     return data
+
+
+def _with_image_urls(message: dict[str, Any], user_id: str, session_id: str) -> dict[str, Any]:
+    """The message with each picture's bytes replaced by the address that serves them: a
+    conversation with a few photos stays a small JSON document, and the browser caches each
+    picture on its own (privately: see :class:`MessageImageHandler`)."""
+    base = f"/api/sessions/{quote(user_id, safe='')}/{session_id}/messages/{message['id']}/images"
+    index = 0
+    parts: list[dict[str, Any]] = []
+    for part in message["parts"]:
+        if part["type"] == "image":
+            part = {"type": "image", "media_type": part["media_type"], "url": f"{base}/{index}"}
+            index += 1
+        parts.append(part)
+    message["parts"] = parts
+    return message
+
+
+class MessageImageHandler(BaseHandler):
+    """``GET .../messages/{message_id}/images/{index}``: the ``index``-th picture of a message,
+    its bytes with their own type, to the conversation's owner only (403 for another's user
+    id, 404 for what is not theirs)."""
+
+    async def get(self, user_id: str, session_id: str, message_id: str, index: str) -> None:
+        self.require_user(user_id)
+        if not (SESSION_ID.fullmatch(session_id) and message_id.isdigit() and index.isdigit()):
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such picture.")
+        # Any message of the conversation's tree: a picture on another branch is still theirs.
+        tree = await self.state.sessions.message_tree(user_id, session_id)
+        found = tree.get(int(message_id))
+        images = [p for p in found.parts if isinstance(p, ImagePart)] if found else []
+        if int(index) >= len(images):
+            raise ApiError(404, ApiCode.NOT_FOUND, "No such picture.")
+        image = images[int(index)]
+        self.set_header("Content-Type", image.media_type)
+        # The picture is one person's: a shared cache (a proxy, a CDN) must not keep it. It
+        # never changes under its address, so the browser may keep it for a day.
+        self.set_header("Cache-Control", "private, max-age=86400")
+        self.finish(image.data)

@@ -29,7 +29,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from server.contract import (
@@ -38,6 +38,7 @@ from server.contract import (
     ErrorCode,
     FailureKind,
     GenerationParams,
+    ImagePart,
     Message,
     Provider,
     ProviderError,
@@ -99,6 +100,8 @@ class _Entry:
     stream_refused_until: float = 0.0
     # Its stream() and complete() take ``tools``: one written before tools answers text.
     takes_tools: bool = True
+    # Its model sees pictures (a provider says it does not with ``sees_images = False``).
+    sees_images: bool = True
 
 
 def _takes_tools(provider: Provider) -> bool:
@@ -109,6 +112,20 @@ def _takes_tools(provider: Provider) -> bool:
         )
     except (TypeError, ValueError):  # no signature to read: do not risk a TypeError per turn
         return False
+
+
+def _sees_images(provider: Provider) -> bool:
+    return bool(getattr(provider, "sees_images", True))
+
+
+def _without_images(messages: list[Message]) -> list[Message]:
+    """The messages with their pictures left out, for a model that cannot see them."""
+    return [
+        replace(m, parts=tuple(p for p in m.parts if not isinstance(p, ImagePart)))
+        if any(isinstance(p, ImagePart) for p in m.parts)
+        else m
+        for m in messages
+    ]
 
 
 def _pieces(text: str, size: int = PLAIN_PIECE_CHARS) -> list[str]:
@@ -210,6 +227,11 @@ class AnswerStream:
         # The API client's own tools: a provider that knows no tools cannot offer them, and
         # an answer without them is not what the client asked for, so it is refused there.
         self._client_tools = any(item.runs_on_client for item in tools)
+        # The pictures of the turn's own message: a provider that cannot see them is not
+        # asked (it would answer without them); earlier turns' pictures are left out for it.
+        asked = next((m for m in reversed(messages) if m.role == "user"), None)
+        self._turn_images = asked is not None and any(isinstance(p, ImagePart) for p in asked.parts)
+        self._given = messages
         self._entries = chain.entries if entries is None else entries
         limit = params.max_output_tokens if params is not None else None
         # The client's limit can lower the configured one, never raise it.
@@ -242,6 +264,14 @@ class AnswerStream:
         failures: list[tuple[str, ProviderError]] = []
         for index, entry in enumerate(self._entries):
             provider = entry.provider
+            if self._turn_images and not entry.sees_images:
+                # Not the provider's failure: its circuit is left alone.
+                refusal = ProviderError(
+                    FailureKind.BAD_REQUEST, f"{provider.name} cannot see pictures."
+                )
+                failures.append((provider.name, refusal))
+                chain.observer.on_fallback(provider.name, refusal.kind.value)
+                continue
             if not entry.circuit.acquire():
                 chain.observer.on_fallback(provider.name, "circuit_open")
                 continue
@@ -257,6 +287,9 @@ class AnswerStream:
                     # Anything but the first provider, streaming, is a fallback answer.
                     fallback = index > 0 or mode != STREAM
                     self._extra = self._extra_for_tools if entry.takes_tools else {}
+                    self._given = (
+                        self._messages if entry.sees_images else _without_images(self._messages)
+                    )
                     chain.observer.on_attempt(provider.name, mode)
                     started = chain.clock()
                     deltas = (
@@ -350,7 +383,7 @@ class AnswerStream:
         remaining = self._remaining()
         timeout = max(0.001, min(remaining, chain.first_token_timeout))
         stream = provider.stream(
-            self._messages,
+            self._given,
             max_output_tokens=self._max_output_tokens,
             timeout=timeout,
             params=self._params,
@@ -440,7 +473,7 @@ class AnswerStream:
         try:
             async with asyncio.timeout(remaining) as timer:
                 completion = await provider.complete(
-                    self._messages,
+                    self._given,
                     max_output_tokens=self._max_output_tokens,
                     timeout=remaining,
                     params=self._params,
@@ -573,6 +606,7 @@ class LLMChain:
                     on_change=on_change,
                 ),
                 takes_tools=_takes_tools(provider),
+                sees_images=_sees_images(provider),
             )
             for provider in self.providers
         ]

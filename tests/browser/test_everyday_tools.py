@@ -284,19 +284,27 @@ def test_keys_enter_shift_enter_escape_and_up(start_server: StartServer, chat_pa
     chat.wait_for_answers(1)
     expect(chat.answers().last).to_have_attribute("data-status", "stopped")
 
-    # ↑ in the empty box brings back the last message sent, to change and send again.
+    # ↑ in the empty box edits the last message sent: its editor opens with its text.
+    editor = page.locator(".message.user .branch-editor-input")
+    expect(page.locator(".message.user .branch-controls .edit")).to_have_count(1)
     box.focus()
     page.keyboard.press("ArrowUp")
-    expect(box).to_have_value("first line\nsecond line")
-    # In a box with text, ↑ only moves the caret: nothing is replaced.
-    page.keyboard.type(" again")
+    expect(editor).to_be_focused()
+    expect(editor).to_have_value("first line\nsecond line")
+    page.keyboard.press("Escape")  # closes the editor, changes nothing
+    expect(editor).to_have_count(0)
+    # In a box with text, ↑ only moves the caret: nothing is replaced, no editor opens.
+    box.focus()
+    page.keyboard.type("draft")
     page.keyboard.press("ArrowUp")
-    expect(box).to_have_value("first line\nsecond line again")
-    # After a reload, the conversation's last question is what ↑ brings back.
+    expect(box).to_have_value("draft")
+    expect(editor).to_have_count(0)
+    box.fill("")
+    # After a reload, ↑ still edits the conversation's last question.
     page.reload()
     page.wait_for_selector("#app[data-ready='true']")
     expect(page.locator(".message.user .content")).to_have_text(["first line\nsecond line"])
     box.focus()
     page.keyboard.press("ArrowUp")
-    expect(box).to_have_value("first line\nsecond line")
+    expect(editor).to_have_value("first line\nsecond line")
     chat.assert_clean()

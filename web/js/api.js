@@ -79,10 +79,13 @@ export async function searchSessions(userId, query, signal) {
 }
 
 /** The non-streaming turn: resolves to the whole answer. */
-export async function converse(userId, message, sessionId, signal, model = null, extra = null) {
+export async function converse(
+  userId, message, sessionId, signal, model = null, images = [], extra = null,
+) {
   const body = { message, ...extra };
   if (sessionId) body.session_id = sessionId;
   if (model) body.model = model;
+  if (images.length) body.images = images;
   const r = await fetch(`/api/conversation/${enc(userId)}`, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "application/json" },
@@ -94,12 +97,14 @@ export async function converse(userId, message, sessionId, signal, model = null,
 
 /** The streaming turn: an async iterator of {type, id, data}. */
 export function streamConversation(
-  userId, message, sessionId, { signal, onConnection, nudge, model = null, extra } = {},
+  userId, message, sessionId,
+  { signal, onConnection, nudge, model = null, images = [], extra } = {},
 ) {
   // extra: edit_of or regenerate (branches.js)
   const body = { message, ...extra };
   if (sessionId) body.session_id = sessionId;
   if (model) body.model = model;
+  if (images.length) body.images = images; // [{data: base64, media_type}]
   return streamEvents({
     url: `/api/conversation-stream/${enc(userId)}`,
     init: {

@@ -8,6 +8,7 @@ import { runCheck } from "./check.js";
 import { refreshBudget } from "./budget-note.js";
 import { describeError } from "./errors.js";
 import { HistorySearch } from "./history-search.js";
+import { Attachments, picturesOf } from "./attachments.js";
 import { AnswerView, userMessage } from "./message-view.js";
 import { ModelPicker } from "./model-picker.js";
 import { renderSessions } from "./sessions-view.js";
@@ -56,6 +57,16 @@ const state = {
 
 const models = new ModelPicker($("model-picker"), () => state.sessionId);
 const search = new HistorySearch($("session-search"), () => refreshSessions());
+const attachments = new Attachments({
+  button: $("attach"),
+  picker: $("attach-input"),
+  tray: $("attachments"),
+  note: $("attach-note"),
+  limits: $("attach-limits"),
+  // A message may be pictures alone: the box is not required while some wait.
+  onChange: () => { ui.input.required = attachments.count === 0; },
+});
+attachments.listen(ui.form, ui.input);
 setUpTheme();
 
 // Fired when the tab comes back into view or the network returns: a stream
@@ -160,7 +171,7 @@ function showSession(session) {
   let lastQuestion = "";
   for (const m of session.messages) {
     if (m.role === "user") {
-      ui.list.append(userMessage(m.content));
+      ui.list.append(userMessage(m.content, picturesOf(m.parts)));
       lastQuestion = m.content;
     } else if (m.role === "assistant") {
       const view = new AnswerView();
@@ -341,14 +352,20 @@ async function refreshBranches() {
   }
 }
 
-function send(text, retryView = null, extra = null) {
+const NO_PICTURES = Object.freeze({ images: [], shown: [] });
+
+/**
+ * Send a message; `extra` the branch it starts (edit_of or regenerate), `pictures`
+ * {images, shown} as the attachments gave them.
+ */
+function send(text, retryView = null, extra = null, pictures = NO_PICTURES) {
   const message = text.trim();
-  if (!message || state.turn || !state.userId) return;
+  if ((!message && !pictures.images.length) || state.turn || !state.userId) return;
   state.lastSent = message;
   ui.empty.hidden = true;
   renderSuggestions([], send);
   if (retryView) retryView.li.remove();
-  const question = retryView ? null : userMessage(message);
+  const question = retryView ? null : userMessage(message, pictures.shown);
   if (question) ui.list.append(question);
   const view = new AnswerView({ onPaint: follow });
   ui.list.append(view.li);
@@ -356,6 +373,7 @@ function send(text, retryView = null, extra = null) {
   follow();
   const turn = startTurn(view, message);
   turn.extra = extra;
+  turn.pictures = pictures;
   const run = ui.streaming.checked ? runStreaming : runPlain;
   run(message, turn).then((outcome) => {
     endTurn();
@@ -414,13 +432,14 @@ async function runStreaming(message, turn) {
     extra: turn.extra,
     signal: turn.abort.signal,
     model: models.chosen(),
+    images: turn.pictures.images,
     nudge,
     onConnection: (info) => {
       if (info.streamId) turn.streamId = info.streamId;
       connection.set(info);
     },
   });
-  return consume(events, turn, () => send(message, turn.view, turn.extra));
+  return consume(events, turn, () => send(message, turn.view, turn.extra, turn.pictures));
 }
 
 /**
@@ -503,7 +522,8 @@ async function runPlain(message, turn) {
   connection.set({ state: "connecting", attempt: 0 });
   try {
     const answer = await api.converse(
-      state.userId, message, state.sessionId, turn.abort.signal, models.chosen(), turn.extra,
+      state.userId, message, state.sessionId, turn.abort.signal, models.chosen(),
+      turn.pictures.images, turn.extra,
     );
     setSession(answer.session_id);
     view.li.dataset.received = "complete";
@@ -523,7 +543,7 @@ async function runPlain(message, turn) {
       return { busyWith: err.streamId };
     } else {
       const desc = describeError(err);
-      view.fail(desc, desc.retryable ? () => send(message, view) : null);
+      view.fail(desc, desc.retryable ? () => send(message, view, turn.extra, turn.pictures) : null);
       announce(desc.text);
     }
   } finally {
@@ -560,13 +580,13 @@ function autoGrow() {
   ui.input.style.height = `${Math.min(ui.input.scrollHeight, 200)}px`;
 }
 
-ui.form.addEventListener("submit", (e) => {
+ui.form.addEventListener("submit", async (e) => {
   e.preventDefault();
   const text = ui.input.value;
-  if (!text.trim() || state.turn) return;
+  if ((!text.trim() && !attachments.count) || state.turn) return;
   ui.input.value = "";
   autoGrow();
-  send(text);
+  send(text, null, null, await attachments.take());
 });
 
 ui.input.addEventListener("keydown", (e) => {
@@ -575,8 +595,14 @@ ui.input.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
     e.preventDefault();
     ui.form.requestSubmit();
-  } else if (e.key === "ArrowUp" && !ui.input.value && state.lastSent && !e.isComposing) {
-    // As in a terminal: the last message sent comes back to be changed and sent again.
+  } else if (e.key === "ArrowUp" && !ui.input.value && !e.isComposing) {
+    // As in ChatGPT: ↑ edits your last message (a new branch from it). Before it is stored
+    // (no Edit yet), the text comes back to the box, as in a terminal.
+    if (branches.editLast()) {
+      e.preventDefault();
+      return;
+    }
+    if (!state.lastSent) return;
     e.preventDefault();
     ui.input.value = state.lastSent;
     autoGrow();
@@ -679,6 +705,7 @@ async function start() {
   try {
     const me = await api.getMe();
     state.userId = me.user_id;
+    attachments.useLimits(me.limits);
   } catch (err) {
     showBanner(`Can't reach the server. ${describeError(err).text}`);
     return;

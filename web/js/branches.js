@@ -83,6 +83,15 @@ export class Branches {
     });
   }
 
+  /** ↑ in an empty box: the editor on your last message, when it is stored (has Edit). */
+  editLast() {
+    const edits = this.hooks.list.querySelectorAll(":scope > li.message .branch-controls .edit");
+    const last = edits[edits.length - 1];
+    if (!last || this.hooks.busy()) return false;
+    last.click();
+    return true;
+  }
+
   _arrows(message, { index, count, ids }) {
     const group = el("div", "branch-nav");
     group.setAttribute("role", "group");

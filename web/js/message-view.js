@@ -14,14 +14,29 @@ function el(tag, className, text) {
   return node;
 }
 
-export function userMessage(text) {
+/** A message of the person's: its text, and the pictures sent with it ({url, name}). */
+export function userMessage(text, pictures = []) {
   const li = el("li", "message user");
   li.dataset.role = "user";
-  const bubble = el("div", "bubble");
-  const content = el("div", "content plain", text);
-  content.dir = "auto";
-  bubble.append(content);
-  li.append(el("span", "visually-hidden", "You said:"), bubble);
+  li.append(el("span", "visually-hidden", "You said:"));
+  if (pictures.length) {
+    const row = el("div", "pictures");
+    for (const { url, name } of pictures) {
+      const img = el("img");
+      img.src = url;
+      img.alt = name;
+      img.loading = "lazy";
+      row.append(img);
+    }
+    li.append(row);
+  }
+  if (text || !pictures.length) {
+    const bubble = el("div", "bubble");
+    const content = el("div", "content plain", text);
+    content.dir = "auto";
+    bubble.append(content);
+    li.append(bubble);
+  }
   return li;
 }
 
