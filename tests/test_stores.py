@@ -11,6 +11,7 @@ import pytest
 from server.contract import (
     AnswerFacts,
     ArchivedSession,
+    ImagePart,
     SessionExists,
     SessionStore,
     TextPart,
@@ -396,3 +397,17 @@ async def test_sslmode_in_the_url_is_honoured(
         assert seen == encrypted
     finally:
         await store.close()
+
+
+async def test_a_users_pictures_are_kept_byte_for_byte(store: SessionStore) -> None:
+    """Pictures sent with a message are stored with it, in SQLite and PostgreSQL alike, and
+    come back (and go into an export) as the same bytes and type."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 64
+    gif = b"GIF89a" + b"\x00\xff" * 100
+    pictures = (ImagePart(png, "image/png"), ImagePart(gif, "image/gif"))
+    await store.open_session("alice", "pics", "t")
+    await store.add_message("alice", "pics", "user", "What is this?", "complete", parts=pictures)
+    [asked] = await store.messages("alice", "pics")
+    assert asked.parts == pictures
+    [archived] = [s async for s in store.export_sessions("alice")]
+    assert archived.messages[0].parts == pictures
