@@ -127,10 +127,12 @@ def test_reasoning_of_each_tool_round_is_kept_where_it_came(
     ]
 
 
-def test_the_openai_compatible_api_gives_the_answer_without_its_reasoning(
+def test_the_openai_compatible_api_gives_the_reasoning_apart_from_the_answer(
     start_server: StartServer, fakes: ThreadedFakes
 ) -> None:
-    """A client of /v1 gets the answer alone, and the reasoning tokens where OpenAI puts them."""
+    """A client of /v1 gets the answer alone as its content, the reasoning as
+    ``reasoning_content`` (where DeepSeek's and vLLM's clients read it), and the reasoning
+    tokens where OpenAI puts them."""
     fakes.openai.default = ThinkingReply(text=ANSWER, reasoning=THOUGHTS, reasoning_tokens=21)
     server = start_server(openai_env(fakes))
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="tok-alice", max_retries=0)
@@ -152,7 +154,14 @@ def test_the_openai_compatible_api_gives_the_answer_without_its_reasoning(
     assert plain.usage.completion_tokens_details.reasoning_tokens == 21
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == WHOLE
-    assert "divisors" not in "".join(c.model_dump_json() for c in chunks)
+    assert "divisors" not in text and "divisors" not in (plain.choices[0].message.content or "")
+    thought = "".join(
+        (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+        for c in chunks
+        if c.choices
+    )
+    assert thought == "".join(THOUGHTS)
+    assert (plain.choices[0].message.model_extra or {}).get("reasoning_content") == thought
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens_details is not None
     assert usage.completion_tokens_details.reasoning_tokens == 21
