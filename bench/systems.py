@@ -313,6 +313,16 @@ SYSTEMS: dict[str, System] = {
             client_tool=TOOL_NAME,
         ),
         System(
+            name="sluice-v1-server-tool",
+            describe="sluice's /v1/chat/completions with the server's own tool, full pipeline",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/v1/chat/completions",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_sluice_env,
+            openai_model="sluice",
+            tools=True,  # the round runs inside the turn, as on sluice's own endpoint
+        ),
+        System(
             name="sluice-ai-sdk",
             describe="sluice's POST /api/chat (the AI SDK's protocol), full pipeline",
             argv=lambda launch: [PY, "-m", "server"],
