@@ -5,50 +5,23 @@ and the schema upgrade keep (or make) the tree."""
 from __future__ import annotations
 
 import io
-import sqlite3
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from server.contract import ArchivedSession, SessionStore
 from server.stores.archive import export_history, import_history, read_archive
 from server.stores.postgres import PostgresSessionStore
-from server.stores.schema import upgrade_postgres, upgrade_sqlite
 from server.stores.sqlite import SQLiteSessionStore
+from tests.support import stores
 from tests.support.postgres import PostgresServer
+from tests.support.stores import MakeStore, postgres_history_at, sqlite_history_at
 
 pytestmark = pytest.mark.anyio
 
-BACKENDS = ["sqlite", "postgres"]
-MakeStore = Callable[[str], SessionStore]
-
-
-@pytest.fixture
-async def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]:
-    made: list[SessionStore] = []
-
-    def make(backend: str) -> SessionStore:
-        store: SessionStore
-        if backend == "sqlite":
-            store = SQLiteSessionStore(tmp_path / f"{len(made)}.sqlite3")
-        else:
-            server: PostgresServer = request.getfixturevalue("postgres")
-            store = PostgresSessionStore(server.new_database(), timeout=10)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        await store.close()
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, make_store: MakeStore) -> SessionStore:
-    made = make_store(request.param)
-    await made.open()
-    return made
+# The fixtures of tests/support/stores.py, named here so that pytest finds them.
+make_store = stores.make_store
+store = stores.store
 
 
 async def _tree_of_edits(store: SessionStore) -> dict[str, int]:
@@ -214,10 +187,7 @@ async def _check_chained(store: SessionStore) -> None:
 
 async def test_a_sqlite_history_at_0004_upgrades_to_one_branch(tmp_path: Path) -> None:
     path = tmp_path / "sessions.sqlite3"
-    upgrade_sqlite(path, revision="0004")
-    with sqlite3.connect(path) as db:
-        for statement in _AT_0004:
-            db.execute(statement)
+    sqlite_history_at(path, "0004", _AT_0004)
     store = SQLiteSessionStore(path)
     try:
         await _check_chained(store)
@@ -229,13 +199,7 @@ async def test_a_postgres_history_at_0004_upgrades_to_one_branch(
     postgres: PostgresServer,
 ) -> None:
     url = postgres.new_database()
-    await upgrade_postgres(url, timeout=10, revision="0004")
-    db = await asyncpg.connect(url)
-    try:
-        for statement in _AT_0004:
-            await db.execute(statement)
-    finally:
-        await db.close()
+    await postgres_history_at(url, "0004", _AT_0004)
     store = PostgresSessionStore(url, timeout=10)
     try:
         await store.open()

@@ -3,55 +3,23 @@ FTS5 in a file, and PostgreSQL's full-text search on a real server."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from server.contract import AnswerFacts, SessionStore
-from server.stores.postgres import PostgresSessionStore
-from server.stores.schema import upgrade_postgres, upgrade_sqlite
 from server.stores.search import query_words
-from server.stores.sqlite import SQLiteSessionStore
+from tests.support import stores
 from tests.support.postgres import PostgresServer
+from tests.support.stores import MakeStore, postgres_history_at, sqlite_history_at
 
 pytestmark = pytest.mark.anyio
 
 FACTS = AnswerFacts(provider="demo", model="demo-1", mode="stream")
 
-MakeStore = Callable[[str, str | None], SessionStore]
-
-
-@pytest.fixture
-async def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[MakeStore]:
-    """``make_store(backend, url_or_none)``: a store of that backend, on a new database
-    (or on the PostgreSQL database at the URL given)."""
-    made: list[SessionStore] = []
-
-    def make(backend: str, url: str | None = None) -> SessionStore:
-        store: SessionStore
-        if backend == "sqlite":
-            store = SQLiteSessionStore(tmp_path / "history.sqlite3")
-        else:
-            if url is None:
-                server: PostgresServer = request.getfixturevalue("postgres")
-                url = server.new_database()
-            store = PostgresSessionStore(url, timeout=10)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        await store.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, make_store: MakeStore) -> SessionStore:
-    made = make_store(request.param, None)
-    await made.open()
-    return made
+# The fixtures of tests/support/stores.py, named here so that pytest finds them.
+make_store = stores.make_store
+store = stores.store
 
 
 async def search(store: SessionStore, user: str, query: str) -> list[tuple[str, str | None]]:
@@ -176,24 +144,15 @@ OLD_ROWS = [
 async def test_history_written_before_the_index_is_searchable_after_the_upgrade(
     backend: str, make_store: MakeStore, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = None
+    database: Path | str
     if backend == "sqlite":
-        path = tmp_path / "history.sqlite3"
-        upgrade_sqlite(path, revision="0004")
-        db = sqlite3.connect(path)
-        with db:
-            for statement in OLD_ROWS:
-                db.execute(statement)
-        db.close()
+        database = tmp_path / "history.sqlite3"
+        sqlite_history_at(database, "0004", OLD_ROWS)
     else:
         server: PostgresServer = request.getfixturevalue("postgres")
-        url = server.new_database()
-        await upgrade_postgres(url, timeout=10, revision="0004")
-        connection = await asyncpg.connect(url)
-        for statement in OLD_ROWS:
-            await connection.execute(statement)
-        await connection.close()
-    upgraded = make_store(backend, url)  # brings the schema to the head
+        database = server.new_database()
+        await postgres_history_at(database, "0004", OLD_ROWS)
+    upgraded = make_store(backend, database)  # brings the schema to the head
     await upgraded.open()
     [(session, snippet)] = await search(upgraded, "alice", "nagano")
     assert session == "old" and around(snippet, "Soba", "in", "Nagano")

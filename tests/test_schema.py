@@ -4,7 +4,6 @@ lock in PostgreSQL, the write lock in SQLite) and end at the newest revision, on
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,11 +16,12 @@ import pytest
 from server.contract import SessionStore, TextPart, ToolCall, ToolResult
 from server.stores.migrations import HEAD_REVISION
 from server.stores.postgres import PostgresSessionStore
-from server.stores.schema import ADVISORY_LOCK_KEY, head_revision, upgrade_postgres, upgrade_sqlite
+from server.stores.schema import ADVISORY_LOCK_KEY, head_revision
 from server.stores.sqlite import SQLiteSessionStore, sqlite_revision
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer
 from tests.support.server import ROOT, RunningServer, base_env
+from tests.support.stores import postgres_history_at, sqlite_history_at
 
 
 def _name(url: str) -> str:
@@ -220,10 +220,7 @@ async def _check_upgraded(store: SessionStore) -> None:
 @pytest.mark.anyio
 async def test_a_sqlite_history_at_0003_upgrades_to_keep_tool_parts(tmp_path: Path) -> None:
     path = tmp_path / "sessions.sqlite3"
-    upgrade_sqlite(path, revision="0003")
-    with sqlite3.connect(path) as db:
-        for statement in _AT_0003:
-            db.execute(statement)
+    sqlite_history_at(path, "0003", _AT_0003)
     assert sqlite_revision(path) == "0003"
     store = SQLiteSessionStore(path)
     try:
@@ -238,13 +235,7 @@ async def test_a_postgres_history_at_0003_upgrades_to_keep_tool_parts(
     postgres: PostgresServer,
 ) -> None:
     url = postgres.new_database()
-    await upgrade_postgres(url, timeout=10, revision="0003")
-    db = await asyncpg.connect(url)
-    try:
-        for statement in _AT_0003:
-            await db.execute(statement)
-    finally:
-        await db.close()
+    await postgres_history_at(url, "0003", _AT_0003)
     store = PostgresSessionStore(url, timeout=10)
     try:
         await store.open()

@@ -3,9 +3,6 @@ PostgreSQL (started by the test harness). Whatever one backend does, the other m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
 import pytest
 
 from server.contract import (
@@ -20,44 +17,15 @@ from server.contract import (
     ToolResult,
 )
 from server.stores.postgres import PostgresSessionStore
-from server.stores.sqlite import SQLiteSessionStore
+from tests.support import stores
 from tests.support.postgres import PostgresServer
+from tests.support.stores import BACKENDS, MakeStore
 
 pytestmark = pytest.mark.anyio
 
-BACKENDS = ["sqlite", "postgres"]
-
-MakeStore = Callable[[str], SessionStore]
-
-
-@pytest.fixture
-async def make_store(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[Callable[[str], SessionStore]]:
-    """``make_store(backend)``: a new, empty, opened store of that backend."""
-    made: list[SessionStore] = []
-
-    def make(backend: str) -> SessionStore:
-        store: SessionStore
-        if backend == "sqlite":
-            store = SQLiteSessionStore(tmp_path / f"{len(made)}.sqlite3")
-        else:
-            server: PostgresServer = request.getfixturevalue("postgres")
-            store = PostgresSessionStore(server.new_database(), timeout=10)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        await store.close()
-
-
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, make_store: MakeStore) -> SessionStore:
-    made = make_store(request.param)
-    await made.open()
-    return made
-
+# The fixtures of tests/support/stores.py, named here so that pytest finds them.
+make_store = stores.make_store
+store = stores.store
 
 FACTS = AnswerFacts(
     provider="openai",
