@@ -7,7 +7,6 @@ an installed plugin package."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,11 @@ from server.core.sse import encode_event
 from server.core.ui_message_stream import UIMessageEncoder
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes
+from tests.support import upstream_server
 from tests.support.ai_sdk import ai_sdk_modules, run_node
 from tests.support.redis_server import RedisServer
-from tests.support.server import RunningServer, launch
+from tests.support.server import RunningServer
 from tests.support.sse import bearer, json_request, request, start_stream
 from tests.support.tool_package import ENABLED_TOOLS, write_tool_package
 
@@ -33,34 +33,23 @@ def modules() -> Path:
     return ai_sdk_modules()
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
+# The fixtures of tests/support/upstream_server.py, named here so that pytest finds them.
+upstreams = upstream_server.upstreams
+server = upstream_server.server
+fakes = upstream_server.fakes
 
 
 @pytest.fixture(scope="module")
-def server(
+def server_env(
     upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    env = {
+) -> dict[str, str]:
+    return {
         "PYTHONPATH": write_tool_package(tmp_path_factory.mktemp("site")),
         "SLUICE_TOOLS__ENABLED": ENABLED_TOOLS,
         "SLUICE_LLM__PROVIDERS": "openai",
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": upstreams.openai.base_url,
     }
-    running = launch(tmp_path_factory.mktemp("data"), env)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def fakes(upstreams: ThreadedFakes) -> ThreadedFakes:
-    upstreams.openai.replies.clear()
-    upstreams.openai.default = Reply()
-    upstreams.openai.requests.clear()
-    return upstreams
 
 
 def kinds(seen: dict[str, Any]) -> list[str]:

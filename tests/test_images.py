@@ -21,7 +21,8 @@ import pytest
 from server.contract import ImagePart
 from server.stores.archive import export_history, import_history, read_archive
 from server.stores.sqlite import SQLiteSessionStore
-from tests.fakes.threaded import ThreadedFakes, cleared, openai_gemini_env, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes, openai_gemini_env
+from tests.support import upstream_server
 from tests.support.server import RunningServer, launch
 from tests.support.sse import bearer, events, json_request, request, start_stream
 
@@ -47,32 +48,16 @@ def with_image(url: str, text: str = "What is this?") -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
+# The fixtures of tests/support/upstream_server.py, named here so that pytest finds them.
+upstreams = upstream_server.upstreams
+server = upstream_server.server
+fakes = upstream_server.fakes
+sdk = upstream_server.sdk
 
 
 @pytest.fixture(scope="module")
-def server(
-    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    env = openai_gemini_env(upstreams)
-    running = launch(tmp_path_factory.mktemp("data"), env)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def fakes(upstreams: ThreadedFakes) -> ThreadedFakes:
-    return cleared(upstreams)
-
-
-@pytest.fixture
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="tok-alice", max_retries=0)
-    yield client
-    client.close()
+def server_env(upstreams: ThreadedFakes) -> dict[str, str]:
+    return openai_gemini_env(upstreams)
 
 
 def test_a_data_url_reaches_openai_and_gemini_as_their_image_parts(

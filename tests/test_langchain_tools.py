@@ -8,16 +8,15 @@ streamed, as tool-call chunks LangChain merges), the test runs the tool as a Lan
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 from tests.fakes.llm_upstreams import Reply
-from tests.fakes.threaded import ThreadedFakes, openai_env, threaded_fakes
-from tests.support.server import RunningServer, launch
+from tests.fakes.threaded import ThreadedFakes, openai_env
+from tests.support import upstream_server
+from tests.support.server import RunningServer
 
 
 @tool
@@ -26,19 +25,14 @@ def get_weather(city: str) -> str:
     return f"Sunny in {city}"
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
+# The fixtures of tests/support/upstream_server.py, named here so that pytest finds them.
+upstreams = upstream_server.upstreams
+server = upstream_server.server
 
 
 @pytest.fixture(scope="module")
-def server(
-    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    running = launch(tmp_path_factory.mktemp("data"), openai_env(upstreams))
-    yield running
-    running.stop()
+def server_env(upstreams: ThreadedFakes) -> dict[str, str]:
+    return openai_env(upstreams)
 
 
 def _agent(server: RunningServer, *, streaming: bool) -> list[BaseMessage]:

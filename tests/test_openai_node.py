@@ -7,19 +7,17 @@ directory (the newest release that still runs on the Node this project tests wit
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
+from tests.fakes.threaded import ThreadedFakes
+from tests.support import upstream_server
+from tests.support.node import run_node_script
 from tests.support.packages import cached_npm_package
-from tests.support.server import ROOT, RunningServer, launch
+from tests.support.server import ROOT, RunningServer
 
 OPENAI_NPM_VERSION = "6.30.1"
 SCRIPT = ROOT / "tests" / "clients" / "openai_node.cjs"
@@ -31,46 +29,24 @@ def openai_package() -> Path:
     return cached_npm_package("openai", OPENAI_NPM_VERSION)
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
+# The fixtures of tests/support/upstream_server.py, named here so that pytest finds them.
+upstreams = upstream_server.upstreams
+server = upstream_server.server
+fakes = upstream_server.fakes
 
 
 @pytest.fixture(scope="module")
-def server(
-    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    env = {
+def server_env(upstreams: ThreadedFakes) -> dict[str, str]:
+    return {
         "SLUICE_LLM__PROVIDERS": "openai",
         "OPENAI_API_KEY": "sk-test",
         "OPENAI_BASE_URL": upstreams.openai.base_url,
     }
-    running = launch(tmp_path_factory.mktemp("data"), env)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def fakes(upstreams: ThreadedFakes) -> ThreadedFakes:
-    upstreams.openai.replies.clear()
-    upstreams.openai.default = Reply()
-    upstreams.openai.requests.clear()
-    return upstreams
 
 
 def node(package: Path, server: RunningServer, scenario: str) -> Any:
-    env = {
-        **os.environ,
-        "OPENAI_PACKAGE": str(package),
-        "BASE_URL": server.url + "/v1",
-        "TOKEN": "tok-alice",
-    }
-    done = subprocess.run(
-        ["node", str(SCRIPT), scenario], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    env = {"OPENAI_PACKAGE": str(package), "BASE_URL": server.url + "/v1", "TOKEN": "tok-alice"}
+    return run_node_script(SCRIPT, scenario, env)
 
 
 def test_node_streams(openai_package: Path, server: RunningServer, fakes: ThreadedFakes) -> None:

@@ -17,8 +17,9 @@ import openai
 import pytest
 
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, Reply
-from tests.fakes.threaded import ThreadedFakes, threaded_fakes
-from tests.support.server import RunningServer, launch
+from tests.fakes.threaded import ThreadedFakes, openai_gemini_env
+from tests.support import upstream_server
+from tests.support.server import RunningServer
 from tests.support.sse import bearer, events, json_request, request
 from tests.test_identity_and_input import cookie_for
 
@@ -26,41 +27,19 @@ AUTH = bearer("tok-alice")
 USER = [{"role": "user", "content": "Hello there"}]
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
+# The fixtures of tests/support/upstream_server.py, named here so that pytest finds them.
+upstreams = upstream_server.upstreams
+server = upstream_server.server
+fakes = upstream_server.fakes
 
 
 def _env(fakes: ThreadedFakes, **extra: str) -> dict[str, str]:
-    return {
-        "SLUICE_LLM__PROVIDERS": "openai,gemini",
-        "OPENAI_API_KEY": "sk-test",
-        "OPENAI_BASE_URL": fakes.openai.base_url,
-        "GEMINI_API_KEY": "gm-test",
-        "GEMINI_BASE_URL": fakes.gemini.url,
-        "SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS": "5",
-        **extra,
-    }
+    return openai_gemini_env(fakes, **{"SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS": "5", **extra})
 
 
 @pytest.fixture(scope="module")
-def server(
-    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    running = launch(tmp_path_factory.mktemp("data"), _env(upstreams))
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def fakes(upstreams: ThreadedFakes) -> Iterator[ThreadedFakes]:
-    """The module's fakes, with no scripted replies or recorded requests left over."""
-    for fake in (upstreams.openai, upstreams.gemini):
-        fake.replies.clear()
-        fake.default = Reply()
-        fake.requests.clear()
-    yield upstreams
+def server_env(upstreams: ThreadedFakes) -> dict[str, str]:
+    return _env(upstreams)
 
 
 _CLIENTS: list[openai.OpenAI] = []

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from tests.fakes.llm_upstreams import Reply, ThinkingReply
-from tests.fakes.threaded import ThreadedFakes, cleared, openai_gemini_env, threaded_fakes
-from tests.support.server import RunningServer, launch
+from tests.fakes.threaded import ThreadedFakes, openai_gemini_env
+from tests.support import upstream_server
+from tests.support.server import RunningServer
 from tests.support.sse import bearer, events, request
 
 WEATHER = {
@@ -39,32 +39,16 @@ WEATHER = {
 ASK = [{"role": "user", "content": "Weather in Paris?"}]
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[ThreadedFakes]:
-    with threaded_fakes() as running:
-        yield running
+# The fixtures of tests/support/upstream_server.py, named here so that pytest finds them.
+upstreams = upstream_server.upstreams
+server = upstream_server.server
+fakes = upstream_server.fakes
+sdk = upstream_server.sdk
 
 
 @pytest.fixture(scope="module")
-def server(
-    upstreams: ThreadedFakes, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    env = openai_gemini_env(upstreams, SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS="5")
-    running = launch(tmp_path_factory.mktemp("data"), env)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def fakes(upstreams: ThreadedFakes) -> ThreadedFakes:
-    return cleared(upstreams)
-
-
-@pytest.fixture
-def sdk(server: RunningServer) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="tok-alice", max_retries=0)
-    yield client
-    client.close()
+def server_env(upstreams: ThreadedFakes) -> dict[str, str]:
+    return openai_gemini_env(upstreams, SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS="5")
 
 
 def _tool_names(body: dict[str, Any]) -> list[str]:

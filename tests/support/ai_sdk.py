@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from tests.support.node import run_node_script
 from tests.support.packages import cached_npm_packages
 from tests.support.server import ROOT
 
@@ -41,14 +40,5 @@ def run_node(
     modules: Path, base_url: str, scenario: str, token: str = "tok-alice", **given: Any
 ) -> Any:
     """Run one scenario of ``tests/clients/ai_sdk_node.mjs``; what it printed, as JSON."""
-    env = {**os.environ, "NODE_MODULES": str(modules), "BASE_URL": base_url, "TOKEN": token}
-    done = subprocess.run(
-        ["node", str(SCRIPT), scenario],
-        input=json.dumps(given),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    env = {"NODE_MODULES": str(modules), "BASE_URL": base_url, "TOKEN": token}
+    return run_node_script(SCRIPT, scenario, env, given)
