@@ -30,10 +30,12 @@ __all__ = [
     "JSONFrameStream",
     "SSEFrames",
     "body_reader",
+    "error_from_status",
     "parse_arguments",
     "redact",
     "retry_after_from_headers",
     "transport_error",
+    "unreachable_error",
 ]
 
 # After an end marker, how long to wait for the body's own end before closing it.
@@ -99,6 +101,104 @@ def transport_error(name: str, error: Exception, *, status: int | None) -> Provi
         f"{name} {what}.",
         status=status,
         detail=type(error).__name__,
+    )
+
+
+def unreachable_error(
+    name: str, base_url: str, error: BaseException, *, timed_out: bool
+) -> ProviderError:
+    """The ProviderError for an SDK's error raised before any status came back: ``timeout``
+    when ``timed_out``, else ``unavailable``, with the URL and the transport's own exception
+    (the SDK error's ``__cause__``) as the detail, for the logs."""
+    if timed_out:
+        return ProviderError(
+            FailureKind.TIMEOUT, f"{name} did not answer in time.", detail=type(error).__name__
+        )
+    cause = error.__cause__
+    return ProviderError(
+        FailureKind.UNAVAILABLE,
+        f"{name} could not be reached.",
+        detail=f"{base_url}: " + type(cause or error).__name__,
+    )
+
+
+def error_from_status(
+    name: str,
+    status: int,
+    *,
+    detail: str,
+    key_label: str,
+    model: str,
+    model_hint: str,
+    retry_after: float | None = None,
+    stream_refused: bool = False,
+) -> ProviderError:
+    """The ProviderError for an upstream's HTTP error ``status``, in one line the server's
+    operator can act on; no key, no upstream body (``detail``, already redacted, goes to the
+    logs alone).
+
+    401 and 403 are ``auth`` and name the key's setting (``key_label``); 404 is the model
+    (``model``) not found, followed by ``model_hint``, what the operator must set and check;
+    429 is ``rate_limited`` and 5xx ``unavailable``, both with ``retry_after``; 405 and 501
+    (a proxy in front that does not pass streamed requests on) are ``stream_unsupported``, and
+    so are 400 and 422 when ``stream_refused`` (the request streamed and the upstream's error
+    names streaming): the chain then tries a plain call. Any other 4xx is ``bad_request``.
+    """
+    known = status or None  # a status of 0: the SDK was given none
+    if status == 401:
+        return ProviderError(
+            FailureKind.AUTH,
+            f"{name} refused the API key (401): the server's operator must set a valid "
+            f"{key_label}.",
+            status=known,
+            detail=detail,
+        )
+    if status == 403:
+        return ProviderError(
+            FailureKind.AUTH,
+            f"{name} denied access to model {model!r} (403): the server's operator "
+            f"must check {key_label} and the model's access.",
+            status=known,
+            detail=detail,
+        )
+    if status == 404:
+        return ProviderError(
+            FailureKind.BAD_REQUEST,
+            f"{name}: model {model!r} was not found (404): the server's operator must "
+            + model_hint,
+            status=known,
+            detail=detail,
+        )
+    if status == 429:
+        return ProviderError(
+            FailureKind.RATE_LIMITED,
+            f"{name} is rate limiting requests.",
+            retry_after=retry_after,
+            status=known,
+            detail=detail,
+        )
+    if status in (405, 501) or (stream_refused and status in (400, 422)):
+        return ProviderError(
+            FailureKind.STREAM_UNSUPPORTED,
+            f"{name} refused to stream.",
+            status=known,
+            detail=detail,
+        )
+    if 400 <= status < 500:
+        return ProviderError(
+            FailureKind.BAD_REQUEST,
+            f"{name} refused the request ({status}).",
+            status=known,
+            detail=detail,
+        )
+    # 529 is Anthropic's overloaded_error: a 5xx like the others for the chain.
+    what = "overloaded" if status == 529 else "unavailable"
+    return ProviderError(
+        FailureKind.UNAVAILABLE,
+        f"{name} is {what} ({status}).",
+        retry_after=retry_after,
+        status=known,
+        detail=detail,
     )
 
 

@@ -49,9 +49,11 @@ from server import (
     ToolCall,
     Usage,
     body_reader,
+    error_from_status,
     parse_arguments,
     redact,
     retry_after_from_headers,
+    unreachable_error,
 )
 
 from .anthropic_prompt import (
@@ -327,86 +329,26 @@ class AnthropicProvider:
         """One line a person can act on, from an SDK error; no key, no upstream body."""
         import anthropic
 
-        name = self.name
-        if isinstance(error, anthropic.APITimeoutError):
-            return ProviderError(
-                FailureKind.TIMEOUT, f"{name} did not answer in time.", detail="APITimeoutError"
-            )
         if isinstance(error, anthropic.APIConnectionError):
-            cause = error.__cause__
-            return ProviderError(
-                FailureKind.UNAVAILABLE,
-                f"{name} could not be reached.",
-                detail=f"{self.base_url}: "
-                + (type(cause).__name__ if cause else "APIConnectionError"),
-            )
+            timed_out = isinstance(error, anthropic.APITimeoutError)
+            return unreachable_error(self.name, self.base_url, error, timed_out=timed_out)
         if not isinstance(error, anthropic.APIStatusError):
             return ProviderError(
                 FailureKind.MALFORMED,
-                f"{name} answered something unexpected.",
+                f"{self.name} answered something unexpected.",
                 detail=redact(str(error), [self._key]),
             )
-        status = error.status_code
         kind = str(error.type or "")
         upstream = str(error.api_message or "")
-        detail = redact(f"{kind} {upstream}".strip(), [self._key])
-        headers = error.response.headers
-        if status == 401:
-            return ProviderError(
-                FailureKind.AUTH,
-                f"{name} refused the API key (401): the server's operator must set a valid "
-                f"{self._key_label}.",
-                status=status,
-                detail=detail,
-            )
-        if status == 403:
-            return ProviderError(
-                FailureKind.AUTH,
-                f"{name} denied access to model {self.model!r} (403): the server's operator "
-                f"must check {self._key_label} and the model's access.",
-                status=status,
-                detail=detail,
-            )
-        if status == 404:
-            return ProviderError(
-                FailureKind.BAD_REQUEST,
-                f"{name}: model {self.model!r} was not found (404): the server's operator must "
-                "set ANTHROPIC_MODEL (or [llm.anthropic] model) and check that "
-                "ANTHROPIC_BASE_URL is the host alone, without /v1.",
-                status=status,
-                detail=detail,
-            )
-        if status == 429:
-            return ProviderError(
-                FailureKind.RATE_LIMITED,
-                f"{name} is rate limiting requests.",
-                retry_after=retry_after_from_headers(headers),
-                status=status,
-                detail=detail,
-            )
-        if status in (405, 501):
-            # A proxy in front that does not pass streamed requests on: a plain call may work.
-            return ProviderError(
-                FailureKind.STREAM_UNSUPPORTED,
-                f"{name} refused to stream.",
-                status=status,
-                detail=detail,
-            )
-        if 400 <= status < 500:
-            return ProviderError(
-                FailureKind.BAD_REQUEST,
-                f"{name} refused the request ({status}).",
-                status=status,
-                detail=detail,
-            )
-        # 529 is Anthropic's overloaded_error: a 5xx like the others for the chain.
-        what = "overloaded" if status == 529 else "unavailable"
-        return ProviderError(
-            FailureKind.UNAVAILABLE,
-            f"{name} is {what} ({status}).",
-            retry_after=retry_after_from_headers(headers),
-            status=status,
-            detail=detail,
+        return error_from_status(
+            self.name,
+            error.status_code,
+            detail=redact(f"{kind} {upstream}".strip(), [self._key]),
+            key_label=self._key_label,
+            model=self.model,
+            model_hint="set ANTHROPIC_MODEL (or [llm.anthropic] model) and check that "
+            "ANTHROPIC_BASE_URL is the host alone, without /v1.",
+            retry_after=retry_after_from_headers(error.response.headers),
         )
 
 

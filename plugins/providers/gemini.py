@@ -52,6 +52,7 @@ from server import (
     ToolResult,
     Usage,
     body_reader,
+    error_from_status,
     redact,
     retry_after_from_headers,
     transport_error,
@@ -437,47 +438,18 @@ class GeminiProvider:
                 status=status,
                 detail=detail,
             )
-        if status == 404:
-            return ProviderError(
-                FailureKind.BAD_REQUEST,
-                f"{name}: model {self.model!r} was not found (404): the server's operator must "
-                "set GEMINI_MODEL (or [llm.gemini] model) and check GEMINI_BASE_URL.",
-                status=status,
-                detail=detail,
-            )
-        if status == 429:
-            retry_after = retry_after_from_headers(headers)
-            if retry_after is None and (match := _RETRY_DELAY.search(details)):
-                retry_after = float(match.group(1))
-            return ProviderError(
-                FailureKind.RATE_LIMITED,
-                f"{name} is rate limiting requests.",
-                retry_after=retry_after,
-                status=status,
-                detail=detail,
-            )
-        if status in (405, 501) or (
-            streaming and status in (400, 422) and "stream" in message.lower()
-        ):
-            return ProviderError(
-                FailureKind.STREAM_UNSUPPORTED,
-                f"{name} refused to stream.",
-                status=status,
-                detail=detail,
-            )
-        if 400 <= status < 500:
-            return ProviderError(
-                FailureKind.BAD_REQUEST,
-                f"{name} refused the request ({status}).",
-                status=status,
-                detail=detail,
-            )
-        return ProviderError(
-            FailureKind.UNAVAILABLE,
-            f"{name} is unavailable ({status}).",
-            retry_after=retry_after_from_headers(headers),
-            status=status or None,
+        retry_after = retry_after_from_headers(headers)
+        if status == 429 and retry_after is None and (match := _RETRY_DELAY.search(details)):
+            retry_after = float(match.group(1))
+        return error_from_status(
+            name,
+            status,
             detail=detail,
+            key_label=self._key_label,
+            model=self.model,
+            model_hint="set GEMINI_MODEL (or [llm.gemini] model) and check GEMINI_BASE_URL.",
+            retry_after=retry_after,
+            stream_refused=streaming and "stream" in message.lower(),
         )
 
 

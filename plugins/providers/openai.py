@@ -42,9 +42,11 @@ from server import (
     Tool,
     Usage,
     body_reader,
+    error_from_status,
     parse_arguments,
     redact,
     retry_after_from_headers,
+    unreachable_error,
 )
 
 from .think_tags import ThinkSplitter, split_whole
@@ -297,87 +299,29 @@ class OpenAIProvider:
 
     def error_from_sdk(self, error: openai.APIError, *, streaming: bool) -> ProviderError:
         """One line a person can act on, from an SDK error; no key, no upstream body."""
-        name = self.name
-        if isinstance(error, openai.APITimeoutError):
-            return ProviderError(
-                FailureKind.TIMEOUT, f"{name} did not answer in time.", detail="APITimeoutError"
-            )
         if isinstance(error, openai.APIConnectionError):
-            cause = error.__cause__
-            return ProviderError(
-                FailureKind.UNAVAILABLE,
-                f"{name} could not be reached.",
-                detail=f"{self.base_url}: "
-                + (type(cause).__name__ if cause else "APIConnectionError"),
-            )
+            timed_out = isinstance(error, openai.APITimeoutError)
+            return unreachable_error(self.name, self.base_url, error, timed_out=timed_out)
         if not isinstance(error, openai.APIStatusError):
             return ProviderError(
                 FailureKind.MALFORMED,
-                f"{name} answered something unexpected.",
+                f"{self.name} answered something unexpected.",
                 detail=redact(str(error), [self._key]),
             )
-        status = error.status_code
         body = error.body if isinstance(error.body, dict) else {}
         code = str(body.get("code") or "")
         param = str(body.get("param") or "")
         upstream = str(body.get("message") or error.message or "")
-        detail = redact(f"{code} {upstream}".strip(), [self._key])
-        if status == 401:
-            return ProviderError(
-                FailureKind.AUTH,
-                f"{name} refused the API key (401): the server's operator must set a valid "
-                f"{self._key_label}.",
-                status=status,
-                detail=detail,
-            )
-        if status == 403:
-            return ProviderError(
-                FailureKind.AUTH,
-                f"{name} denied access to model {self.model!r} (403): the server's operator "
-                f"must check {self._key_label} and the model's access.",
-                status=status,
-                detail=detail,
-            )
-        if status == 404:
-            return ProviderError(
-                FailureKind.BAD_REQUEST,
-                f"{name}: model {self.model!r} was not found (404): the server's operator must "
-                "set OPENAI_MODEL (or [llm.openai] model) and check OPENAI_BASE_URL ends in /v1.",
-                status=status,
-                detail=detail,
-            )
-        if status == 429:
-            return ProviderError(
-                FailureKind.RATE_LIMITED,
-                f"{name} is rate limiting requests.",
-                retry_after=retry_after_from_headers(error.response.headers),
-                status=status,
-                detail=detail,
-            )
-        if status in (405, 501) or (
-            streaming
-            and status in (400, 422)
-            and (param == "stream" or "stream" in upstream.lower())
-        ):
-            return ProviderError(
-                FailureKind.STREAM_UNSUPPORTED,
-                f"{name} refused to stream.",
-                status=status,
-                detail=detail,
-            )
-        if 400 <= status < 500:
-            return ProviderError(
-                FailureKind.BAD_REQUEST,
-                f"{name} refused the request ({status}).",
-                status=status,
-                detail=detail,
-            )
-        return ProviderError(
-            FailureKind.UNAVAILABLE,
-            f"{name} is unavailable ({status}).",
+        return error_from_status(
+            self.name,
+            error.status_code,
+            detail=redact(f"{code} {upstream}".strip(), [self._key]),
+            key_label=self._key_label,
+            model=self.model,
+            model_hint="set OPENAI_MODEL (or [llm.openai] model) and check OPENAI_BASE_URL ends "
+            "in /v1.",
             retry_after=retry_after_from_headers(error.response.headers),
-            status=status,
-            detail=detail,
+            stream_refused=streaming and (param == "stream" or "stream" in upstream.lower()),
         )
 
 
