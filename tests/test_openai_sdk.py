@@ -353,19 +353,14 @@ def test_rate_limits_are_429_with_retry_after(upstreams: ThreadedFakes, start_se
         assert int(limit.value.response.headers["retry-after"]) >= 1
 
 
-def test_heartbeats_and_an_error_after_the_headers(
-    upstreams: ThreadedFakes, start_server: Any
-) -> None:
+def test_heartbeats_and_an_error_after_the_headers(fakes: ThreadedFakes, start_server: Any) -> None:
     """Headers wait for the first text only up to stream.heartbeat_seconds; an error after
     that ends the stream with an error frame and no [DONE]. Idle, the stream carries SSE
     comments."""
-    for fake in (upstreams.openai, upstreams.gemini):
-        fake.replies.clear()
-        fake.requests.clear()
-    upstreams.openai.default = Reply(hang_before_headers=True)
+    fakes.openai.default = Reply(hang_before_headers=True)
     slow = start_server(
         _env(
-            upstreams,
+            fakes,
             SLUICE_LLM__PROVIDERS="openai",
             SLUICE_STREAM__HEARTBEAT_SECONDS="0.3",
             SLUICE_LLM__FIRST_TOKEN_TIMEOUT_SECONDS="1.5",
@@ -382,7 +377,7 @@ def test_heartbeats_and_an_error_after_the_headers(
         assert response.status == 200
         raw = response.body().decode()
     finally:
-        upstreams.openai.default = Reply()
+        fakes.openai.default = Reply()
     blocks = [b for b in raw.split("\n\n") if b]
     assert json.loads(blocks[0][6:])["choices"][0]["delta"]["role"] == "assistant"
     assert ": ping" in blocks
@@ -391,14 +386,11 @@ def test_heartbeats_and_an_error_after_the_headers(
     assert "data: [DONE]" not in blocks
 
 
-def test_too_many_streams_is_429(upstreams: ThreadedFakes, start_server: Any) -> None:
+def test_too_many_streams_is_429(fakes: ThreadedFakes, start_server: Any) -> None:
     """The per-user cap of answers in progress: RateLimitError, code too_many_streams, with
     the same Retry-After as sluice's own JSON endpoint gives."""
-    for fake in (upstreams.openai, upstreams.gemini):
-        fake.replies.clear()
-        fake.requests.clear()
-    upstreams.openai.script(Reply(text=["a", "b"], hang_at=1))
-    capped = start_server(_env(upstreams, SLUICE_LIMITS__MAX_STREAMS_PER_USER="1"))
+    fakes.openai.script(Reply(text=["a", "b"], hang_at=1))
+    capped = start_server(_env(fakes, SLUICE_LIMITS__MAX_STREAMS_PER_USER="1"))
     sdk = client(capped)
     running = sdk.chat.completions.create(model="openai", messages=USER, stream=True)
     try:
