@@ -18,26 +18,37 @@ from tests.support.sse import OPEN_STREAMS
 
 StartServer = Callable[..., RunningServer]
 
-# The slowest modules, slowest first (pytest --durations=0): they run first, so that under
-# pytest-xdist no worker is left running one of them alone at the end while the other idles.
-# The rest keep their usual order.
+# The slowest modules, slowest first (pytest --durations=0, junit times summed per module):
+# they run first, so that under pytest-xdist no worker is left running one of them alone at
+# the end while the others idle. The bench smoke tests come first although they spread one
+# test per group: each runs a whole bench, the longest single tests of the suite. The rest
+# keep their usual order.
 SLOW_FIRST = (
-    "tests/browser/",
     "tests/test_bench_smoke.py",
+    "tests/test_schema.py",
     "tests/test_redis_instances.py",
-    "tests/test_mcp_tools.py",
-    "tests/test_dependencies.py",
-    "tests/test_tool_turns.py",
+    "tests/browser/test_page_resilience.py",
+    "tests/test_tool_approvals_across_instances.py",
+    "tests/browser/test_page.py",
+    "tests/test_history.py",
     "tests/test_anthropic_e2e.py",
     "tests/test_fallback_e2e.py",
-    "tests/test_streams_lifecycle.py",
     "tests/test_config.py",
-    "tests/test_history.py",
-    "tests/test_plugin_contract.py",
-    "tests/test_nginx.py",
+    "tests/test_streams_lifecycle.py",
+    "tests/test_tool_turns.py",
+    "tests/test_tool_history.py",
+    "tests/browser/",
     "tests/test_streams_resume.py",
+    "tests/test_mcp_tools.py",
+    "tests/test_tracing.py",
     "tests/test_openai_sdk.py",
+    "tests/test_anthropic_tools_e2e.py",
+    "tests/test_nginx.py",
+    "tests/test_usage.py",
+    "tests/test_plugin_contract.py",
+    "tests/test_upstream_edges.py",
     "tests/test_front_door.py",
+    "tests/test_dependencies.py",
 )
 
 
@@ -47,8 +58,9 @@ SPREAD_BY_TEST = ("tests/test_bench_smoke.py",)
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Slow modules first; under ``--dist loadgroup`` one worker runs each module (its
-    module-scoped server starts once), the browser package on one (one Chromium), and the
-    modules that share nothing spread."""
+    module-scoped server starts once), and the modules that share nothing spread. The
+    browser modules too: each worker runs its own Chromium, and the page tests wait on
+    conditions in the page, never on how fast two browsers share the cores."""
 
     def rank(item: pytest.Item) -> int:
         ranks = (i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix))
@@ -60,8 +72,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             module = item.nodeid.split("::")[0]
             # The bench smoke tests share nothing and each runs a whole bench: spread them.
             group = item.nodeid if module in SPREAD_BY_TEST else module
-            if module.startswith("tests/browser/"):
-                group = "browser"  # one Chromium at a time: two made page timings flake
             item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -21,6 +21,7 @@ from tests.browser.test_tool_steps import ask_guarded
 from tests.conftest import StartServer
 from tests.fakes.threaded import ThreadedFakes
 from tests.support.packages import cached_npm_package
+from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -68,9 +69,9 @@ def audit(page: Page, axe_source: str) -> list[dict[str, Any]]:
 
 
 def test_the_empty_page_light_and_dark(
-    start_server: StartServer, chat_page: Any, axe_source: str, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, axe_source: str, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     for scheme in ("light", "dark"):
         chat = chat_page(server, color_scheme=scheme)
         chat.open()
@@ -117,9 +118,9 @@ def test_a_tool_call_waiting_for_approval(
 
 
 def test_the_phone_layout_with_the_drawer_closed_and_open(
-    start_server: StartServer, chat_page: Any, axe_source: str, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, axe_source: str, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat: ChatPage = chat_page(
         server, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
@@ -138,9 +139,9 @@ def test_the_phone_layout_with_the_drawer_closed_and_open(
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_undo_notice_and_a_rename_in_progress(
-    start_server: StartServer, chat_page: Any, axe_source: str, scheme: str
+    demo_server: RunningServer, chat_page: Any, axe_source: str, scheme: str
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server, color_scheme=scheme)
     chat.open()
     chat.send("Keep me")

@@ -18,6 +18,7 @@ from tests.browser.conftest import ChatPage
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes
+from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -37,9 +38,9 @@ def type_message(chat: ChatPage, *lines: str) -> None:
 
 
 def test_code_is_highlighted_and_copy_takes_exactly_the_code(
-    start_server: StartServer, chat_page: Any, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server, permissions=["clipboard-read", "clipboard-write"])
     chat.open()
     # The demo answer repeats the message, so the answer holds these two blocks.
@@ -157,9 +158,9 @@ def test_the_model_picker_applies_to_the_next_turn_and_is_kept_per_conversation(
 
 
 def test_rename_and_search_the_history(
-    start_server: StartServer, chat_page: Any, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     chat.send("Find me a restaurant in Tokyo")
@@ -226,9 +227,9 @@ LIGHT, DARK = "rgb(255, 255, 255)", "rgb(22, 24, 29)"
 
 
 def test_the_theme_toggle_beside_the_systems_choice(
-    start_server: StartServer, chat_page: Any, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server, color_scheme="light")
     chat.open()
     system = chat.page.get_by_role("radio", name="System")

@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from tests.browser.conftest import ChatPage
+from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -108,9 +109,9 @@ def test_streams_with_several_paints_then_suggestions_and_context(
 
 
 def test_reload_restores_the_conversation_and_history_opens_it(
-    start_server: Any, chat_page: Any
+    demo_server: RunningServer, chat_page: Any
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     chat.send("Find me a restaurant in Tokyo")
@@ -148,9 +149,9 @@ def test_reload_restores_the_conversation_and_history_opens_it(
 
 
 def test_arabic_reads_right_to_left_and_code_stays_left_to_right(
-    start_server: Any, chat_page: Any, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     arabic = "مرحبا بك في سلوس. كيف حالك اليوم؟"
@@ -202,8 +203,8 @@ XSS_PAYLOADS = [
 ]
 
 
-def test_xss_payloads_in_an_answer_render_inert(start_server: Any, chat_page: Any) -> None:
-    server = start_server()
+def test_xss_payloads_in_an_answer_render_inert(demo_server: RunningServer, chat_page: Any) -> None:
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     message = "\n\n".join(XSS_PAYLOADS)
@@ -237,8 +238,8 @@ def test_xss_payloads_in_an_answer_render_inert(start_server: Any, chat_page: An
     chat.assert_clean()  # no dialog, no page error, no CSP report
 
 
-def test_streaming_off_uses_the_json_endpoint(start_server: Any, chat_page: Any) -> None:
-    server = start_server()
+def test_streaming_off_uses_the_json_endpoint(demo_server: RunningServer, chat_page: Any) -> None:
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     toggle = chat.page.locator("#streaming-toggle")
@@ -370,14 +371,14 @@ def test_rate_limited_reads_as_a_person_would_want(start_server: Any, chat_page:
     ],
 )
 def test_layout_on_phone_and_desktop_light_and_dark(
-    start_server: Any,
+    demo_server: RunningServer,
     chat_page: Any,
     artifacts: Path,
     name: str,
     viewport: dict[str, int],
     scheme: str,
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server, viewport=viewport, color_scheme=scheme)
     chat.open()
     chat.send("Find me a restaurant in Tokyo")
@@ -415,8 +416,8 @@ def test_layout_on_phone_and_desktop_light_and_dark(
     chat.assert_clean()
 
 
-def test_keyboard_only_and_live_region(start_server: Any, chat_page: Any) -> None:
-    server = start_server()
+def test_keyboard_only_and_live_region(demo_server: RunningServer, chat_page: Any) -> None:
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     page = chat.page
@@ -437,9 +438,9 @@ def test_keyboard_only_and_live_region(start_server: Any, chat_page: Any) -> Non
     chat.assert_clean()
 
 
-def test_long_answers_render_incrementally(start_server: Any, chat_page: Any) -> None:
+def test_long_answers_render_incrementally(demo_server: RunningServer, chat_page: Any) -> None:
     """Settled blocks are rendered once and kept; only the tail is redone per frame."""
-    server = start_server()
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     result = chat.page.evaluate(
@@ -474,8 +475,10 @@ def test_long_answers_render_incrementally(start_server: Any, chat_page: Any) ->
     chat.assert_clean()
 
 
-def test_copy_puts_the_answer_markdown_on_the_clipboard(start_server: Any, chat_page: Any) -> None:
-    server = start_server()
+def test_copy_puts_the_answer_markdown_on_the_clipboard(
+    demo_server: RunningServer, chat_page: Any
+) -> None:
+    server = demo_server
     chat = chat_page(server, permissions=["clipboard-read", "clipboard-write"])
     chat.open()
     chat.send("Find me a restaurant in Tokyo")
@@ -489,9 +492,11 @@ def test_copy_puts_the_answer_markdown_on_the_clipboard(start_server: Any, chat_
     chat.assert_clean()
 
 
-def test_a_failed_send_offers_retry_which_resends(start_server: Any, chat_page: Any) -> None:
+def test_a_failed_send_offers_retry_which_resends(
+    demo_server: RunningServer, chat_page: Any
+) -> None:
     """No response at all (the network failed): a retryable error, and Retry sends again."""
-    server = start_server()
+    server = demo_server
     chat = chat_page(server)
     chat.open()
     chat.page.route("**/api/conversation-stream/**", lambda route: route.abort("failed"))

@@ -21,6 +21,7 @@ from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.cut_proxy import CuttableProxy
 from tests.support.nginx import BUFFERING, nginx_in_front
+from tests.support.server import RunningServer
 from tests.support.sse import bearer, request
 
 pytestmark = pytest.mark.browser
@@ -244,9 +245,9 @@ def test_a_stalled_connection_is_replaced_by_the_watchdog(
 
 
 def test_phone_nothing_hides_under_the_composer_or_suggestions(
-    start_server: Any, chat_page: Any, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     for name, viewport in (
         ("phone", {"width": 390, "height": 844}),
         ("desktop", {"width": 1280, "height": 800}),
@@ -407,15 +408,19 @@ def test_small_truths(start_server: Any, chat_page: Any) -> None:
     chat.assert_clean()
 
 
-def test_deleting_a_conversation_can_be_undone(start_server: Any, chat_page: Any) -> None:
-    server = start_server()
+def test_deleting_a_conversation_can_be_undone(demo_server: RunningServer, chat_page: Any) -> None:
+    server = demo_server
     chat = chat_page(server)
+    # The page's clock, not the wall's, decides when the undo notice expires: on a loaded
+    # machine the six seconds could pass between the click on Delete and the one on Undo.
+    chat.page.clock.install()
     chat.open()
     chat.send("Keep me")
     chat.wait_for_answers(1)
     sessions = chat.page.locator("#session-list .session")
     expect(sessions).to_have_count(1)
 
+    chat.page.clock.pause_at(chat.page.evaluate("Date.now()") + 1_000)
     sessions.first.locator(".session-delete").click()
     expect(sessions).to_have_count(0)
     expect(chat.page.locator(".message")).to_have_count(0)
@@ -427,10 +432,16 @@ def test_deleting_a_conversation_can_be_undone(start_server: Any, chat_page: Any
     expect(chat.page.locator(".message.user .content")).to_have_text(["Keep me"])
     assert not [u for m, u, _ in chat.requests if m == "DELETE"]
 
-    # Not undone: the DELETE goes once the notice has gone.
-    with chat.page.expect_request(lambda r: r.method == "DELETE", timeout=15_000):
-        sessions.first.locator(".session-delete").click()
+    # Not undone: the DELETE goes once the notice has gone, and not before.
+    sessions.first.locator(".session-delete").click()
+    expect(toast).to_contain_text("Conversation deleted.")
+    chat.page.clock.run_for(5_900)
+    expect(toast).to_be_visible()
+    assert not [u for m, u, _ in chat.requests if m == "DELETE"]
+    with chat.page.expect_request(lambda r: r.method == "DELETE"):
+        chat.page.clock.run_for(200)
     expect(toast).to_be_hidden()
+    chat.page.clock.resume()
     chat.page.reload()
     chat.page.wait_for_selector("#app[data-ready='true']")
     expect(chat.page.locator("#session-empty")).to_be_visible()
@@ -438,9 +449,9 @@ def test_deleting_a_conversation_can_be_undone(start_server: Any, chat_page: Any
 
 
 def test_the_connection_check_in_the_menu(
-    start_server: Any, chat_page: Any, artifacts: Path
+    demo_server: RunningServer, chat_page: Any, artifacts: Path
 ) -> None:
-    server = start_server()
+    server = demo_server
     chat = chat_page(server, viewport={"width": 390, "height": 844})
     chat.open()
     chat.page.click("#sidebar-toggle")
