@@ -124,3 +124,18 @@ def test_finish_reasons_in_the_protocols_words() -> None:
         "tool-calls",
         "other",
     ]
+
+
+def test_each_status_is_its_own_chunk_in_every_response() -> None:
+    # Statuses are translated once and kept: what is kept must still be each frame's own.
+    def statuses(progress: list[int], first_id: int) -> list[bytes]:
+        return [
+            encode_event(first_id + n, "status", {"stage": "llm", "state": "done", "progress": p})
+            for n, p in enumerate(progress)
+        ]
+
+    first = UIMessageEncoder("a", {}).frames(statuses([60, 70], 1))
+    again = UIMessageEncoder("b", {}).frames(statuses([70, 60, 60], 7))
+    assert [c["data"]["progress"] for c in chunks(first)] == [60, 70]
+    assert [c["data"]["progress"] for c in chunks(again)] == [70, 60, 60]
+    assert {c["type"] for c in chunks(first + again)} == {"data-status"}

@@ -40,6 +40,7 @@ HEADER_NAME = "x-vercel-ai-ui-message-stream"
 HEADER_VALUE = "v1"
 DONE = b"data: [DONE]\n\n"
 _DELTA_END = b"}\n\n"
+_DATA = b"\ndata: "
 
 # sluice's (and the providers') finish reasons in the protocol's enumeration.
 _FINISH_REASONS = {
@@ -59,8 +60,32 @@ def finish_reason(reason: str | None) -> str:
     return _FINISH_REASONS.get(reason, "other")
 
 
-def _frame(chunk: Mapping[str, Any]) -> bytes:
-    return b"data: " + sse.encode_data(dict(chunk)).encode() + b"\n\n"
+def _frame(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + sse.encode_data(chunk).encode() + b"\n\n"
+
+
+# A status frame's chunk, by the frame's data: a turn's statuses are the same few (stage,
+# state, progress) in every turn, about ten a turn, so each is decoded and encoded once.
+_status_chunks: dict[bytes, bytes] = {}
+_STATUS_CHUNKS_KEPT = 256  # a plugin's stages or progress figures could make more: bounded
+
+
+def _status_chunk(frame: bytes) -> bytes:
+    data = frame[frame.index(_DATA) :]
+    found = _status_chunks.get(data)
+    if found is None:
+        status = sse.decode_frame(frame)
+        found = _frame(
+            {
+                "type": "data-status",
+                "id": "status",
+                "data": {key: status[key] for key in ("stage", "state", "progress")},
+            }
+        )
+        if len(_status_chunks) >= _STATUS_CHUNKS_KEPT:
+            _status_chunks.clear()
+        _status_chunks[data] = found
+    return found
 
 
 class UIMessageEncoder:
@@ -115,11 +140,11 @@ class UIMessageEncoder:
             kind = sse.frame_kind(frame)
             if kind == b"context":
                 continue
-            data = sse.decode_frame(frame)
             if kind == b"status":
-                status = {key: data[key] for key in ("stage", "state", "progress")}
-                out.append(_frame({"type": "data-status", "id": "status", "data": status}))
-            elif kind == b"reasoning":
+                append(_status_chunk(frame))
+                continue
+            data = sse.decode_frame(frame)
+            if kind == b"reasoning":
                 if self._open_kind != "reasoning":
                     self._open("reasoning", out)
                 delta = {"type": "reasoning-delta", "id": self._open_part, "delta": data["content"]}
