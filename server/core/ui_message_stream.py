@@ -39,7 +39,9 @@ __all__ = ["DONE", "HEADER_NAME", "HEADER_VALUE", "UIMessageEncoder", "finish_re
 HEADER_NAME = "x-vercel-ai-ui-message-stream"
 HEADER_VALUE = "v1"
 DONE = b"data: [DONE]\n\n"
-_DELTA_END = b"}\n\n"
+_CHUNK_MARK = sse.CHUNK_HEAD.encode()
+_CHUNK_MARK_LENGTH = len(_CHUNK_MARK)
+_CHUNK_SEARCH = 24 + _CHUNK_MARK_LENGTH  # "id: " and up to 20 digits come before the mark
 _DATA = b"\ndata: "
 
 # sluice's (and the providers') finish reasons in the protocol's enumeration.
@@ -126,16 +128,20 @@ class UIMessageEncoder:
         """sluice's frames, as UI message chunks."""
         out: list[bytes] = []
         append = out.append
-        chunk_content = sse.chunk_content
+        find = bytes.find
+        # The open text part's delta prefix; None when none is open.
+        prefix = self._delta_prefix if self._open_kind == "text" else None
         for frame in frames:
-            literal = chunk_content(frame)
-            if literal is not None:  # first: nearly every frame is one
-                if self._open_kind != "text":
+            # A chunk frame, as sse.chunk_content finds it, inlined: nearly every frame is one.
+            at = find(frame, _CHUNK_MARK, 0, _CHUNK_SEARCH)
+            if at >= 0:
+                if prefix is None:
                     self._open("text", out)
-                # Three pieces for the one join below, rather than a new bytes object each.
-                append(self._delta_prefix)
-                append(literal)
-                append(_DELTA_END)
+                    prefix = self._delta_prefix
+                # The literal with the frame's own end (sse.CHUNK_TAIL, "}\n\n"), which ends
+                # a delta too: two pieces for the one join below.
+                append(prefix)
+                append(frame[at + _CHUNK_MARK_LENGTH :])
                 continue
             kind = sse.frame_kind(frame)
             if kind == b"context":
@@ -172,6 +178,7 @@ class UIMessageEncoder:
                 self._end_step(out)
                 out.extend(_error_chunks(data))
                 out.append(DONE)
+            prefix = self._delta_prefix if self._open_kind == "text" else None
         return b"".join(out)
 
     # -- inside --------------------------------------------------------------------------
