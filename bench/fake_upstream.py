@@ -21,7 +21,9 @@ few frames: ``python -m bench.long_answer``).
 With ``--tool-round`` (the ``tools`` workload) a streamed request that carries no tool result
 is answered with a tool call instead of text, in OpenAI's wire format (``delta.tool_calls``:
 the id and name, then the arguments over two frames; ``finish_reason: "tool_calls"``): the
-relay runs the tool and asks again with a ``role: "tool"`` message, which gets the text. The
+relay runs the tool and asks again with a ``role: "tool"`` message, which gets the text (as
+does a request carrying ``bench:tool_result``: a client handing the result back through
+sluice's own endpoint, whose only way in is a message). The
 time from the end of the tool-call response to the arrival of the request carrying its result
 (paired by the call's id, whichever connection it comes on) is recorded per call;
 ``GET /bench/tool-gaps`` returns those recorded so far, in microseconds, and forgets them.
@@ -57,7 +59,7 @@ _DONE_FRAME = b"data: [DONE]\n\n"
 # Tool mode: the one tool the bench's sluice has enabled by default, asked for with arguments
 # split over two frames as OpenAI does.
 TOOL_NAME = "current_time"
-_TOOL_RESULT_RE = re.compile(rb'"role"\s*:\s*"tool"')
+_TOOL_RESULT_RE = re.compile(rb'"role"\s*:\s*"tool"|bench:tool_result')
 _TOOL_CALL_ID_RE = re.compile(rb'"tool_call_id"\s*:\s*"(call_bench_\d+)"')
 _TOOL_TAIL = b'"finish_reason":null}]}\n\n'
 _TOOL_STOP_FRAME = _CHUNK_HEAD + b'},"finish_reason":"tool_calls"}]}\n\n'
@@ -181,8 +183,13 @@ class UpstreamProtocol(asyncio.Protocol):
         if self.tool_round and streamed and not direct:
             if _TOOL_RESULT_RE.search(body) is None:
                 return self._tool_call()
-            for found in _TOOL_CALL_ID_RE.finditer(body):
-                sent = Stats.tool_call_sent.pop(found.group(1).decode(), None)
+            ids = [found.group(1).decode() for found in _TOOL_CALL_ID_RE.finditer(body)]
+            if not ids and Stats.tool_call_sent:
+                # A result handed back as a message names no call: the oldest one waiting
+                # (the tools workload runs one turn at a time).
+                ids = [next(iter(Stats.tool_call_sent))]
+            for call_id in ids:
+                sent = Stats.tool_call_sent.pop(call_id, None)
                 if sent is not None:
                     Stats.tool_gaps_us.append((self.received_ns - sent) / 1000)
         if streamed:

@@ -21,6 +21,11 @@ it itself, as an agent framework does: a stream that ends in ``delta.tool_calls`
 ``finish_reason: "tool_calls"`` is one tool round, answered by a second request carrying the
 assistant's calls and a ``role: "tool"`` result for each; the turn's tokens come on that one.
 The turn's first status and first chunk are timed from its first request.
+With ``--client-tool NAME`` on sluice's own stream endpoint (neither of the above), the turn is
+the same two requests there: the first ends in ``complete`` without text (the server offers the
+model no tool, so its call ends the answer), the second, in that ``session_id``, carries the
+result as its message with the mark ``bench:tool_result``, which the fake upstream answers with
+the text as it answers a ``role: "tool"`` message.
 
 Run: ``python -m bench.load_client --url http://127.0.0.1:8000/chat --concurrency 50 --total 100
 --tokens 500`` prints a JSON summary (see ``summarize``).
@@ -52,6 +57,9 @@ except ImportError:  # pragma: no cover - orjson is in the bench extra
 
 MARK_RE = re.compile(r"⟨(\d+):(\d+)⟩")
 TERMINAL = ("complete", "error")
+# How a client tool's result reaches the model through sluice's own endpoint, which takes
+# only a message: the fake upstream answers a request carrying it as one with a tool result.
+TOOL_RESULT_MARK = "bench:tool_result"
 # Chat ids of this client process: every AI SDK stream is a chat of its own (two turns at
 # once in one chat would be refused), and none is a chat of an earlier run.
 _CHATS = "bench-" + secrets.token_hex(4)
@@ -64,11 +72,16 @@ class Target:
     message: str = "Tell me a story."
     openai_model: str | None = None  # speak OpenAI's Chat Completions, asking for this model
     ai_sdk: bool = False  # speak the Vercel AI SDK's chat transport and stream protocol
-    client_tool: str | None = None  # with openai_model: declare this tool and run it here
+    # Run this tool's calls here: declared as OpenAI ``tools`` with openai_model; on sluice's
+    # own endpoint, the call that ends a first answer without text.
+    client_tool: str | None = None
 
-    def request_bytes(self, index: int, calls: list[list[str]] | None = None) -> bytes:
+    def request_bytes(
+        self, index: int, calls: list[list[str]] | None = None, session_id: str = ""
+    ) -> bytes:
         """The turn's request; with ``calls`` (``[id, name, arguments]`` each, from the first
-        answer), the one that gives the model the client tool's results."""
+        answer), the one that gives the model the client tool's results (on sluice's own
+        endpoint, as the message of the next turn in ``session_id``)."""
         parts = urlsplit(self.url)
         path = parts.path or "/"
         if parts.query:
@@ -111,6 +124,9 @@ class Target:
             said = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": text}]}
             chat = {"id": f"{_CHATS}-{index}", "messages": [said], "trigger": "submit-message"}
             body = json.dumps(chat).encode()
+        elif calls:
+            said = f"{TOOL_RESULT_MARK} {calls[0][1]}: 12:00 UTC"
+            body = json.dumps({"message": said, "session_id": session_id}).encode()
         else:
             body = json.dumps({"message": text}).encode()
         head = [
@@ -165,6 +181,7 @@ class SSEStream(asyncio.Protocol):
         openai: bool = False,
         ai_sdk: bool = False,
         turn_t0: int | None = None,
+        client_tool: str | None = None,
     ) -> None:
         self.totals = totals
         self.request = request
@@ -177,6 +194,10 @@ class SSEStream(asyncio.Protocol):
         # The client tool calls the answer ended with (index -> [id, name, arguments]).
         self.calls: dict[int, list[str]] = {}
         self.tool_round = False
+        # On sluice's own endpoint: the tool whose round a first answer without text ends,
+        # and the session the second request continues.
+        self.client_tool = client_tool if turn_t0 is None else None
+        self.session_id = ""
         self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout)
         self.raw = bytearray()
         self.head_done = False
@@ -360,6 +381,12 @@ class SSEStream(asyncio.Protocol):
             if self.terminal:
                 totals.errors["second terminal event"] += 1
             self.terminal = kind
+            # No text: the model called the client's tool, and the answer ended there.
+            ended = payload if isinstance(payload, dict) else {}
+            if kind == "complete" and self.client_tool and not ended.get("message"):
+                self.tool_round = True
+                self.calls = {0: ["", self.client_tool, ""]}
+                self.session_id = str(ended.get("session_id", ""))
             if kind == "error":
                 code = payload.get("code", "?") if isinstance(payload, dict) else "?"
                 self.error = f"error event {code}"
@@ -514,9 +541,10 @@ async def one_stream(
     openai: bool = False,
     ai_sdk: bool = False,
     turn_t0: int | None = None,
+    client_tool: str | None = None,
 ) -> SSEStream:
     loop = asyncio.get_running_loop()
-    proto = SSEStream(totals, request, timeout_s, openai, ai_sdk, turn_t0)
+    proto = SSEStream(totals, request, timeout_s, openai, ai_sdk, turn_t0, client_tool)
     try:
         await asyncio.wait_for(loop.create_connection(lambda: proto, host, port), timeout_s)
     except (OSError, TimeoutError) as exc:
@@ -558,10 +586,14 @@ async def run_load(
             request = target.request_bytes(index)
             openai = target.openai_model is not None
             ai_sdk = target.ai_sdk
-            first = await one_stream(totals, host, port, request, timeout_s, openai, ai_sdk)
+            # On sluice's own endpoint the client tool's round is read from its events here.
+            own = None if openai or ai_sdk else target.client_tool
+            first = await one_stream(
+                totals, host, port, request, timeout_s, openai, ai_sdk, client_tool=own
+            )
             if first.tool_round:  # the client ran its tool: the model answers from the result
                 calls = [first.calls[i] for i in sorted(first.calls)]
-                request = target.request_bytes(index, calls)
+                request = target.request_bytes(index, calls, first.session_id)
                 await one_stream(totals, host, port, request, timeout_s, openai, ai_sdk, first.t0)
 
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -643,7 +675,9 @@ def main(argv: list[str] | None = None) -> None:
         "--ai-sdk", action="store_true", help="speak the Vercel AI SDK's chat protocol"
     )
     parser.add_argument(
-        "--client-tool", help="with --openai-model: declare this tool and run its calls here"
+        "--client-tool",
+        help="declare this tool (--openai-model) or expect its call (sluice's own endpoint)"
+        " and run its calls here, sending the result in a second request",
     )
     args = parser.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)

@@ -112,11 +112,12 @@ def _sluice_env(launch: Launch) -> dict[str, str]:
     return env
 
 
-def _sluice_v1_env(launch: Launch) -> dict[str, str]:
+def _client_tool_env(launch: Launch) -> dict[str, str]:
     env = _sluice_env(launch)
     if launch.workload == "tools":
         # The upstream calls current_time: here the client's own tool, so the server offers
-        # none of its own (a client tool may not take a server tool's name).
+        # none of its own (a client tool may not take a server tool's name; on sluice's own
+        # endpoint the call then ends the answer, and the client answers it).
         env["SLUICE_TOOLS__ENABLED"] = ""
     return env
 
@@ -256,6 +257,17 @@ SYSTEMS: dict[str, System] = {
             tools=True,
         ),
         System(
+            name="sluice-client-tool",
+            describe="sluice's own stream endpoint, the client-tool round's two requests",
+            argv=lambda launch: [PY, "-m", "server"],
+            path="/api/conversation-stream/bench-user",
+            headers={"Authorization": "Bearer bench"},
+            extra_env=_client_tool_env,
+            # The first turn ends at the model's call; the client sends the result as the
+            # session's next message (bench.load_client), as /v1's client does in "messages".
+            client_tool=TOOL_NAME,
+        ),
+        System(
             name="sluice-traced",
             describe="sluice with OpenTelemetry traces exported over OTLP/HTTP to a local sink",
             argv=lambda launch: [PY, "-m", "server"],
@@ -308,7 +320,7 @@ SYSTEMS: dict[str, System] = {
             argv=lambda launch: [PY, "-m", "server"],
             path="/v1/chat/completions",
             headers={"Authorization": "Bearer bench"},
-            extra_env=_sluice_v1_env,
+            extra_env=_client_tool_env,
             openai_model="sluice",
             client_tool=TOOL_NAME,
         ),

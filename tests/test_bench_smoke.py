@@ -176,15 +176,18 @@ def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
     carrying its result; every turn runs its round and still delivers all its tokens. Systems
     that do not run tools are skipped, not run into a failure. ``sluice-v1`` is the /v1
     client-tool round: the load client declares the tool, runs the call sluice hands back and
-    sends its result in a second request, which the upstream sees the same way."""
-    done, result = run_bench(tmp_path, "tools", "sluice,sluice-v1,sluice-v1-server-tool,tornado")
+    sends its result in a second request, which the upstream sees the same way;
+    ``sluice-client-tool`` is the same two requests on sluice's own endpoint (the result as
+    the session's next message)."""
+    systems = "sluice,sluice-v1,sluice-client-tool,sluice-v1-server-tool,tornado"
+    done, result = run_bench(tmp_path, "tools", systems)
     assert result["skipped"] == {"tornado": "does not run tools"}
     # Through /v1 with the server's own tool: the upstream sees each turn's round (the
     # client sees no tool events on /v1, so it counts none).
     (server_tool,) = result["results"]["sluice-v1-server-tool"]
     assert server_tool["errors"] == 0 and server_tool["lost"] == 0, server_tool
     assert server_tool["tool_rounds"] == server_tool["streams"] == 3
-    for system in ("sluice", "sluice-v1"):
+    for system in ("sluice", "sluice-v1", "sluice-client-tool"):
         (run,) = result["results"][system]
         assert run["errors"] == 0 and (run["lost"], run["duplicated"]) == (0, 0), run
         assert run["tokens"] == run["streams"] * result["workload"]["tokens"]

@@ -124,3 +124,37 @@ def test_finish_reasons_in_the_protocols_words() -> None:
         "tool-calls",
         "other",
     ]
+
+
+def test_each_status_is_its_own_chunk_in_every_response() -> None:
+    # Statuses are translated once and kept: what is kept must still be each frame's own.
+    def statuses(progress: list[int], first_id: int) -> list[bytes]:
+        return [
+            encode_event(first_id + n, "status", {"stage": "llm", "state": "done", "progress": p})
+            for n, p in enumerate(progress)
+        ]
+
+    first = UIMessageEncoder("a", {}).frames(statuses([60, 70], 1))
+    again = UIMessageEncoder("b", {}).frames(statuses([70, 60, 60], 7))
+    assert [c["data"]["progress"] for c in chunks(first)] == [60, 70]
+    assert [c["data"]["progress"] for c in chunks(again)] == [70, 60, 60]
+    assert {c["type"] for c in chunks(first + again)} == {"data-status"}
+
+
+def test_a_batch_of_chunks_in_an_open_text_part_keeps_every_delta_as_it_was() -> None:
+    # Texts that look like the frames around them: a batch of chunks is rewritten in one
+    # pass over its bytes, which must touch the frames' heads and nothing inside their JSON.
+    texts = [
+        "first",
+        'id: 7\nevent: chunk\ndata: {"type":"chunk","content":"x"}\n\n',
+        '\\ back\\slash \\\\ and a "quote"',
+        "id: 9",
+        "\u2028\u2029\x85 ⟨1:2⟩",
+    ]
+    encoder = UIMessageEncoder("st", {})
+    log = frames_of([{"type": "chunk", "content": text} for text in texts])
+    body = encoder.frames(log[:1]) + encoder.frames(log[1:3]) + encoder.frames(log[3:])
+    deltas = [c for c in chunks(body) if c["type"] == "text-delta"]
+    assert [d["delta"] for d in deltas] == texts
+    assert {d["id"] for d in deltas} == {"text-1"}
+    assert [c["type"] for c in chunks(body)] == ["start-step", "text-start"] + ["text-delta"] * 5

@@ -29,6 +29,7 @@ string literal of sluice's chunk frame goes between a prefix made once per text 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,7 +40,12 @@ __all__ = ["DONE", "HEADER_NAME", "HEADER_VALUE", "UIMessageEncoder", "finish_re
 HEADER_NAME = "x-vercel-ai-ui-message-stream"
 HEADER_VALUE = "v1"
 DONE = b"data: [DONE]\n\n"
-_DELTA_END = b"}\n\n"
+_CHUNK_MARK = sse.CHUNK_HEAD.encode()
+_CHUNK_MARK_LENGTH = len(_CHUNK_MARK)
+_CHUNK_SEARCH = 24 + _CHUNK_MARK_LENGTH  # "id: " and up to 20 digits come before the mark
+_CHUNK_KIND = b"\nevent: chunk\n"
+_CHUNK_HEADS = re.compile(b"id: [0-9]+" + re.escape(_CHUNK_MARK))
+_DATA = b"\ndata: "
 
 # sluice's (and the providers') finish reasons in the protocol's enumeration.
 _FINISH_REASONS = {
@@ -59,8 +65,32 @@ def finish_reason(reason: str | None) -> str:
     return _FINISH_REASONS.get(reason, "other")
 
 
-def _frame(chunk: Mapping[str, Any]) -> bytes:
-    return b"data: " + sse.encode_data(dict(chunk)).encode() + b"\n\n"
+def _frame(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + sse.encode_data(chunk).encode() + b"\n\n"
+
+
+# A status frame's chunk, by the frame's data: a turn's statuses are the same few (stage,
+# state, progress) in every turn, about ten a turn, so each is decoded and encoded once.
+_status_chunks: dict[bytes, bytes] = {}
+_STATUS_CHUNKS_KEPT = 256  # a plugin's stages or progress figures could make more: bounded
+
+
+def _status_chunk(frame: bytes) -> bytes:
+    data = frame[frame.index(_DATA) :]
+    found = _status_chunks.get(data)
+    if found is None:
+        status = sse.decode_frame(frame)
+        found = _frame(
+            {
+                "type": "data-status",
+                "id": "status",
+                "data": {key: status[key] for key in ("stage", "state", "progress")},
+            }
+        )
+        if len(_status_chunks) >= _STATUS_CHUNKS_KEPT:
+            _status_chunks.clear()
+        _status_chunks[data] = found
+    return found
 
 
 class UIMessageEncoder:
@@ -99,27 +129,39 @@ class UIMessageEncoder:
 
     def frames(self, frames: list[bytes]) -> bytes:
         """sluice's frames, as UI message chunks."""
+        if self._open_kind == "text":
+            # Most batches are chunk frames only, inside an open text part: each frame's head
+            # (its id up to the content's literal) becomes the delta's prefix, in one pass of
+            # the regular expression engine over the batch instead of a Python step a frame.
+            # A head cannot match inside a frame's JSON, which never holds a raw newline.
+            batch = b"".join(frames)
+            if batch.count(_CHUNK_KIND) == len(frames):
+                return _CHUNK_HEADS.sub(self._delta_prefix, batch)
         out: list[bytes] = []
         append = out.append
-        chunk_content = sse.chunk_content
+        find = bytes.find
+        # The open text part's delta prefix; None when none is open.
+        prefix = self._delta_prefix if self._open_kind == "text" else None
         for frame in frames:
-            literal = chunk_content(frame)
-            if literal is not None:  # first: nearly every frame is one
-                if self._open_kind != "text":
+            # A chunk frame, as sse.chunk_content finds it, inlined: nearly every frame is one.
+            at = find(frame, _CHUNK_MARK, 0, _CHUNK_SEARCH)
+            if at >= 0:
+                if prefix is None:
                     self._open("text", out)
-                # Three pieces for the one join below, rather than a new bytes object each.
-                append(self._delta_prefix)
-                append(literal)
-                append(_DELTA_END)
+                    prefix = self._delta_prefix
+                # The literal with the frame's own end (sse.CHUNK_TAIL, "}\n\n"), which ends
+                # a delta too: two pieces for the one join below.
+                append(prefix)
+                append(frame[at + _CHUNK_MARK_LENGTH :])
                 continue
             kind = sse.frame_kind(frame)
             if kind == b"context":
                 continue
-            data = sse.decode_frame(frame)
             if kind == b"status":
-                status = {key: data[key] for key in ("stage", "state", "progress")}
-                out.append(_frame({"type": "data-status", "id": "status", "data": status}))
-            elif kind == b"reasoning":
+                append(_status_chunk(frame))
+                continue
+            data = sse.decode_frame(frame)
+            if kind == b"reasoning":
                 if self._open_kind != "reasoning":
                     self._open("reasoning", out)
                 delta = {"type": "reasoning-delta", "id": self._open_part, "delta": data["content"]}
@@ -147,6 +189,7 @@ class UIMessageEncoder:
                 self._end_step(out)
                 out.extend(_error_chunks(data))
                 out.append(DONE)
+            prefix = self._delta_prefix if self._open_kind == "text" else None
         return b"".join(out)
 
     # -- inside --------------------------------------------------------------------------
