@@ -25,3 +25,26 @@ def test_the_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     late = f"id: {MAX_SHARED + 99}\n".encode()
     assert shared_frame(late) is late  # past the bound: returned as is, not kept
     assert shared_count() == MAX_SHARED
+
+
+@pytest.mark.gen_test
+async def test_a_status_is_encoded_once_per_id_and_never_for_another_id() -> None:
+    """Logs share a status's frame at the same id; at another id it is encoded anew (its
+    id is in the frame), and a status naming its stream is its own."""
+    from server.contract import Status
+    from server.core import streamlog
+    from server.core.streamlog import StreamLog
+
+    status = Status("cache-check", "start", 10)
+    logs = [StreamLog(f"st_{n}", "u", 100) for n in range(3)]
+    await logs[0].append(status)
+    await logs[1].append(status)
+    await logs[2].append(Status("cache-check", "done", 20))
+    await logs[2].append(status)
+    (first,), (second,) = logs[0].frames_after(0), logs[1].frames_after(0)
+    assert first is second
+    assert first == encode_event(1, "status", status.as_dict())
+    assert logs[2].frames_after(1) == [encode_event(2, "status", status.as_dict())]
+    named = Status("cache-check", "start", 10, stream_id="st_own")
+    await StreamLog("st_own", "u", 100).append(named)
+    assert (1, named) not in streamlog._STATUS_FRAMES

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, Protocol
 
 from server.contract import TERMINAL_TYPES, Chunk, Event, Turn
 from server.contract.events import event_from_dict
-from server.core.shared_frames import shared_frame
+from server.core.shared_frames import MAX_SHARED, shared_frame
 from server.core.sse import decode_frame, encode_chunk, encode_event
 from server.internals.lean_condition import LeanCondition
 
@@ -116,10 +116,10 @@ class StreamLog:
         event_id = len(self._frames) + 1
         if type(event) is Chunk:  # nearly every event: no object built and encoded
             frame = encode_chunk(event_id, event.content)
+        elif kind == "status":
+            frame = _status_frame(event_id, event)
         else:
             frame = encode_event(event_id, kind, event.as_dict())
-            if kind == "status":
-                frame = shared_frame(frame)
         self._frames.append(frame)
         if terminal:
             self._terminal = event
@@ -177,6 +177,23 @@ class StreamLog:
     def wake(self) -> None:
         if self._condition is not None:
             self._condition.notify_all()
+
+
+# A pipeline's status events are the same objects at the same ids in every turn: each is
+# encoded once, not at every turn (ten of them come before the first chunk).
+_STATUS_FRAMES: dict[tuple[int, Event], bytes] = {}
+
+
+def _status_frame(event_id: int, event: Event) -> bytes:
+    """The frame of a status event, shared by every log that has it at ``event_id``. One
+    that names its stream (a turn's first) is its own, and not kept here."""
+    key = (event_id, event)
+    frame = _STATUS_FRAMES.get(key)
+    if frame is None:
+        frame = shared_frame(encode_event(event_id, "status", event.as_dict()))
+        if getattr(event, "stream_id", None) is None and len(_STATUS_FRAMES) < MAX_SHARED:
+            _STATUS_FRAMES[key] = frame
+    return frame
 
 
 class StreamLogStore(Protocol):
