@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import secrets
 from collections.abc import AsyncIterator
 
@@ -98,6 +99,7 @@ class LLMStage(Stage):
             said: list[str] = []
             calls: list[ToolCall] = []
             thoughts = _Thoughts()
+            reasoned = 0  # characters of reasoning, for turn.output_chars
             try:
                 async for delta in answer:
                     if delta.__class__ is str:
@@ -106,6 +108,7 @@ class LLMStage(Stage):
                     elif isinstance(delta, ReasoningPart):
                         thoughts.add(delta)
                         if delta.text:
+                            reasoned += len(delta.text)
                             yield reasoning(delta.text)
                     elif tools:
                         calls.append(delta)  # type: ignore[arg-type]
@@ -117,6 +120,7 @@ class LLMStage(Stage):
             finally:
                 # Kept for whoever records the answer, stopped ones included.
                 turn.answered_by = answer.writer or last
+                turn.output_chars += _sent_chars(said, reasoned, calls)
                 # Closed at a yield (turn ended by a wrapper, generator closed): release the
                 # upstream request now, not when the garbage collector gets to it.
                 await answer.aclose()
@@ -288,6 +292,11 @@ def _added(total: Usage | None, more: Usage | None) -> Usage:
         cache_creation_tokens=either(total.cache_creation_tokens, more.cache_creation_tokens),
         reasoning_tokens=either(total.reasoning_tokens, more.reasoning_tokens),
     )
+
+
+def _sent_chars(said: list[str], reasoned: int, calls: list[ToolCall]) -> int:
+    """The characters a model call sent: its text, its reasoning, its calls' arguments."""
+    return sum(map(len, said)) + reasoned + sum(len(json.dumps(call.arguments)) for call in calls)
 
 
 def _needs_approval(turn: Turn, call: ToolCall) -> bool:

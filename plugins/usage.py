@@ -1,20 +1,20 @@
 """``usage``: the budget check before the model is asked, and the ledger entry after.
 
-A wrapper placed before ``session``: a turn whose user has spent the period's budget ends
-at once with ``budget_exhausted`` (no history written, no model asked). An admitted turn
-runs the rest of the pipeline and, however it ends — complete, failed, stopped, timed out,
-or torn down — its answer is recorded once through ``services.usage`` (the ledger, and the
-budget in place of the turn's reservation):
+A quiet plain stage placed before ``session``: a turn whose user has spent the period's
+budget ends at once with ``budget_exhausted`` (no history written, no model asked). An
+admitted turn runs the rest of the pipeline and, however it ends — complete, failed,
+stopped, timed out, or torn down — its answer is recorded once, in ``turn_ended``, through
+``services.usage`` (the ledger, and the budget in place of the turn's reservation):
 
 * from the providers' own figures (``turn.usage``, every model call of the turn summed)
   when the turn completed and every call counted its tokens;
 * otherwise estimated and marked so: the prompt's characters and the characters the model
-  sent (answer, reasoning, tool calls' arguments), four to a token, for each figure the
-  providers did not give.
+  sent (``turn.output_chars``: answer, reasoning, tool calls' arguments), four to a token,
+  for each figure the providers did not give.
 
 A turn that ended before any model was asked (a later stage refused it, history down)
-records nothing. Each tool result handed on is counted for the metrics, by tool and
-outcome.
+records nothing. The stage never sees the answer's events: the ``llm`` stage counts the
+characters as they pass, and the tool service counts tool calls for the metrics.
 """
 
 from __future__ import annotations
@@ -26,24 +26,19 @@ from collections.abc import AsyncIterator
 import structlog
 
 from server import (
-    Chunk,
     Complete,
     Error,
     ErrorCode,
     Event,
     LostTurn,
     Part,
-    Reasoning,
     ReasoningPart,
-    Rest,
     Spent,
+    Stage,
     StoreUnavailable,
     ToolCall,
-    ToolCallEvent,
     ToolResult,
-    ToolResultEvent,
     Turn,
-    WrapperStage,
     error,
 )
 
@@ -63,15 +58,13 @@ def _tokens(chars: int) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 
-class UsageStage(WrapperStage):
+class UsageStage(Stage):
     # Bookkeeping: no status events (two a turn, a tenth of a short answer's cost).
     quiet = True
 
-    async def wrap(self, turn: Turn, rest: Rest) -> AsyncIterator[Event]:
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
         book = self.services.usage
-        if book is None:  # the server lends none: pass through
-            async for event in rest(turn):
-                yield event
+        if book is None:  # the server lends none: nothing to check
             return
         try:
             refusal = await book.admit(turn)
@@ -86,26 +79,14 @@ class UsageStage(WrapperStage):
             return
         if refusal is not None:
             yield refusal
+
+    async def turn_ended(self, turn: Turn, end: Event | None) -> None:
+        book = self.services.usage
+        if book is None:
             return
-        sent = 0  # characters the model produced, for an estimate
-        terminal: Event | None = None
-        try:
-            async for event in rest(turn):
-                kind = type(event)
-                if kind is Chunk or kind is Reasoning:
-                    sent += len(event.content)  # type: ignore[union-attr]
-                elif kind is ToolCallEvent:
-                    sent += len(json.dumps(event.arguments))  # type: ignore[union-attr]
-                elif kind is ToolResultEvent:
-                    result: ToolResultEvent = event  # type: ignore[assignment]
-                    book.tool_finished(result.name, "ok" if result.ok else str(result.error))
-                elif kind is Complete or kind is Error:
-                    terminal = event
-                yield event
-        finally:
-            spent = _spent(turn, terminal, sent)
-            if spent is not None:
-                await book.settle(turn, spent)
+        spent = _spent(turn, end)
+        if spent is not None:
+            await book.settle(turn, spent)
 
     async def turn_lost(self, lost: LostTurn) -> None:
         book = self.services.usage
@@ -129,7 +110,7 @@ def _part_chars(part: Part) -> int:
     return 0
 
 
-def _spent(turn: Turn, terminal: Event | None, sent: int) -> Spent | None:
+def _spent(turn: Turn, terminal: Event | None) -> Spent | None:
     if isinstance(terminal, Error) and terminal.code in _NOTHING_SPENT:
         return None
     if not turn.prompt and turn.answered_by is None:
@@ -148,7 +129,7 @@ def _spent(turn: Turn, terminal: Event | None, sent: int) -> Spent | None:
         provider,
         model,
         counted_in if counted_in is not None else _tokens(prompt_chars),
-        counted_out if counted_out is not None else _tokens(sent),
+        counted_out if counted_out is not None else _tokens(turn.output_chars),
         cached_tokens=(usage.cached_tokens or 0) if usage is not None else 0,
         reasoning_tokens=(usage.reasoning_tokens or 0) if usage is not None else 0,
         estimated=counted_in is None or counted_out is None,

@@ -158,7 +158,7 @@ def build_state(
             burst=settings.rate_limit.burst,
         ),
         llm=chain,
-        tools=ServerTools(settings.tools, approvals, tracer),
+        tools=ServerTools(settings.tools, approvals, tracer, telemetry),
         usage=usage,
     )
     stages = load_stages(settings, services)

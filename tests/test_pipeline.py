@@ -166,6 +166,86 @@ async def test_cancel_ends_with_cancelled_and_wrappers_keep_the_partial() -> Non
     assert await runner.cancel(turn.stream_id, "cancelled") is False  # already over
 
 
+class Settles(Stage):
+    """Does nothing in ``run``; notes each ``turn_ended`` call (its stage name and end)."""
+
+    ended: list[tuple[str, str | None]]
+
+    async def run(self, turn: Turn) -> AsyncIterator[Event]:
+        return
+        yield
+
+    async def turn_ended(self, turn: Turn, end: Event | None) -> None:
+        self.ended.append((self.name, None if end is None else end.type))
+
+
+class SettlesAround(Upper):
+    ended: list[tuple[str, str | None]]
+
+    async def turn_ended(self, turn: Turn, end: Event | None) -> None:
+        self.ended.append((self.name, None if end is None else end.type))
+
+
+def settling(cls: type, name: str, ended: list[tuple[str, str | None]]) -> Any:
+    made = stage(cls, name)
+    made.ended = ended
+    return made
+
+
+@pytest.mark.gen_test
+async def test_turn_ended_is_called_once_innermost_first_with_the_end_the_client_got() -> None:
+    ended: list[tuple[str, str | None]] = []
+    pipeline = Pipeline(
+        [
+            settling(Settles, "first", ended),
+            settling(SettlesAround, "around", ended),
+            settling(Settles, "inside", ended),
+            stage(Words, "llm"),
+        ]
+    )
+    events = await collect(pipeline, make_turn())
+    assert events[-1]["type"] == "complete"
+    assert ended == [("inside", "complete"), ("around", "complete"), ("first", "complete")]
+
+
+@pytest.mark.gen_test
+async def test_turn_ended_only_for_stages_that_began() -> None:
+    ended: list[tuple[str, str | None]] = []
+    pipeline = Pipeline(
+        [
+            settling(Settles, "before", ended),
+            stage(Refuse, "limit"),
+            settling(Settles, "after", ended),
+        ]
+    )
+    events = await collect(pipeline, make_turn())
+    assert events[-1]["code"] == "rate_limited"
+    assert ended == [("before", "error")]
+
+
+@pytest.mark.gen_test
+async def test_turn_ended_when_a_stage_fails_or_the_turn_is_torn_down() -> None:
+    ended: list[tuple[str, str | None]] = []
+    await collect(Pipeline([settling(Settles, "a", ended), stage(Boom, "boom")]), make_turn())
+    assert ended == [("a", "error")]
+    ended.clear()
+    # The consumer closes the stream before any terminal event: the end is None.
+    events = Pipeline([settling(SettlesAround, "b", ended), stage(Words, "llm")]).run(make_turn())
+    async for event in events:
+        if event.type == "chunk":
+            break
+    assert ended == []
+    await events.aclose()  # type: ignore[attr-defined]
+    assert ended == [("b", None)]
+
+
+def test_a_pipeline_finds_the_stages_with_turn_ended_once() -> None:
+    pipeline = Pipeline([stage(Words, "llm")])
+    assert not pipeline._any_hooked  # then no list of begun stages is kept per turn
+    pipeline = Pipeline([settling(Settles, "s", []), stage(Words, "llm")])
+    assert pipeline._hooked == [True, False]
+
+
 @pytest.mark.gen_test
 async def test_too_many_streams_per_user() -> None:
     words = stage(Words, "llm")

@@ -20,7 +20,7 @@ from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Recorded, Reply
 from tests.fakes.threaded import ThreadedFakes
 from tests.support.server import RunningServer
-from tests.support.sse import EventStream, bearer, events, json_request, start_stream
+from tests.support.sse import EventStream, bearer, events, json_request, request, start_stream
 from tests.support.tool_package import ENABLED_TOOLS, write_tool_package
 
 AUTH = bearer("tok-alice")
@@ -327,6 +327,10 @@ def test_approval_approve_deny_and_the_rules_of_the_endpoint(
     assert results["c1"]["ok"] and results["c1"]["content"] == "guarded: one"
     assert results["c2"]["error"] == "denied" and not results["c2"]["ok"]
     assert evs[-1]["type"] == "complete" and evs[-1]["tool_calls"] == 2
+    # Counted by the tool service, where the call was decided and run.
+    metrics = request(server.url, "GET", "/metrics").body().decode()
+    assert 'sluice_tool_calls_total{outcome="ok",tool="guarded_echo"} 1.0' in metrics
+    assert 'sluice_tool_calls_total{outcome="denied",tool="guarded_echo"} 1.0' in metrics
 
 
 def test_an_undecided_call_is_denied_after_the_approval_timeout(

@@ -100,7 +100,7 @@ def test_a_turn_is_one_trace_from_the_client_through_stages_model_and_tools(
 
     def whole(spans: list[ReceivedSpan]) -> bool:
         names = {span.name for span in spans}
-        return "turn" in names and f"POST {ROUTE}" in names
+        return "stage rate_limit" in names and f"POST {ROUTE}" in names
 
     spans = [s for s in receiver.wait_for(whole) if s.trace_id == trace_id]
 
@@ -112,18 +112,18 @@ def test_a_turn_is_one_trace_from_the_client_through_stages_model_and_tools(
     assert post.resource["service.name"] == "sluice"  # OTEL_SERVICE_NAME's default
     assert post.resource["deployment.environment.name"] == "test"  # the SDK read its variable
 
-    turn = _one(spans, "turn")
-    assert turn.parent_span_id == post.span_id
-    assert turn.attributes["sluice.outcome"] == "complete" and not turn.error
-    assert turn.attributes["gen_ai.conversation.id"] == evs[-1]["session_id"]
+    # The request's span is the turn's root: a turn has no span of its own.
+    assert not any(span.name == "turn" for span in spans)
+    assert post.attributes["sluice.outcome"] == "complete" and not post.error
+    assert post.attributes["gen_ai.conversation.id"] == evs[-1]["session_id"]
+    assert post.attributes["sluice.stream_id"] == evs[0]["stream_id"]
 
-    # Stages in the configured order: usage and session are wrappers, so each later stage
-    # is the one before's.
+    # Stages in the configured order, but the quiet usage stage (bookkeeping, no span of
+    # its own): session is a wrapper, so the stages after it are its children.
     stages = {s.attributes["sluice.stage"]: s for s in spans if s.name.startswith("stage ")}
-    assert set(stages) == {"rate_limit", "usage", "session", "intent", "context", "llm"}
-    assert stages["rate_limit"].parent_span_id == turn.span_id
-    assert stages["usage"].parent_span_id == turn.span_id
-    assert stages["session"].parent_span_id == stages["usage"].span_id
+    assert set(stages) == {"rate_limit", "session", "intent", "context", "llm"}
+    assert stages["rate_limit"].parent_span_id == post.span_id
+    assert stages["session"].parent_span_id == post.span_id
     for inner in ("intent", "context", "llm"):
         assert stages[inner].parent_span_id == stages["session"].span_id
     llm = stages["llm"]

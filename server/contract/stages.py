@@ -111,6 +111,10 @@ class Turn:
     # as the providers counted them; None once a call ended without its figures (stopped,
     # or a provider that sends none), so that whoever records usage knows to estimate.
     usage: Usage | None = None
+    # Filled by the llm stage as each model call ends (stopped ones too): the characters the
+    # models sent in this turn (answer, reasoning, tool calls' arguments), from which whoever
+    # records usage estimates the output tokens a provider did not count.
+    output_chars: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,14 @@ class _BaseStage:
 
     async def shutdown(self) -> None:
         """Called once when the server stops."""
+
+    async def turn_ended(self, turn: Turn, end: Event | None) -> None:
+        """Called once the turn has ended, for a stage whose ``run`` (or ``wrap``) began:
+        ``end`` is the terminal event the client was given, or None when the turn was torn
+        down before one. Stages that override it are found once, when the pipeline is built,
+        and called innermost first; the others cost nothing. For work at the end of every
+        turn (the usage stage settles the turn's budget and ledger entry here) without
+        another layer around the stream; what it raises is logged, never sent."""
 
     async def turn_lost(self, lost: LostTurn) -> None:
         """Called, in the instance that found it, for a turn whose producer died before the

@@ -3,7 +3,8 @@
 ``services.usage.admit(turn)`` before any model is asked: None to go on, or the ``error``
 event (``budget_exhausted``) to end the turn with; an admitted turn holds a reservation until
 ``services.usage.settle(turn, spent)`` records what it spent (exactly once, however the turn
-ended). The built-in ``usage`` stage (``plugins/usage.py``) does both.
+ended). The built-in ``usage`` stage (``plugins/usage.py``) does both: it admits in
+``run`` and settles in ``turn_ended``.
 """
 
 from __future__ import annotations
@@ -49,8 +50,4 @@ class UsageService(Protocol):
 
     async def settle_lost(self, lost: LostTurn, spent: Spent) -> None:
         """The same for a turn whose producer died (its reservation lapses on its own)."""
-        ...
-
-    def tool_finished(self, name: str, outcome: str) -> None:
-        """A tool call ended: ``outcome`` is ``ok`` or its error kind (for metrics)."""
         ...

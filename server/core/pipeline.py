@@ -40,6 +40,7 @@ from server.contract import (
     ErrorCode,
     Event,
     Rest,
+    Stage,
     Status,
     Turn,
     WrapperStage,
@@ -70,89 +71,120 @@ class Pipeline:
         self._starts, self._dones = _status_events(self.names, self._wrapper, self._quiet)
         self._telemetry = telemetry or Telemetry()
         self._tracer = tracer
+        # Stages that override ``turn_ended``, found once: a pipeline without any keeps no
+        # list of begun stages at all.
+        self._hooked = [
+            getattr(type(stage), "turn_ended", Stage.turn_ended) is not Stage.turn_ended
+            for stage in self.stages
+        ]
+        self._any_hooked = any(self._hooked)
 
     def run(self, turn: Turn) -> AsyncIterator[Event]:
-        return self._run_from(turn, 0)
+        return self._run_from(turn, 0, [] if self._any_hooked else None)
 
     def _stage_done(self, index: int, started: float) -> Status | None:
         self._telemetry.stage_done(self.names[index], time.perf_counter() - started)
         return self._dones[index]
 
-    async def _run_from(self, turn: Turn, index: int) -> AsyncIterator[Event]:
+    async def _run_from(
+        self, turn: Turn, index: int, begun: list[AnyStage] | None
+    ) -> AsyncIterator[Event]:
         """Stages ``index`` onwards. A wrapper runs the stages after it through ``rest``, a
         second ``_run_from``.
 
         Plain stages and wrappers share this one loop, and ``rest`` is a plain function:
         every level of generators here is kept suspended for the whole of an open stream.
+        ``begun`` (None when no stage has a ``turn_ended``) collects, at every level, the
+        stages with a ``turn_ended`` that began; the outermost level calls them once the
+        turn is over, with the terminal event it yielded (None: closed before one).
         """
-        for position in range(index, len(self.stages)):
-            stage = self.stages[position]
-            start = self._starts[position]
-            if start is not None:
-                yield start
-            started = time.perf_counter()
-            # The stage's span is current while it runs: a wrapper's holds the later stages'.
-            span: SpanScope | None = None
-            if self._tracer is not None:
-                span = self._tracer.stage(stage.name)
-            events: AsyncIterator[Event]
-            is_wrapper = self._wrapper[position]
-            # The text a wrapper let through, for its complete's message.
-            sent: list[str] | None = None
-            if is_wrapper:
-                sent = []
-                events = stage.wrap(turn, self._rest(position))  # type: ignore[union-attr]
-            else:
-                events = stage.run(turn)  # type: ignore[union-attr]
-            try:
-                async for event in events:
-                    if event.type in TERMINAL_TYPES:
-                        if isinstance(event, Complete):
-                            if sent is not None:
-                                text = "".join(sent)
-                                if not sent and event.message:
-                                    yield Chunk(event.message)
-                                elif text != event.message:
-                                    event = dataclasses.replace(event, message=text)
-                            done = self._stage_done(position, started)
-                            if done is not None:
-                                yield done
-                        else:  # failed: timed, but not reported done
-                            self._telemetry.stage_done(stage.name, time.perf_counter() - started)
-                            if span is not None and isinstance(event, Error):
-                                span.failed(event.code.value, event.message)
+        end: Event | None = None
+        try:
+            for position in range(index, len(self.stages)):
+                stage = self.stages[position]
+                start = self._starts[position]
+                if start is not None:
+                    yield start
+                started = time.perf_counter()
+                if begun is not None and self._hooked[position]:
+                    begun.append(stage)
+                # The stage's span is current while it runs: a wrapper's holds the later stages'.
+                span: SpanScope | None = None
+                if self._tracer is not None and start is not None:
+                    span = self._tracer.stage(stage.name)
+                events: AsyncIterator[Event]
+                is_wrapper = self._wrapper[position]
+                # The text a wrapper let through, for its complete's message.
+                sent: list[str] | None = None
+                if is_wrapper:
+                    sent = []
+                    events = stage.wrap(turn, self._rest(position, begun))  # type: ignore[union-attr]
+                else:
+                    events = stage.run(turn)  # type: ignore[union-attr]
+                try:
+                    async for event in events:
+                        if event.type in TERMINAL_TYPES:
+                            if isinstance(event, Complete):
+                                if sent is not None:
+                                    text = "".join(sent)
+                                    if not sent and event.message:
+                                        yield Chunk(event.message)
+                                    elif text != event.message:
+                                        event = dataclasses.replace(event, message=text)
+                                done = self._stage_done(position, started)
+                                if done is not None:
+                                    yield done
+                            else:  # failed: timed, but not reported done
+                                self._telemetry.stage_done(
+                                    stage.name, time.perf_counter() - started
+                                )
+                                if span is not None and isinstance(event, Error):
+                                    span.failed(event.code.value, event.message)
+                            end = event
+                            yield event
+                            return
+                        if sent is not None and isinstance(event, Chunk):
+                            sent.append(event.content)
                         yield event
-                        return
-                    if sent is not None and isinstance(event, Chunk):
-                        sent.append(event.content)
-                    yield event
-            except asyncio.CancelledError:
-                if span is not None:
-                    span.failed("cancelled")
-                yield _after_cancel()
-                return
-            except Exception as failure:
-                log.exception("stage_failed", stage=stage.name, stream_id=turn.stream_id)
-                if span is not None:
-                    span.failed(type(failure).__qualname__)
-                yield _internal_error()
-                return
-            finally:
-                await events.aclose()  # type: ignore[union-attr]
-                if span is not None:
-                    span.end()
-            # Not kept (closed, but with its frame) while the later stages run: for the
-            # life of the stream.
-            del events
-            done = self._stage_done(position, started)
-            if done is not None:
-                yield done
-            if is_wrapper:
-                return  # the stages after it ran inside it, through rest
+                except asyncio.CancelledError:
+                    if span is not None:
+                        span.failed("cancelled")
+                    end = _after_cancel()
+                    yield end
+                    return
+                except Exception as failure:
+                    log.exception("stage_failed", stage=stage.name, stream_id=turn.stream_id)
+                    if span is not None:
+                        span.failed(type(failure).__qualname__)
+                    end = _internal_error()
+                    yield end
+                    return
+                finally:
+                    await events.aclose()  # type: ignore[union-attr]
+                    if span is not None:
+                        span.end()
+                # Not kept (closed, but with its frame) while the later stages run: for the
+                # life of the stream.
+                del events
+                done = self._stage_done(position, started)
+                if done is not None:
+                    yield done
+                if is_wrapper:
+                    return  # the stages after it ran inside it, through rest
+        finally:
+            if index == 0 and begun:
+                await self._turn_ended(turn, end, begun)
 
-    def _rest(self, position: int) -> Rest:
+    async def _turn_ended(self, turn: Turn, end: Event | None, begun: list[AnyStage]) -> None:
+        for stage in reversed(begun):
+            try:
+                await stage.turn_ended(turn, end)
+            except Exception:
+                log.exception("turn_ended_failed", stage=stage.name, stream_id=turn.stream_id)
+
+    def _rest(self, position: int, begun: list[AnyStage] | None) -> Rest:
         def rest(inner_turn: Turn) -> AsyncIterator[Event]:
-            return self._run_from(inner_turn, position + 1)
+            return self._run_from(inner_turn, position + 1, begun)
 
         return rest
 

@@ -212,7 +212,7 @@ class PrometheusTelemetry(TurnLog):
         )
         self.tool_calls = Counter(
             "sluice_tool_calls",
-            "Tool calls ended, by tool and outcome: ok or the error kind.",
+            "Tool calls ended, by tool and outcome: ok, the error kind, denied or cancelled.",
             ["tool", "outcome"],
             registry=registry,
         )

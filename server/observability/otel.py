@@ -9,13 +9,19 @@ installs) and/or ``console``; ``OTEL_SERVICE_NAME`` defaults to ``sluice``.
 
 The spans of one turn, all in one trace::
 
-    POST /api/conversation-stream/{user_id}   server; continues the client's traceparent
-      turn                                    the producer task, which may outlive the POST
-        stage rate_limit / stage session ...  one per stage; a wrapper holds the later ones
-          stage llm
-            chat gpt-4o-mini                  client; GenAI attributes; traceparent upstream
-            execute_tool current_time         one per tool call run
-            chat gpt-4o-mini                  the round after the tools
+    POST /api/conversation-stream/{user_id}   server; continues the client's traceparent;
+                                              the turn's root (its stream id, conversation
+                                              id and outcome): a turn has no span of its own
+      stage rate_limit / stage session ...    one per stage, but quiet ones (``usage``);
+                                              a wrapper holds the later ones
+        stage llm
+          chat gpt-4o-mini                    client; GenAI attributes; traceparent upstream
+          execute_tool current_time           one per tool call run
+          chat gpt-4o-mini                    the round after the tools
+
+Each span costs the SDK about as much to make on the event loop as the exporter's thread
+then takes to encode it (tens of microseconds each), so a turn makes only these: a short
+answer is seven spans.
 
 A provider call that fails and falls back is a ``chat`` span marked failed, followed by the
 next one. Attribute names follow the GenAI semantic conventions (``gen_ai.*``); both
@@ -97,35 +103,69 @@ class _RequestScope(_Scope):
 
 
 class _TurnScope(_Scope):
+    """A turn started outside any request's span (no HTTP request: a test's, a command's):
+    a ``turn`` span of its own, the root of the turn's trace."""
+
     __slots__ = ()
 
     def ended(self, terminal: Event) -> None:
-        outcome = "complete" if terminal["type"] == "complete" else terminal.get("code")
-        self.span.set_attribute("sluice.outcome", str(outcome or "internal"))
-        if outcome != "complete":
-            self.failed(str(outcome or "internal"), terminal.get("message"))
+        _outcome(self.span, terminal)
+
+
+class _TurnOnRequest:
+    """A turn started by a request: its request's span is the root of the turn's trace, and
+    takes the turn's attributes, so that a turn costs no span of its own. The stages' spans
+    may outlive it (the client left, the turn went on): the outcome is then on the span of
+    the stage that ended the turn."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def ended(self, terminal: Event) -> None:
+        if self.span.is_recording():
+            _outcome(self.span, terminal)
+
+    def failed(self, error_type: str, description: str | None = None) -> None:
+        if self.span.is_recording():
+            self.span.set_attribute("error.type", error_type)
+            self.span.set_status(Status(StatusCode.ERROR, description))
+
+    def end(self) -> None:
+        """The request's own handler ends its span."""
+
+
+def _outcome(span: Span, terminal: Event) -> None:
+    outcome = str(
+        "complete" if terminal["type"] == "complete" else terminal.get("code") or "internal"
+    )
+    if outcome == "complete":
+        span.set_attribute("sluice.outcome", outcome)
+    else:
+        span.set_attributes({"sluice.outcome": outcome, "error.type": outcome})
+        span.set_status(Status(StatusCode.ERROR, terminal.get("message")))
 
 
 class _ModelCallScope(_Scope):
     __slots__ = ()
 
     def answered(self, result: AnswerResult) -> None:
-        span = self.span
-        span.set_attribute("gen_ai.response.model", result.model)
+        # Set at once: each set_attribute takes the span's lock and checks its value.
+        attributes: dict[str, Any] = {"gen_ai.response.model": result.model}
         if result.finish_reason:
-            span.set_attribute("gen_ai.response.finish_reasons", [result.finish_reason])
+            attributes["gen_ai.response.finish_reasons"] = (result.finish_reason,)
         usage = result.usage
         if usage is not None:
-            if usage.input_tokens is not None:
-                span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
-            if usage.output_tokens is not None:
-                span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
-            if usage.cached_tokens is not None:
-                span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens)
-            if usage.cache_creation_tokens is not None:
-                span.set_attribute(
-                    "gen_ai.usage.cache_creation.input_tokens", usage.cache_creation_tokens
-                )
+            for name, value in (
+                ("gen_ai.usage.input_tokens", usage.input_tokens),
+                ("gen_ai.usage.output_tokens", usage.output_tokens),
+                ("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens),
+                ("gen_ai.usage.cache_creation.input_tokens", usage.cache_creation_tokens),
+            ):
+                if value is not None:
+                    attributes[name] = value
+        self.span.set_attributes(attributes)
 
 
 class _ToolScope(_Scope):
@@ -176,10 +216,15 @@ class OtelTracer:
         # Based on the extracted context, so the client's baggage stays with the request.
         return _RequestScope(span, context.get_current(), parent)
 
-    def turn(self, turn: Turn) -> _TurnScope:
+    def turn(self, turn: Turn) -> _TurnScope | _TurnOnRequest:
         attributes: dict[str, Any] = {"sluice.stream_id": turn.stream_id}
         if turn.session_id is not None:
             attributes["gen_ai.conversation.id"] = turn.session_id
+        request = trace.get_current_span()
+        if request.get_span_context().is_valid:
+            if request.is_recording():
+                request.set_attributes(attributes)
+            return _TurnOnRequest(request)
         return _TurnScope(*self._start("turn", SpanKind.INTERNAL, attributes))
 
     def stage(self, name: str) -> _Scope:

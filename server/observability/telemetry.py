@@ -64,5 +64,8 @@ class Telemetry(ChainObserver):
     def budget_refused(self, group: str) -> None:
         """A turn was refused because the user's budget (of ``group``) is spent."""
 
+    # -- tools (server/tools/service.py) ---------------------------------------------------
+
     def tool_finished(self, tool: str, outcome: str) -> None:
-        """A tool call ended: ``outcome`` is ``ok`` or its error kind."""
+        """A tool call ended: ``outcome`` is ``ok``, its error kind, ``denied`` (its owner
+        refused it) or ``cancelled`` (the turn stopped while it waited or ran)."""

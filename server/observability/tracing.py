@@ -75,10 +75,13 @@ class Tracer(Protocol):
         """A server span for one HTTP request, continuing the client's ``traceparent``."""
 
     def turn(self, turn: Turn) -> TurnScope:
-        """The span of one turn, from its producer's start to its terminal event."""
+        """One turn, from its producer's start to its terminal event: the span of the
+        request that started it takes the turn's attributes (a turn outside any request
+        gets a ``turn`` span of its own)."""
 
     def stage(self, name: str) -> SpanScope:
-        """One pipeline stage (a wrapper's span holds the stages after it)."""
+        """One pipeline stage (a wrapper's span holds the stages after it); the pipeline
+        asks for none for a quiet stage."""
 
     def model_call(self, provider: Provider, mode: str, max_output_tokens: int) -> ModelCallScope:
         """One call to a provider ("stream" or "non-stream"); a fallback is another call."""

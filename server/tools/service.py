@@ -11,6 +11,7 @@ import time
 
 from server.config import ToolSettings
 from server.contract import Tool, ToolCall, ToolContext, ToolResultEvent
+from server.observability.telemetry import Telemetry
 from server.observability.tracing import Tracer
 from server.tools.approvals import APPROVED, CANCELLED, ApprovalStore
 from server.tools.runner import run_tool_call
@@ -24,9 +25,15 @@ _KEEP_AFTER_SECONDS = 3600.0
 
 class ServerTools:
     def __init__(
-        self, settings: ToolSettings, approvals: ApprovalStore, tracer: Tracer | None = None
+        self,
+        settings: ToolSettings,
+        approvals: ApprovalStore,
+        tracer: Tracer | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.tracer = tracer
+        # Tool calls by tool and outcome are counted here, where they are decided and run.
+        self.telemetry = telemetry or Telemetry()
         self.settings = settings
         self.approvals = approvals
         self.max_rounds = settings.max_rounds
@@ -42,9 +49,13 @@ class ServerTools:
             state = await approvals.wait(stream_id, call.call_id, timeout)
         except BaseException:
             # Stopped while waiting: a decision posted now is too late (409), and says so.
+            self.telemetry.tool_finished(call.name, "cancelled")
             await approvals.settle(stream_id, call.call_id, CANCELLED)
             raise
-        return state == APPROVED
+        if state == APPROVED:
+            return True
+        self.telemetry.tool_finished(call.name, "denied")  # the call's result: not run
+        return False
 
     async def run(
         self, tool: Tool | None, call: ToolCall, context: ToolContext, *, deadline: float
@@ -60,9 +71,12 @@ class ServerTools:
                 timeout=max(0.001, min(settings.timeout_seconds, left)),
                 max_result_chars=settings.max_result_chars,
             )
+            result = run.result
+            self.telemetry.tool_finished(call.name, "ok" if result.ok else str(result.error))
             if span is not None:
-                span.finished(run.result)
+                span.finished(result)
         except BaseException:  # the turn was cancelled while the tool ran
+            self.telemetry.tool_finished(call.name, "cancelled")
             if span is not None:
                 span.failed("cancelled")
             raise

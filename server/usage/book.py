@@ -201,9 +201,6 @@ class UsageBook:
                 spent.estimated,
             )
 
-    def tool_finished(self, name: str, outcome: str) -> None:
-        self._telemetry.tool_finished(name, outcome)
-
     # -- reports -------------------------------------------------------------------------
 
     def default_window(self) -> tuple[float, float]:
