@@ -2,14 +2,16 @@
 
 Wall-clock latency on a shared machine moves with whatever else runs; the instructions a turn
 costs do not. This runs each system of the latency workload (one stream at a time) under
-``valgrind --tool=callgrind`` with collection off, and the server itself (``--serve``, this
-module run as the server) switches collection on when Tornado accepts a connection and off
-once the first ``chunk`` frame has been handed to the socket, dumping the count: the server's
-own work on a turn's critical path to its first chunk, whatever the machine is doing. The
-wait for the upstream costs almost nothing (the process sleeps in ``epoll``).
+``valgrind --tool=callgrind``, instrumenting nothing until the first connection (start-up
+runs several times faster) and counting nothing outside a turn. The server itself
+(``--serve``, this module run as the server) switches counting on when Tornado accepts a
+connection and off once the first ``chunk`` frame has been handed to the socket, dumping the
+count: the server's own work on a turn's critical path to its first chunk, whatever the
+machine is doing. The wait for the upstream costs almost nothing (the process sleeps in
+``epoll``), and the kernel's side of each system call is not counted.
 
 The switch is valgrind's client request (``valgrind/callgrind.h``), compiled into a small
-library with ``cc`` on first use. Every process runs ~50 times slower under valgrind, so the
+library with ``cc`` on first use. The server runs ~50 times slower under callgrind, so the
 default is 60 turns.
 """
 

@@ -86,6 +86,31 @@ async def test_plain_call(fake_openai: FakeOpenAI) -> None:
     assert fake_openai.requests[0].body["model"] == "llama3"
 
 
+async def test_a_stream_is_sent_with_the_headers_the_sdk_sends(fake_openai: FakeOpenAI) -> None:
+    """A stream's request is built from the SDK's URL and headers, not by the SDK at each
+    call: it carries what the SDK's own call carries (auth, the SDK's headers, the
+    configured ones), for every request, not only the first."""
+    fake_openai.script(Reply(text=["a"]), Reply(text=["b"]), Reply(text=["c"]))
+    provider = make(fake_openai.base_url, headers={"X-Team": "blue"})
+    try:
+        await provider.complete(PROMPT, max_output_tokens=64, timeout=5)
+        assert await collect(provider) == ["b"]
+        assert await collect(provider) == ["c"]
+    finally:
+        await provider.aclose()
+    plain, first, second = fake_openai.requests
+    assert [r.path for r in (plain, first, second)] == ["/v1/chat/completions"] * 3
+    # A stream has no read timeout (the chain times its reads): no read-timeout header.
+    differ = {"Content-Length", "Accept-Encoding", "X-Stainless-Read-Timeout"}
+    sdk = {k: v for k, v in plain.headers.items() if k not in differ}
+    assert sdk["Authorization"] == f"Bearer {KEY}" and sdk["X-Team"] == "blue"
+    assert sdk["User-Agent"].startswith("AsyncOpenAI/Python")
+    for streamed in (first, second):
+        assert {k: v for k, v in streamed.headers.items() if k not in differ} == sdk
+        assert streamed.headers["Accept-Encoding"] == "identity"
+        assert "X-Stainless-Read-Timeout" not in streamed.headers
+
+
 async def test_utf8_split_across_writes(fake_openai: FakeOpenAI) -> None:
     """Arabic and emoji whose bytes arrive in separate writes come out whole."""
     fake_openai.script(Reply(text=ARABIC_EMOJI, split_utf8=True))

@@ -212,6 +212,9 @@ class OpenAIProvider:
                 method="post",
                 url="/chat/completions",
                 headers={"Accept-Encoding": "identity"},
+                # No read timeout, as each stream's own (the chain times reads): the SDK
+                # then sends no X-Stainless-Read-Timeout.
+                timeout=httpx2.Timeout(60.0, read=None),
             )
             headers = client._build_headers(options)
             url = str(client._prepare_url(options.url))
