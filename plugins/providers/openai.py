@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 
 import httpx2
 import openai
-from openai._models import FinalRequestOptions
 from pydantic import Field
 
 from server import (
@@ -50,6 +49,7 @@ from server import (
     unreachable_error,
 )
 
+from .openai_internals import StreamRequests
 from .think_tags import ThinkSplitter, split_whole
 
 __all__ = ["OpenAIOptions", "OpenAIProvider", "to_openai", "tools_to_openai"]
@@ -183,7 +183,7 @@ class OpenAIProvider:
             field = "max_completion_tokens" if self._is_openai else "max_tokens"
         self._max_tokens_field = field
         self._client: openai.AsyncOpenAI | None = None
-        self._target: tuple[str, list[tuple[str, str]]] | None = None
+        self._streams: StreamRequests | None = None
         if self.missing_configuration() is None:
             # No network I/O here: the pool connects on the first request.
             self._client = openai.AsyncOpenAI(
@@ -195,6 +195,7 @@ class OpenAIProvider:
                 default_headers=self.options.headers or None,
                 http_client=context.http_client(),
             )
+            self._streams = StreamRequests(self._client)
 
     def missing_configuration(self) -> str | None:
         # A self-hosted server usually needs no key; OpenAI itself always does.
@@ -202,24 +203,6 @@ class OpenAIProvider:
             env = self._key_env or f"llm.{self.name}.api_key_env"
             return f"{env} is not set: export it, or remove {self.name} from llm.providers"
         return None
-
-    def _stream_target(self, client: openai.AsyncOpenAI) -> tuple[str, list[tuple[str, str]]]:
-        """The URL and headers of a streamed chat completion, as the SDK builds them (base
-        URL, auth, its own and the configured headers): the same for every request, so
-        asked of the SDK once."""
-        if self._target is None:
-            options = FinalRequestOptions.construct(
-                method="post",
-                url="/chat/completions",
-                headers={"Accept-Encoding": "identity"},
-                # No read timeout, as each stream's own (the chain times reads): the SDK
-                # then sends no X-Stainless-Read-Timeout.
-                timeout=httpx2.Timeout(60.0, read=None),
-            )
-            headers = client._build_headers(options)
-            url = str(client._prepare_url(options.url))
-            self._target = (url, list(headers.multi_items()))
-        return self._target
 
     def _require_client(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -369,41 +352,20 @@ class _OpenAIStream(JSONFrameStream):
 
     async def _open(self) -> BodyReader:
         provider = self._provider
-        client = provider._require_client()
+        provider._require_client()  # a provider without its key says so
+        streams = provider._streams
+        assert streams is not None  # made with the client
         body = self._request_body or {}
         self._request_body = None  # not kept (the whole prompt) while the answer streams
         body["stream"] = True
         if provider.options.stream_usage:
             body["stream_options"] = {"include_usage": True}
-        # The request the SDK would send (its URL, headers and auth, worked out once per
-        # provider by the SDK itself), sent on the SDK's own HTTP client, and its failures
-        # turned into the SDK's error classes as the SDK does: without the SDK's per-request
-        # machinery (its options copied twice, headers merged again, the response wrapped),
-        # which cost a streamed turn ~0.4 ms of CPU before the request left, about as much
-        # as the rest of the request (docs/performance.md). Reads are timed by the chain
-        # (first-token, idle), not by httpx.
-        url, headers = provider._stream_target(client)
-        http = client._client
-        request = http.build_request(
-            "POST",
-            url,
-            headers=headers,
-            content=_json_body(body),
-            timeout=httpx2.Timeout(self._timeout, read=None),
-        )
+        # The SDK's own request without its per-request machinery (``openai_internals``, one
+        # of the few modules that reach into a library's private names). Reads are timed by
+        # the chain (first-token, idle), not by httpx.
         try:
-            response = await http.send(request, stream=True)
-        except httpx2.TimeoutException as failure:
-            raise provider.error_from_sdk(
-                _caused(openai.APITimeoutError(request=request), failure), streaming=True
-            ) from None
-        except httpx2.RequestError as failure:
-            raise provider.error_from_sdk(
-                _caused(openai.APIConnectionError(request=request), failure), streaming=True
-            ) from None
-        if response.status_code >= 400:
-            await response.aread()  # the error's message is in the body
-            error = client._make_status_error_from_response(response)
+            response = await streams.send(body, self._timeout)
+        except openai.APIError as error:
             raise provider.error_from_sdk(error, streaming=True) from None
         # Only the body reader is kept: httpx2's request (headers and the whole prompt) and
         # response are let go of while the answer streams.
@@ -495,15 +457,3 @@ class _OpenAIStream(JSONFrameStream):
             if self._building:
                 self._hand_on_calls()
         return text
-
-
-def _json_body(body: dict[str, Any]) -> bytes:
-    """The body as the SDK serialises it (compact, UTF-8, no NaN)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _caused(error: openai.APIError, cause: BaseException) -> openai.APIError:
-    """``error`` raised from ``cause``, as the SDK raises it (``error_from_sdk`` reads the
-    cause of a connection error)."""
-    error.__cause__ = cause
-    return error

@@ -15,4 +15,7 @@ why, and has a test that fails when the library changes under it:
   tests of the modules that swap it in).
 
 The rest of the server uses what these modules export, never the private names themselves.
+One more lives with the plugin that uses it, since built-in plugins import only the public
+API: ``plugins/providers/openai_internals.py``, the OpenAI SDK's request built once and sent
+without its per-request machinery (``tests/test_openai_internals.py``).
 """
