@@ -170,6 +170,23 @@ def test_json_frames_comparison_runs() -> None:
     assert "identical output on every frame above" in done.stdout
 
 
+def test_turn_cost_measures_the_three_variants() -> None:
+    """``python -m bench.turn_cost`` (the usage and tracing figures in docs/performance.md)
+    runs every variant's turns to a ``complete`` (it fails otherwise) and prints each one's
+    CPU per turn and the two ratios."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.turn_cost", "--blocks", "2", "--turns", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["plain", "usage", "traced"], done.stdout
+    assert lines[3].startswith("usage against plain:") and lines[4].startswith("traced against")
+
+
 def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
     """``--workload tools``: the fake upstream answers each turn's first request with a streamed
     tool call (OpenAI's ``delta.tool_calls``) and records, per call, the gap until the request
