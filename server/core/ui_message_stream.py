@@ -24,7 +24,9 @@ chunk* each, and ``data: [DONE]`` at the end.
   the protocol's ``abort``. ``[DONE]`` follows either.
 
 Text deltas are made by splicing bytes, as :mod:`server.core.openai_format` does: the JSON
-string literal of sluice's chunk frame goes between a prefix made once per text part.
+string literal of sluice's chunk frame goes between a prefix made once per text part (a batch
+of chunk frames in one regular-expression pass). A status frame's chunk is made once per
+distinct frame and kept: a turn's statuses are the same few every turn.
 """
 
 from __future__ import annotations
@@ -87,9 +89,10 @@ def _status_chunk(frame: bytes) -> bytes:
                 "data": {key: status[key] for key in ("stage", "state", "progress")},
             }
         )
-        if len(_status_chunks) >= _STATUS_CHUNKS_KEPT:
-            _status_chunks.clear()
-        _status_chunks[data] = found
+        if b'"stream_id"' not in data:  # a turn's first status names its stream: not kept
+            if len(_status_chunks) >= _STATUS_CHUNKS_KEPT:
+                _status_chunks.clear()
+            _status_chunks[data] = found
     return found
 
 
