@@ -140,12 +140,16 @@ def test_second_tabs_follow_the_answer_and_a_second_message_waits_its_turn(
 
     # A third from the first tab; the second sends its own message without looking: the
     # server refuses it (409 turn_in_progress) and the page follows the running answer,
-    # with its question, and gives the message back to send afterwards.
+    # with its question, and gives the message back to send afterwards. The answer waits
+    # halfway until the second tab has been refused, so that it is still being written.
+    third = Reply(text=pieces, interval=0.04, pause_at=len(pieces) // 2)
+    fakes.openai.script(third)
     first.send("And a third")
     wait_words(first, 3)
     second.send("My own question")
     expect(second.page.locator("#toast")).to_contain_text("still being written")
     expect(second.answers()).to_have_count(4)
+    fakes.loop.call_soon_threadsafe(third.resume.set)
     second.wait_for_answers(4)
     assert shown(second) == message
     assert questions(second) == ["Hello", "The long one, please", "Another long one", "And a third"]

@@ -57,6 +57,11 @@ class Reply:
     # Streaming faults (frame indexes count text frames from 0):
     hang_before_headers: bool = False  # send nothing at all, until the client leaves
     hang_at: int | None = None  # after headers (and role frame), hang before text frame i
+    # Wait before text frame i until the test sets ``resume`` (from its own thread:
+    # ``fakes.loop.call_soon_threadsafe(reply.resume.set)``): an answer that is still being
+    # written for as long as the test needs, however slow the machine.
+    pause_at: int | None = None
+    resume: asyncio.Event = field(default_factory=asyncio.Event)
     cut_at: int | None = None  # close the TCP connection before text frame i
     malformed_at: int | None = None  # text frame i is replaced by a frame that is not JSON
     raw_at: dict[int, bytes] = field(default_factory=dict)  # text frame i replaced by these bytes
@@ -280,6 +285,8 @@ class _OpenAIHandler(_Handler):
         for i, piece in enumerate(reply.text):
             if reply.interval and i:
                 await asyncio.sleep(reply.interval)
+            if reply.pause_at == i:
+                await reply.resume.wait()
             if reply.hang_at == i:
                 await self.hang()
                 return
