@@ -2,8 +2,8 @@
 
 ``python -m bench.turn_cost --blocks 30 --turns 20`` runs the default pipeline in-process
 (rate limit, usage, session in SQLite, intent, context, llm) on a scripted 20-token answer, in
-three variants, alternated block by block (``--turns`` turns each) so that the machine's
-other jobs weigh on all three alike, and prints the median CPU per turn of each (all the
+four variants, alternated block by block (``--turns`` turns each) so that the machine's
+other jobs weigh on all alike, and prints the median CPU per turn of each (all the
 process's threads, the exporter's included) and the ratios:
 
 * ``plain``: the pipeline without the usage stage;
@@ -12,7 +12,9 @@ process's threads, the exporter's included) and the ratios:
 * ``traced``: ``usage`` with every turn traced: a request span as the server makes, the
   OpenTelemetry SDK's spans, batched and encoded to OTLP protobuf by the exporter's thread as
   the OTLP/HTTP exporter does (not posted), flushed at the end of each block so that their
-  encoding is counted with it.
+  encoding is counted with it;
+* ``unsampled``: ``usage`` with tracing on but the sampler ``always_off``: what the
+  instrumentation costs a turn that is not recorded (a sampled deployment's other turns).
 
 No HTTP: what a request costs (Tornado, the event stream) is not in these figures, so the
 ratios are larger than a server's.
@@ -42,7 +44,7 @@ STAGES = ["rate_limit", "usage", "session", "intent", "context", "llm"]
 TOKENS = 20
 
 
-def _tracer() -> Any:
+def _tracer(sampled: bool = True) -> Any:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import (
@@ -50,6 +52,7 @@ def _tracer() -> Any:
         SpanExporter,
         SpanExportResult,
     )
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
     from server.observability.otel import OtelTracer
 
@@ -60,12 +63,12 @@ def _tracer() -> Any:
             encode_spans(spans).SerializePartialToString()
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ALWAYS_ON if sampled else ALWAYS_OFF)
     provider.add_span_processor(BatchSpanProcessor(Encoding(), schedule_delay_millis=200))
     return OtelTracer(provider)
 
 
-VARIANTS = ("plain", "usage", "traced")
+VARIANTS = ("plain", "usage", "traced", "unsampled")
 
 
 async def _run(blocks: int, turns: int) -> dict[str, list[float]]:
@@ -91,11 +94,12 @@ async def _run(blocks: int, turns: int) -> dict[str, list[float]]:
     with_usage = [_build(name, None, services) for name in STAGES]
     for stage in (*without, *with_usage):
         await stage.startup()
-    tracer = _tracer()
+    tracers = {"traced": _tracer(), "unsampled": _tracer(sampled=False)}
     pipelines = {
         "plain": Pipeline(without, telemetry=telemetry),
         "usage": Pipeline(with_usage, telemetry=telemetry),
-        "traced": Pipeline(with_usage, telemetry=telemetry, tracer=tracer),
+        "traced": Pipeline(with_usage, telemetry=telemetry, tracer=tracers["traced"]),
+        "unsampled": Pipeline(with_usage, telemetry=telemetry, tracer=tracers["unsampled"]),
     }
     count = 0
 
@@ -103,9 +107,9 @@ async def _run(blocks: int, turns: int) -> dict[str, list[float]]:
         nonlocal count
         count += 1
         turn: Turn = make_turn("What is the weather like?", stream_id=f"st_{count}")
-        traced = variant == "traced"
-        request = tracer.request("POST", "/api/x", "http", {}) if traced else None
-        turn_scope = tracer.turn(turn) if traced else None
+        tracer = tracers.get(variant)
+        request = tracer.request("POST", "/api/x", "http", {}) if tracer is not None else None
+        turn_scope = tracer.turn(turn) if tracer is not None else None
         events = pipelines[variant].run(turn)
         try:
             async for event in events:
@@ -122,17 +126,18 @@ async def _run(blocks: int, turns: int) -> dict[str, list[float]]:
     for variant in VARIANTS:  # warm-up
         for _ in range(turns):
             await one(variant)
-    tracer._provider.force_flush()
+    tracers["traced"]._provider.force_flush()
     per_turn: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for block in range(blocks):
         # Rotated, so that no variant always follows another.
-        order = VARIANTS[block % 3 :] + VARIANTS[: block % 3]
+        shift = block % len(VARIANTS)
+        order = VARIANTS[shift:] + VARIANTS[:shift]
         for variant in order:
             started = time.process_time()
             for _ in range(turns):
                 await one(variant)
             if variant == "traced":
-                tracer._provider.force_flush()  # the exporter's share of this block
+                tracers["traced"]._provider.force_flush()  # the exporter's share of this block
             per_turn[variant].append((time.process_time() - started) / turns)
     return per_turn
 
@@ -152,6 +157,7 @@ def main() -> None:
         )
     print(f"usage against plain:  {medians['usage'] / medians['plain'] - 1:+.1%}")
     print(f"traced against usage: {medians['traced'] / medians['usage'] - 1:+.1%}")
+    print(f"unsampled against usage: {medians['unsampled'] / medians['usage'] - 1:+.1%}")
 
 
 if __name__ == "__main__":

@@ -197,6 +197,42 @@ def test_a_request_without_traceparent_starts_a_trace_of_its_own(
     assert {s.trace_id for s in spans if s.name != "GET /"} == {post.trace_id}
 
 
+def test_an_unsampled_turn_exports_nothing_but_keeps_its_trace_id_upstream_and_in_logs(
+    start_server: StartServer, fakes: ThreadedFakes, receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    """A turn the sampler leaves out (here the client's traceparent says not sampled) makes
+    no span, yet the trace goes on: upstream gets its traceparent, the log lines its id."""
+    fakes.openai.script(Reply(text=["Not ", "traced."]), Reply(text=["Traced."]))
+    server = _server(
+        start_server,
+        fakes,
+        tmp_path / "site",
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="50",
+    )
+    unsampled = secrets.token_hex(16)
+    evs = _turn(server, {"traceparent": f"00-{unsampled}-{secrets.token_hex(8)}-00"})
+    assert evs[-1]["type"] == "complete"
+    (upstream,) = fakes.openai.requests
+    sent = upstream.headers.get("Traceparent") or upstream.headers.get("traceparent")
+    assert sent is not None
+    version, trace_id, _span_id, flags = sent.split("-")
+    assert (version, trace_id, flags) == ("00", unsampled, "00")
+    assert server.wait_for_log("turn_finished")["trace_id"] == unsampled
+    assert server.wait_for_log("request", route=ROUTE)["trace_id"] == unsampled
+
+    # A sampled turn after it: once its spans are in, the first turn's (ended before it
+    # began, so queued before it) would be too.
+    sampled = secrets.token_hex(16)
+    evs = _turn(server, {"traceparent": f"00-{sampled}-{secrets.token_hex(8)}-01"})
+    assert evs[-1]["type"] == "complete"
+    spans = receiver.wait_for(
+        lambda got: any(s.name == f"POST {ROUTE}" and s.trace_id == sampled for s in got)
+    )
+    assert {s.trace_id for s in spans if s.name != "GET /"} == {sampled}
+    assert any(s.name == "stage llm" for s in spans)
+
+
 def test_without_otel_variables_no_trace_code_is_loaded(
     start_server: StartServer, fakes: ThreadedFakes, tmp_path: Path
 ) -> None:

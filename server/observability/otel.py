@@ -64,6 +64,38 @@ def add_trace_ids(logger: WrappedLogger, method: str, event_dict: EventDict) -> 
     return event_dict
 
 
+class _Unrecorded:
+    """The scope of a stage, call or tool in a turn whose root the sampler did not record:
+    no span at all. Its children would not be recorded either (a parent-based sampler
+    follows the parent; a ratio sampler decides again on the same trace id), so such a turn
+    draws no ids, asks no sampler and switches no context per stage, call or tool. The
+    request's span stays current: log lines keep the trace id, and the ``traceparent`` sent
+    upstream continues the trace, unsampled."""
+
+    __slots__ = ()
+
+    def failed(self, error_type: str, description: str | None = None) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def answered(self, result: AnswerResult) -> None:
+        pass
+
+    def finished(self, result: ToolResult) -> None:
+        pass
+
+
+_UNRECORDED = _Unrecorded()
+
+
+def _unrecorded_turn() -> bool:
+    """Whether the current span is a turn's that the sampler left unrecorded."""
+    span = trace.get_current_span()
+    return not span.is_recording() and span.get_span_context().is_valid
+
+
 class _Scope:
     """A span made current; :meth:`end` ends it and makes the span before it current again.
 
@@ -185,6 +217,8 @@ class OtelTracer:
         # A provider's span name and fixed attributes, made at its first call: the same
         # for every call but the max_tokens and mode, and not worth making again per turn.
         self._calls: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        # A stage's span name and attributes, likewise (the SDK copies the attributes).
+        self._stages: dict[str, tuple[str, dict[str, Any]]] = {}
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> OtelTracer:
@@ -227,10 +261,19 @@ class OtelTracer:
             return _TurnOnRequest(request)
         return _TurnScope(*self._start("turn", SpanKind.INTERNAL, attributes))
 
-    def stage(self, name: str) -> _Scope:
-        return _Scope(*self._start(f"stage {name}", SpanKind.INTERNAL, {"sluice.stage": name}))
+    def stage(self, name: str) -> _Scope | _Unrecorded:
+        if _unrecorded_turn():
+            return _UNRECORDED
+        known = self._stages.get(name)
+        if known is None:
+            known = self._stages[name] = (f"stage {name}", {"sluice.stage": name})
+        return _Scope(*self._start(known[0], SpanKind.INTERNAL, known[1]))
 
-    def model_call(self, provider: Provider, mode: str, max_output_tokens: int) -> _ModelCallScope:
+    def model_call(
+        self, provider: Provider, mode: str, max_output_tokens: int
+    ) -> _ModelCallScope | _Unrecorded:
+        if _unrecorded_turn():
+            return _UNRECORDED
         known = self._calls.get((provider.name, provider.model))
         if known is None:
             known = self._calls[provider.name, provider.model] = _call_attributes(provider)
@@ -242,7 +285,9 @@ class OtelTracer:
         }
         return _ModelCallScope(*self._start(name, SpanKind.CLIENT, attributes))
 
-    def tool_call(self, tool: Tool | None, call: ToolCall) -> _ToolScope:
+    def tool_call(self, tool: Tool | None, call: ToolCall) -> _ToolScope | _Unrecorded:
+        if _unrecorded_turn():
+            return _UNRECORDED
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": call.name,

@@ -10,7 +10,9 @@ The names a caller needs are here, as protocols; the spans, their names and thei
 attributes (the GenAI semantic conventions' for model and tool calls) are in ``otel.py``.
 Each ``Tracer`` method starts a span and makes it the current one; the scope it returns
 ends it and puts back the span that was current before, so spans started meanwhile (and
-log lines, and the ``traceparent`` sent upstream) belong to it.
+log lines, and the ``traceparent`` sent upstream) belong to it. In a turn the sampler
+left unrecorded, the stage, model-call and tool-call scopes are empty: no span, nothing made
+current; the request's unrecorded span still carries the trace id to the logs and upstream.
 """
 
 from __future__ import annotations
