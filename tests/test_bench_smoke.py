@@ -170,7 +170,7 @@ def test_json_frames_comparison_runs() -> None:
     assert "identical output on every frame above" in done.stdout
 
 
-def test_turn_cost_measures_the_three_variants() -> None:
+def test_turn_cost_measures_every_variant() -> None:
     """``python -m bench.turn_cost`` (the usage and tracing figures in docs/performance.md)
     runs every variant's turns to a ``complete`` (it fails otherwise) and prints each one's
     CPU per turn and the two ratios."""
@@ -183,8 +183,10 @@ def test_turn_cost_measures_the_three_variants() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert [line.split()[0] for line in lines[:3]] == ["plain", "usage", "traced"], done.stdout
-    assert lines[3].startswith("usage against plain:") and lines[4].startswith("traced against")
+    names = [line.split()[0] for line in lines[:4]]
+    assert names == ["plain", "usage", "traced", "unsampled"], done.stdout
+    assert lines[4].startswith("usage against plain:") and lines[5].startswith("traced against")
+    assert lines[6].startswith("unsampled against usage:")
 
 
 def test_tool_round_workload_measures_each_round(tmp_path: Path) -> None:
@@ -236,13 +238,13 @@ def test_ai_sdk_system_reads_the_ai_sdks_protocol(tmp_path: Path) -> None:
 
 def test_traced_system_exports_every_turns_spans(tmp_path: Path) -> None:
     """``sluice-traced`` sends its traces to the bench's OTLP sink, and the run counts what
-    arrived while the load was measured: each turn's request, turn, six stages and one model
-    call (the warm-up's spans are not counted)."""
+    arrived while the load was measured: each turn's request (the turn's root), its five
+    stages that are not quiet and one model call (the warm-up's spans are not counted)."""
     done, result = run_bench(tmp_path, "throughput", "sluice,sluice-traced")
     assert result["skipped"] == {}
     (traced,) = result["results"]["sluice-traced"]
     assert traced["errors"] == 0 and (traced["lost"], traced["duplicated"]) == (0, 0), traced
-    assert traced["spans_per_turn"] == 9 and traced["spans"] == 9 * traced["streams"]
+    assert traced["spans_per_turn"] == 7 and traced["spans"] == 7 * traced["streams"]
     (plain,) = result["results"]["sluice"]
     assert "spans" not in plain
     assert any(line.startswith("| sluice-traced |") for line in done.stdout.splitlines())
