@@ -264,6 +264,40 @@ def test_the_theme_toggle_beside_the_systems_choice(
     chat.assert_clean()
 
 
+def test_a_stopped_answer_gets_its_controls_once_the_server_has_stored_it(
+    start_server: StartServer, chat_page: Any
+) -> None:
+    """The page reads the conversation back when a turn ends, to give its messages Edit and
+    Regenerate; a stopped answer may not be stored yet at that instant. Here the first reads
+    answer as if it were not (the answer left out): the controls still come, from a later
+    read, instead of never."""
+    server = start_server({"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "4"})
+    chat = chat_page(server)
+    chat.open()
+    page = chat.page
+    reads: list[int] = []
+
+    def without_the_answer_at_first(route: Any) -> None:
+        response = route.fetch()
+        session = response.json()
+        reads.append(len(session["messages"]))
+        if len(reads) <= 2:
+            session["messages"] = session["messages"][:-1]
+        route.fulfill(response=response, json=session)
+
+    page.route("**/api/sessions/*/*", without_the_answer_at_first)
+    type_message(chat, "a long answer, stopped")
+    expect(page.locator("#stop")).to_be_visible()
+    page.keyboard.press("Escape")
+    chat.wait_for_answers(1)
+    expect(chat.answers().last).to_have_attribute("data-status", "stopped")
+    expect(page.locator(".message.user .branch-controls .edit")).to_have_count(1)
+    expect(page.locator(".message.user .branch-controls .edit")).to_have_count(1)
+    expect(page.locator(".message.assistant .branch-controls .regenerate")).to_have_count(1)
+    assert len(reads) >= 3 and reads[-1] == 2  # two held back, then the stored answer
+    chat.assert_clean()
+
+
 def test_keys_enter_shift_enter_escape_and_up(start_server: StartServer, chat_page: Any) -> None:
     server = start_server({"SLUICE_LLM__DEMO__WORDS_PER_SECOND": "4"})
     chat = chat_page(server)

@@ -340,15 +340,26 @@ const branches = new Branches({
   fail: (text) => showToast(text),
 });
 
+// A stopped answer is stored by the server an instant after the page stops reading: until
+// then the history lacks it and the drawn list cannot get its controls. Read again a few
+// times, further apart each time, rather than leave the turn without Edit for good.
+const BRANCH_RETRIES_MS = [100, 250, 500, 1000, 2000];
+
 async function refreshBranches() {
-  if (!state.sessionId || !state.userId) return;
-  try {
-    const session = await api.getSession(state.userId, state.sessionId);
-    if (state.turn || session.session_id !== state.sessionId) return;
-    state.shownMessages = session.messages.length;
-    branches.apply(session);
-  } catch {
-    /* the controls come with the next redraw */
+  const sessionId = state.sessionId;
+  for (let attempt = 0; ; attempt++) {
+    if (!sessionId || !state.userId) return;
+    try {
+      const session = await api.getSession(state.userId, sessionId);
+      if (state.turn || state.sessionId !== sessionId) return;
+      state.shownMessages = session.messages.length;
+      if (branches.apply(session)) return;
+    } catch {
+      /* the controls come with the next redraw */
+      return;
+    }
+    if (attempt >= BRANCH_RETRIES_MS.length) return;
+    await new Promise((resolve) => setTimeout(resolve, BRANCH_RETRIES_MS[attempt]));
   }
 }
 

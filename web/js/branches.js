@@ -56,12 +56,13 @@ export class Branches {
   /**
    * Give the drawn messages their controls, from the session as the API gave
    * it. The list must hold exactly the session's messages in order; when it
-   * does not (an answer refused before it was stored), nothing is added.
+   * does not (an answer refused before it was stored, or not stored yet),
+   * nothing is added and it says so (false).
    */
   apply(session) {
     const items = [...this.hooks.list.querySelectorAll(":scope > li.message")];
     const messages = session.messages ?? [];
-    if (items.length !== messages.length) return;
+    if (items.length !== messages.length) return false;
     const lastAnswer = messages.length - 1;
     items.forEach((li, i) => {
       li.querySelector(":scope > .branch-controls")?.remove();
@@ -81,6 +82,7 @@ export class Branches {
       }
       if (controls.childElementCount) li.append(controls);
     });
+    return true;
   }
 
   /** ↑ in an empty box: the editor on your last message, when it is stored (has Edit). */
