@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import forkserver
 from tests.support.sse import json_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,9 +122,13 @@ def base_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+# ``python -m server`` exec'd, or forked by the fork server: the same calls either way.
+ServerProcess = subprocess.Popen[str] | forkserver.ForkedProcess
+
+
 @dataclass
 class RunningServer:
-    process: subprocess.Popen[str]
+    process: ServerProcess
     data_dir: Path
     url: str = ""
     port: int = 0
@@ -223,18 +228,27 @@ def launch(
         if open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server", *(args or [])],
-        preexec_fn=limit_open_files if open_files is not None else None,
-        cwd=cwd or ROOT,
-        env=full_env,
-        start_new_session=True,  # a group of its own, for stop() to kill at the end
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
+    process: ServerProcess
+    if forkserver.wants_fresh_interpreter(full_env):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server", *(args or [])],
+            preexec_fn=limit_open_files if open_files is not None else None,
+            cwd=cwd or ROOT,
+            env=full_env,
+            start_new_session=True,  # a group of its own, for stop() to kill at the end
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
+    else:  # the same, forked from an interpreter that has imported the server already
+        process = forkserver.spawn(args or [], full_env, cwd or ROOT, open_files)
+    return attach(process, data_dir)
+
+
+def attach(process: ServerProcess, data_dir: Path) -> RunningServer:
+    """Follow a server process just started: its log, until it says it is listening."""
     server = RunningServer(process=process, data_dir=data_dir)
     server._pump_thread = threading.Thread(target=server._pump, daemon=True)
     server._pump_thread.start()
