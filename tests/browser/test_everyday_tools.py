@@ -287,7 +287,9 @@ def test_a_stopped_answer_gets_its_controls_once_the_server_has_stored_it(
 
     page.route("**/api/sessions/*/*", without_the_answer_at_first)
     type_message(chat, "a long answer, stopped")
-    expect(page.locator("#stop")).to_be_visible()
+    # Stopped once it is being written: the server has the turn (stopped before the request
+    # left, it would have nothing to store).
+    expect(chat.answers().last).to_contain_text("You said")
     page.keyboard.press("Escape")
     chat.wait_for_answers(1)
     expect(chat.answers().last).to_have_attribute("data-status", "stopped")
@@ -315,6 +317,7 @@ def test_keys_enter_shift_enter_escape_and_up(start_server: StartServer, chat_pa
     expect(box).to_have_value("")
     # Escape stops the answer being written; what arrived stays.
     expect(page.locator("#stop")).to_be_visible()
+    expect(chat.answers().last).to_contain_text("You said")
     page.keyboard.press("Escape")
     chat.wait_for_answers(1)
     expect(chat.answers().last).to_have_attribute("data-status", "stopped")
