@@ -30,8 +30,14 @@ LATENCY_SYSTEMS = [
     "fastapi",
     "flask",
 ]
-# The other workloads' two: one whose streams have a first status, one whose do not.
-TWO_SYSTEMS = ["sluice", "tornado-lines"]
+# Capacity's and idle's two: one whose streams have a first status, one whose do not. The
+# sluice is one of the usage ledger's systems (with it on; off and on Redis), which would
+# otherwise start once more for the throughput workload alone.
+TWO_SYSTEMS = {
+    "capacity": ["sluice-budgets", "tornado-lines"],
+    "idle": ["sluice-redis-nousage", "tornado-lines"],
+}
+USAGE_SYSTEMS = ["sluice-nousage", "sluice-budgets", "sluice-redis-nousage", "sluice-redis-budgets"]
 # Systems whose streams have no first event before the text: every sluice has its first
 # status, and OpenAI's format its role chunk (direct-openai); the bare relays have neither.
 NO_FIRST_STATUS = {"tornado", "tornado-lines", "fastapi", "flask"}
@@ -130,15 +136,16 @@ def test_latency_workload_runs_clean_on_the_baselines_and_on_postgres(
 def test_workload_runs_clean(workload: str, tmp_path: Path) -> None:
     """The other workloads on two systems, one with a first status and one without: enough
     to keep each workload's own steps (capacity's ladder, idle's held streams) running."""
-    done, result = run_bench(tmp_path, workload, TWO_SYSTEMS)
-    assert sorted(result["results"]) == sorted(TWO_SYSTEMS)
+    systems = TWO_SYSTEMS[workload]
+    done, result = run_bench(tmp_path, workload, systems)
+    assert sorted(result["results"]) == sorted(systems)
     assert_clean(done, result)
     if workload == "capacity":
-        for system in TWO_SYSTEMS:
+        for system in systems:
             (run,) = result["results"][system]
             assert [step["n"] for step in run["steps"]] == [2, 4], (system, run)
     if workload == "idle":
-        for system in TWO_SYSTEMS:
+        for system in systems:
             (size,) = result["results"][system][0]["sizes"]
             assert size["max_open"] == size["n"]
 
@@ -154,8 +161,9 @@ def test_throughput_workload_runs_clean_on_sluices_variants(tmp_path: Path) -> N
       arrived while the load was measured: each turn's request (the turn's root), its five
       stages that are not quiet and one model call (the warm-up's spans are not counted);
     * the systems docs/performance.md compares for the usage ledger's cost: with it and
-      budgets on (every turn reserved, settled and costed) and off, embedded and on Redis."""
-    usage = ["sluice-nousage", "sluice-budgets", "sluice-redis-nousage", "sluice-redis-budgets"]
+      budgets on (every turn reserved, settled and costed) and off, embedded and on Redis
+      (those capacity and idle do not run)."""
+    usage = [s for s in USAGE_SYSTEMS if s not in TWO_SYSTEMS["capacity"] + TWO_SYSTEMS["idle"]]
     systems = ["tornado-lines", "sluice-ai-sdk", "sluice-traced", *usage]
     done, result = run_bench(tmp_path, "throughput", systems)
     assert sorted(result["results"]) == sorted(systems)
