@@ -19,9 +19,9 @@ from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a system costs a smoke is mostly its start (a Python server's imports), so each
-# workload runs on as few systems as keep it covered, and each system the smoke covers runs
-# in one workload. The latency workload's: every system sluice is compared with (LiteLLM's
-# needs a venv of its own: not smoked here) and sluice on PostgreSQL.
+# workload runs on as few systems as keep it covered, and each sluice variant the smoke
+# covers runs in one workload only. The latency workload's: every system sluice is compared
+# with (LiteLLM's needs a venv of its own: not smoked here) and sluice on PostgreSQL.
 LATENCY_SYSTEMS = [
     "sluice-pg",
     "direct-openai",
