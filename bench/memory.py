@@ -72,6 +72,10 @@ def measure(streams: int, depth: int, top: int) -> None:
             **base_env(launch),
             "BENCH_SNAPSHOT_DIR": str(directory),
             "BENCH_TRACE_DEPTH": str(depth),
+            # The held turns never end (a token every 10 minutes): stopping waits for none
+            # of them, where the default grace outlasts the runner's 10 s before SIGKILL.
+            # Only the stop: the snapshots are taken before it.
+            "SLUICE_SERVER__SHUTDOWN_GRACE_SECONDS": "0",
         },
     )
     with Session(system, HOLD, directory) as session:

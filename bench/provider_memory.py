@@ -19,7 +19,8 @@ Python allocated, after a garbage collection), median of the rounds:
   the SDK alone runs it.
 
 Each path's first round also warms imports and the connection pool, so rounds after it
-count only what a stream holds.
+count only what a stream holds: ``--warmup`` rounds (2) run unmeasured before those counted
+(the smoke test runs one).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ async def per_stream(open_one: Opener, streams: int) -> float:
     return freed / streams / 1024
 
 
-async def measure_path(port: int, path: str, streams: int, rounds: int) -> float:
+async def measure_path(port: int, path: str, streams: int, rounds: int, warmup: int) -> float:
     """Median KiB per open stream of one path, in this process alone."""
     base = f"http://127.0.0.1:{port}"
     context = provider_context({"ANTHROPIC_API_KEY": "bench-key"}, max_connections=streams + 8)
@@ -180,7 +181,7 @@ async def measure_path(port: int, path: str, streams: int, rounds: int) -> float
 
     open_one = {"ours": open_ours, "sdk-helper": open_helper}.get(path, open_typed)
     try:
-        for _ in range(2):  # warm up: imports, pool, caches, the loop's own queues
+        for _ in range(warmup):  # warm up: imports, pool, caches, the loop's own queues
             await per_stream(open_one, streams)
         samples = [await per_stream(open_one, streams) for _ in range(rounds)]
     finally:
@@ -201,6 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="rounds per path before those measured"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--path", choices=PATHS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -212,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         # One path per process: what one path's closed streams free late is never counted
         # against another's.
         tracemalloc.start()
-        print(asyncio.run(measure_path(args.port, args.path, args.streams, args.rounds)))
+        measured = measure_path(args.port, args.path, args.streams, args.rounds, args.warmup)
+        print(asyncio.run(measured))
         return
     child = subprocess.Popen(
         [sys.executable, "-m", "bench.provider_memory", "--serve"],
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
                     str(args.streams),
                     "--rounds",
                     str(args.rounds),
+                    "--warmup",
+                    str(args.warmup),
                 ],
                 capture_output=True,
                 text=True,
