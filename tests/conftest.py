@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -53,6 +55,14 @@ SLOW_FIRST = (
 
 
 SPREAD_BY_TEST = ("tests/test_bench_smoke.py",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bytecode is cached, as Python does by default: the tests start hundreds of
+    interpreters (servers, benches, commands), and a machine that sets
+    PYTHONDONTWRITEBYTECODE would have each compile every module it imports from source."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

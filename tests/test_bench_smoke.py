@@ -43,19 +43,6 @@ USAGE_SYSTEMS = ["sluice-nousage", "sluice-budgets", "sluice-redis-nousage", "sl
 NO_FIRST_STATUS = {"tornado", "tornado-lines", "fastapi", "flask"}
 
 
-# A bench run starts dozens of Python processes (servers, upstreams, load clients), and each
-# imports its packages again: from source every time when the environment says not to write
-# bytecode (PYTHONDONTWRITEBYTECODE), which doubles a server's start. They share a bytecode
-# cache here instead, outside the checkout, as Python keeps one by default.
-PYCACHE = Path.home() / ".cache" / "sluice-tests" / "pycache"
-
-
-def bench_env(**extra: str) -> dict[str, str]:
-    """The environment of a bench subprocess (and so of everything it starts)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPYCACHEPREFIX": str(PYCACHE), **extra}
-
-
 def run_bench(
     tmp_path: Path,
     workload: str,
@@ -69,7 +56,7 @@ def run_bench(
     done = subprocess.run(
         [sys.executable, "-m", "bench", *argv, "--systems", ",".join(systems), "--json", str(out)],
         cwd=ROOT,
-        env=bench_env(**(env or {})),
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=180,
@@ -177,7 +164,6 @@ def test_memory_breakdown_runs() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.memory", "--streams", "4", "--top", "40"],
         cwd=ROOT,
-        env=bench_env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -206,7 +192,6 @@ def test_anthropic_stream_memory_comparison_runs() -> None:
             "1",
         ],
         cwd=ROOT,
-        env=bench_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -228,7 +213,6 @@ def test_json_frames_comparison_runs() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.json_frames", "--frames", "50", "--rounds", "1"],
         cwd=ROOT,
-        env=bench_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -246,7 +230,6 @@ def test_turn_cost_measures_every_variant() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.turn_cost", "--blocks", "2", "--turns", "3"],
         cwd=ROOT,
-        env=bench_env(),
         capture_output=True,
         text=True,
         timeout=120,
