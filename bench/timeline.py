@@ -97,6 +97,12 @@ def _instrument() -> None:
     _wrap(runner.TurnRunner, "start", "runner: admit, log, task", "runner: started")
     store = sqlite.SQLiteSessionStore
     _wrap(store, "open_session", "sqlite: open session", "sqlite: session opened")
+    _wrap(
+        store,
+        "open_with_message",
+        "sqlite: open session, save user message",
+        "sqlite: user message saved",
+    )
     _wrap(store, "messages", "sqlite: read history", "sqlite: history read")
     _wrap(store, "add_message", "sqlite: save user message", "sqlite: user message saved")
     _wrap(plugins.session.SessionStage, "_open", "session: open")
