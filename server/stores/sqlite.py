@@ -514,5 +514,11 @@ class SQLiteSessionStore:
         except sqlite3.Error as error:
             raise StoreUnavailable(f"SQLite at {self.path} unusable ({error})") from None
 
+    def connection(self) -> sqlite3.Connection:
+        """The store's connection, for another table of this file (the usage ledger): one
+        connection keeps its page cache, where a second one's commits would make this one
+        drop it and read the file again in the next turn."""
+        return self._db
+
     async def close(self) -> None:
         self._db.close()
