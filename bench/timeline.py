@@ -109,6 +109,9 @@ def _instrument() -> None:
     _wrap(openai._base_client.AsyncAPIClient, "request", "sdk: request")
     _wrap(openai._base_client.BaseClient, "_build_request", "sdk: build", "sdk: built")
     _wrap(aiohttp.client_reqrep.ClientRequest, "send", "aiohttp: send", "aiohttp: sent")
+    # aiohttp writes the request's bytes from a task of its own, started after ``send``.
+    _wrap(aiohttp.http_writer.StreamWriter, "_write", "aiohttp: request written")
+    _wrap(aiohttp.http_writer.StreamWriter, "_writelines", "aiohttp: request written")
     _wrap(
         transport.AiohttpTransport,
         "handle_async_request",
