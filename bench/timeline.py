@@ -97,12 +97,21 @@ def _instrument() -> None:
     _wrap(runner.TurnRunner, "start", "runner: admit, log, task", "runner: started")
     store = sqlite.SQLiteSessionStore
     _wrap(store, "open_session", "sqlite: open session", "sqlite: session opened")
+    _wrap(
+        store,
+        "open_with_message",
+        "sqlite: open session, save user message",
+        "sqlite: user message saved",
+    )
     _wrap(store, "messages", "sqlite: read history", "sqlite: history read")
     _wrap(store, "add_message", "sqlite: save user message", "sqlite: user message saved")
     _wrap(plugins.session.SessionStage, "_open", "session: open")
     _wrap(openai._base_client.AsyncAPIClient, "request", "sdk: request")
     _wrap(openai._base_client.BaseClient, "_build_request", "sdk: build", "sdk: built")
     _wrap(aiohttp.client_reqrep.ClientRequest, "send", "aiohttp: send", "aiohttp: sent")
+    # aiohttp writes the request's bytes from a task of its own, started after ``send``.
+    _wrap(aiohttp.http_writer.StreamWriter, "_write", "aiohttp: request written")
+    _wrap(aiohttp.http_writer.StreamWriter, "_writelines", "aiohttp: request written")
     _wrap(
         transport.AiohttpTransport,
         "handle_async_request",

@@ -388,7 +388,19 @@ class SessionStage(WrapperStage):
         answer streams."""
         store = self.services.sessions
         session_id = turn.session_id or "s_" + secrets.token_urlsafe(9)
-        record = await store.open_session(turn.user_id, session_id, self._title(turn.message))
+        title = self._title(turn.message)
+        if turn.answer_again is None and turn.edit_of is None:
+            # The common turn: a new message after the current branch. One store call
+            # opens the session, reads the tree and saves the message (before any model is
+            # called), in one transaction where the store can.
+            record, tree, asked = await store.open_with_message(
+                turn.user_id, session_id, title, turn.message, parts=tuple(turn.images)
+            )
+            turn.session_id = record.session_id
+            turn.memory = dict(record.memory)
+            turn.history = self._history(tree.branch())
+            return session_id, asked, dict(record.memory), None
+        record = await store.open_session(turn.user_id, session_id, title)
         turn.session_id = record.session_id
         turn.memory = dict(record.memory)
         tree = await store.message_tree(turn.user_id, session_id)
@@ -401,12 +413,7 @@ class SessionStage(WrapperStage):
             earlier = tree.path_to(replaced.parent_id)
         else:
             earlier = tree.branch()
-        turn.history = [
-            said
-            for m in earlier[-self.options.history_messages :]
-            if (m.content or m.parts) and m.role in ("user", "assistant")
-            for said in _as_said(m)
-        ]
+        turn.history = self._history(earlier)
         if again is not None:
             # Until the new answer has a row the branch ends at the question, as for any
             # turn, rather than at the answer being replaced.
@@ -459,6 +466,15 @@ class SessionStage(WrapperStage):
         except StoreUnavailable as failure:
             # The client has the answer already; the history lacks it. Say so in the log.
             log.warning("answer_not_saved", reason=failure.reason, status=status)
+
+    def _history(self, earlier: list[StoredMessage]) -> list[Message]:
+        """What the model is given of ``earlier`` (the branch before the new message)."""
+        return [
+            said
+            for m in earlier[-self.options.history_messages :]
+            if (m.content or m.parts) and m.role in ("user", "assistant")
+            for said in _as_said(m)
+        ]
 
     def _title(self, message: str) -> str:
         return " ".join(message.split())[: self.options.title_chars]

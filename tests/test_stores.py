@@ -48,6 +48,30 @@ async def test_a_session_is_created_once(store: SessionStore) -> None:
     assert await store.get_session("bob", "s1") is None  # ids are per user
 
 
+async def test_a_turns_first_step_opens_reads_and_saves_the_message(store: SessionStore) -> None:
+    record, tree, first = await store.open_with_message("alice", "s1", "Plan a trip", "Hi")
+    assert record.session_id == "s1" and record.title == "Plan a trip" and record.memory == {}
+    assert tree.messages == []  # the tree as it was before the message
+    answer = await store.add_message("alice", "s1", "assistant", "Hello", "complete")
+    # Later turns: the session as it is (its title kept), the branch so far, the message
+    # after its last message, and made the leaf.
+    record, tree, second = await store.open_with_message(
+        "alice", "s1", "another title", "Again", parts=(TextPart("Again"),)
+    )
+    assert record.title == "Plan a trip" and record.leaf_id == answer
+    assert [m.id for m in tree.branch()] == [first, answer]
+    assert first < answer < second
+    messages = await store.messages("alice", "s1")
+    assert [(m.id, m.role, m.content, m.status, m.parent_id) for m in messages] == [
+        (first, "user", "Hi", "complete", None),
+        (answer, "assistant", "Hello", "complete", first),
+        (second, "user", "Again", "complete", answer),
+    ]
+    assert messages[2].parts == (TextPart("Again"),)
+    assert (await store.message_tree("alice", "s1")).leaf_id == second
+    assert await store.get_session("bob", "s1") is None  # ids are per user
+
+
 async def test_messages_keep_order_status_and_facts(store: SessionStore) -> None:
     await store.open_session("alice", "s1", "t")
     asked = await store.add_message("alice", "s1", "user", "Hello ✨ مرحبا", "complete")

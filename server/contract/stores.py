@@ -233,6 +233,17 @@ class SessionStore(Protocol):
         """Return the session, creating it (with ``title``) when it does not exist."""
         ...
 
+    async def open_with_message(
+        self, user_id: str, session_id: str, title: str, content: str, *, parts: Sequence[Part] = ()
+    ) -> tuple[SessionRecord, MessageTree, int]:
+        """What a turn does first, in one step: :meth:`open_session`, then
+        :meth:`message_tree`, then the user's message (``content``, status ``complete``, its
+        ``parts``) added after the last message of the tree's :meth:`MessageTree.branch`.
+        The session, the tree as it was before the message, and the message's id. A store
+        that can does it in one transaction: the message is saved before any model is
+        called, and this is on the path to a turn's first chunk."""
+        ...
+
     async def add_message(
         self,
         user_id: str,

@@ -35,6 +35,7 @@ __all__ = ["EventStream", "Transform"]
 log = structlog.get_logger("sluice.stream")
 
 _PING = comment("ping")
+_CHUNK = b"\nevent: chunk\n"  # in a chunk's frame, after its id
 
 # Rewrites a batch of sluice's frames into another wire format (the /v1 API's OpenAI chunks).
 Transform = Callable[[list[bytes]], bytes]
@@ -120,6 +121,13 @@ class EventStream:
         # retry: leave with it, in one send, and the producer gets the loop before that send
         # rather than after. Anything else (a resume of a quiet log) sends them at once.
         headers_sent = kind != "new"
+        # Once per response, the first batch after the headers, when it holds no text (the
+        # stages' statuses before the model is asked), lets the loop go round before it is
+        # written. By then the producer has started its upstream request, whose bytes an
+        # HTTP client may write from a task of its own (aiohttp does), queued behind this
+        # reader: sent first, the upstream answers while these frames are written, instead
+        # of after. The frames wait one pass of the loop; text and the end never wait.
+        may_wait = True
         try:
             if headers_sent:
                 await self._flush(handler, timeout)
@@ -129,6 +137,11 @@ class EventStream:
             while not self.client_gone:
                 frames = stream_log.frames_after(position)
                 if frames:
+                    if may_wait and headers_sent:
+                        may_wait = False
+                        if not stream_log.finished and not _has_text(frames):
+                            await asyncio.sleep(0)
+                            continue
                     position += len(frames)
                     self._write_frames(handler, frames, telemetry)
                     await self._flush(handler, timeout)
@@ -216,6 +229,10 @@ class EventStream:
             log.info("slow_reader_dropped", path=handler.request.path)
             _abort_connection(handler)
             raise StreamClosedError() from None
+
+
+def _has_text(frames: list[bytes]) -> bool:
+    return any(_CHUNK in frame for frame in frames)
 
 
 def _abort_connection(handler: web.RequestHandler) -> None:

@@ -259,6 +259,25 @@ class PostgresSessionStore:
         assert row is not None
         return SessionRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
 
+    async def open_with_message(
+        self, user_id: str, session_id: str, title: str, content: str, *, parts: Sequence[Part] = ()
+    ) -> tuple[SessionRecord, MessageTree, int]:
+        # The three calls a turn made before: each is one round trip, and the wait for the
+        # network is the loop's, not the server's core.
+        record = await self.open_session(user_id, session_id, title)
+        tree = await self.message_tree(user_id, session_id)
+        earlier = tree.branch()
+        message_id = await self.add_message(
+            user_id,
+            session_id,
+            "user",
+            content,
+            "complete",
+            parts=parts,
+            parent=earlier[-1].id if earlier else None,
+        )
+        return record, tree, message_id
+
     async def add_message(
         self,
         user_id: str,

@@ -52,6 +52,17 @@ _INSERT_MESSAGE = (
     + ", parts_json, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _LEAF = "SELECT leaf_id FROM sessions WHERE user_id = ? AND session_id = ?"
+_CREATE_SESSION = (
+    "INSERT OR IGNORE INTO sessions (user_id, session_id, title, created_at, updated_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?4)"
+)
+_SELECT_SESSION = (
+    "SELECT session_id, title, updated_at, memory, leaf_id FROM sessions"
+    " WHERE user_id = ? AND session_id = ?"
+)
+_TOUCH_SESSION = (
+    "UPDATE sessions SET updated_at = ?, leaf_id = ? WHERE user_id = ? AND session_id = ?"
+)
 _SET_PARTS = "UPDATE messages SET parts_json = ? WHERE id = ? AND user_id = ? AND session_id = ?"
 
 # A part goes in only while its message exists (a deleted session takes no more text).
@@ -126,15 +137,35 @@ class SQLiteSessionStore:
         """Nothing left to do: the schema was brought up to date in the constructor."""
 
     async def open_session(self, user_id: str, session_id: str, title: str) -> SessionRecord:
-        now = time.time()
-        self._db.execute(
-            "INSERT OR IGNORE INTO sessions (user_id, session_id, title, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (user_id, session_id, title, now, now),
-        )
-        record = await self.get_session(user_id, session_id)
+        self._db.execute(_CREATE_SESSION, (user_id, session_id, title, time.time()))
+        record = self._session(user_id, session_id)
         assert record is not None
         return record
+
+    async def open_with_message(
+        self, user_id: str, session_id: str, title: str, content: str, *, parts: Sequence[Part] = ()
+    ) -> tuple[SessionRecord, MessageTree, int]:
+        # One transaction, so one commit before the model is called where opening the
+        # session and saving the message took two: each commit is a dozen system calls
+        # (locks, the log's frames), on the path to the turn's first chunk.
+        with self._transaction():
+            self._db.execute(_CREATE_SESSION, (user_id, session_id, title, time.time()))
+            record = self._session(user_id, session_id)
+            assert record is not None
+            tree = self._tree(user_id, session_id)
+            earlier = tree.branch()
+            message_id = self._insert_message(
+                user_id,
+                session_id,
+                "user",
+                content,
+                "complete",
+                None,
+                None,
+                parts,
+                earlier[-1].id if earlier else None,
+            )
+        return record, tree, message_id
 
     async def add_message(
         self,
@@ -149,27 +180,40 @@ class SQLiteSessionStore:
         parts: Sequence[Part] = (),
         parent: int | Leaf | None = Leaf.CURRENT,
     ) -> int:
-        now = time.time()
         # One transaction: the leaf read, the message after it, and the new leaf.
         with self._transaction():
             if isinstance(parent, Leaf):
                 row = self._db.execute(_LEAF, (user_id, session_id)).fetchone()
                 parent = None if row is None else row[0]
-            cursor = self._db.execute(
-                _INSERT_MESSAGE,
-                (
-                    *(user_id, session_id, role, content, status, now, reply_to),
-                    *fact_values(facts),
-                    parts_json(parts),
-                    parent,
-                ),
+            return self._insert_message(
+                user_id, session_id, role, content, status, reply_to, facts, parts, parent
             )
-            message_id = int(cursor.lastrowid or 0)
-            self._db.execute(
-                "UPDATE sessions SET updated_at = ?, leaf_id = ?"
-                " WHERE user_id = ? AND session_id = ?",
-                (now, message_id, user_id, session_id),
-            )
+
+    def _insert_message(
+        self,
+        user_id: str,
+        session_id: str,
+        role: str,
+        content: str,
+        status: str,
+        reply_to: int | None,
+        facts: AnswerFacts | None,
+        parts: Sequence[Part],
+        parent: int | None,
+    ) -> int:
+        """The message, made the session's leaf; inside the caller's transaction."""
+        now = time.time()
+        cursor = self._db.execute(
+            _INSERT_MESSAGE,
+            (
+                *(user_id, session_id, role, content, status, now, reply_to),
+                *fact_values(facts),
+                parts_json(parts),
+                parent,
+            ),
+        )
+        message_id = int(cursor.lastrowid or 0)
+        self._db.execute(_TOUCH_SESSION, (now, message_id, user_id, session_id))
         return message_id
 
     async def update_message(
@@ -317,11 +361,10 @@ class SQLiteSessionStore:
         return messages_with_parts(rows, parts)
 
     async def get_session(self, user_id: str, session_id: str) -> SessionRecord | None:
-        row = self._db.execute(
-            "SELECT session_id, title, updated_at, memory, leaf_id FROM sessions"
-            " WHERE user_id = ? AND session_id = ?",
-            (user_id, session_id),
-        ).fetchone()
+        return self._session(user_id, session_id)
+
+    def _session(self, user_id: str, session_id: str) -> SessionRecord | None:
+        row = self._db.execute(_SELECT_SESSION, (user_id, session_id)).fetchone()
         if row is None:
             return None
         return SessionRecord(row[0], row[1], row[2], json.loads(row[3]), row[4])
@@ -470,6 +513,12 @@ class SQLiteSessionStore:
             self._db.execute("SELECT 1").fetchone()
         except sqlite3.Error as error:
             raise StoreUnavailable(f"SQLite at {self.path} unusable ({error})") from None
+
+    def connection(self) -> sqlite3.Connection:
+        """The store's connection, for another table of this file (the usage ledger): one
+        connection keeps its page cache, where a second one's commits would make this one
+        drop it and read the file again in the next turn."""
+        return self._db
 
     async def close(self) -> None:
         self._db.close()

@@ -1,15 +1,17 @@
 """The usage ledger in the SQLite history file (the table Alembic's revision 0005 made).
 
-Its own connection to the file the sessions store opened (and brought to the newest schema):
-WAL lets the two write in turn. Calls are synchronous, as the sessions store's are: one
-indexed statement on a local file.
+It writes through the sessions store's own connection (the store opened the file and brought
+it to the newest schema). A second connection made every turn's first store call slower: a
+connection that sees another one's commit in the file drops its whole page cache and reads
+the pages again, and the ledger commits after every answer. Calls are synchronous, as the
+sessions store's are (one indexed statement on a local file): none runs inside another's
+transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 from server.usage.ledger import COLUMNS, SUMS, LedgerEntry, ModelTotals, totals_from
 
@@ -22,14 +24,11 @@ _INSERT = (
 
 
 class SQLiteLedger:
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # As the sessions store's connection: WAL, and no fsync per commit (a power cut may
-        # lose the last entries, never corrupt the file). FULL, the default of a connection,
-        # made every answer's entry wait on the disk: a quarter of the CPU of a short turn.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
+    def __init__(self, db: sqlite3.Connection) -> None:
+        # The sessions store's: WAL, and no fsync per commit (a power cut may lose the last
+        # entries, never corrupt the file). FULL, the default of a new connection, made every
+        # answer's entry wait on the disk: a quarter of the CPU of a short turn.
+        self._db = db
 
     async def record(self, entry: LedgerEntry) -> bool:
         return self._db.execute(_INSERT, _values(entry)).rowcount == 1
@@ -72,7 +71,7 @@ class SQLiteLedger:
         return self._db.total_changes - before
 
     async def close(self) -> None:
-        self._db.close()
+        """Nothing: the connection is the sessions store's, which closes it."""
 
 
 def _values(entry: LedgerEntry) -> tuple[object, ...]:

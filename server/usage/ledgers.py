@@ -12,7 +12,7 @@ __all__ = ["ledger_for"]
 
 def ledger_for(sessions: SessionStore) -> Ledger:
     if isinstance(sessions, SQLiteSessionStore):
-        return SQLiteLedger(sessions.path)
+        return SQLiteLedger(sessions.connection())
     # Imported here, as the sessions store is: a server on SQLite never loads asyncpg.
     from server.stores.postgres import PostgresSessionStore
     from server.usage.ledger_postgres import PostgresLedger
