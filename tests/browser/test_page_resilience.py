@@ -146,6 +146,9 @@ def test_second_tabs_follow_the_answer_and_a_second_message_waits_its_turn(
     fakes.openai.script(third)
     first.send("And a third")
     wait_words(first, 3)
+    # The second tab has ended its own following of the answer before (its turn ends when
+    # the stream closes, a moment after the answer shows complete): busy, it would not send.
+    expect(second.page.locator("#app")).to_have_attribute("data-busy", "false")
     second.send("My own question")
     expect(second.page.locator("#toast")).to_contain_text("still being written")
     expect(second.answers()).to_have_count(4)
