@@ -8,7 +8,9 @@ exactly: a duplicate or a gap shows. Every wait is on a condition in the page or
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -48,6 +50,19 @@ def wait_words(chat: ChatPage, count: int) -> None:
         }""",
         arg=count,
     )
+
+
+def upstream_asked(fakes: ThreadedFakes, question: str, within: float = 30) -> None:
+    """Until the fake OpenAI has been sent a request whose last message is ``question``."""
+
+    def last_message(body: dict[str, Any]) -> str:
+        content = body["messages"][-1].get("content")
+        return content if isinstance(content, str) else json.dumps(content)
+
+    deadline = time.monotonic() + within
+    while not any(question in last_message(r.body) for r in list(fakes.openai.requests)):
+        assert time.monotonic() < deadline, f"the model was never asked {question!r}"
+        time.sleep(0.02)  # a polling interval: the fake records from its own thread
 
 
 def questions(chat: ChatPage) -> list[str]:
@@ -145,6 +160,11 @@ def test_second_tabs_follow_the_answer_and_a_second_message_waits_its_turn(
     third = Reply(text=pieces, interval=0.04, pause_at=len(pieces) // 2)
     fakes.openai.script(third)
     first.send("And a third")
+    # The model has been asked for the third answer: the server runs that turn before the
+    # second tab sends. (Words on the page alone were not enough: until the first tab drew
+    # its new answer, the newest answer on the page was the last one, already whole, and
+    # under load the second tab's message could reach the server first and be the one run.)
+    upstream_asked(fakes, "And a third")
     wait_words(first, 3)
     # The second tab has ended its own following of the answer before (its turn ends when
     # the stream closes, a moment after the answer shows complete): busy, it would not send.
