@@ -7,11 +7,10 @@ buffering on and off is in ``tests/test_nginx.py``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 
 from server.commands.check import Arrival, analyse, run_check
-from tests.support.server import ROOT, RunningServer
+from tests.support.server import RunningServer, run_command
 from tests.support.sse import events, request
 
 
@@ -116,13 +115,7 @@ def test_run_check_and_the_command_say_a_direct_connection_streams(
     report = run_check(demo_server.url, events=4, interval_ms=100)
     assert report.verdict == "streaming", report.lines
     assert report.pings_received == report.pings_sent == 3
-    done = subprocess.run(
-        [sys.executable, "-m", "server", "check", demo_server.url, "--events", "3"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_command(["check", demo_server.url, "--events", "3"], os.environ, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Verdict: streaming" in done.stdout
     assert "Events arrive at once" in done.stdout
@@ -131,12 +124,6 @@ def test_run_check_and_the_command_say_a_direct_connection_streams(
 def test_the_command_fails_plainly_on_something_that_is_not_sluice(
     demo_server: RunningServer,
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "server", "check", demo_server.url + "/nowhere"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_command(["check", demo_server.url + "/nowhere"], os.environ, timeout=60)
     assert done.returncode == 1
     assert "Verdict: failed" in done.stdout and "404" in done.stdout

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from server.config import ConfigError, LLMSettings, Settings, load_settings
-from tests.support.server import ROOT, base_env
+from tests.support.server import ROOT, base_env, run_command
 from tests.support.sse import json_request
 
 CONFIG = str(ROOT / "config.toml")
@@ -108,14 +107,7 @@ def test_bad_values_are_one_line(env: dict[str, str], line: str) -> None:
 def run_server(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     full = base_env(tmp_path)
     full.update(env)
-    return subprocess.run(
-        [sys.executable, "-m", "server"],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    return run_command([], full, timeout=60)
 
 
 @pytest.mark.parametrize(

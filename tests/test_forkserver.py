@@ -2,12 +2,13 @@
 
 Most tests launch their servers through it (tests/support/forkserver.py), so what they see
 must not depend on it: each launch is a process and session of its own with the launch's
-environment alone, working directory, descriptor limit, stdin and stdout on /dev/null, and
-its exit status reported as ``subprocess.Popen`` reports it.
+environment alone, working directory, descriptor limit, stdin and stdout on /dev/null (on
+pipes for a command), and its exit status reported as ``subprocess.Popen`` reports it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from tests.support import forkserver
-from tests.support.server import RunningServer, attach, base_env
+from tests.support.server import RunningServer, attach, base_env, run_command
 from tests.support.sse import json_request
 
 
@@ -64,3 +65,18 @@ def test_a_killed_server_reports_the_signal(
     server.process.send_signal(signal.SIGTERM)  # gone: nothing is sent, nothing fails
     assert server.stop() == -signal.SIGKILL
     assert "stopped" not in server.output()
+
+
+def test_a_command_reads_its_stdin_and_is_heard_on_stdout_and_stderr(tmp_path: Path) -> None:
+    """``run_command`` forks commands too (``python -m server import``, ``plugins``…): what
+    the test sends reaches the command's stdin, and what it prints comes back, as from
+    ``subprocess.run(..., capture_output=True)``."""
+    env = base_env(tmp_path)
+    refused = run_command(["import", "-"], env, stdin='{"not": "a session"}\n')
+    assert refused.returncode == 1
+    assert refused.stderr == "sluice: import failed: line 1: not a sluice history export\n"
+    listing = run_command(["plugins"], env)
+    assert listing.returncode == 0, listing.stderr
+    assert ("stage", "llm") in {
+        (item["group"], item["name"]) for item in json.loads(listing.stdout)
+    }

@@ -18,7 +18,7 @@ from server.stores.schema import head_revision
 from server.stores.sqlite import sqlite_revision
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer
-from tests.support.server import ROOT, base_env
+from tests.support.server import ROOT, base_env, run_command
 from tests.support.sse import bearer, json_request, start_stream
 
 # Written by the SQLite store as it was before schema versions (commit f8ef8de), through its
@@ -167,15 +167,7 @@ def history_command(
 ) -> subprocess.CompletedProcess[str]:
     full_env = base_env(data_dir)
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "server", *args],
-        cwd=ROOT,
-        env=full_env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(list(args), full_env, stdin=stdin)
 
 
 def test_moving_a_sqlite_history_to_postgres_keeps_everything(

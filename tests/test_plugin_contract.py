@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import server
 import server.contract
 import server.provider_kit
 from tests.conftest import StartServer
-from tests.support.server import ROOT, base_env
+from tests.support.server import ROOT, base_env, run_command
 from tests.support.sse import json_request
 
 PUBLIC = {"server", "server.contract", "server.provider_kit"}
@@ -89,14 +87,7 @@ def run_server(tmp_path: Path, config: str, extra_path: Path | None = None) -> s
     env["SLUICE_CONFIG"] = str(tmp_path / "config.toml")
     if extra_path is not None:
         env["PYTHONPATH"] = str(extra_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "server"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = run_command([], env, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -228,15 +219,8 @@ def test_plugins_command_lists_stages_providers_and_instances(tmp_path: Path) ->
     env = base_env(tmp_path / "data")
     env["SLUICE_CONFIG"] = str(tmp_path / "config.toml")
     env["SLUICE_LLM__PROVIDERS"] = "local,demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "server", "plugins"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=True,
-    )
+    result = run_command(["plugins"], env, timeout=60)
+    assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     by_key = {(item["group"], item["name"]): item for item in listing}
     llm = by_key[("stage", "llm")]

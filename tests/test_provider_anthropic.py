@@ -23,7 +23,7 @@ from server.contract import FailureKind, GenerationParams, Message, ProviderErro
 from server.llm.transport import provider_context
 from server.registry import load_providers
 from tests.fakes.llm_upstreams import ARABIC_EMOJI, FakeAnthropic, Reply, refused_url
-from tests.support.server import ROOT, base_env
+from tests.support.server import ROOT, base_env, run_command
 
 pytestmark = pytest.mark.anyio
 
@@ -563,15 +563,8 @@ def test_well_known_names_and_the_shipped_table_configure_the_instance() -> None
 def test_plugins_command_lists_the_anthropic_instance(tmp_path: Path) -> None:
     env = base_env(tmp_path)
     env.update(SLUICE_PROVIDERS="anthropic,demo", ANTHROPIC_API_KEY=KEY)
-    done = subprocess.run(
-        [sys.executable, "-m", "server", "plugins"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=True,
-    )
+    done = run_command(["plugins"], env, timeout=60)
+    assert done.returncode == 0, done.stderr
     listing = {(item["group"], item["name"]): item for item in json.loads(done.stdout)}
     assert listing[("provider", "anthropic")]["enabled"] is True
     instance = listing[("provider instance", "anthropic")]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -19,8 +20,9 @@ from server.stores.postgres import PostgresSessionStore
 from server.stores.schema import ADVISORY_LOCK_KEY, head_revision
 from server.stores.sqlite import SQLiteSessionStore, sqlite_revision
 from tests.conftest import StartServer
+from tests.support import forkserver
 from tests.support.postgres import PostgresServer
-from tests.support.server import ROOT, RunningServer, base_env
+from tests.support.server import ROOT, RunningServer, base_env, run_command
 from tests.support.stores import postgres_history_at, sqlite_history_at
 
 
@@ -35,20 +37,10 @@ def test_concurrent_migrations_of_a_new_database_do_not_race(
     is at the newest revision once. Process start-up spreads them out, so this alone rarely
     catches a missing lock: the next test is the one that proves they queue on it."""
     env = {**base_env(Path("unused")), "DATABASE_URL": database_url}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "server", "migrate"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    for process in processes:
-        _, stderr = process.communicate(timeout=120)
-        assert process.returncode == 0, stderr
+    with ThreadPoolExecutor(4) as pool:
+        runs = list(pool.map(lambda _: run_command(["migrate"], env), range(4)))
+    for run in runs:
+        assert run.returncode == 0, run.stderr
     name = _name(database_url)
     assert postgres.psql("SELECT version_num FROM alembic_version", name) == head_revision()
     assert postgres.psql("SELECT count(*) FROM alembic_version", name) == "1"
@@ -64,32 +56,25 @@ async def test_an_upgrade_waits_for_the_lock_another_holds(
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", ADVISORY_LOCK_KEY)
         env = {**base_env(Path("unused")), "DATABASE_URL": database_url}
-        migrate = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "server",
-            "migrate",
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        migrate = forkserver.spawn(["migrate"], env, ROOT, None)
+        assert migrate.stderr is not None
         try:
             deadline = time.monotonic() + 30
             while not await holder.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
             ):
-                assert migrate.returncode is None, "migrate ended without waiting for the lock"
+                assert migrate.poll() is None, "migrate ended without waiting for the lock"
                 assert time.monotonic() < deadline, "migrate never waited for the lock"
                 await asyncio.sleep(0.05)
             assert not await holder.fetchval("SELECT to_regclass('sessions') IS NOT NULL")
             await holder.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_KEY)
-            _, stderr = await asyncio.wait_for(migrate.communicate(), timeout=60)
-            assert migrate.returncode == 0, stderr
+            code = await asyncio.to_thread(migrate.wait, 60)
+            assert code == 0, migrate.stderr.read()
         finally:
-            if migrate.returncode is None:
+            if migrate.poll() is None:
                 migrate.kill()
-                await migrate.communicate()
+                migrate.wait()
+            migrate.stderr.close()
         assert await holder.fetchval("SELECT version_num FROM alembic_version") == head_revision()
     finally:
         await holder.close()

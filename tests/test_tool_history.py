@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from server.stores.sqlite import SQLiteSessionStore
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes
-from tests.support.server import ROOT, RunningServer, base_env
+from tests.support.server import RunningServer, base_env, run_command
 from tests.support.sse import bearer, events, json_request, start_stream
 
 ALICE = bearer("tok-alice")
@@ -193,14 +192,7 @@ def test_the_tool_rounds_reach_gemini_after_a_fallback(
 def history_command(
     data_dir: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "server", *args],
-        cwd=ROOT,
-        env={**base_env(data_dir), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(list(args), {**base_env(data_dir), **(env or {})})
 
 
 def test_export_and_import_carry_the_tool_rounds(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
-from tests.support.server import ROOT, RunningServer, base_env
+from tests.support.server import RunningServer, base_env, run_command
 from tests.support.sse import bearer, events, json_request, request, start_stream
 from tests.test_openapi import check
 
@@ -253,14 +251,7 @@ def test_a_jwt_claim_chooses_the_group_and_operators_read_everyone(
 
 
 def usage_command(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    return subprocess.run(
-        [sys.executable, "-m", "server", *args],
-        cwd=ROOT,
-        env=base_env(data_dir) | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(list(args), base_env(data_dir) | (env or {}))
 
 
 def test_the_usage_command_and_the_ledger_moving_from_sqlite_to_postgres(

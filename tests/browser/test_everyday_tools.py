@@ -140,9 +140,11 @@ def test_the_model_picker_applies_to_the_next_turn_and_is_kept_per_conversation(
     assert "model" not in sent[-1]
 
     # Each conversation keeps its own choice, across a reload too.
+    # Opened by title: the list is newest first, and it reorders when a turn's refresh of
+    # it lands, which under load can come after the next click.
     sessions = chat.page.locator("#session-list .session-open")
     expect(sessions).to_have_count(2)
-    sessions.nth(1).click()  # the first conversation, older
+    sessions.filter(has_text="Which model are you?").click()
     expect(chat.page.locator(".message.user .content")).to_have_text(["Which model are you?"])
     expect(picker).to_have_value("gemini")
     chat.page.reload()
@@ -152,7 +154,8 @@ def test_the_model_picker_applies_to_the_next_turn_and_is_kept_per_conversation(
     chat.wait_for_answers(2)
     expect(chat.answers().last.locator(".content")).to_have_text("Answered by Gemini.")
     assert sent[-1]["model"] == "gemini"
-    sessions.nth(1).click()
+    sessions.filter(has_text="And now?").click()
+    expect(chat.page.locator(".message.user .content")).to_have_text(["And now?"])
     expect(picker).to_have_value("sluice")
     chat.assert_clean()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -39,9 +40,9 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What ``python -m server`` imports, with every provider and plugin of the repository, and
-# nothing that is only loaded on demand (the OpenTelemetry SDK, MCP): the tests check that a
-# server without traces never imports the SDK, and a fork copies every module in memory.
+# What ``python -m server`` imports, with every provider and plugin of the repository, then
+# the SDKs it loads on demand (a fork copies every module in memory, so a launch that never
+# uses them pays nothing for them).
 PRELOAD = (
     "server.cli",
     "server.commands.serve",
@@ -59,6 +60,14 @@ PRELOAD = (
     "plugins.providers.openai",
     "plugins.providers.gemini",
     "plugins.providers.anthropic",
+    # What a server imports only when it needs it. A test that checks that it does not runs
+    # its own interpreter; here each is imported once rather than by every launch that uses
+    # it: the Anthropic SDK is 1.4 CPU-seconds of imports, google.genai 0.4, MCP's client 0.6.
+    "anthropic",
+    "google.genai",
+    "google.genai.types",
+    "google.genai.errors",
+    "server.tools.mcp",
 )
 
 # The largest request: a launch's environment and arguments, as JSON.
@@ -85,9 +94,19 @@ class ForkedProcess:
     Not the caller's child, so its exit status comes over a pipe the fork server writes
     when it reaps the process (and closes, so a read to the end is the wait)."""
 
-    def __init__(self, pid: int, stderr: IO[str], status_fd: int, args: list[str]) -> None:
+    def __init__(
+        self,
+        pid: int,
+        stderr: IO[str],
+        status_fd: int,
+        args: list[str],
+        stdout: IO[str] | None = None,
+        stdin: IO[str] | None = None,
+    ) -> None:
         self.pid = pid
         self.stderr: IO[str] | None = stderr
+        self.stdout = stdout
+        self.stdin = stdin
         self.args = args
         self.returncode: int | None = None
         self._status_fd = status_fd
@@ -153,27 +172,50 @@ class ForkServer:
             self.process.wait(timeout=10)
 
     def spawn(
-        self, argv: list[str], env: Mapping[str, str], cwd: Path, open_files: int | None
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        open_files: int | None,
+        *,
+        pipes: bool = False,
     ) -> ForkedProcess:
-        """Run ``python -m server *argv`` as a fork."""
-        stderr_read, stderr_write = os.pipe()
-        status_read, status_write = os.pipe()
-        request = {"argv": argv, "env": dict(env), "cwd": str(cwd), "open_files": open_files}
+        """Run ``python -m server *argv`` as a fork: stdin and stdout on /dev/null, or on
+        pipes (``process.stdin``, ``process.stdout``) with ``pipes``, as for a command."""
+        ours: list[int] = []  # read ends, then with pipes the stdin write end
+        theirs: list[int] = []
+        for _ in range(3 if pipes else 2):  # stderr, status, then stdout
+            read, write = os.pipe()
+            ours.append(read)
+            theirs.append(write)
+        if pipes:
+            read, write = os.pipe()
+            theirs.append(read)
+            ours.append(write)
+        request = {
+            "argv": argv,
+            "env": dict(env),
+            "cwd": str(cwd),
+            "open_files": open_files,
+            "pipes": pipes,
+        }
         try:
             with self._lock:
-                socket.send_fds(
-                    self._channel, [json.dumps(request).encode()], [stderr_write, status_write]
-                )
+                socket.send_fds(self._channel, [json.dumps(request).encode()], theirs)
                 answer = json.loads(self._channel.recv(_MESSAGE_BYTES))
         finally:
-            os.close(stderr_write)
-            os.close(status_write)
+            for fd in theirs:
+                os.close(fd)
         if "pid" not in answer:
-            os.close(stderr_read)
-            os.close(status_read)
+            for fd in ours:
+                os.close(fd)
             raise RuntimeError(f"the fork server could not start the server: {answer}")
-        stderr = open(stderr_read, encoding="utf-8")  # noqa: SIM115 (the process owns it)
-        return ForkedProcess(answer["pid"], stderr, status_read, [sys.executable, "-m", "server"])
+        # The process object owns these, as a Popen owns its pipes.
+        stderr = open(ours[0], encoding="utf-8")  # noqa: SIM115
+        stdout = open(ours[2], encoding="utf-8") if pipes else None  # noqa: SIM115
+        stdin = open(ours[3], "w", encoding="utf-8") if pipes else None  # noqa: SIM115
+        args = [sys.executable, "-m", "server", *argv]
+        return ForkedProcess(answer["pid"], stderr, ours[1], args, stdout, stdin)
 
 
 _shared: ForkServer | None = None
@@ -181,17 +223,22 @@ _shared_lock = threading.Lock()
 
 
 def spawn(
-    argv: list[str], env: Mapping[str, str], cwd: Path, open_files: int | None
+    argv: list[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    open_files: int | None,
+    *,
+    pipes: bool = False,
 ) -> ForkedProcess:
     """Run ``python -m server *argv`` as a fork of this process's fork server, started on
-    first use and closed at exit."""
+    first use and closed at exit (``pipes``: see :meth:`ForkServer.spawn`)."""
     global _shared
     with _shared_lock:
         if _shared is None or _shared.process.poll() is not None:
             _shared = ForkServer()
             atexit.register(_shared.close)
         shared = _shared
-    return shared.spawn(argv, env, cwd, open_files)
+    return shared.spawn(argv, env, cwd, open_files, pipes=pipes)
 
 
 # ---- the fork server's side -------------------------------------------------------------
@@ -202,6 +249,8 @@ class _Launch:
     request: dict[str, Any]
     stderr_fd: int
     status_fd: int
+    stdout_fd: int | None = None
+    stdin_fd: int | None = None
 
 
 def _serve(channel: socket.socket) -> _Launch | None:
@@ -214,18 +263,19 @@ def _serve(channel: socket.socket) -> _Launch | None:
     while True:
         for key, _ in children.select():
             if key.fileobj is channel:
-                message, fds, _, _ = socket.recv_fds(channel, _MESSAGE_BYTES, 2)
+                message, fds, _, _ = socket.recv_fds(channel, _MESSAGE_BYTES, 4)
                 if not message:
                     return None
-                stderr_fd, status_fd = fds
+                stderr_fd, status_fd, *command_fds = fds  # with pipes: stdout, stdin
                 pid = os.fork()
                 if pid == 0:
                     children.close()
                     channel.close()
                     for fd in [*status_fds, *status_fds.values()]:
                         os.close(fd)
-                    return _Launch(json.loads(message), stderr_fd, status_fd)
-                os.close(stderr_fd)
+                    return _Launch(json.loads(message), stderr_fd, status_fd, *command_fds)
+                for fd in [stderr_fd, *command_fds]:
+                    os.close(fd)
                 pidfd = os.pidfd_open(pid)
                 status_fds[pidfd], pids[pidfd] = status_fd, pid
                 children.register(pidfd, selectors.EVENT_READ)
@@ -245,11 +295,12 @@ def _become(launch: _Launch) -> None:
     os.setsid()
     os.close(launch.status_fd)
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
+    os.dup2(devnull if launch.stdin_fd is None else launch.stdin_fd, 0)
+    os.dup2(devnull if launch.stdout_fd is None else launch.stdout_fd, 1)
     os.dup2(launch.stderr_fd, 2)
-    os.close(devnull)
-    os.close(launch.stderr_fd)
+    for fd in (devnull, launch.stderr_fd, launch.stdin_fd, launch.stdout_fd):
+        if fd is not None:
+            os.close(fd)
     request = launch.request
     os.environ.clear()
     os.environ.update(request["env"])
@@ -269,6 +320,11 @@ def _main() -> None:
     except BaseException as error:  # said to the caller, which fails with it
         channel.send(f"preload failed: {error!r}".encode())
         raise
+    # As the server does at start (server.commands.serve.tune_garbage_collector), and before
+    # the fork, as the gc module's docs advise: otherwise each launch's first collection
+    # walks, and so copies, every page that the imports above filled.
+    gc.collect()
+    gc.freeze()
     # A fork copies only the thread that forks: nothing imported may have started one.
     assert threading.active_count() == 1, threading.enumerate()
     sys.stdout.flush()
