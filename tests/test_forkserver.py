@@ -80,3 +80,17 @@ def test_a_command_reads_its_stdin_and_is_heard_on_stdout_and_stderr(tmp_path: P
     assert ("stage", "llm") in {
         (item["group"], item["name"]) for item in json.loads(listing.stdout)
     }
+
+
+def test_pythonpath_folders_are_forked_and_a_sitecustomize_on_them_is_not(
+    tmp_path: Path,
+) -> None:
+    """A plugin package on ``PYTHONPATH`` is found by a fork as by ``python -m server`` (the
+    tool tests start their servers so), but a ``sitecustomize`` there runs only in a fresh
+    interpreter, as do other ``PYTHON*`` settings."""
+    plain = tmp_path / "site"
+    plain.mkdir()
+    assert not forkserver.wants_fresh_interpreter({"PYTHONPATH": f"{plain}:{tmp_path}"})
+    (tmp_path / "sitecustomize.py").write_text("print('hello')\n")
+    assert forkserver.wants_fresh_interpreter({"PYTHONPATH": f"{plain}:{tmp_path}"})
+    assert forkserver.wants_fresh_interpreter({"PYTHONPROFILEIMPORTTIME": "1"})

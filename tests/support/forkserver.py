@@ -9,7 +9,9 @@ launch's environment (the whole of it, nothing inherited), arguments, working di
 descriptor limit, stdin and stdout on ``/dev/null``, stderr on the caller's pipe, and its exit
 status reported back. Only the modules already in memory differ, so a launch whose
 environment changes how Python itself starts (``PYTHON*`` variables: import profiling, a
-``sitecustomize`` on ``PYTHONPATH``) is exec'd as before (see ``wants_fresh_interpreter``).
+``sitecustomize`` on ``PYTHONPATH``) is exec'd as before (see ``wants_fresh_interpreter``);
+``PYTHONPATH``'s folders alone (a plugin package the test wrote) the fork puts on
+``sys.path``.
 
 The caller's side is :func:`spawn`, which answers a :class:`ForkedProcess` (what the tests use
 of ``subprocess.Popen``). The fork server's side is this module run as ``python -m``; it exits
@@ -76,11 +78,24 @@ _MESSAGE_BYTES = 1 << 20
 
 def wants_fresh_interpreter(env: Mapping[str, str]) -> bool:
     """Whether a launch with ``env`` must be exec'd: a ``PYTHON*`` variable the fork server
-    did not start with changes how the interpreter starts, which a fork cannot redo."""
+    did not start with changes how the interpreter starts, which a fork cannot redo. But
+    for ``PYTHONPATH``, whose folders a fork puts on ``sys.path`` as the interpreter does,
+    unless one holds a module the interpreter runs as it starts."""
     return any(
-        key.startswith("PYTHON") and os.environ.get(key) != value
+        key.startswith("PYTHON")
+        and os.environ.get(key) != value
+        and not (key == "PYTHONPATH" and _folders_only(value))
         for key, value in env.items()
         if key not in _SAME_IN_BOTH
+    )
+
+
+def _folders_only(python_path: str) -> bool:
+    return "PYTHONPATH" not in os.environ and not any(
+        (Path(folder) / f"{name}.py").exists() or (Path(folder) / name).is_dir()
+        for folder in python_path.split(os.pathsep)
+        if folder
+        for name in ("sitecustomize", "usercustomize")
     )
 
 
@@ -306,6 +321,8 @@ def _become(launch: _Launch) -> None:
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
     sys.path[0] = request["cwd"]  # as ``python -m`` puts the working directory first
+    # and PYTHONPATH's folders next (the fork server had none: see wants_fresh_interpreter)
+    sys.path[1:1] = [f for f in request["env"].get("PYTHONPATH", "").split(os.pathsep) if f]
     if request["open_files"] is not None:
         limit = request["open_files"]
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
