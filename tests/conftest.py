@@ -22,10 +22,11 @@ StartServer = Callable[..., RunningServer]
 
 # The slowest modules, slowest first (pytest --durations=0, junit times summed per module):
 # they run first, so that under pytest-xdist no worker is left running one of them alone at
-# the end while the others idle. The bench smoke tests come first although they spread one
-# test per group: each runs a whole bench, the longest single tests of the suite. The rest
-# keep their usual order.
+# the end while the others idle. The rest keep their usual order.
 SLOW_FIRST = (
+    # Not slow: first, where a scheduler that spreads a module's tests deals them to two
+    # workers, and this module fails.
+    "tests/test_xdist_scope.py",
     "tests/test_bench_smoke.py",
     "tests/test_schema.py",
     "tests/test_redis_instances.py",
@@ -54,8 +55,6 @@ SLOW_FIRST = (
 )
 
 
-SPREAD_BY_TEST = ("tests/test_bench_smoke.py",)
-
 
 def pytest_configure(config: pytest.Config) -> None:
     """Bytecode is cached, as Python does by default: the tests start hundreds of
@@ -65,24 +64,17 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.dont_write_bytecode = False
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow modules first; under ``--dist loadgroup`` one worker runs each module (its
-    module-scoped server starts once), and the modules that share nothing spread. The
-    browser modules too: each worker runs its own Chromium, and the page tests wait on
-    conditions in the page, never on how fast two browsers share the cores."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow modules first. Under ``--dist loadscope --no-loadscope-reorder`` (the test
+    command's) pytest-xdist hands out whole modules in this order: one worker runs each
+    module, so its module-scoped server starts once and a browser module has that worker's
+    Chromium (test_xdist_scope.py fails if that stops holding)."""
 
     def rank(item: pytest.Item) -> int:
         ranks = (i for i, prefix in enumerate(SLOW_FIRST) if item.nodeid.startswith(prefix))
         return next(ranks, len(SLOW_FIRST))
 
     items.sort(key=rank)  # stable: the usual order within a rank
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            module = item.nodeid.split("::")[0]
-            # The bench smoke tests share nothing and each runs a whole bench: spread them.
-            group = item.nodeid if module in SPREAD_BY_TEST else module
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
