@@ -55,7 +55,6 @@ SLOW_FIRST = (
 )
 
 
-
 def pytest_configure(config: pytest.Config) -> None:
     """Bytecode is cached, as Python does by default: the tests start hundreds of
     interpreters (servers, benches, commands), and a machine that sets
