@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from tests.support.server import RunningServer, launch
 from tests.support.sse import OPEN_STREAMS
 
 StartServer = Callable[..., RunningServer]
+
+# pytest's numbered temporary directories move a "-current" symlink as they are made: two
+# threads making one at once can fail with FileExistsError.
+_MKTEMP_LOCK = threading.Lock()
 
 # The slowest modules, slowest first (pytest --durations=0, junit times summed per module):
 # they run first, so that under pytest-xdist no worker is left running one of them alone at
@@ -93,8 +98,10 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServ
         cwd: Path | None = None,
         open_files: int | None = None,
     ) -> RunningServer:
-        directory = data_dir or tmp_path_factory.mktemp("data")
-        server = launch(directory, env, args=args, cwd=cwd, open_files=open_files)
+        if data_dir is None:
+            with _MKTEMP_LOCK:  # tests start servers from several threads at once
+                data_dir = tmp_path_factory.mktemp("data")
+        server = launch(data_dir, env, args=args, cwd=cwd, open_files=open_files)
         started.append(server)
         return server
 
