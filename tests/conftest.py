@@ -25,38 +25,54 @@ StartServer = Callable[..., RunningServer]
 # threads making one at once can fail with FileExistsError.
 _MKTEMP_LOCK = threading.Lock()
 
-# The slowest modules, slowest first (pytest --durations=0, junit times summed per module):
-# they run first, so that under pytest-xdist no worker is left running one of them alone at
-# the end while the others idle. The rest keep their usual order.
+# The modules that take 5 s or more, slowest first (their tests' times summed, measured with
+# four workers on two cores): they run first, so that under pytest-xdist no worker is left
+# running one of them alone at the end while the others idle. The rest keep their usual
+# order.
 SLOW_FIRST = (
     # Not slow: first, where a scheduler that spreads a module's tests deals them to two
     # workers, and this module fails.
     "tests/test_xdist_scope.py",
     "tests/test_bench_smoke.py",
-    "tests/test_schema.py",
-    "tests/test_redis_instances.py",
     "tests/browser/test_page_resilience.py",
-    "tests/test_tool_approvals_across_instances.py",
+    "tests/test_redis_instances.py",
     "tests/browser/test_page.py",
-    "tests/test_history.py",
-    "tests/test_anthropic_e2e.py",
-    "tests/test_fallback_e2e.py",
-    "tests/test_config.py",
-    "tests/test_streams_lifecycle.py",
-    "tests/test_tool_turns.py",
-    "tests/test_tool_history.py",
-    "tests/browser/",
-    "tests/test_streams_resume.py",
     "tests/test_mcp_tools.py",
-    "tests/test_tracing.py",
-    "tests/test_openai_sdk.py",
-    "tests/test_anthropic_tools_e2e.py",
+    "tests/browser/test_everyday_tools.py",
+    "tests/browser/test_tool_steps.py",
+    "tests/test_schema.py",
     "tests/test_nginx.py",
-    "tests/test_usage.py",
-    "tests/test_plugin_contract.py",
-    "tests/test_upstream_edges.py",
+    "tests/browser/test_accessibility.py",
     "tests/test_front_door.py",
+    "tests/test_tracing.py",
+    "tests/browser/test_ai_sdk_page.py",
+    "tests/test_streams_resume.py",
+    "tests/test_usage_instances.py",
+    "tests/test_history.py",
+    "tests/test_tool_approvals_across_instances.py",
+    "tests/test_ai_sdk_node.py",
     "tests/test_dependencies.py",
+    "tests/test_anthropic_tools_e2e.py",
+    "tests/test_history_outage.py",
+    "tests/test_nginx_cluster.py",
+    "tests/test_streams_lifecycle.py",
+    "tests/test_docs.py",
+    "tests/test_forkserver.py",
+    "tests/test_fallback_e2e.py",
+    "tests/browser/test_branches.py",
+    "tests/browser/test_pictures.py",
+    "tests/test_openai_sdk.py",
+    "tests/test_stores.py",
+    "tests/test_anthropic_e2e.py",
+    "tests/test_plugin_contract.py",
+    "tests/test_usage.py",
+    "tests/test_tool_history.py",
+    "tests/test_tool_turns.py",
+    "tests/test_example_plugin.py",
+    "tests/test_openai_llm_cli.py",
+    "tests/browser/test_eventsource.py",
+    "tests/test_llm_chain.py",
+    "tests/browser/test_budget_note.py",
 )
 
 
