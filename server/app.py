@@ -112,6 +112,7 @@ def build_state(
             settings.store.redis_url,
             log_ttl_seconds=stream.log_ttl_seconds,
             max_duration_seconds=stream.max_duration_seconds,
+            lease_seconds=settings.store.redis_lease_seconds,
         )
         rate_limit_store = RedisRateLimitStore(redis)
         logs = RedisStreamLogStore(

@@ -268,6 +268,11 @@ class BudgetSettings(BudgetLimits):
 class StoreSettings(_Section):
     sqlite_file: str = "sessions.sqlite3"
     redis_url: str = ""
+    # With Redis, each running turn's lease: its instance renews it four times a lease, and
+    # when an instance dies mid-answer, another ends that turn (error, the partial answer
+    # saved) within about this long. Shorter finds a dead instance sooner; a lease shorter
+    # than a pause of the process (a long GC, a stalled disk) would end turns that still run.
+    redis_lease_seconds: float = Field(10.0, ge=1, le=600)
     # PostgreSQL for history when set (DATABASE_URL); SQLite in the data directory otherwise.
     database_url: str = ""
     # Connections one process keeps to PostgreSQL at most.

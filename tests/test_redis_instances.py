@@ -40,6 +40,9 @@ def instances(
         "REDIS_URL": redis.url,
         "SLUICE_LLM__DEMO__WORDS_PER_SECOND": "8",
         "SLUICE_STREAM__HEARTBEAT_SECONDS": "1",
+        # A killed instance's turns end within a lease: 4 s, not 10, still long enough for
+        # the stalls of a loaded machine.
+        "SLUICE_STORE__REDIS_LEASE_SECONDS": "4",
         **settings,
     }
     shared = tmp_path / "shared-data"  # one history for all: as PostgreSQL would be

@@ -56,6 +56,7 @@ def cluster(
         "PYTHONPATH": write_tool_package(tmp_path / "site"),
         "SLUICE_TOOLS__ENABLED": ENABLED_TOOLS,
         "SLUICE_STREAM__HEARTBEAT_SECONDS": "1",
+        "SLUICE_STORE__REDIS_LEASE_SECONDS": "4",  # a killed producer is found sooner
         **openai_env(fakes),
     }
     return Cluster(start_server, env, shared)

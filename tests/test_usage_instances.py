@@ -73,6 +73,7 @@ def test_an_answer_whose_instance_dies_mid_stream_is_recorded_estimated_by_anoth
         "SLUICE_ADMIN_TOKENS": "op-secret:ops",
         "SLUICE_BUDGETS__TOKENS_PER_USER": "1000000",
         "SLUICE_LLM__DEMO__WORDS_PER_SECOND": "8",
+        "SLUICE_STORE__REDIS_LEASE_SECONDS": "4",  # the killed producer is found sooner
     }
     producer, other = start_server(env), start_server(env)
     stream = start_stream(producer.url, "Tell me a long story")

@@ -65,6 +65,12 @@ def upstream_asked(fakes: ThreadedFakes, question: str, within: float = 30) -> N
         time.sleep(0.02)  # a polling interval: the fake records from its own thread
 
 
+def wait_idle(chat: ChatPage) -> None:
+    """Until the page has ended its turn: an answer shows complete a moment before its stream
+    closes, and a busy page does not send (Enter keeps the message in the box)."""
+    expect(chat.page.locator("#app")).to_have_attribute("data-busy", "false")
+
+
 def questions(chat: ChatPage) -> list[str]:
     return [str(t) for t in chat.page.locator(".message.user .content").all_text_contents()]
 
@@ -139,6 +145,7 @@ def test_second_tabs_follow_the_answer_and_a_second_message_waits_its_turn(
 
     # The first tab starts another answer; the second, idle and hidden meanwhile, comes
     # back into view and picks it up.
+    wait_idle(first)
     first.send("Another long one")
     wait_words(first, 3)
     second.page.evaluate(
@@ -159,6 +166,8 @@ def test_second_tabs_follow_the_answer_and_a_second_message_waits_its_turn(
     # halfway until the second tab has been refused, so that it is still being written.
     third = Reply(text=pieces, interval=0.04, pause_at=len(pieces) // 2)
     fakes.openai.script(third)
+    first.wait_for_answers(3)
+    wait_idle(first)
     first.send("And a third")
     # The model has been asked for the third answer: the server runs that turn before the
     # second tab sends. (Words on the page alone were not enough: until the first tab drew
@@ -166,9 +175,9 @@ def test_second_tabs_follow_the_answer_and_a_second_message_waits_its_turn(
     # under load the second tab's message could reach the server first and be the one run.)
     upstream_asked(fakes, "And a third")
     wait_words(first, 3)
-    # The second tab has ended its own following of the answer before (its turn ends when
-    # the stream closes, a moment after the answer shows complete): busy, it would not send.
-    expect(second.page.locator("#app")).to_have_attribute("data-busy", "false")
+    # The second tab has ended its own following of the answer before: busy, it would not
+    # send.
+    wait_idle(second)
     second.send("My own question")
     expect(second.page.locator("#toast")).to_contain_text("still being written")
     expect(second.answers()).to_have_count(4)

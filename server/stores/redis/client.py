@@ -119,6 +119,11 @@ class RedisContext:
         # A log whose turn never ends (its producer vanished and nobody saw it) still goes.
         self.safety_ttl_ms = int((max_duration_seconds + log_ttl_seconds + 120) * 1000)
         self.lease_ms = int(lease_seconds * 1000)
+        # Renewed four times a lease, so that a renewal that is late (Redis slow, the loop
+        # busy) or lost (a reconnect) still lands before the lease runs out; lapsed leases
+        # are looked for five times a lease, at most every 2 s.
+        self.renew_every_seconds = lease_seconds / 4
+        self.expired_every_seconds = min(2.0, lease_seconds / 5)
         # Stops a turn of this process (stream id, reason): set by the registry, called
         # also by the log writer when Redis says the turn is no longer this process's.
         self.stop_turn: CancelHandler | None = None

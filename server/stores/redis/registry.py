@@ -46,10 +46,9 @@ LOST_EVENT = error(
 )
 
 # How often this process looks for cancel keys of its turns (a lost pub/sub message still
-# stops the turn within one second), renews its leases, and looks for lapsed ones.
+# stops the turn within one second); its leases' upkeep follows store.redis_lease_seconds
+# (RedisContext).
 CANCEL_POLL_SECONDS = 0.25
-RENEW_EVERY_SECONDS = 2.5
-EXPIRED_EVERY_SECONDS = 2.0
 CANCEL_TTL_MS = 60_000
 # Reads of a lost turn's log before it is ended: each retry means the log grew meanwhile (a
 # producer that stalled past its lease and came back), which a few reads outlast.
@@ -212,10 +211,10 @@ class RedisTurnRegistry:
                 await self._poll_cancels()
                 now = loop.time()
                 if now >= next_renew:
-                    next_renew = now + RENEW_EVERY_SECONDS
+                    next_renew = now + self._context.renew_every_seconds
                     await self._renew_leases()
                 if now >= next_expired:
-                    next_expired = now + EXPIRED_EVERY_SECONDS
+                    next_expired = now + self._context.expired_every_seconds
                     await self._end_lost_turns()
                 if self._down_since is not None:
                     log.info(
