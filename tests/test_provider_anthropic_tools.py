@@ -12,7 +12,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import anthropic
 import pytest
 
 from plugins.providers.anthropic import AnthropicOptions, AnthropicProvider
@@ -103,6 +102,10 @@ async def test_the_sdk_reads_the_fake_s_thinking_and_tool_use_blocks(fake: FakeA
             argument_piece=5,
         )
     )
+    # Imported here: every pytest worker imports this module to collect it, and the SDK is
+    # 1.6 CPU-seconds of imports that only the worker running this test needs.
+    import anthropic
+
     client = anthropic.AsyncAnthropic(api_key=KEY, base_url=fake.url, max_retries=0)
     try:
         async with client.messages.stream(
