@@ -127,6 +127,13 @@ def test_kill_9_the_producer_ends_readers_elsewhere_and_saves_the_partial(
     stream = start_stream(producer.url, "Tell me a long story", session_id="s_dies")
     stream_id = stream.headers["X-Stream-Id"]
     seen = data_frames([stream.until(lambda f: f.event == "chunk")])
+    # The turn's lease is the one set (store.redis_lease_seconds, 4 s here; 10 by default):
+    # it runs out at most 4 s from now, renewed every second.
+    with redis_server.client() as client:
+        seconds, micros = client.time()
+        expires_ms = client.zscore("sluice:live", stream_id)
+    assert expires_ms is not None
+    assert 0 < expires_ms - (seconds * 1000 + micros / 1000) <= 4000
     follower = resume(other, stream_id, 0)
     followed: list[Frame] = []
     for frame in follower:  # following live on the other instance

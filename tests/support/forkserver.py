@@ -197,23 +197,15 @@ class ForkServer:
     ) -> ForkedProcess:
         """Run ``python -m server *argv`` as a fork: stdin and stdout on /dev/null, or on
         pipes (``process.stdin``, ``process.stdout``) with ``pipes``, as for a command."""
-        ours: list[int] = []  # read ends, then with pipes the stdin write end
-        theirs: list[int] = []
-        for _ in range(3 if pipes else 2):  # stderr, status, then stdout
-            read, write = os.pipe()
-            ours.append(read)
-            theirs.append(write)
-        if pipes:
-            read, write = os.pipe()
-            theirs.append(read)
-            ours.append(write)
-        request = {
-            "argv": argv,
-            "env": dict(env),
-            "cwd": str(cwd),
-            "open_files": open_files,
-            "pipes": pipes,
-        }
+        stderr_read, stderr_write = os.pipe()
+        status_read, status_write = os.pipe()
+        ours, theirs = [stderr_read, status_read], [stderr_write, status_write]
+        if pipes:  # the child's stdout and stdin follow (see _serve)
+            stdout_read, stdout_write = os.pipe()
+            stdin_read, stdin_write = os.pipe()
+            ours += [stdout_read, stdin_write]
+            theirs += [stdout_write, stdin_read]
+        request = {"argv": argv, "env": dict(env), "cwd": str(cwd), "open_files": open_files}
         try:
             with self._lock:
                 socket.send_fds(self._channel, [json.dumps(request).encode()], theirs)
@@ -226,11 +218,11 @@ class ForkServer:
                 os.close(fd)
             raise RuntimeError(f"the fork server could not start the server: {answer}")
         # The process object owns these, as a Popen owns its pipes.
-        stderr = open(ours[0], encoding="utf-8")  # noqa: SIM115
-        stdout = open(ours[2], encoding="utf-8") if pipes else None  # noqa: SIM115
-        stdin = open(ours[3], "w", encoding="utf-8") if pipes else None  # noqa: SIM115
+        stderr = open(stderr_read, encoding="utf-8")  # noqa: SIM115
+        stdout = open(stdout_read, encoding="utf-8") if pipes else None  # noqa: SIM115
+        stdin = open(stdin_write, "w", encoding="utf-8") if pipes else None  # noqa: SIM115
         args = [sys.executable, "-m", "server", *argv]
-        return ForkedProcess(answer["pid"], stderr, ours[1], args, stdout, stdin)
+        return ForkedProcess(answer["pid"], stderr, status_read, args, stdout, stdin)
 
 
 _shared: ForkServer | None = None
