@@ -156,7 +156,8 @@ def chat_page(browser: Browser) -> Iterator[Any]:
     contexts = []
 
     def make(server: Any, **options: Any) -> ChatPage:
-        context = browser.new_context(**{"viewport": {"width": 1200, "height": 820}, **options})
+        defaults = {"viewport": {"width": 1200, "height": 820}, "reduced_motion": "reduce"}
+        context = browser.new_context(**{**defaults, **options})
         contexts.append(context)
         return watch(context.new_page(), server.url)
 

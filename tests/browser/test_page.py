@@ -16,6 +16,8 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from tests.browser.conftest import ChatPage
+from tests.fakes.llm_upstreams import Reply
+from tests.fakes.threaded import ThreadedFakes, openai_env
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -435,6 +437,30 @@ def test_keyboard_only_and_live_region(demo_server: RunningServer, chat_page: An
     page.keyboard.press("Enter")
     chat.wait_for_answers(2)
     expect(page.locator(".message.user .content").last).to_have_text(label)
+    chat.assert_clean()
+
+
+@pytest.mark.parametrize("motion", ["no-preference", "reduce"])
+def test_a_burst_is_typed_out_unless_the_reader_prefers_reduced_motion(
+    motion: str, start_server: Any, chat_page: Any, fakes: ThreadedFakes
+) -> None:
+    """The typewriter reveals a burst of text over several frames. A reader who asked the
+    system for reduced motion gets no typing effect: the first paint holds the whole burst.
+    (The other browser tests ask for reduced motion: they check what arrives, not its pace.)"""
+    burst = "word " * 200
+    fakes.openai.default = Reply(text=[burst])
+    chat = chat_page(start_server(openai_env(fakes)), reduced_motion=motion)
+    chat.open()
+    chat.page.evaluate(OBSERVE_ANSWER)
+    chat.send("All at once, please")
+    chat.wait_for_answers(1)
+    paints = [p["len"] for p in chat.page.evaluate("window.__paints") if p["len"] > 0]
+    whole = paints[-1]  # the rendered paragraph: the burst's words and marked's newlines
+    assert whole >= len(burst.strip()), paints
+    if motion == "reduce":
+        assert paints == [whole], paints
+    else:
+        assert len(paints) >= 5 and paints[0] < whole // 4, paints
     chat.assert_clean()
 
 

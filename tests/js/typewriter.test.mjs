@@ -128,3 +128,16 @@ test("Typewriter: flush() shows everything at the next frame", async () => {
   await tw.done;
   assert.equal(last.length, 1000);
 });
+
+test("Typewriter: a scheduler that says instant (hidden tab, reduced motion) shows each burst whole", () => {
+  const f = fakeFrames();
+  const renders = [];
+  const scheduler = { ...f.scheduler, instant: () => true };
+  const tw = new Typewriter((t) => renders.push(t.length), { scheduler });
+  tw.push("a".repeat(1000));
+  f.run(16, 1);
+  tw.push("b".repeat(500));
+  f.run(16, 1);
+  assert.deepEqual(renders, [1000, 1500], "one render a burst, all of it");
+  assert.equal(f.pending, 0);
+});

@@ -13,6 +13,9 @@
 // - never inside a surrogate pair (an emoji or rare CJK character is shown
 //   whole).
 //
+// Nobody watches a hidden tab type, and a reader who asked the system for
+// reduced motion does not want to: for both, each frame shows all received.
+//
 // Rendering is coalesced: onRender runs at most once per frame, with the
 // shown text, and never while nothing changed.
 
@@ -88,10 +91,11 @@ function defaultScheduler() {
     // A background tab gets no animation frames: fall back to a timer there,
     // and show everything at once (nobody is watching it type).
     const hidden = () => g.document?.visibilityState === "hidden";
+    const reducedMotion = g.matchMedia?.("(prefers-reduced-motion: reduce)");
     return {
       request: (cb) => (hidden() ? setTimeout(() => cb(g.performance.now()), 50) : g.requestAnimationFrame(cb)),
       now: () => g.performance.now(),
-      hidden,
+      instant: () => hidden() || reducedMotion?.matches === true,
     };
   }
   return {
@@ -159,7 +163,7 @@ export class Typewriter {
     const now = this.scheduler.now();
     const dt = this._last === null ? 16 : now - this._last;
     this._last = now;
-    if (this.scheduler.hidden?.()) this.shown = this.text.length;
+    if (this.scheduler.instant?.()) this.shown = this.text.length;
     const next = step(
       {
         text: this.text,
