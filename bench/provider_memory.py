@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.path:
         # One path per process: what one path's closed streams free late is never counted
         # against another's.
-        # What is imported by now lives as long as the process: frozen, the collections
-        # each round runs skip it (a second each path).
+        # The SDK imported before the freeze: what is imported lives as long as the process,
+        # and frozen, the collections each round runs skip it (a second each path).
         import anthropic  # noqa: F401
 
         gc.freeze()
