@@ -18,7 +18,7 @@ from server.stores.schema import head_revision
 from server.stores.sqlite import sqlite_revision
 from tests.conftest import StartServer
 from tests.support.postgres import PostgresServer
-from tests.support.server import ROOT, base_env, run_command
+from tests.support.server import ROOT, base_env, server_command
 from tests.support.sse import bearer, json_request, start_stream
 
 # Written by the SQLite store as it was before schema versions (commit f8ef8de), through its
@@ -162,14 +162,6 @@ def test_a_sqlite_history_from_before_versions_upgrades_with_no_loss(
     assert len(trip) == 6 and trip[5]["reply_to"] == trip[4]["id"] > trip[3]["id"]
 
 
-def history_command(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = base_env(data_dir)
-    full_env.update(env or {})
-    return run_command(list(args), full_env, stdin=stdin)
-
-
 def test_moving_a_sqlite_history_to_postgres_keeps_everything(
     start_server: StartServer, database_url: str, tmp_path: Path
 ) -> None:
@@ -179,45 +171,45 @@ def test_moving_a_sqlite_history_to_postgres_keeps_everything(
     old.mkdir()
     shutil.copy(V0, old / "sessions.sqlite3")
     export_file = tmp_path / "history.jsonl"
-    exported = history_command(old, "export", "--output", str(export_file))
+    exported = server_command(old, "export", "--output", str(export_file))
     assert exported.returncode == 0, exported.stderr
     summary = "4 sessions of 3 users, 8 messages (6 complete, 1 error, 1 incomplete), 2 memories"
     assert f"exported {summary} (everyone) from SQLite" in exported.stderr
 
     pg = {"DATABASE_URL": database_url}
-    imported = history_command(tmp_path / "new", "import", str(export_file), env=pg)
+    imported = server_command(tmp_path / "new", "import", str(export_file), env=pg)
     assert imported.returncode == 0, imported.stderr
     assert f"imported {summary} into PostgreSQL (DATABASE_URL); every one checked" in (
         imported.stderr
     )
     # Importing the same again changes nothing and says why.
-    again = history_command(tmp_path / "new", "import", str(export_file), env=pg)
+    again = server_command(tmp_path / "new", "import", str(export_file), env=pg)
     assert again.returncode == 1 and "4 sessions exist already" in again.stderr
 
     server = start_server({**pg, "SLUICE_API_TOKENS": API_TOKENS})
     assert _as_served(server.url) == _v0_expected()
 
     # One user's history, through a pipe.
-    alice = history_command(tmp_path / "new", "export", "--user", "alice", env=pg)
+    alice = server_command(tmp_path / "new", "export", "--user", "alice", env=pg)
     assert alice.returncode == 0, alice.stderr
     lines = [json.loads(line) for line in alice.stdout.splitlines()]
     assert {line.get("user_id") for line in lines[1:]} == {"alice"}
     assert "exported 2 sessions of 1 user, 6 messages (4 complete, 1 error, 1 incomplete)," in (
         alice.stderr
     )
-    back = history_command(old, "import", "--replace", "-", stdin=alice.stdout)
+    back = server_command(old, "import", "--replace", "-", stdin=alice.stdout)
     assert back.returncode == 0, back.stderr
 
 
 def test_import_refuses_what_is_not_an_export(tmp_path: Path) -> None:
-    result = history_command(tmp_path, "import", "-", stdin='{"type": "session"}\n')
+    result = server_command(tmp_path, "import", "-", stdin='{"type": "session"}\n')
     assert result.returncode == 1
     assert result.stderr.strip() == "sluice: import failed: line 1: not a sluice history export"
 
 
 def test_migrate_command_reports_the_schema(tmp_path: Path, postgres: PostgresServer) -> None:
     url = postgres.new_database()
-    result = history_command(tmp_path, "migrate", env={"DATABASE_URL": url})
+    result = server_command(tmp_path, "migrate", env={"DATABASE_URL": url})
     assert result.returncode == 0, result.stderr
     assert "history schema in PostgreSQL (DATABASE_URL) is up to date" in result.stderr
     name = url.rsplit("/", 1)[1]

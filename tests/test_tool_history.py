@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from server.stores.sqlite import SQLiteSessionStore
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes
-from tests.support.server import RunningServer, base_env, run_command
+from tests.support.server import RunningServer, server_command
 from tests.support.sse import bearer, events, json_request, start_stream
 
 ALICE = bearer("tok-alice")
@@ -189,12 +188,6 @@ def test_the_tool_rounds_reach_gemini_after_a_fallback(
     ]
 
 
-def history_command(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return run_command(list(args), {**base_env(data_dir), **(env or {})})
-
-
 def test_export_and_import_carry_the_tool_rounds(
     start_server: StartServer, fakes: ThreadedFakes, database_url: str, tmp_path: Path
 ) -> None:
@@ -216,14 +209,14 @@ def test_export_and_import_carry_the_tool_rounds(
     assert server.stop() == 0
 
     export_file = tmp_path / "history.jsonl"
-    exported = history_command(old, "export", "--output", str(export_file))
+    exported = server_command(old, "export", "--output", str(export_file))
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in export_file.read_text().splitlines()]
     [answer_line] = [line for line in lines if line.get("role") == "assistant"]
     assert answer_line["parts"] == before[1]["parts"]
 
     pg = {"DATABASE_URL": database_url}
-    imported = history_command(tmp_path / "new", "import", str(export_file), env=pg)
+    imported = server_command(tmp_path / "new", "import", str(export_file), env=pg)
     assert imported.returncode == 0, imported.stderr
     moved = start_server(
         {
@@ -312,6 +305,6 @@ def test_import_names_a_line_whose_parts_are_not_parts(tmp_path: Path) -> None:
     )
     file = tmp_path / "history.jsonl"
     file.write_text(header + session + message)
-    result = history_command(tmp_path, "import", str(file))
+    result = server_command(tmp_path, "import", str(file))
     assert result.returncode == 1
     assert "sluice: import failed: line 3: a part that is not one" in result.stderr

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import StartServer
 from tests.fakes.llm_upstreams import Reply
 from tests.fakes.threaded import ThreadedFakes, openai_env
-from tests.support.server import RunningServer, base_env, run_command
+from tests.support.server import RunningServer, server_command
 from tests.support.sse import bearer, events, json_request, request, start_stream
 from tests.test_openapi import check
 
@@ -250,10 +250,6 @@ def test_a_jwt_claim_chooses_the_group_and_operators_read_everyone(
     assert status == 401
 
 
-def usage_command(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    return run_command(list(args), base_env(data_dir) | (env or {}))
-
-
 def test_the_usage_command_and_the_ledger_moving_from_sqlite_to_postgres(
     start_server: StartServer, database_url: str, tmp_path: Path
 ) -> None:
@@ -265,7 +261,7 @@ def test_the_usage_command_and_the_ledger_moving_from_sqlite_to_postgres(
         assert frames[-1]["type"] == "complete"
     server.stop()
 
-    table = usage_command(data_dir, "usage")
+    table = server_command(data_dir, "usage")
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
     assert header.split()[:4] == ["user_id", "provider", "model", "answers"]
@@ -273,26 +269,26 @@ def test_the_usage_command_and_the_ledger_moving_from_sqlite_to_postgres(
         ["alice", "demo", "sluice-demo", "2"],
         ["bob", "demo", "sluice-demo", "1"],
     ]
-    csv_out = usage_command(data_dir, "usage", "--format", "csv", "--since", "2020-01-01")
+    csv_out = server_command(data_dir, "usage", "--format", "csv", "--since", "2020-01-01")
     assert csv_out.returncode == 0, csv_out.stderr
     sqlite_rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
     assert [(r["user_id"], r["answers"], r["cost_usd"]) for r in sqlite_rows] == [
         ("alice", "2", ""),  # the demo has no price: no cost, not 0
         ("bob", "1", ""),
     ]
-    nothing = usage_command(data_dir, "usage", "--until", "2020-01-01", "--format", "csv")
+    nothing = server_command(data_dir, "usage", "--until", "2020-01-01", "--format", "csv")
     assert nothing.stdout.splitlines()[1:] == []
 
     # Export with the SQLite settings, import with DATABASE_URL: the ledger moves too.
     export_file = tmp_path / "history.jsonl"
-    exported = usage_command(data_dir, "export", "--output", str(export_file))
+    exported = server_command(data_dir, "export", "--output", str(export_file))
     assert exported.returncode == 0, exported.stderr
     assert "exported 3 usage entries" in exported.stderr
     pg = {"DATABASE_URL": database_url}
     for attempt in ("imported 3 usage entries (0 were there", "imported 0 usage entries (3 were"):
-        imported = usage_command(tmp_path, "import", "--replace", str(export_file), env=pg)
+        imported = server_command(tmp_path, "import", "--replace", str(export_file), env=pg)
         assert imported.returncode == 0, imported.stderr
         assert attempt in imported.stderr
-    moved = usage_command(tmp_path, "usage", "--format", "csv", "--since", "2020-01-01", env=pg)
+    moved = server_command(tmp_path, "usage", "--format", "csv", "--since", "2020-01-01", env=pg)
     assert moved.returncode == 0, moved.stderr
     assert list(csv.DictReader(io.StringIO(moved.stdout))) == sqlite_rows

@@ -296,6 +296,14 @@ def run_command(
     return subprocess.CompletedProcess(argv, code, read.get("stdout", ""), read.get("stderr", ""))
 
 
+def server_command(
+    data_dir: Path, *args: str, env: Mapping[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A command (``export``, ``import``, ``migrate``, ``usage``…) on the data directory
+    ``data_dir``, in the tests' environment with ``env`` over it: :func:`run_command`."""
+    return run_command(list(args), base_env(data_dir) | dict(env or {}), stdin=stdin)
+
+
 def attach(process: ServerProcess, data_dir: Path) -> RunningServer:
     """Follow a server process just started: its log, until it says it is listening."""
     server = RunningServer(process=process, data_dir=data_dir)
